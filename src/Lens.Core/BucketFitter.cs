@@ -1,0 +1,151 @@
+using MathNet.Numerics.LinearAlgebra;
+
+namespace Lens.Core;
+
+/// <summary>
+/// Fits buckets from measurements (method.md, "Profiling": least squares through all of a bucket's points, with standard errors).
+/// Repeats of one (I, O) point are first reduced by the profile's <see cref="RepeatStatistic"/>.
+/// </summary>
+public static class BucketFitter
+{
+    /// <summary>Fits every bucket of <paramref name="buckets"/> from <paramref name="measurements"/> and composes the model.</summary>
+    public static DeploymentModel Fit(BucketSet buckets, IEnumerable<Measurement> measurements, RepeatStatistic statistic)
+    {
+        var fits = FitAll(buckets, measurements, statistic);
+        return DeploymentModel.Compose(buckets, fits, statistic);
+    }
+
+    /// <summary>Assigns each measurement to a bucket (see <see cref="MeasurementTagger"/>) and fits each bucket alone.</summary>
+    public static IReadOnlyList<BucketFit> FitAll(BucketSet buckets, IEnumerable<Measurement> measurements, RepeatStatistic statistic)
+    {
+        var tagged = MeasurementTagger.Tag(buckets, measurements);
+        return [.. buckets.AllBuckets().Select(b => FitBucket(buckets, b, tagged.TryGetValue(b, out var ms) ? ms : [], statistic))];
+    }
+
+    /// <summary>Fits one bucket from its own measurements.</summary>
+    public static BucketFit FitBucket(BucketSet buckets, BucketId bucket, IReadOnlyCollection<Measurement> measurements, RepeatStatistic statistic)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        if (!buckets.Contains(bucket))
+        {
+            throw new ArgumentException($"bucket {bucket} is not in the bucket set {buckets}", nameof(bucket));
+        }
+
+        var points = ReducePoints(measurements, statistic, out var relNoise);
+        var ttft = TtftEstimates(measurements, statistic);
+        if (points.Count == 0)
+        {
+            return new BucketFit(bucket, null, 0, [], ttft, 0, 0, 0, "no measurements");
+        }
+
+        return bucket.Kind == BucketKind.Prefill
+            ? FitPrefill(bucket, points, ttft, measurements.Count, relNoise)
+            : FitDecode(buckets, bucket, points, ttft, measurements.Count, relNoise);
+    }
+
+    private static BucketFit FitPrefill(BucketId bucket, List<Point> points, IReadOnlyList<LengthEstimate> ttft, int count, double relNoise)
+    {
+        // A prefill bucket's own requests have O = 1: each is a direct estimate of A at its prompt length.
+        var estimates = points.Where(p => p.Output == 1).Select(p => new LengthEstimate(p.Input, p.Value, p.StandardError)).ToArray();
+        var warning = estimates.Length == 0 ? "no prefill-only (O = 1) measurement" : null;
+        return new BucketFit(bucket, null, 0, estimates, ttft, count, points.Count, relNoise, warning);
+    }
+
+    private static BucketFit FitDecode(BucketSet buckets, BucketId bucket, List<Point> points, IReadOnlyList<LengthEstimate> ttft, int count,
+        double relNoise)
+    {
+        // E2E = c_g + (O - 1) * S, one intercept per prompt length g, one shared slope: the extra steps between two requests of the
+        // same prompt are steps of this bucket alone, whatever the intercepts absorb.
+        var groups = points.GroupBy(p => p.Input).Where(g => g.Select(p => p.Output).Distinct().Count() >= 2)
+            .OrderBy(g => g.Key).ToArray();
+        if (groups.Length == 0)
+        {
+            return new BucketFit(bucket, null, 0, [], ttft, count, points.Count, relNoise,
+                "needs two requests with the same prompt length and different output lengths");
+        }
+
+        var rows = groups.SelectMany(g => g).ToArray();
+        var x = Matrix<double>.Build.Dense(rows.Length, groups.Length + 1);
+        var y = Vector<double>.Build.Dense(rows.Length);
+        var w = Vector<double>.Build.Dense(rows.Length);
+        for (var r = 0; r < rows.Length; r++)
+        {
+            var g = Array.FindIndex(groups, gr => gr.Key == rows[r].Input);
+            x[r, g] = 1;
+            x[r, groups.Length] = rows[r].Output - 1;
+            y[r] = rows[r].Value;
+            w[r] = rows[r].Variance;
+        }
+
+        var line = WeightedLeastSquares.Solve(x, y, w);
+        var slopeIndex = groups.Length;
+        var lower = buckets.DecodeLowerEdge(buckets.DecodeIndex(bucket.Edge));
+        var estimates = new List<LengthEstimate>();
+        for (var g = 0; g < groups.Length; g++)
+        {
+            // The intercept is A[pre(I)] only when the first decode step already lies in this bucket.
+            var input = groups[g].Key;
+            if (buckets.StepLength(input, 1) > lower && buckets.PrefillIndex(input) >= 0)
+            {
+                estimates.Add(new LengthEstimate(input, line.Coefficients[g], line.StandardErrors[g]));
+            }
+        }
+
+        return new BucketFit(bucket, line.Coefficients[slopeIndex], line.StandardErrors[slopeIndex], estimates, ttft, count, points.Count,
+            relNoise);
+    }
+
+    /// <summary>One (I, O) point: the statistic of its repeats, and the variance of that estimate (0 when unknown).</summary>
+    private readonly record struct Point(int Input, int Output, double Value, double Variance, int Repeats)
+    {
+        public double StandardError => Math.Sqrt(Variance);
+    }
+
+    private static List<Point> ReducePoints(IEnumerable<Measurement> measurements, RepeatStatistic statistic, out double relativeNoise)
+    {
+        var points = new List<Point>();
+        double relVarSum = 0;
+        var relDof = 0;
+        foreach (var g in measurements.GroupBy(m => (m.InputLength, m.OutputLength)).OrderBy(g => g.Key))
+        {
+            var values = g.Select(m => m.E2eMs).ToArray();
+            var value = statistic.Reduce(values);
+            var variance = 0.0;
+            if (values.Length > 1)
+            {
+                var mean = values.Average();
+                var sampleVar = values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1);
+
+                // Variance of the point's estimate: the sample variance over the repeats (sd / sqrt(r) for the mean;
+                // used for every statistic as a consistent, slightly conservative proxy).
+                variance = sampleVar / values.Length;
+                relVarSum += sampleVar / (mean * mean) * (values.Length - 1);
+                relDof += values.Length - 1;
+            }
+
+            points.Add(new Point(g.Key.InputLength, g.Key.OutputLength, value, variance, values.Length));
+        }
+
+        relativeNoise = relDof > 0 ? Math.Sqrt(relVarSum / relDof) : 0;
+
+        // Points without repeats borrow the pooled relative noise, so weights stay comparable within the bucket.
+        for (var i = 0; i < points.Count; i++)
+        {
+            if (points[i].Variance == 0 && relativeNoise > 0)
+            {
+                var sd = relativeNoise * points[i].Value;
+                points[i] = points[i] with { Variance = sd * sd };
+            }
+        }
+
+        return points;
+    }
+
+    private static LengthEstimate[] TtftEstimates(IEnumerable<Measurement> measurements, RepeatStatistic statistic) =>
+        [.. measurements.Where(m => m.TtftMs is not null).GroupBy(m => m.InputLength).OrderBy(g => g.Key).Select(g =>
+        {
+            var values = g.Select(m => m.TtftMs!.Value).ToArray();
+            var sd = values.Length > 1 ? Math.Sqrt(values.Sum(v => Math.Pow(v - values.Average(), 2)) / (values.Length - 1)) : 0;
+            return new LengthEstimate(g.Key, statistic.Reduce(values), sd / Math.Sqrt(values.Length));
+        })];
+}

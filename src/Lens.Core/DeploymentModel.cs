@@ -1,0 +1,304 @@
+namespace Lens.Core;
+
+/// <summary>A prediction for one request (ms). <see cref="TpotMs"/> is NaN when <c>O = 1</c> (no decode step).</summary>
+/// <param name="E2eMs">End-to-end latency.</param>
+/// <param name="TtftMs">Time to first token.</param>
+/// <param name="TpotMs">Mean time per output token after the first: <c>(E2E - TTFT) / (O - 1)</c>.</param>
+/// <param name="E2eLowMs">Lower end of the 95% prediction interval of E2E.</param>
+/// <param name="E2eHighMs">Upper end of the 95% prediction interval of E2E.</param>
+public readonly record struct Prediction(double E2eMs, double TtftMs, double TpotMs, double E2eLowMs, double E2eHighMs);
+
+/// <summary>One bucket's share of a prediction: its steps (1 for the prefill) and their cost.</summary>
+public readonly record struct BucketShare(BucketId Bucket, int Steps, double Ms);
+
+/// <summary>The fitted values of one prefill bucket.</summary>
+/// <param name="AMs">Prefill cost <c>A[p]</c> (request overhead included); NaN when no data.</param>
+/// <param name="PlateauSpread">(max - min) / mean of the A estimates at different prompt lengths in the bucket; NaN with fewer than two.</param>
+public readonly record struct PrefillValues(int Edge, double AMs, double AStandardError, double TtftMs, double TtftStandardError, double PlateauSpread)
+{
+    public bool IsFitted => !double.IsNaN(AMs);
+}
+
+/// <summary>The fitted values of one decode bucket: step cost <c>S[d]</c> (NaN when no data).</summary>
+public readonly record struct DecodeValues(int Edge, double StepMs, double StepStandardError)
+{
+    public bool IsFitted => !double.IsNaN(StepMs);
+}
+
+/// <summary>
+/// An immutable fitted deployment: the bucket sets and every bucket's values. Predicts (method.md, "The model")
+/// <code>
+/// TTFT(I)   = A[pre(I)]   (or the measured TTFT of pre(I), when the backend streamed)
+/// E2E(I, O) = A[pre(I)] + sum over k = 1..O-1 of S[dec(I + k)]
+/// TPOT      = (E2E - TTFT) / (O - 1)
+/// </code>
+/// The decode sum is computed from prefix sums over buckets with two binary searches: O(log n) per request, never a loop over O.
+/// </summary>
+public sealed class DeploymentModel
+{
+    private const double Z95 = 1.959963984540054;
+
+    private readonly int[] _decodeEdges;
+    private readonly double[] _a, _aVar, _ttft, _step, _stepVar;
+    private readonly double[] _cumCost, _cumVar; // sums over full buckets 0..j of width * S and width^2 * Var(S)
+    private readonly int[] _cumMissing;          // unfitted decode buckets among 0..j
+
+    public DeploymentModel(BucketSet buckets, IReadOnlyList<PrefillValues> prefill, IReadOnlyList<DecodeValues> decode, RepeatStatistic statistic,
+        double relativeNoise)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        ArgumentNullException.ThrowIfNull(prefill);
+        ArgumentNullException.ThrowIfNull(decode);
+        if (!prefill.Select(p => p.Edge).SequenceEqual(buckets.Prefill) || !decode.Select(d => d.Edge).SequenceEqual(buckets.Decode))
+        {
+            throw new ArgumentException("the fitted buckets do not match the bucket set");
+        }
+
+        if (!(relativeNoise >= 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(relativeNoise), relativeNoise, "relative noise must be zero or positive");
+        }
+
+        Buckets = buckets;
+        PrefillBuckets = [.. prefill];
+        DecodeBuckets = [.. decode];
+        Statistic = statistic;
+        RelativeNoise = relativeNoise;
+        _decodeEdges = [.. buckets.Decode];
+        _a = [.. prefill.Select(p => p.AMs)];
+        _aVar = [.. prefill.Select(p => p.AStandardError * p.AStandardError)];
+        _ttft = [.. prefill.Select(p => double.IsNaN(p.TtftMs) ? p.AMs : p.TtftMs)];
+        _step = [.. decode.Select(d => d.StepMs)];
+        _stepVar = [.. decode.Select(d => d.StepStandardError * d.StepStandardError)];
+        _cumCost = new double[_step.Length];
+        _cumVar = new double[_step.Length];
+        _cumMissing = new int[_step.Length];
+        double cost = 0, variance = 0;
+        var missing = 0;
+        for (var j = 0; j < _step.Length; j++)
+        {
+            double width = _decodeEdges[j] - buckets.DecodeLowerEdge(j);
+            if (double.IsNaN(_step[j]))
+            {
+                missing++;
+            }
+            else
+            {
+                cost += width * _step[j];
+                variance += width * width * _stepVar[j];
+            }
+
+            _cumCost[j] = cost;
+            _cumVar[j] = variance;
+            _cumMissing[j] = missing;
+        }
+    }
+
+    public BucketSet Buckets { get; }
+
+    public IReadOnlyList<PrefillValues> PrefillBuckets { get; }
+
+    public IReadOnlyList<DecodeValues> DecodeBuckets { get; }
+
+    /// <summary>The statistic the profile reduced repeats with; evaluate with the same one.</summary>
+    public RepeatStatistic Statistic { get; }
+
+    /// <summary>Pooled relative standard deviation of one request around its point (repeat noise), used in prediction intervals.</summary>
+    public double RelativeNoise { get; }
+
+    /// <summary>Whether every bucket has a fit.</summary>
+    public bool IsComplete => PrefillBuckets.All(p => p.IsFitted) && DecodeBuckets.All(d => d.IsFitted);
+
+    /// <summary>The buckets without a fit.</summary>
+    public IEnumerable<BucketId> Unfitted =>
+        PrefillBuckets.Where(p => !p.IsFitted).Select(p => new BucketId(BucketKind.Prefill, p.Edge))
+            .Concat(DecodeBuckets.Where(d => !d.IsFitted).Select(d => new BucketId(BucketKind.Decode, d.Edge)));
+
+    /// <summary>
+    /// Combines per-bucket fits into a model: <c>S[d]</c> from each decode bucket's own fit; <c>A[p]</c> (and TTFT) from every
+    /// estimate at a prompt length in <c>p</c>, weighted by inverse variance where all have one.
+    /// </summary>
+    public static DeploymentModel Compose(BucketSet buckets, IEnumerable<BucketFit> fits, RepeatStatistic statistic)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        var list = fits.ToArray();
+        var decode = buckets.Decode.Select(edge =>
+        {
+            var fit = list.FirstOrDefault(f => f.Bucket == new BucketId(BucketKind.Decode, edge));
+            return fit?.StepMs is { } s ? new DecodeValues(edge, s, fit.StepStandardError) : new DecodeValues(edge, double.NaN, 0);
+        }).ToArray();
+
+        var aByBucket = GroupByPrefill(buckets, list.SelectMany(f => f.PrefillEstimates));
+        var ttftByBucket = GroupByPrefill(buckets, list.SelectMany(f => f.TtftEstimates));
+        var prefill = new PrefillValues[buckets.Prefill.Length];
+        for (var i = 0; i < prefill.Length; i++)
+        {
+            var (a, aSe) = Combine(aByBucket[i]);
+            var (t, tSe) = Combine(ttftByBucket[i]);
+            prefill[i] = new PrefillValues(buckets.Prefill[i], a, aSe, t, tSe, PlateauSpread(aByBucket[i]));
+        }
+
+        var counted = list.Where(f => f.Measurements > 0).ToArray();
+        var noise = counted.Length == 0 ? 0 : counted.Sum(f => f.RelativeNoise * f.Measurements) / counted.Sum(f => f.Measurements);
+        return new DeploymentModel(buckets, prefill, decode, statistic, noise);
+    }
+
+    /// <summary>Predicts one request. Throws <see cref="RequestOutOfRangeException"/> outside the buckets and
+    /// <see cref="UnfittedBucketException"/> when a bucket it needs has no fit.</summary>
+    public Prediction Predict(int inputLength, int outputLength)
+    {
+        Buckets.EnsureRequest(inputLength, outputLength);
+        return PredictValidated(inputLength, outputLength);
+    }
+
+    /// <summary>
+    /// Predicts many requests into caller-owned spans, allocating nothing per item. Lengths are validated first; an invalid one throws
+    /// <see cref="RequestOutOfRangeException"/> naming its index, and nothing is written.
+    /// </summary>
+    public void PredictBatch(ReadOnlySpan<int> inputLengths, ReadOnlySpan<int> outputLengths, Span<Prediction> results)
+    {
+        if (inputLengths.Length != outputLengths.Length || results.Length < inputLengths.Length)
+        {
+            throw new ArgumentException(
+                $"batch spans disagree: {inputLengths.Length} input lengths, {outputLengths.Length} output lengths, room for {results.Length} results");
+        }
+
+        for (var n = 0; n < inputLengths.Length; n++)
+        {
+            if (Buckets.CheckRequest(inputLengths[n], outputLengths[n]) is { } reason)
+            {
+                throw new RequestOutOfRangeException($"request #{n}: {reason}");
+            }
+        }
+
+        for (var n = 0; n < inputLengths.Length; n++)
+        {
+            results[n] = PredictValidated(inputLengths[n], outputLengths[n]);
+        }
+    }
+
+    /// <summary>The per-bucket breakdown of a prediction: the prefill bucket, then each decode bucket touched with its steps.</summary>
+    public IReadOnlyList<BucketShare> Breakdown(int inputLength, int outputLength)
+    {
+        Buckets.EnsureRequest(inputLength, outputLength);
+        var i = Buckets.PrefillIndex(inputLength);
+        var shares = new List<BucketShare> { new(new BucketId(BucketKind.Prefill, Buckets.Prefill[i]), 1, _a[i]) };
+        if (outputLength > 1)
+        {
+            int from = Buckets.StepLength(inputLength, 1), to = Buckets.StepLength(inputLength, outputLength - 1);
+            for (var j = Buckets.DecodeIndex(from); j < _decodeEdges.Length && Buckets.DecodeLowerEdge(j) < to; j++)
+            {
+                var steps = Math.Min(to, _decodeEdges[j]) - Math.Max(from, Buckets.DecodeLowerEdge(j) + 1) + 1;
+                shares.Add(new BucketShare(new BucketId(BucketKind.Decode, _decodeEdges[j]), steps, steps * _step[j]));
+            }
+        }
+
+        return shares;
+    }
+
+    private Prediction PredictValidated(int inputLength, int outputLength)
+    {
+        var i = Buckets.PrefillIndex(inputLength);
+        var a = _a[i];
+        if (double.IsNaN(a))
+        {
+            throw new UnfittedBucketException(new BucketId(BucketKind.Prefill, Buckets.Prefill[i]));
+        }
+
+        var ttft = _ttft[i];
+        if (outputLength == 1)
+        {
+            return WithInterval(a, ttft, double.NaN, _aVar[i]);
+        }
+
+        var decode = DecodeSum(Buckets.StepLength(inputLength, 1), Buckets.StepLength(inputLength, outputLength - 1), out var decodeVar);
+        var e2e = a + decode;
+        return WithInterval(e2e, ttft, (e2e - ttft) / (outputLength - 1), _aVar[i] + decodeVar);
+    }
+
+    private Prediction WithInterval(double e2e, double ttft, double tpot, double fitVariance)
+    {
+        var noise = RelativeNoise * e2e;
+        var half = Z95 * Math.Sqrt(fitVariance + (noise * noise));
+        return new Prediction(e2e, ttft, tpot, e2e - half, e2e + half);
+    }
+
+    /// <summary>Sum of <c>S[dec(len)]</c> for <c>len = from..to</c>, and its variance, from prefix sums.</summary>
+    private double DecodeSum(int from, int to, out double variance)
+    {
+        int ja = Buckets.DecodeIndex(from), jb = Buckets.DecodeIndex(to);
+        if (_cumMissing[jb] - (ja == 0 ? 0 : _cumMissing[ja - 1]) > 0)
+        {
+            var j = ja;
+            while (!double.IsNaN(_step[j]))
+            {
+                j++;
+            }
+
+            throw new UnfittedBucketException(new BucketId(BucketKind.Decode, _decodeEdges[j]));
+        }
+
+        if (ja == jb)
+        {
+            double n = to - from + 1;
+            variance = n * n * _stepVar[ja];
+            return n * _step[ja];
+        }
+
+        double first = _decodeEdges[ja] - from + 1, last = to - _decodeEdges[jb - 1];
+        variance = (first * first * _stepVar[ja]) + (last * last * _stepVar[jb]) + _cumVar[jb - 1] - _cumVar[ja];
+        return (first * _step[ja]) + (last * _step[jb]) + _cumCost[jb - 1] - _cumCost[ja];
+    }
+
+    private static List<LengthEstimate>[] GroupByPrefill(BucketSet buckets, IEnumerable<LengthEstimate> estimates)
+    {
+        var groups = buckets.Prefill.Select(_ => new List<LengthEstimate>()).ToArray();
+        foreach (var e in estimates)
+        {
+            var i = buckets.PrefillIndex(e.InputLength);
+            if (i >= 0)
+            {
+                groups[i].Add(e);
+            }
+        }
+
+        return groups;
+    }
+
+    private static (double Value, double StandardError) Combine(List<LengthEstimate> estimates)
+    {
+        if (estimates.Count == 0)
+        {
+            return (double.NaN, 0);
+        }
+
+        if (estimates.Count == 1)
+        {
+            return (estimates[0].ValueMs, estimates[0].StandardError);
+        }
+
+        if (estimates.All(e => e.StandardError > 0))
+        {
+            var weights = estimates.Select(e => 1 / (e.StandardError * e.StandardError)).ToArray();
+            var total = weights.Sum();
+            return (estimates.Select((e, k) => e.ValueMs * weights[k]).Sum() / total, Math.Sqrt(1 / total));
+        }
+
+        var mean = estimates.Average(e => e.ValueMs);
+        var sd = Math.Sqrt(estimates.Sum(e => (e.ValueMs - mean) * (e.ValueMs - mean)) / (estimates.Count - 1));
+        return (mean, sd / Math.Sqrt(estimates.Count));
+    }
+
+    private static double PlateauSpread(List<LengthEstimate> estimates)
+    {
+        var byLength = estimates.GroupBy(e => e.InputLength).Select(g => g.Average(e => e.ValueMs)).ToArray();
+        return byLength.Length < 2 ? double.NaN : (byLength.Max() - byLength.Min()) / byLength.Average();
+    }
+}
+
+/// <summary>A prediction needs a bucket that has no fit yet (not profiled, or its data were insufficient).</summary>
+public sealed class UnfittedBucketException(BucketId bucket)
+    : InvalidOperationException($"bucket {bucket} has no fit yet; profile it before predicting requests that touch it")
+{
+    public BucketId Bucket { get; } = bucket;
+}

@@ -1,0 +1,222 @@
+using System.Globalization;
+using System.Text;
+
+namespace Lens.Core;
+
+/// <summary>A malformed CSV: names the file, the 1-based line and column, and the reason. Nothing of the file is used.</summary>
+public sealed class CsvFormatException(string source, int line, string? column, string reason)
+    : FormatException($"{source}:{line}: {(column is null ? "" : $"column '{column}': ")}{reason}")
+{
+    public string File { get; } = source;
+
+    public int Line { get; } = line;
+
+    public string? Column { get; } = column;
+
+    public string Reason { get; } = reason;
+}
+
+/// <summary>Rows read from a CSV with the line each came from, for error messages that point at the file.</summary>
+public sealed record CsvRows<T>(string Source, IReadOnlyList<T> Rows, IReadOnlyList<int> Lines);
+
+/// <summary>
+/// The project's CSV formats. Comma-separated, a header line naming the columns (any order, case-insensitive), other columns ignored,
+/// blank lines and lines starting with '#' skipped. Reading is all-or-nothing: the first bad cell throws
+/// <see cref="CsvFormatException"/> and no row is returned.
+/// <list type="bullet">
+/// <item>measurements: <c>input_len,output_len,e2e_ms</c>, optional <c>ttft_ms</c> and <c>bucket</c>.</item>
+/// <item>request pairs: <c>input_len,output_len</c>.</item>
+/// <item>plan: <c>bucket,input_len,output_len,repeat,role</c>.</item>
+/// </list>
+/// </summary>
+public static class LensCsv
+{
+    public const string MeasurementHeader = "bucket,input_len,output_len,e2e_ms,ttft_ms";
+    public const string PlanHeader = "bucket,input_len,output_len,repeat,role";
+
+    /// <summary>Reads measurements. Lengths must be whole numbers from 1; latencies positive and finite; TTFT at most E2E.</summary>
+    public static CsvRows<Measurement> ReadMeasurements(TextReader reader, string source) =>
+        Read(reader, source, ["input_len", "output_len", "e2e_ms"], (cells, line) =>
+        {
+            var i = cells.Int("input_len", 1, int.MaxValue);
+            var o = cells.Int("output_len", 1, int.MaxValue);
+            var e2e = cells.Double("e2e_ms");
+            double? ttft = cells.Has("ttft_ms") && cells.Text("ttft_ms").Length > 0 ? cells.Double("ttft_ms") : null;
+            if (ttft > e2e)
+            {
+                throw new CsvFormatException(source, line, "ttft_ms", $"TTFT {ttft} ms is above E2E {e2e} ms; the first token cannot come after the last");
+            }
+
+            BucketId? bucket = null;
+            if (cells.Has("bucket") && cells.Text("bucket").Length > 0)
+            {
+                bucket = BucketId.TryParse(cells.Text("bucket"), out var b)
+                    ? b
+                    : throw new CsvFormatException(source, line, "bucket", $"'{cells.Text("bucket")}' is not a bucket id (prefill-N or decode-N)");
+            }
+
+            return new Measurement(i, o, e2e, ttft, bucket);
+        });
+
+    /// <summary>Reads request pairs to predict or measure.</summary>
+    public static CsvRows<RequestPair> ReadPairs(TextReader reader, string source) =>
+        Read(reader, source, ["input_len", "output_len"],
+            (cells, _) => new RequestPair(cells.Int("input_len", 1, int.MaxValue), cells.Int("output_len", 1, int.MaxValue)));
+
+    /// <summary>Reads a plan written by <see cref="WritePlan"/>.</summary>
+    public static CsvRows<PlanRow> ReadPlan(TextReader reader, string source) =>
+        Read(reader, source, ["bucket", "input_len", "output_len"], (cells, line) =>
+        {
+            var bucket = BucketId.TryParse(cells.Text("bucket"), out var b)
+                ? b
+                : throw new CsvFormatException(source, line, "bucket", $"'{cells.Text("bucket")}' is not a bucket id (prefill-N or decode-N)");
+            var repeat = cells.Has("repeat") ? cells.Int("repeat", 0, PlanOptions.MaxRepeats) : 0;
+            var role = PlanRole.Slope;
+            if (cells.Has("role") && !Enum.TryParse(cells.Text("role"), ignoreCase: true, out role))
+            {
+                throw new CsvFormatException(source, line, "role", $"'{cells.Text("role")}' is not one of {string.Join(", ", Enum.GetNames<PlanRole>())}");
+            }
+
+            return new PlanRow(bucket, cells.Int("input_len", 1, int.MaxValue), cells.Int("output_len", 1, int.MaxValue), repeat, role);
+        });
+
+    public static void WritePlan(TextWriter writer, IEnumerable<PlanRow> rows)
+    {
+        writer.WriteLine(PlanHeader);
+        foreach (var r in rows)
+        {
+            writer.WriteLine($"{r.Bucket},{r.InputLength},{r.OutputLength},{r.Repeat},{r.Role.ToString().ToLowerInvariant()}");
+        }
+    }
+
+    /// <summary>One measurement as a line of <see cref="MeasurementHeader"/>; round-trips through <see cref="ReadMeasurements"/>.</summary>
+    public static string FormatMeasurement(Measurement m) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"{m.Bucket?.ToString() ?? ""},{m.InputLength},{m.OutputLength},{m.E2eMs:R},{(m.TtftMs is { } t ? t.ToString("R", CultureInfo.InvariantCulture) : "")}");
+
+    public static void WriteMeasurements(TextWriter writer, IEnumerable<Measurement> rows)
+    {
+        writer.WriteLine(MeasurementHeader);
+        foreach (var m in rows)
+        {
+            writer.WriteLine(FormatMeasurement(m));
+        }
+    }
+
+    public const string PredictionHeader = "input_len,output_len,e2e_ms,ttft_ms,tpot_ms,e2e_low_ms,e2e_high_ms";
+
+    public static void WritePredictions(TextWriter writer, IReadOnlyList<RequestPair> pairs, ReadOnlySpan<Prediction> predictions)
+    {
+        writer.WriteLine(PredictionHeader);
+        var line = new StringBuilder();
+        for (var n = 0; n < pairs.Count; n++)
+        {
+            var p = predictions[n];
+            line.Clear();
+            line.Append(CultureInfo.InvariantCulture,
+                $"{pairs[n].InputLength},{pairs[n].OutputLength},{p.E2eMs:0.####},{p.TtftMs:0.####},");
+            if (!double.IsNaN(p.TpotMs))
+            {
+                line.Append(CultureInfo.InvariantCulture, $"{p.TpotMs:0.####}");
+            }
+
+            line.Append(CultureInfo.InvariantCulture, $",{p.E2eLowMs:0.####},{p.E2eHighMs:0.####}");
+            writer.WriteLine(line);
+        }
+    }
+
+    private sealed class Cells(string source, int line, Dictionary<string, int> columns, string[] values)
+    {
+        public bool Has(string column) => columns.ContainsKey(column);
+
+        public string Text(string column) => values[columns[column]].Trim();
+
+        public int Int(string column, int min, int max)
+        {
+            var text = Text(column);
+            if (!long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value))
+            {
+                throw new CsvFormatException(source, line, column, $"'{text}' is not a whole number");
+            }
+
+            if (value < min || value > max)
+            {
+                throw new CsvFormatException(source, line, column,
+                    $"{value} is out of range (allowed {min}..{(max == int.MaxValue ? "" : max.ToString(CultureInfo.InvariantCulture))})");
+            }
+
+            return (int)value;
+        }
+
+        public double Double(string column)
+        {
+            var text = Text(column);
+            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
+            {
+                throw new CsvFormatException(source, line, column, $"'{text}' is not a finite number");
+            }
+
+            if (value <= 0)
+            {
+                throw new CsvFormatException(source, line, column, $"{text} is not positive (a latency in ms must be above 0)");
+            }
+
+            return value;
+        }
+    }
+
+    private static CsvRows<T> Read<T>(TextReader reader, string source, string[] required, Func<Cells, int, T> parse)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        var rows = new List<T>();
+        var lines = new List<int>();
+        Dictionary<string, int>? columns = null;
+        var lineNumber = 0;
+        while (reader.ReadLine() is { } text)
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(text) || text.TrimStart().StartsWith('#'))
+            {
+                continue;
+            }
+
+            var values = text.Split(',');
+            if (columns is null)
+            {
+                columns = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+                for (var c = 0; c < values.Length; c++)
+                {
+                    var name = values[c].Trim().Trim('"');
+                    if (name.Length > 0 && !columns.TryAdd(name, c))
+                    {
+                        throw new CsvFormatException(source, lineNumber, name, "column appears twice in the header");
+                    }
+                }
+
+                var missing = required.Where(r => !columns.ContainsKey(r)).ToArray();
+                if (missing.Length > 0)
+                {
+                    throw new CsvFormatException(source, lineNumber, null,
+                        $"header lacks {string.Join(", ", missing)}; expected a header with at least {string.Join(",", required)}");
+                }
+
+                continue;
+            }
+
+            if (values.Length < columns.Values.Max() + 1)
+            {
+                throw new CsvFormatException(source, lineNumber, null, $"has {values.Length} fields, the header has {columns.Values.Max() + 1}");
+            }
+
+            rows.Add(parse(new Cells(source, lineNumber, columns, values), lineNumber));
+            lines.Add(lineNumber);
+        }
+
+        if (columns is null)
+        {
+            throw new CsvFormatException(source, Math.Max(1, lineNumber), null, $"is empty; expected a header with at least {string.Join(",", required)}");
+        }
+
+        return new CsvRows<T>(source, rows, lines);
+    }
+}

@@ -1,0 +1,76 @@
+namespace Lens.Core;
+
+/// <summary>
+/// Assigns measurements to the bucket whose profile they belong to. A measurement that names its bucket keeps it; one that does
+/// not (a CSV made elsewhere) is placed by its lengths, using the rules the plan follows:
+/// <list type="bullet">
+/// <item>O &gt; 1: the decode bucket of its last step; if that step sits exactly on a bucket's top edge and another request of the
+/// same prompt ends inside the next bucket, the pair profiles the next bucket (the short request of a beyond-the-prompt pair).</item>
+/// <item>O = 1: the decode bucket of a request with the same prompt whose steps all fall in one bucket (the pair's intercept);
+/// otherwise the prefill bucket <c>pre(I)</c>.</item>
+/// </list>
+/// </summary>
+public static class MeasurementTagger
+{
+    public static Dictionary<BucketId, List<Measurement>> Tag(BucketSet buckets, IEnumerable<Measurement> measurements)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        var all = measurements.ToArray();
+        var result = new Dictionary<BucketId, List<Measurement>>();
+        var byInput = all.Where(m => m.Bucket is null && m.OutputLength > 1).GroupBy(m => m.InputLength)
+            .ToDictionary(g => g.Key, g => g.Select(m => m.OutputLength).Distinct().ToArray());
+        for (var i = 0; i < all.Length; i++)
+        {
+            var m = all[i];
+            if (buckets.CheckRequest(m.InputLength, m.OutputLength) is { } reason)
+            {
+                throw new ArgumentException($"measurement #{i + 1} (I={m.InputLength}, O={m.OutputLength}): {reason}");
+            }
+
+            var bucket = m.Bucket ?? Infer(buckets, m, byInput.GetValueOrDefault(m.InputLength) ?? []);
+            if (!buckets.Contains(bucket))
+            {
+                throw new ArgumentException($"measurement #{i + 1} names bucket {bucket}, which is not in {buckets}");
+            }
+
+            if (!result.TryGetValue(bucket, out var list))
+            {
+                result[bucket] = list = [];
+            }
+
+            list.Add(m);
+        }
+
+        return result;
+    }
+
+    /// <summary>The bucket a measurement without a tag belongs to (see the type's summary).</summary>
+    public static BucketId Infer(BucketSet buckets, Measurement m, IReadOnlyCollection<int> longerOutputsOfSamePrompt)
+    {
+        var decode = buckets.Decode;
+        if (m.OutputLength == 1)
+        {
+            foreach (var o in longerOutputsOfSamePrompt.Order())
+            {
+                var first = buckets.DecodeIndex(buckets.StepLength(m.InputLength, 1));
+                var last = buckets.DecodeIndex(buckets.StepLength(m.InputLength, o - 1));
+                if (first >= 0 && first == last)
+                {
+                    return new BucketId(BucketKind.Decode, decode[first]);
+                }
+            }
+
+            return new BucketId(BucketKind.Prefill, buckets.Prefill[buckets.PrefillIndex(m.InputLength)]);
+        }
+
+        var frontier = buckets.StepLength(m.InputLength, m.OutputLength - 1);
+        var j = Math.Max(0, buckets.DecodeIndex(frontier));
+        if (frontier == decode[j] && j + 1 < decode.Length &&
+            longerOutputsOfSamePrompt.Any(o => buckets.DecodeIndex(buckets.StepLength(m.InputLength, o - 1)) == j + 1))
+        {
+            j++;
+        }
+
+        return new BucketId(BucketKind.Decode, decode[j]);
+    }
+}

@@ -1,0 +1,98 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Lens.Core;
+
+/// <summary>
+/// The versioned model file (<c>lens fit --out model.json</c>): format name and version, bucket sets, decode convention, the
+/// statistic of the profile, and each bucket's fitted values with standard errors. Unknown members are ignored, so later versions
+/// can add fields; a different <see cref="ModelDocument.Format"/> or a newer major <see cref="ModelDocument.Version"/> is refused.
+/// </summary>
+public static class ModelJson
+{
+    public const string Format = "lens-model";
+    public const int Version = 1;
+
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
+    };
+
+    public static string Serialize(DeploymentModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var doc = new ModelDocument
+        {
+            Format = Format,
+            Version = Version,
+            PrefillBuckets = [.. model.Buckets.Prefill],
+            DecodeBuckets = [.. model.Buckets.Decode],
+            Convention = model.Buckets.Convention,
+            Statistic = model.Statistic.ToString(),
+            RelativeNoise = model.RelativeNoise,
+            Prefill = [.. model.PrefillBuckets],
+            Decode = [.. model.DecodeBuckets],
+        };
+        return JsonSerializer.Serialize(doc, Options);
+    }
+
+    /// <summary>Reads a model; <paramref name="source"/> names the file in errors.</summary>
+    public static DeploymentModel Deserialize(string json, string source)
+    {
+        ModelDocument? doc;
+        try
+        {
+            doc = JsonSerializer.Deserialize<ModelDocument>(json, Options);
+        }
+        catch (JsonException ex)
+        {
+            throw new FormatException($"{source}: not a LENS model file: {ex.Message}", ex);
+        }
+
+        if (doc is null || doc.Format != Format)
+        {
+            throw new FormatException($"{source}: not a LENS model file (format is '{doc?.Format}', expected '{Format}')");
+        }
+
+        if (doc.Version is < 1 or > Version)
+        {
+            throw new FormatException($"{source}: model format version {doc.Version} is not supported (this LENS reads 1..{Version})");
+        }
+
+        try
+        {
+            var buckets = new BucketSet(doc.PrefillBuckets ?? [], doc.DecodeBuckets ?? [], doc.Convention);
+            return new DeploymentModel(buckets, doc.Prefill ?? [], doc.Decode ?? [], RepeatStatistic.Parse(doc.Statistic ?? "min"),
+                doc.RelativeNoise);
+        }
+        catch (Exception ex) when (ex is ArgumentException or FormatException)
+        {
+            throw new FormatException($"{source}: invalid model: {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>The JSON shape of a model file.</summary>
+    public sealed class ModelDocument
+    {
+        public string? Format { get; set; }
+
+        public int Version { get; set; }
+
+        public int[]? PrefillBuckets { get; set; }
+
+        public int[]? DecodeBuckets { get; set; }
+
+        public DecodeConvention Convention { get; set; }
+
+        public string? Statistic { get; set; }
+
+        public double RelativeNoise { get; set; }
+
+        public PrefillValues[]? Prefill { get; set; }
+
+        public DecodeValues[]? Decode { get; set; }
+    }
+}

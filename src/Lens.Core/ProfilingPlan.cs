@@ -1,0 +1,177 @@
+namespace Lens.Core;
+
+/// <summary>What a planned point measures.</summary>
+public enum PlanRole
+{
+    /// <summary>Prefill only (<c>O = 1</c>) at the start of a decode bucket: with <see cref="Slope"/> it gives <c>A[pre(I)]</c>.</summary>
+    Intercept,
+
+    /// <summary>The long request of a decode bucket's pair; its steps beyond the short one all fall in the bucket.</summary>
+    Slope,
+
+    /// <summary>The short request of a pair whose steps start below the bucket (beyond the longest prompt).</summary>
+    Base,
+
+    /// <summary>A prefill bucket no decode pair covers: <c>O = 1</c> at its lower and upper end (the plateau check).</summary>
+    Prefill,
+}
+
+/// <summary>Options of <see cref="ProfilingPlanner"/>.</summary>
+/// <param name="Repeats">Times each point is measured (1 = the paper's two measurements per bucket).</param>
+/// <param name="MaxSpan">Cap on <c>Ob - Oa</c> to bound device time; null spans the whole bucket (best slope).</param>
+/// <param name="Seed">Seed of the interleaving; the same seed gives the same order.</param>
+public sealed record PlanOptions(int Repeats = 1, int? MaxSpan = null, int Seed = 0)
+{
+    public const int MaxRepeats = 1000;
+
+    internal void Validate()
+    {
+        if (Repeats is < 1 or > MaxRepeats)
+        {
+            throw new PlanException($"repeats must be in 1..{MaxRepeats}; got {Repeats}");
+        }
+
+        if (MaxSpan is < 1)
+        {
+            throw new PlanException($"max span must be at least 1 decode step; got {MaxSpan}");
+        }
+    }
+}
+
+/// <summary>One planned request: the bucket it profiles, its lengths, which repeat, and its role.</summary>
+public readonly record struct PlanRow(BucketId Bucket, int InputLength, int OutputLength, int Repeat, PlanRole Role);
+
+/// <summary>What a plan costs on the device, counted in prefills and decode steps.</summary>
+/// <param name="Requests">Requests in the plan, repeats included.</param>
+/// <param name="DecodeSteps">Decode steps over all requests, repeats included.</param>
+/// <param name="DecodeWidth">Sum of the decode buckets' widths: one pass over every bucket.</param>
+public readonly record struct PlanCost(int Requests, long DecodeSteps, long DecodeWidth)
+{
+    /// <summary>Decode steps of one repeat over one pass of every bucket's width.</summary>
+    public double StepsPerWidth(int repeats) => DecodeWidth == 0 ? 0 : (double)DecodeSteps / repeats / DecodeWidth;
+}
+
+/// <summary>
+/// The profiling plan of method.md ("Profiling: two E2E measurements per bucket"): for each decode bucket a pair of requests that
+/// share the prompt length and differ only in output length, with every extra step of the longer one inside the bucket; for each
+/// prefill bucket that no pair covers, its own measurement and a plateau check. Every request keeps <c>I + O &lt;= dj</c>.
+/// </summary>
+public sealed class ProfilingPlan
+{
+    internal ProfilingPlan(BucketSet buckets, PlanOptions options, IReadOnlyList<PlanRow> rows, PlanCost cost)
+    {
+        Buckets = buckets;
+        Options = options;
+        Rows = rows;
+        Cost = cost;
+    }
+
+    public BucketSet Buckets { get; }
+
+    public PlanOptions Options { get; }
+
+    /// <summary>Rows in the order to run them: repeat rounds one after another, each round's points shuffled by the seed.</summary>
+    public IReadOnlyList<PlanRow> Rows { get; }
+
+    public PlanCost Cost { get; }
+
+    /// <summary>The rows of one bucket, in run order: what re-profiling that bucket alone runs.</summary>
+    public IEnumerable<PlanRow> RowsFor(BucketId bucket) => Rows.Where(r => r.Bucket == bucket);
+}
+
+/// <summary>Builds <see cref="ProfilingPlan"/>s. Pure and deterministic: the same bucket set and options always give the same list.</summary>
+public static class ProfilingPlanner
+{
+    public static ProfilingPlan Create(BucketSet buckets, PlanOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        options ??= new PlanOptions();
+        options.Validate();
+
+        var points = PlanPoints(buckets, options.MaxSpan);
+        var rows = new List<PlanRow>(points.Count * options.Repeats);
+        var rng = new Random(options.Seed);
+        for (var repeat = 0; repeat < options.Repeats; repeat++)
+        {
+            // Interleave: each round visits every point in its own seeded order, so device drift spreads over all buckets.
+            var round = points.Select(p => p with { Repeat = repeat }).ToArray();
+            rng.Shuffle(round);
+            rows.AddRange(round);
+        }
+
+        long steps = rows.Sum(r => (long)r.OutputLength - 1);
+        long width = buckets.MaxSequence;
+        return new ProfilingPlan(buckets, options, rows, new PlanCost(rows.Count, steps, width));
+    }
+
+    /// <summary>The distinct points of one repeat, bucket by bucket (decode buckets first, then uncovered prefill buckets).</summary>
+    public static IReadOnlyList<PlanRow> PlanPoints(BucketSet buckets, int? maxSpan = null)
+    {
+        var points = new List<PlanRow>();
+        var covered = new bool[buckets.Prefill.Length];
+        var offset = (int)buckets.Convention;
+        var pm = buckets.MaxPrompt;
+        for (var j = 0; j < buckets.Decode.Length; j++)
+        {
+            int lower = buckets.DecodeLowerEdge(j), edge = buckets.Decode[j];
+            var id = new BucketId(BucketKind.Decode, edge);
+            int input, shortOut;
+            if (lower + 1 <= pm && edge - lower >= 3)
+            {
+                // The paper's pair: prompt at the bucket's first length, O = 1 and O = dj - I.
+                input = lower + 1;
+                shortOut = 1;
+            }
+            else
+            {
+                // Beyond the longest prompt (or a bucket too narrow for the pair above): the short request's steps stop at the
+                // bucket's lower edge, the long one's run to its top, so their difference is steps of this bucket alone.
+                input = Math.Min(pm, lower - offset);
+                shortOut = lower + 1 - input - offset;
+            }
+
+            var longOut = edge - input;
+            if (maxSpan is { } span)
+            {
+                longOut = Math.Min(longOut, shortOut + span);
+            }
+
+            if (input < 1 || shortOut < 1 || longOut <= shortOut)
+            {
+                throw new PlanException(
+                    $"decode bucket {edge} (lengths {lower + 1}..{edge}) is too narrow to time two requests that differ only in steps " +
+                    "inside it while keeping I + O within the bucket; widen it or merge it with its neighbour");
+            }
+
+            var intercept = shortOut == 1;
+            if (intercept)
+            {
+                covered[buckets.PrefillIndex(input)] = true;
+            }
+
+            points.Add(new PlanRow(id, input, shortOut, 0, intercept ? PlanRole.Intercept : PlanRole.Base));
+            points.Add(new PlanRow(id, input, longOut, 0, PlanRole.Slope));
+        }
+
+        for (var i = 0; i < covered.Length; i++)
+        {
+            if (covered[i])
+            {
+                continue;
+            }
+
+            int lower = buckets.PrefillLowerEdge(i), edge = buckets.Prefill[i];
+            var id = new BucketId(BucketKind.Prefill, edge);
+            points.Add(new PlanRow(id, lower + 1, 1, 0, PlanRole.Prefill));
+            if (edge > lower + 1)
+            {
+                points.Add(new PlanRow(id, edge, 1, 0, PlanRole.Prefill));
+            }
+        }
+
+        return points;
+    }
+}
+
+/// <summary>A plan that cannot be built as asked (bad options, a bucket too narrow to time).</summary>
+public sealed class PlanException(string message) : ArgumentException(message);
