@@ -107,11 +107,11 @@ public sealed class DeploymentModel
     public double RelativeNoise { get; }
 
     /// <summary>Whether every bucket has a fit.</summary>
-    public bool IsComplete => PrefillBuckets.All(p => p.IsFitted) && DecodeBuckets.All(d => d.IsFitted);
+    public bool IsComplete => !Unfitted.Any();
 
-    /// <summary>The buckets without a fit.</summary>
+    /// <summary>The buckets without a fit (a prefill bucket no servable request reaches, <c>p(i-1) + 1 &gt;= dn</c>, needs none).</summary>
     public IEnumerable<BucketId> Unfitted =>
-        PrefillBuckets.Where(p => !p.IsFitted).Select(p => new BucketId(BucketKind.Prefill, p.Edge))
+        PrefillBuckets.Where((p, i) => !p.IsFitted && Buckets.PrefillLowerEdge(i) + 1 < Buckets.MaxSequence).Select(p => new BucketId(BucketKind.Prefill, p.Edge))
             .Concat(DecodeBuckets.Where(d => !d.IsFitted).Select(d => new BucketId(BucketKind.Decode, d.Edge)));
 
     /// <summary>

@@ -160,12 +160,18 @@ public static class ProfilingPlanner
                 continue;
             }
 
-            int lower = buckets.PrefillLowerEdge(i), edge = buckets.Prefill[i];
-            var id = new BucketId(BucketKind.Prefill, edge);
-            points.Add(new PlanRow(id, lower + 1, 1, 0, PlanRole.Prefill));
-            if (edge > lower + 1)
+            // A request needs I + O <= dn, so a prompt of the longest sequence itself is never served: stop one short.
+            int lower = buckets.PrefillLowerEdge(i), top = Math.Min(buckets.Prefill[i], buckets.MaxSequence - 1);
+            if (lower + 1 > top)
             {
-                points.Add(new PlanRow(id, edge, 1, 0, PlanRole.Prefill));
+                continue; // no servable request lands in this bucket
+            }
+
+            var id = new BucketId(BucketKind.Prefill, buckets.Prefill[i]);
+            points.Add(new PlanRow(id, lower + 1, 1, 0, PlanRole.Prefill));
+            if (top > lower + 1)
+            {
+                points.Add(new PlanRow(id, top, 1, 0, PlanRole.Prefill));
             }
         }
 
