@@ -1,0 +1,69 @@
+using System.Text;
+using Lens.Core;
+
+namespace Lens.Cli;
+
+/// <summary>File access for commands, with errors that name the file and the option it came from.</summary>
+internal static class CliFiles
+{
+    public static TextReader Open(string path, string option)
+    {
+        if (!File.Exists(path))
+        {
+            throw new CliException($"{option} file '{path}' does not exist");
+        }
+
+        return new StreamReader(path, Encoding.UTF8);
+    }
+
+    public static CsvRows<Measurement> ReadMeasurements(string path, string option)
+    {
+        using var reader = Open(path, option);
+        return LensCsv.ReadMeasurements(reader, path);
+    }
+
+    public static DeploymentModel ReadModel(string path)
+    {
+        using var reader = Open(path, "--model");
+        return ModelJson.Deserialize(reader.ReadToEnd(), path);
+    }
+
+    /// <summary>Writes through a temporary file and renames, so a failure never leaves a half-written output.</summary>
+    public static void WriteAtomically(string path, Action<TextWriter> write)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var temp = full + ".tmp-" + Environment.ProcessId;
+        try
+        {
+            using (var writer = new StreamWriter(temp, append: false, new UTF8Encoding(false)))
+            {
+                write(writer);
+            }
+
+            File.Move(temp, full, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    /// <summary>Checks every measurement against the bucket set, naming the file and line of the first one outside it.</summary>
+    public static void EnsureInBuckets(CsvRows<Measurement> rows, BucketSet buckets)
+    {
+        for (var n = 0; n < rows.Rows.Count; n++)
+        {
+            var m = rows.Rows[n];
+            if (buckets.CheckRequest(m.InputLength, m.OutputLength) is { } reason)
+            {
+                throw new CliException($"{rows.Source}:{rows.Lines[n]}: {reason}");
+            }
+
+            if (m.Bucket is { } b && !buckets.Contains(b))
+            {
+                throw new CliException($"{rows.Source}:{rows.Lines[n]}: column 'bucket': {b} is not one of the buckets {buckets}");
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+using System.ComponentModel;
+using System.Globalization;
+using Lens.Core;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Lens.Cli.Commands;
+
+public sealed class PredictSettings : CommandSettings
+{
+    [CommandOption("--model <FILE>")]
+    [Description("Model JSON written by 'lens fit'.")]
+    public string? Model { get; init; }
+
+    [CommandOption("--pairs <FILE>")]
+    [Description("CSV of requests (input_len,output_len) to predict; needs --out.")]
+    public string? Pairs { get; init; }
+
+    [CommandOption("--out <FILE>")]
+    [Description("Where to write predictions: input_len,output_len,e2e_ms,ttft_ms,tpot_ms,e2e_low_ms,e2e_high_ms.")]
+    public string? Out { get; init; }
+
+    [CommandOption("--input-len <I>")]
+    [Description("Prompt tokens of one request.")]
+    public int? InputLength { get; init; }
+
+    [CommandOption("--output-len <O>")]
+    [Description("Output tokens of one request (the first one comes from prefill).")]
+    public int? OutputLength { get; init; }
+
+    [CommandOption("--json")]
+    [Description("Print the single prediction as JSON.")]
+    public bool Json { get; init; }
+
+    public override ValidationResult Validate()
+    {
+        if (Model is null)
+        {
+            return ValidationResult.Error("--model is required");
+        }
+
+        var single = InputLength is not null || OutputLength is not null;
+        if (single == (Pairs is not null))
+        {
+            return ValidationResult.Error("give either --input-len and --output-len, or --pairs with --out");
+        }
+
+        if (single && (InputLength is null || OutputLength is null))
+        {
+            return ValidationResult.Error("a single prediction needs both --input-len and --output-len");
+        }
+
+        return Pairs is not null && Out is null ? ValidationResult.Error("--pairs needs --out") : ValidationResult.Success();
+    }
+}
+
+public sealed class PredictCommand : Command<PredictSettings>
+{
+    public override int Execute(CommandContext context, PredictSettings settings, CancellationToken cancellationToken)
+    {
+        var model = CliFiles.ReadModel(settings.Model!);
+        if (settings.Pairs is not null)
+        {
+            CsvRows<RequestPair> pairs;
+            using (var reader = CliFiles.Open(settings.Pairs, "--pairs"))
+            {
+                pairs = LensCsv.ReadPairs(reader, settings.Pairs);
+            }
+
+            var inputs = pairs.Rows.Select(p => p.InputLength).ToArray();
+            var outputs = pairs.Rows.Select(p => p.OutputLength).ToArray();
+            var results = new Prediction[inputs.Length];
+            for (var n = 0; n < inputs.Length; n++)
+            {
+                if (model.Buckets.CheckRequest(inputs[n], outputs[n]) is { } reason)
+                {
+                    throw new CliException($"{settings.Pairs}:{pairs.Lines[n]}: {reason}");
+                }
+            }
+
+            model.PredictBatch(inputs, outputs, results);
+            CliFiles.WriteAtomically(settings.Out!, w => LensCsv.WritePredictions(w, pairs.Rows, results));
+            AnsiConsole.MarkupLineInterpolated($"Wrote {results.Length} predictions to [bold]{settings.Out}[/].");
+            return LensApp.Ok;
+        }
+
+        int i = settings.InputLength!.Value, o = settings.OutputLength!.Value;
+        var p = model.Predict(i, o);
+        var breakdown = model.Breakdown(i, o);
+        if (settings.Json)
+        {
+            CliJson.Write(new
+            {
+                inputLen = i, outputLen = o, e2eMs = p.E2eMs, ttftMs = p.TtftMs, tpotMs = double.IsNaN(p.TpotMs) ? (double?)null : p.TpotMs,
+                e2eLowMs = p.E2eLowMs, e2eHighMs = p.E2eHighMs,
+                breakdown = breakdown.Select(b => new { bucket = b.Bucket.ToString(), steps = b.Steps, ms = b.Ms }),
+            });
+            return LensApp.Ok;
+        }
+
+        AnsiConsole.MarkupLineInterpolated($"[bold]I = {i}, O = {o}[/]");
+        AnsiConsole.MarkupLineInterpolated($"E2E   {F(p.E2eMs)} ms  (95% interval {F(p.E2eLowMs)} .. {F(p.E2eHighMs)})");
+        AnsiConsole.MarkupLineInterpolated($"TTFT  {F(p.TtftMs)} ms");
+        AnsiConsole.MarkupLineInterpolated($"TPOT  {(double.IsNaN(p.TpotMs) ? "- (O = 1: no decode step)" : F(p.TpotMs) + " ms")}");
+        var table = new Table().AddColumns("bucket", "steps", "ms");
+        foreach (var b in breakdown)
+        {
+            table.AddRow(b.Bucket.ToString(), b.Steps.ToString(CultureInfo.InvariantCulture), F(b.Ms));
+        }
+
+        AnsiConsole.Write(table);
+        return LensApp.Ok;
+    }
+
+    private static string F(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
+}

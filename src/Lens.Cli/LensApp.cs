@@ -1,0 +1,61 @@
+using Lens.Cli.Commands;
+using Spectre.Console.Cli;
+
+namespace Lens.Cli;
+
+/// <summary>The <c>lens</c> command line. Exit codes: 0 ok, 1 failure, 2 usage error. Errors go to stderr.</summary>
+public static class LensApp
+{
+    public const int Ok = 0;
+    public const int Failure = 1;
+    public const int Usage = 2;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var app = new CommandApp();
+        app.Configure(config =>
+        {
+            config.SetApplicationName("lens");
+            config.PropagateExceptions();
+            config.AddCommand<PlanCommand>("plan")
+                .WithDescription("Write the profiling plan: two requests per decode bucket (method.md, \"Profiling\").")
+                .WithExample("plan", "--prefill-buckets", "128,256,512", "--decode-buckets", "128,256,512,1024", "--out", "plan.csv");
+            config.AddCommand<FitCommand>("fit")
+                .WithDescription("Fit every bucket from measurements and write the model.")
+                .WithExample("fit", "--prefill-buckets", "128,256,512", "--decode-buckets", "128,256,512,1024", "--measurements", "m.csv",
+                    "--out", "model.json");
+            config.AddCommand<PredictCommand>("predict")
+                .WithDescription("Predict E2E, TTFT and TPOT for one request or a CSV of request pairs.")
+                .WithExample("predict", "--model", "model.json", "--input-len", "300", "--output-len", "200")
+                .WithExample("predict", "--model", "model.json", "--pairs", "pairs.csv", "--out", "predictions.csv");
+            config.AddCommand<EvaluateCommand>("evaluate")
+                .WithDescription("Error table (E2E, TTFT, TPOT: mean, median, P90, max) on held-out measurements, with baselines.")
+                .WithExample("evaluate", "--model", "model.json", "--measurements", "heldout.csv", "--profiling", "m.csv");
+            CommandRegistry.Register(config);
+        });
+
+        try
+        {
+            return await app.RunAsync(args);
+        }
+        catch (CommandAppException ex)
+        {
+            // Plain writes: errors are read by scripts too, and must not be wrapped to a terminal width.
+            Console.Error.WriteLine($"usage error: {ex.Message}");
+            Console.Error.WriteLine("Run 'lens --help' or 'lens <command> --help' for the options.");
+            return Usage;
+        }
+        catch (Exception ex) when (IsUserFacing(ex))
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return Failure;
+        }
+    }
+
+    /// <summary>Failures with a message meant for the user (bad files, bad lengths, unreachable servers): no stack trace.</summary>
+    private static bool IsUserFacing(Exception ex) => ex is CliException or FormatException or ArgumentException or IOException
+        or UnauthorizedAccessException or InvalidOperationException or HttpRequestException or TimeoutException or OperationCanceledException;
+}
+
+/// <summary>A failure of a command, with a message for the user.</summary>
+public sealed class CliException(string message) : Exception(message);

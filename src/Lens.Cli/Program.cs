@@ -1,0 +1,3 @@
+using Lens.Cli;
+
+return await LensApp.RunAsync(args);
