@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the solution: starts what the tests need (Azurite on loopback), runs `dotnet test` with a console
+# summary per project, and ends with one plain line "N passed, N failed". Exit status is dotnet test's.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -x scripts/azurite.sh ]; then
+  scripts/azurite.sh start || { echo "could not start Azurite (see above)"; exit 1; }
+  trap 'scripts/azurite.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+
+log=$(mktemp)
+dotnet test LENS.sln --configuration Release --logger "console;verbosity=normal" -- RunConfiguration.TreatNoTestsAsError=true 2>&1 | tee "$log" \
+  | grep -vE '^\s+Passed [A-Za-z]' # per-test lines stay in the log; failures and summaries are shown
+status=${PIPESTATUS[0]}
+
+passed=$(grep -E '^(Passed|Failed)!' "$log" | sed -E 's/.*Passed: *([0-9]+).*/\1/' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -E '^(Passed|Failed)!' "$log" | sed -E 's/.*Failed: *([0-9]+),.*/\1/' | awk '{s+=$1} END {print s+0}')
+projects=$(grep -cE '^(Passed|Failed)!' "$log")
+rm -f "$log"
+echo "test projects run: $projects"
+echo "$passed passed, $failed failed"
+if [ "$status" -eq 0 ] && [ "$projects" -eq 0 ]; then
+  echo "no test project ran"; exit 1
+fi
+exit "$status"
