@@ -31,6 +31,9 @@ public static class LensApp
             config.AddCommand<EvaluateCommand>("evaluate")
                 .WithDescription("Error table (E2E, TTFT, TPOT: mean, median, P90, max) on held-out measurements, with baselines.")
                 .WithExample("evaluate", "--model", "model.json", "--measurements", "heldout.csv", "--profiling", "m.csv");
+            config.AddCommand<SimulateCommand>("simulate")
+                .WithDescription("Simulate a workload trace on fitted deployments: TTFT/TPOT/E2E percentiles, throughput, SLO attainment.")
+                .WithExample("simulate", "--model", "a.json", "--model", "b.json", "--rate", "2", "--slo-ttft", "500", "--slo-tpot", "50");
             CommandRegistry.Register(config);
         });
 

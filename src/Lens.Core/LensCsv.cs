@@ -63,6 +63,19 @@ public static class LensCsv
         Read(reader, source, ["input_len", "output_len"],
             (cells, _) => new RequestPair(cells.Int("input_len", 1, int.MaxValue), cells.Int("output_len", 1, int.MaxValue)));
 
+    /// <summary>Reads a workload trace: <c>arrival_ms,input_len,output_len</c> (arrival from the trace's start, zero or more).</summary>
+    public static CsvRows<TraceRequest> ReadTrace(TextReader reader, string source) =>
+        Read(reader, source, ["arrival_ms", "input_len", "output_len"], (cells, line) =>
+        {
+            var text = cells.Text("arrival_ms");
+            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var arrival) || !double.IsFinite(arrival) || arrival < 0)
+            {
+                throw new CsvFormatException(source, line, "arrival_ms", $"'{text}' is not a time in ms from the trace's start (a finite number >= 0)");
+            }
+
+            return new TraceRequest(arrival, cells.Int("input_len", 1, int.MaxValue), cells.Int("output_len", 1, int.MaxValue));
+        });
+
     /// <summary>Reads a plan written by <see cref="WritePlan"/>.</summary>
     public static CsvRows<PlanRow> ReadPlan(TextReader reader, string source) =>
         Read(reader, source, ["bucket", "input_len", "output_len"], (cells, line) =>

@@ -87,6 +87,27 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Simulate_compares_deployments_on_a_trace()
+    {
+        _lens.Run(["plan", .. Buckets, "--out", "plan.csv"]);
+        MeasurePlan("plan.csv", "m.csv");
+        Assert.Equal(0, _lens.Run(["fit", .. Buckets, "--measurements", "m.csv", "--out", "model.json"]).ExitCode);
+        _lens.Write("trace.csv", "arrival_ms,input_len,output_len\n0,100,100\n0,100,100\n");
+        var r = _lens.Run("simulate", "--model", "model.json", "--trace", "trace.csv", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var result = doc.RootElement[0].GetProperty("result");
+        var e2e = E2e(Set, 100, 100);
+        Assert.Equal(2 * e2e, result.GetProperty("e2e").GetProperty("max").GetDouble(), 6); // the second waits for the first
+        Assert.Equal(e2e, result.GetProperty("queueWait").GetProperty("max").GetDouble(), 6);
+
+        _lens.Write("trace.csv", "arrival_ms,input_len,output_len\n0,100,100\n-3,1,1\n");
+        r = _lens.Run("simulate", "--model", "model.json", "--trace", "trace.csv");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("trace.csv:3: column 'arrival_ms': '-3' is not a time in ms", r.Stderr);
+    }
+
+    [Fact]
     public void Presets_write_the_stacks_buckets()
     {
         var r = _lens.Run("plan", "--preset", "nxdi", "--max-context", "1024", "--seq-len", "2048", "--out", "p.csv", "--json");
