@@ -14,9 +14,10 @@ dotnet test LENS.sln --configuration Release --logger "console;verbosity=normal"
   | grep -vE '^\s+Passed [A-Za-z]' # per-test lines stay in the log; failures and summaries are shown
 status=${PIPESTATUS[0]}
 
-passed=$(grep -E '^(Passed|Failed)!' "$log" | sed -E 's/.*Passed: *([0-9]+).*/\1/' | awk '{s+=$1} END {print s+0}')
-failed=$(grep -E '^(Passed|Failed)!' "$log" | sed -E 's/.*Failed: *([0-9]+),.*/\1/' | awk '{s+=$1} END {print s+0}')
-projects=$(grep -cE '^(Passed|Failed)!' "$log")
+# The console logger closes each test project with "Total tests: N", then "Passed: N" and "Failed: N" lines.
+passed=$(grep -E '^\s+Passed: +[0-9]+\s*$' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -E '^\s+Failed: +[0-9]+\s*$' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+projects=$(grep -cE '^Total tests: ' "$log")
 rm -f "$log"
 echo "test projects run: $projects"
 echo "$passed passed, $failed failed"

@@ -3,6 +3,8 @@ using Lens.Core;
 
 namespace Lens.Cli;
 
+using Measurement = Lens.Core.Measurement;
+
 /// <summary>File access for commands, with errors that name the file and the option it came from.</summary>
 internal static class CliFiles
 {

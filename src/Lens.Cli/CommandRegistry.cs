@@ -1,12 +1,33 @@
+using Lens.Cli.Commands;
 using Spectre.Console.Cli;
 
 namespace Lens.Cli;
 
-/// <summary>Commands beyond the core four (profile, demo, engine, serve), registered in one place.</summary>
+/// <summary>Commands that measure or serve: profile, demo, engine, serve.</summary>
 internal static class CommandRegistry
 {
     public static void Register(IConfigurator config)
     {
-        _ = config;
+        config.AddCommand<ProfileCommand>("profile")
+            .WithDescription("Profile a live OpenAI-compatible server: warm-up, the plan one request at a time, resumable CSV output.")
+            .WithExample("profile", "--endpoint", "http://127.0.0.1:8000/v1", "--model", "llama", "--plan", "plan.csv", "--out", "m.csv")
+            .WithExample("profile", "--endpoint", "http://127.0.0.1:8000/v1", "--preset", "nxdi", "--max-context", "1024", "--seq-len", "2048",
+                "--repeats", "3", "--out", "m.csv", "--fit", "model.json");
+        config.AddCommand<DemoCommand>("demo")
+            .WithDescription("The main job on the embedded default: profile the built-in reference engine, fit, score held-out requests.");
+        config.AddCommand<ServeCommand>("serve")
+            .WithDescription("Run a LENS silo with its HTTP API (embedded by default; azure-table for durable, multi-silo clusters).")
+            .WithExample("serve", "--tenant", "acme", "--api-key-env", "LENS_ACME_KEY", "--http-port", "5080");
+        config.AddCommand<StatusCommand>("status")
+            .WithDescription("A LENS server's deployments, profiling progress and buckets.")
+            .WithExample("status", "--server", "http://127.0.0.1:5080", "--api-key-env", "LENS_ACME_KEY", "--device", "npu-0");
+        config.AddBranch("engine", engine =>
+        {
+            engine.SetDescription("The built-in bucketed reference engine (a static-shape transformer on the CPU).");
+            engine.AddCommand<EngineServeCommand>("serve")
+                .WithDescription("Serve the reference engine OpenAI-compatibly on 127.0.0.1.")
+                .WithExample("engine", "serve", "--profile", "nxdi-small", "--port", "8000");
+            engine.AddCommand<EngineProfilesCommand>("profiles").WithDescription("List the shipped engine profiles.");
+        });
     }
 }

@@ -1,4 +1,5 @@
 using Lens.Cli.Commands;
+using Spectre.Console;
 using Spectre.Console.Cli;
 
 namespace Lens.Cli;
@@ -12,6 +13,11 @@ public static class LensApp
 
     public static async Task<int> RunAsync(string[] args)
     {
+        if (Console.IsOutputRedirected && AnsiConsole.Profile.Width < 160)
+        {
+            AnsiConsole.Profile.Width = 160; // tables in logs and files: no wrapping at the 80-column default
+        }
+
         var app = new CommandApp();
         app.Configure(config =>
         {
@@ -53,10 +59,17 @@ public static class LensApp
             Console.Error.WriteLine($"error: {ex.Message}");
             return Failure;
         }
+        catch (Exception ex)
+        {
+            // A bug rather than bad input: keep the trace, for the report.
+            Console.Error.WriteLine($"internal error: {ex}");
+            return Failure;
+        }
     }
 
     /// <summary>Failures with a message meant for the user (bad files, bad lengths, unreachable servers): no stack trace.</summary>
     private static bool IsUserFacing(Exception ex) => ex is CliException or FormatException or ArgumentException or IOException
+        or Client.LensApiException or Measurement.MeasurementFailedException or Measurement.ProfileRunException or Engine.EngineProfileException
         or UnauthorizedAccessException or InvalidOperationException or HttpRequestException or TimeoutException or OperationCanceledException;
 }
 

@@ -43,6 +43,9 @@ public class BucketSettings : CommandSettings
     [DefaultValue("after-append")]
     public string Convention { get; init; } = "after-append";
 
+    /// <summary>Whether bucket options were given at all (commands where they are optional check this first).</summary>
+    public bool HasBuckets => Preset is not null || PrefillBuckets is not null || DecodeBuckets is not null;
+
     public override ValidationResult Validate()
     {
         var explicitLists = PrefillBuckets is not null || DecodeBuckets is not null;

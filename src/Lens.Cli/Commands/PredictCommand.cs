@@ -32,11 +32,32 @@ public sealed class PredictSettings : CommandSettings
     [Description("Print the single prediction as JSON.")]
     public bool Json { get; init; }
 
+    [CommandOption("--server <URL>")]
+    [Description("Ask a LENS server instead of a model file (with --api-key-env, --device, --deployment).")]
+    public string? Server { get; init; }
+
+    [CommandOption("--api-key-env <VAR>")]
+    [Description("With --server: the environment variable holding your tenant's API key.")]
+    public string? ApiKeyEnv { get; init; }
+
+    [CommandOption("--device <NAME>")]
+    [Description("With --server: the device.")]
+    public string? Device { get; init; }
+
+    [CommandOption("--deployment <ID>")]
+    [Description("With --server: the deployment id.")]
+    public string? Deployment { get; init; }
+
     public override ValidationResult Validate()
     {
-        if (Model is null)
+        if ((Model is null) == (Server is null))
         {
-            return ValidationResult.Error("--model is required");
+            return ValidationResult.Error("give --model (a model file) or --server (a LENS server), one of them");
+        }
+
+        if (Server is not null && Remote.Missing(Device, Deployment) is { } missing)
+        {
+            return ValidationResult.Error(missing);
         }
 
         var single = InputLength is not null || OutputLength is not null;
@@ -54,10 +75,15 @@ public sealed class PredictSettings : CommandSettings
     }
 }
 
-public sealed class PredictCommand : Command<PredictSettings>
+public sealed class PredictCommand : AsyncCommand<PredictSettings>
 {
-    public override int Execute(CommandContext context, PredictSettings settings, CancellationToken cancellationToken)
+    public override async Task<int> ExecuteAsync(CommandContext context, PredictSettings settings, CancellationToken cancellationToken)
     {
+        if (settings.Server is not null)
+        {
+            return await PredictRemote(settings, cancellationToken);
+        }
+
         var model = CliFiles.ReadModel(settings.Model!);
         if (settings.Pairs is not null)
         {
@@ -109,6 +135,41 @@ public sealed class PredictCommand : Command<PredictSettings>
         }
 
         AnsiConsole.Write(table);
+        return LensApp.Ok;
+    }
+
+    private static async Task<int> PredictRemote(PredictSettings settings, CancellationToken ct)
+    {
+        var client = Remote.Connect(settings.Server!, settings.ApiKeyEnv);
+        string device = settings.Device!, deployment = settings.Deployment!;
+        if (settings.Pairs is not null)
+        {
+            CsvRows<RequestPair> pairs;
+            using (var reader = CliFiles.Open(settings.Pairs, "--pairs"))
+            {
+                pairs = LensCsv.ReadPairs(reader, settings.Pairs);
+            }
+
+            var result = await client.PredictBatchAsync(device, deployment, [.. pairs.Rows.Select(p => p.InputLength)],
+                [.. pairs.Rows.Select(p => p.OutputLength)], ct);
+            var predictions = Enumerable.Range(0, pairs.Rows.Count).Select(n => new Prediction(result.E2eMs[n], result.TtftMs[n],
+                result.TpotMs[n] ?? double.NaN, result.E2eLowMs[n], result.E2eHighMs[n])).ToArray();
+            CliFiles.WriteAtomically(settings.Out!, w => LensCsv.WritePredictions(w, pairs.Rows, predictions));
+            AnsiConsole.MarkupLineInterpolated($"Wrote {predictions.Length} predictions (model version {result.ModelVersion}) to [bold]{settings.Out}[/].");
+            return LensApp.Ok;
+        }
+
+        var p = await client.PredictAsync(device, deployment, settings.InputLength!.Value, settings.OutputLength!.Value, ct);
+        if (settings.Json)
+        {
+            CliJson.Write(p);
+            return LensApp.Ok;
+        }
+
+        AnsiConsole.MarkupLineInterpolated($"[bold]I = {p.InputLength}, O = {p.OutputLength}[/] (model version {p.ModelVersion})");
+        AnsiConsole.MarkupLineInterpolated($"E2E   {F(p.E2eMs)} ms  (95% interval {F(p.E2eLowMs)} .. {F(p.E2eHighMs)})");
+        AnsiConsole.MarkupLineInterpolated($"TTFT  {F(p.TtftMs)} ms");
+        AnsiConsole.MarkupLineInterpolated($"TPOT  {(p.TpotMs is { } t ? F(t) + " ms" : "- (O = 1: no decode step)")}");
         return LensApp.Ok;
     }
 

@@ -1,0 +1,295 @@
+using System.Security.Cryptography;
+using System.Text;
+using Lens.Core;
+
+namespace Lens.Abstractions;
+
+/// <summary>
+/// How to reach the device that a deployment runs on, to time requests (architecture.md, layer 2). <see cref="Kind"/> is one of
+/// <c>openai</c> (an OpenAI-compatible endpoint: <see cref="Endpoint"/>, <see cref="ModelName"/>, <see cref="ApiKeyEnvironmentVariable"/>),
+/// <c>reference</c> (the built-in engine, profile <see cref="EngineProfile"/>) or <c>replay</c> (a fitted model file's JSON in
+/// <see cref="ModelJson"/>, timed without waiting, with a one-sided <see cref="Noise"/>). Never holds a secret: keys are named by
+/// environment variable, and only variables named <c>LENS_BACKEND_*</c> may be named, so that a tenant cannot make the server
+/// send any other secret of its environment to an endpoint of the tenant's choosing.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.BackendSpec.v1")]
+public sealed record BackendSpec(
+    [property: Id(0)] string Kind,
+    [property: Id(1)] string? Endpoint = null,
+    [property: Id(2)] string? ModelName = null,
+    [property: Id(3)] string? ApiKeyEnvironmentVariable = null,
+    [property: Id(4)] string? EngineProfile = null,
+    [property: Id(5)] string? ModelJson = null,
+    [property: Id(6)] double Noise = 0,
+    [property: Id(7)] int Seed = 0)
+{
+    public const string OpenAi = "openai";
+    public const string Reference = "reference";
+    public const string Replay = "replay";
+
+    /// <summary>Longest replayed model JSON kept in a deployment's spec (the device's state is one storage row).</summary>
+    public const int MaxModelJsonLength = 24 * 1024;
+
+    /// <summary>Prefix every <see cref="ApiKeyEnvironmentVariable"/> must have.</summary>
+    public const string ApiKeyVariablePrefix = "LENS_BACKEND_";
+
+    public static readonly IReadOnlyList<string> Kinds = [OpenAi, Reference, Replay];
+
+    internal void Validate(Dictionary<string, List<string>> errors)
+    {
+        if (!Kinds.Contains(Kind))
+        {
+            Add(errors, "backend.kind", $"backend kind '{Kind}' is not one of {string.Join(", ", Kinds)}");
+            return;
+        }
+
+        switch (Kind)
+        {
+            case OpenAi when !Uri.TryCreate(Endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"):
+                Add(errors, "backend.endpoint", "an openai backend needs an absolute http(s) endpoint, e.g. http://127.0.0.1:8000/v1/");
+                break;
+            case Reference when LensNames.Check(EngineProfile, "engine profile") is { } profileError:
+                Add(errors, "backend.engineProfile", $"a reference backend needs an engine profile name (e.g. tiny): {profileError}");
+                break;
+            case Replay when string.IsNullOrWhiteSpace(ModelJson):
+                Add(errors, "backend.modelJson", "a replay backend needs a fitted model's JSON (lens fit --out model.json)");
+                break;
+            case Replay when ModelJson.Length > MaxModelJsonLength:
+                Add(errors, "backend.modelJson", $"the replayed model's JSON is {ModelJson.Length} characters; at most {MaxModelJsonLength} are stored");
+                break;
+            case Replay:
+                try
+                {
+                    _ = Core.ModelJson.Deserialize(ModelJson, "backend.modelJson");
+                }
+                catch (FormatException ex)
+                {
+                    Add(errors, "backend.modelJson", ex.Message);
+                }
+
+                break;
+        }
+
+        if (ApiKeyEnvironmentVariable is { Length: > 0 } env &&
+            (!env.StartsWith(ApiKeyVariablePrefix, StringComparison.Ordinal) || !env.All(c => char.IsAsciiLetterOrDigit(c) || c == '_')))
+        {
+            Add(errors, "backend.apiKeyEnvironmentVariable",
+                $"the API key's environment variable must be named {ApiKeyVariablePrefix}* (A-Z a-z 0-9 _), e.g. {ApiKeyVariablePrefix}VLLM");
+        }
+
+        if (!(Noise >= 0 && Noise <= 1))
+        {
+            Add(errors, "backend.noise", $"noise must be in 0..1; got {Noise}");
+        }
+    }
+
+    internal static void Add(Dictionary<string, List<string>> errors, string field, string reason)
+    {
+        if (!errors.TryGetValue(field, out var list))
+        {
+            errors[field] = list = [];
+        }
+
+        list.Add(reason);
+    }
+}
+
+/// <summary>
+/// What a bucket grain needs to fit itself: the deployment's bucket sets, decode convention and repeat statistic.
+/// The convention is <c>after-append</c> or <c>before-append</c>; the statistic <c>min</c>, <c>median</c>, <c>mean</c> or <c>pNN</c>.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.BucketContext.v1")]
+public sealed record BucketContext(
+    [property: Id(0)] int[] PrefillBuckets,
+    [property: Id(1)] int[] DecodeBuckets,
+    [property: Id(2)] string Convention,
+    [property: Id(3)] string Statistic)
+{
+    public BucketSet ToBucketSet() => new(PrefillBuckets, DecodeBuckets, Conventions.Parse(Convention));
+
+    public RepeatStatistic ToStatistic() => RepeatStatistic.Parse(Statistic);
+
+    public bool SameAs(BucketContext? other) =>
+        other is not null && PrefillBuckets.AsSpan().SequenceEqual(other.PrefillBuckets) &&
+        DecodeBuckets.AsSpan().SequenceEqual(other.DecodeBuckets) && Convention == other.Convention && Statistic == other.Statistic;
+}
+
+/// <summary>Text forms of <see cref="DecodeConvention"/>.</summary>
+public static class Conventions
+{
+    public const string AfterAppend = "after-append";
+    public const string BeforeAppend = "before-append";
+
+    public static DecodeConvention Parse(string? text) => text switch
+    {
+        AfterAppend or null or "" => DecodeConvention.AfterAppend,
+        BeforeAppend => DecodeConvention.BeforeAppend,
+        _ => throw new FormatException($"decode convention '{text}' is not one of {AfterAppend}, {BeforeAppend}"),
+    };
+}
+
+/// <summary>
+/// One compiled deployment on a device (method.md, "Terms": a different configuration is a different deployment).
+/// Its identity (<see cref="IdentityHash"/>) covers the model, both bucket sets, the convention, batch size, tensor-parallel degree,
+/// SDK/compiler version and dtype: change any of them and it is a new deployment with a new id, never an overwrite.
+/// <see cref="Statistic"/>, <see cref="Repeats"/>, <see cref="MaxSpan"/> and <see cref="Seed"/> configure profiling
+/// (<c>ProfilingPlanner</c>); <see cref="Backend"/> says how to time requests; <see cref="ReprofileEveryMinutes"/>, when set,
+/// profiles every bucket again on that schedule (a durable reminder).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.DeploymentSpec.v1")]
+public sealed record DeploymentSpec(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string Model,
+    [property: Id(2)] int[] PrefillBuckets,
+    [property: Id(3)] int[] DecodeBuckets,
+    [property: Id(4)] BackendSpec Backend,
+    [property: Id(5)] string Convention = Conventions.AfterAppend,
+    [property: Id(6)] int BatchSize = 1,
+    [property: Id(7)] int TensorParallel = 1,
+    [property: Id(8)] string SdkVersion = "",
+    [property: Id(9)] string Dtype = "",
+    [property: Id(10)] string Statistic = "min",
+    [property: Id(11)] int Repeats = 1,
+    [property: Id(12)] int? MaxSpan = null,
+    [property: Id(13)] int Seed = 0,
+    [property: Id(14)] int? ReprofileEveryMinutes = null)
+{
+    /// <summary>Longest deployment name: the id appends '-' and 10 hex digits and must stay a valid name.</summary>
+    public const int MaxNameLength = LensNames.MaxLength - 11;
+
+    public BucketContext Context => new(PrefillBuckets, DecodeBuckets, Convention, Statistic);
+
+    public BucketSet ToBucketSet() => Context.ToBucketSet();
+
+    public PlanOptions ToPlanOptions() => new(Repeats, MaxSpan, Seed);
+
+    public ProfilingPlan CreatePlan() => ProfilingPlanner.Create(ToBucketSet(), ToPlanOptions());
+
+    /// <summary>First 10 hex digits of SHA-256 over the identity fields in a fixed text form.</summary>
+    public string IdentityHash
+    {
+        get
+        {
+            var text = string.Join('\n', "lens-deployment-identity/1", Model, string.Join(',', PrefillBuckets ?? []),
+                string.Join(',', DecodeBuckets ?? []), Convention, BatchSize, TensorParallel, SdkVersion, Dtype);
+            return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..10];
+        }
+    }
+
+    /// <summary>The deployment id: <c>{name}-{identity hash}</c>.</summary>
+    public string DeploymentId => $"{Name}-{IdentityHash}";
+
+    /// <summary>The spec with absent optional texts replaced by their defaults, so that equal specs compare equal.</summary>
+    public DeploymentSpec Normalized() => this with
+    {
+        Convention = string.IsNullOrEmpty(Convention) ? Conventions.AfterAppend : Convention,
+        SdkVersion = SdkVersion ?? "",
+        Dtype = Dtype ?? "",
+        Statistic = string.IsNullOrEmpty(Statistic) ? "min" : Statistic,
+    };
+
+    /// <summary>Field-by-field equality (records compare arrays by reference).</summary>
+    public bool SameAs(DeploymentSpec? other) =>
+        other is not null &&
+        this with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>() } ==
+        other with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>() } &&
+        (PrefillBuckets ?? []).AsSpan().SequenceEqual(other.PrefillBuckets ?? []) &&
+        (DecodeBuckets ?? []).AsSpan().SequenceEqual(other.DecodeBuckets ?? []);
+
+    /// <summary>Every rule the spec breaks, by field; empty when valid (the bucket sets and the profiling plan are built to check).</summary>
+    public IReadOnlyDictionary<string, string[]> Validate()
+    {
+        var errors = new Dictionary<string, List<string>>();
+        if (LensNames.Check(Name, "name") is { } nameError)
+        {
+            BackendSpec.Add(errors, "name", nameError);
+        }
+        else if (Name.Length > MaxNameLength)
+        {
+            BackendSpec.Add(errors, "name", $"name is {Name.Length} characters long; at most {MaxNameLength} are allowed");
+        }
+
+        if (string.IsNullOrWhiteSpace(Model) || Model.Length > 256)
+        {
+            BackendSpec.Add(errors, "model", "model is empty or longer than 256 characters");
+        }
+
+        if (BatchSize is < 1 or > 4096)
+        {
+            BackendSpec.Add(errors, "batchSize", $"batch size must be in 1..4096; got {BatchSize}");
+        }
+
+        if (TensorParallel is < 1 or > 1024)
+        {
+            BackendSpec.Add(errors, "tensorParallel", $"tensor-parallel degree must be in 1..1024; got {TensorParallel}");
+        }
+
+        if ((SdkVersion?.Length ?? 0) > 128 || (Dtype?.Length ?? 0) > 32)
+        {
+            BackendSpec.Add(errors, "sdkVersion", "sdk version (128) or dtype (32) is too long");
+        }
+
+        if (PrefillBuckets is null || DecodeBuckets is null || PrefillBuckets.Length > 256 || DecodeBuckets.Length > 256)
+        {
+            BackendSpec.Add(errors, "buckets", "prefill and decode buckets are required, at most 256 each");
+        }
+        else
+        {
+            try
+            {
+                var buckets = ToBucketSet();
+                try
+                {
+                    _ = ProfilingPlanner.Create(buckets, ToPlanOptions());
+                }
+                catch (PlanException ex)
+                {
+                    BackendSpec.Add(errors, "plan", ex.Message);
+                }
+            }
+            catch (Exception ex) when (ex is BucketSetException or FormatException)
+            {
+                BackendSpec.Add(errors, ex is FormatException ? "convention" : "buckets", ex.Message);
+            }
+        }
+
+        if (ReprofileEveryMinutes is < 1 or > 525_600)
+        {
+            BackendSpec.Add(errors, "reprofileEveryMinutes", $"re-profiling period must be 1..525600 minutes (a year); got {ReprofileEveryMinutes}");
+        }
+
+        try
+        {
+            _ = RepeatStatistic.Parse(Statistic ?? "");
+        }
+        catch (FormatException ex)
+        {
+            BackendSpec.Add(errors, "statistic", ex.Message);
+        }
+
+        if (Backend is null)
+        {
+            BackendSpec.Add(errors, "backend", "backend is required");
+        }
+        else
+        {
+            Backend.Validate(errors);
+        }
+
+        return errors.ToDictionary(e => e.Key, e => e.Value.ToArray());
+    }
+}
+
+/// <summary>A deployment as stored on its device.</summary>
+[GenerateSerializer, Immutable, Alias("lens.DeploymentInfo.v1")]
+public sealed record DeploymentInfo(
+    [property: Id(0)] string Id,
+    [property: Id(1)] string Device,
+    [property: Id(2)] DeploymentSpec Spec,
+    [property: Id(3)] DateTimeOffset CreatedAt,
+    [property: Id(4)] long ModelVersion,
+    [property: Id(5)] string[] Buckets);
+
+/// <summary>What creating a deployment did: <see cref="Created"/> is false when the identical spec already existed.</summary>
+[GenerateSerializer, Immutable, Alias("lens.CreateDeploymentResult.v1")]
+public sealed record CreateDeploymentResult([property: Id(0)] DeploymentInfo Deployment, [property: Id(1)] bool Created);

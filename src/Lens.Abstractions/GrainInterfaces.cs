@@ -1,0 +1,114 @@
+using Orleans.Concurrency;
+
+namespace Lens.Abstractions;
+
+/// <summary>What a write to a bucket did: the snapshot after it, measurements added, and ids already seen.</summary>
+[GenerateSerializer, Immutable, Alias("lens.BucketWriteResult.v1")]
+public sealed record BucketWriteResult(
+    [property: Id(0)] BucketSnapshot Snapshot,
+    [property: Id(1)] int Added,
+    [property: Id(2)] int Duplicates,
+    [property: Id(3)] bool FitChanged);
+
+/// <summary>
+/// One bucket of one deployment, key <see cref="BucketKey"/> (<c>tenant|device|deployment|bucket</c>). Owns its raw measurements
+/// (bounded), their fit (<c>BucketFitter.FitBucket</c>), a version and a staleness flag; writes its state once per change.
+/// </summary>
+[Alias("lens.IBucketGrain")]
+public interface IBucketGrain : IGrainWithStringKey
+{
+    [Alias("GetSnapshot"), ReadOnly]
+    Task<BucketSnapshot> GetSnapshotAsync();
+
+    /// <summary>The measurements the fit uses (profile and import sources), oldest first.</summary>
+    [Alias("GetMeasurements"), ReadOnly]
+    Task<MeasurementRecord[]> GetMeasurementsAsync();
+
+    /// <summary>Telemetry observations held for this bucket (not used by the fit).</summary>
+    [Alias("GetTelemetry"), ReadOnly]
+    Task<MeasurementRecord[]> GetTelemetryAsync();
+
+    /// <summary>Adds measurements to the fitted data (ids already held are skipped), refits, bumps the version when anything was added.</summary>
+    [Alias("AddMeasurements")]
+    Task<BucketWriteResult> AddMeasurementsAsync(BucketContext context, MeasurementRecord[] records);
+
+    /// <summary>
+    /// Stores one measurement of profiling run <paramref name="runId"/> as pending (durably), and when <paramref name="commit"/> is
+    /// set replaces the bucket's profile measurements by the run's, refits and bumps the version. Until then the old fit stays in use.
+    /// </summary>
+    [Alias("RecordProfile")]
+    Task<BucketWriteResult> RecordProfileAsync(BucketContext context, string runId, MeasurementRecord record, bool commit);
+
+    /// <summary>Replaces all fitted measurements (a re-profile done elsewhere); idempotent per <paramref name="replaceId"/>; bumps the version.</summary>
+    [Alias("ReplaceMeasurements")]
+    Task<BucketSnapshot> ReplaceMeasurementsAsync(BucketContext context, string replaceId, MeasurementRecord[] records);
+
+    /// <summary>Stores observed latencies (intake only); returns how many were new.</summary>
+    [Alias("AddTelemetry")]
+    Task<int> AddTelemetryAsync(MeasurementRecord[] records);
+
+    [Alias("SetStale")]
+    Task<BucketSnapshot> SetStaleAsync(bool stale);
+}
+
+/// <summary>
+/// One device of one tenant, key <see cref="DeviceKey"/> (<c>tenant|device</c>): its deployments, and their profiling runs, one
+/// measurement at a time across the whole device (an NPU is exclusive), resumable after a silo restart.
+/// </summary>
+[Alias("lens.IDeviceGrain")]
+public interface IDeviceGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Creates a deployment with id <c>{name}-{identity hash}</c>. The identical spec again returns the existing one
+    /// (<c>Created = false</c>); a different spec under a name in use is a conflict.
+    /// </summary>
+    [Alias("CreateDeployment")]
+    Task<CreateDeploymentResult> CreateDeploymentAsync(DeploymentSpec spec);
+
+    [Alias("GetDeployment")]
+    Task<DeploymentInfo> GetDeploymentAsync(string deploymentId);
+
+    [Alias("ListDeployments")]
+    Task<DeploymentInfo[]> ListDeploymentsAsync();
+
+    /// <summary>Queues a profiling run of every bucket or one; returns at once. A run already queued for the deployment is returned as is.</summary>
+    [Alias("StartProfile")]
+    Task<ProfileProgress> StartProfileAsync(string deploymentId, ProfileRequest request);
+
+    [Alias("GetProfileProgress"), AlwaysInterleave]
+    Task<ProfileProgress> GetProfileProgressAsync(string deploymentId);
+
+    /// <summary>Imports measurements made elsewhere: each is placed in its bucket (Core's <c>MeasurementTagger</c>) and the buckets refit.</summary>
+    [Alias("ImportMeasurements")]
+    Task<IntakeResult> ImportMeasurementsAsync(string deploymentId, MeasurementBatch batch);
+
+    /// <summary>Stores observed production latencies on the buckets they fall in (intake only; fits do not change).</summary>
+    [Alias("ReportTelemetry")]
+    Task<IntakeResult> ReportTelemetryAsync(string deploymentId, MeasurementBatch batch);
+
+    /// <summary>The deployment's bucket context and model version; cheap, for predictors to check their cache on every call.</summary>
+    [Alias("GetModelStamp"), AlwaysInterleave]
+    Task<ModelStamp> GetModelStampAsync(string deploymentId);
+
+    /// <summary>Snapshots of every bucket of the deployment, prefill first, each ascending.</summary>
+    [Alias("GetBuckets")]
+    Task<BucketSnapshot[]> GetBucketsAsync(string deploymentId);
+}
+
+/// <summary>
+/// Answers predictions by composing bucket snapshots (<c>DeploymentModel.Compose</c>), cached per deployment by model version.
+/// Stateless worker, keyed by tenant: every call names a deployment of that tenant.
+/// </summary>
+[Alias("lens.IPredictorGrain")]
+public interface IPredictorGrain : IGrainWithStringKey
+{
+    [Alias("Predict")]
+    Task<PredictionResult> PredictAsync(string deploymentKey, PredictRequest request);
+
+    [Alias("PredictBatch")]
+    Task<BatchPredictionResult> PredictBatchAsync(string deploymentKey, BatchPredictRequest request);
+
+    /// <summary>The fitted model in the model file format (<c>ModelJson.Serialize</c>).</summary>
+    [Alias("GetModelJson")]
+    Task<string> GetModelJsonAsync(string deploymentKey);
+}

@@ -1,0 +1,41 @@
+namespace Lens.Abstractions;
+
+/// <summary>A request to predict: <c>I</c> prompt tokens, <c>O</c> output tokens (the first produced by prefill).</summary>
+[GenerateSerializer, Immutable, Alias("lens.PredictRequest.v1")]
+public sealed record PredictRequest([property: Id(0)] int InputLength, [property: Id(1)] int OutputLength);
+
+/// <summary>
+/// A prediction (ms, method.md "The model"): <c>E2E = A[pre(I)] + sum S[dec(I + k)]</c>, TTFT, mean TPOT (null when <c>O = 1</c>)
+/// and the 95% prediction interval of E2E. <see cref="ModelVersion"/> is the version of the deployment's fitted data used.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.PredictionResult.v1")]
+public sealed record PredictionResult(
+    [property: Id(0)] int InputLength,
+    [property: Id(1)] int OutputLength,
+    [property: Id(2)] double E2eMs,
+    [property: Id(3)] double TtftMs,
+    [property: Id(4)] double? TpotMs,
+    [property: Id(5)] double E2eLowMs,
+    [property: Id(6)] double E2eHighMs,
+    [property: Id(7)] long ModelVersion);
+
+/// <summary>Many requests to predict, as two parallel arrays.</summary>
+[GenerateSerializer, Immutable, Alias("lens.BatchPredictRequest.v1")]
+public sealed record BatchPredictRequest([property: Id(0)] int[] InputLengths, [property: Id(1)] int[] OutputLengths);
+
+/// <summary>Batch predictions as parallel arrays, in request order (<see cref="TpotMs"/> null where <c>O = 1</c>).</summary>
+[GenerateSerializer, Immutable, Alias("lens.BatchPredictionResult.v1")]
+public sealed record BatchPredictionResult(
+    [property: Id(0)] double[] E2eMs,
+    [property: Id(1)] double[] TtftMs,
+    [property: Id(2)] double?[] TpotMs,
+    [property: Id(3)] double[] E2eLowMs,
+    [property: Id(4)] double[] E2eHighMs,
+    [property: Id(5)] long ModelVersion);
+
+/// <summary>
+/// What a predictor checks per call to know whether its cached model is current: the deployment's bucket context and its model
+/// version (bumped whenever any bucket's fitted data change).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.ModelStamp.v1")]
+public sealed record ModelStamp([property: Id(0)] BucketContext Context, [property: Id(1)] long Version);

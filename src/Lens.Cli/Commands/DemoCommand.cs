@@ -1,0 +1,182 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using Lens.Core;
+using Lens.Measurement;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Lens.Cli.Commands;
+
+public sealed class DemoSettings : CommandSettings
+{
+    [CommandOption("--engine <PROFILE>")]
+    [Description("Reference engine profile: a shipped name (see 'lens engine profiles') or a JSON file.")]
+    [DefaultValue(EngineHost.DefaultProfile)]
+    public string Engine { get; init; } = EngineHost.DefaultProfile;
+
+    [CommandOption("--heldout <N>")]
+    [Description("Held-out request pairs to score on (half near bucket edges).")]
+    [DefaultValue(100)]
+    public int HeldOut { get; init; } = 100;
+
+    [CommandOption("--repeats <R>")]
+    [Description("Repeats of every point; the profile's statistic reduces them.")]
+    [DefaultValue(3)]
+    public int Repeats { get; init; } = 3;
+
+    [CommandOption("--statistic <NAME>")]
+    [Description("How repeats are reduced: min (default), median, mean, pNN. Used for profile and evaluation alike.")]
+    [DefaultValue("min")]
+    public string Statistic { get; init; } = "min";
+
+    [CommandOption("--max-output <N>")]
+    [Description("Cap on held-out output lengths, to bound the run's time; 0 draws them over the whole range.")]
+    [DefaultValue(256)]
+    public int MaxOutput { get; init; } = 256;
+
+    [CommandOption("--sweep <N>")]
+    [Description("Input lengths of the plotted sweep (plus both sides of every prefill edge).")]
+    [DefaultValue(24)]
+    public int Sweep { get; init; } = 24;
+
+    [CommandOption("--seed <S>")]
+    [Description("Seed of held-out pairs and of the interleaved order.")]
+    [DefaultValue(1)]
+    public int Seed { get; init; } = 1;
+
+    [CommandOption("--direct")]
+    [Description("Time the engine in-process instead of through its OpenAI-compatible HTTP server on loopback.")]
+    public bool Direct { get; init; }
+
+    [CommandOption("--out-dir <DIR>")]
+    [Description("Where to write measurements, model.json and demo.png.")]
+    [DefaultValue("lens-demo")]
+    public string OutDir { get; init; } = "lens-demo";
+
+    [CommandOption("--json")]
+    [Description("Print the result as JSON (progress still goes to stderr).")]
+    public bool Json { get; init; }
+
+    public override ValidationResult Validate()
+    {
+        if (HeldOut < 1 || Repeats < 1 || Sweep < 0 || MaxOutput < 0)
+        {
+            return ValidationResult.Error("--heldout and --repeats must be at least 1, --sweep and --max-output at least 0");
+        }
+
+        try
+        {
+            RepeatStatistic.Parse(Statistic);
+            return ValidationResult.Success();
+        }
+        catch (FormatException ex)
+        {
+            return ValidationResult.Error($"--statistic: {ex.Message}");
+        }
+    }
+}
+
+/// <summary>
+/// The main job on the embedded default: starts the reference engine, profiles it with two measurements per bucket, fits, times
+/// held-out pairs (interleaved with the profile in one run, so drift hits both alike), and prints LENS's errors beside the
+/// baselines' and the noise floor.
+/// </summary>
+public sealed class DemoCommand : AsyncCommand<DemoSettings>
+{
+    /// <summary>LENS's goal on the reference engine: the published 2.15% MAPE, or 1.25x the noise floor where that is higher.</summary>
+    public const double PublishedMape = 2.15;
+    public const double NoiseFloorFactor = 1.25;
+    private const int SweepOutput = 16;
+
+    public override async Task<int> ExecuteAsync(CommandContext context, DemoSettings settings, CancellationToken cancellationToken)
+    {
+        var statistic = RepeatStatistic.Parse(settings.Statistic);
+        var ui = settings.Json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
+        Directory.CreateDirectory(settings.OutDir);
+
+        await using var engine = await EngineHost.StartAsync(settings.Engine, settings.Direct, cancellationToken);
+        var buckets = engine.Buckets;
+        var plan = EvaluationPlan.Create(buckets, new EvaluationOptions(settings.HeldOut, settings.Repeats, settings.MaxOutput == 0 ? null : settings.MaxOutput,
+            settings.Sweep, SweepOutput, settings.Seed));
+        ui.MarkupLineInterpolated($"[bold]LENS demo[/] on {engine.Describe}");
+        ui.MarkupLineInterpolated(
+            $"{buckets}; {plan.Profile.Rows.Count} profiling requests (two per decode bucket), {plan.HeldOutPairs.Count} held-out pairs measured twice, {plan.SweepInputs.Count} sweep points; x{settings.Repeats} repeats, interleaved: {plan.Rows.Count} requests, {plan.DecodeSteps} decode steps.");
+
+        var measured = await MeasureAsync(ui, engine.Backend, plan, cancellationToken);
+        WriteMeasurements(settings.OutDir, measured);
+
+        var score = EvaluationScore.Compute(buckets, measured, statistic);
+        CliFiles.WriteAtomically(Path.Combine(settings.OutDir, "model.json"), w => w.Write(ModelJson.Serialize(score.Model)));
+        var png = Path.Combine(settings.OutDir, "demo.png");
+        DemoPlot.Write(png, score.Model, score.Sweep, statistic, SweepOutput);
+
+        var lens = score.Evaluations[0];
+        var goalE2e = Math.Max(PublishedMape, NoiseFloorFactor * score.NoiseFloor.E2e.Mean);
+        var goalTtft = Math.Max(PublishedMape, NoiseFloorFactor * score.NoiseFloor.Ttft.Mean);
+        var met = lens.E2e.Mean <= goalE2e && lens.Ttft.Mean <= goalTtft;
+        if (settings.Json)
+        {
+            CliJson.Write(new
+            {
+                engine = engine.Describe,
+                buckets = buckets.ToString(),
+                statistic = statistic.ToString(),
+                requests = plan.Rows.Count,
+                heldOutPairs = plan.HeldOutPairs.Count,
+                results = score.Evaluations.Append(score.NoiseFloor).Select(e => new { predictor = e.Predictor, e2e = e.E2e, ttft = e.Ttft, tpot = e.Tpot }),
+                goal = new { e2eMape = goalE2e, ttftMape = goalTtft, met },
+                outputs = new { model = Path.Combine(settings.OutDir, "model.json"), plot = png },
+            });
+        }
+        else
+        {
+            ErrorTable.Write(score.Evaluations.Append(score.NoiseFloor),
+                $"{plan.HeldOutPairs.Count} held-out pairs, {statistic} of {settings.Repeats} repeats");
+            ui.MarkupInterpolated(
+                $"Goal: MAPE at most {PublishedMape}% (published) or {NoiseFloorFactor}x the noise floor: E2E {lens.E2e.Mean:0.00}% vs {goalE2e:0.00}%, TTFT {lens.Ttft.Mean:0.00}% vs {goalTtft:0.00}% -> ");
+            ui.MarkupLine(met ? "[green]met[/]" : "[red]not met[/]");
+            ui.MarkupLineInterpolated($"Wrote {settings.OutDir}/profile.csv, heldout.csv, heldout-twin.csv, model.json and demo.png.");
+        }
+
+        return LensApp.Ok;
+    }
+
+    private static async Task<List<MeasuredRow>> MeasureAsync(IAnsiConsole ui, IMeasurementBackend backend, EvaluationPlan plan, CancellationToken ct)
+    {
+        // Warm up every bucket once, untimed: first calls load graphs and fault pages in.
+        foreach (var row in plan.Profile.Rows)
+        {
+            await backend.MeasureAsync(row.InputLength, Math.Min(row.OutputLength, 8), ct);
+        }
+
+        var measured = new List<MeasuredRow>(plan.Rows.Count);
+        var clock = Stopwatch.StartNew();
+        await ProgressDisplay.RunAsync("measuring", async progress =>
+        {
+            foreach (var row in plan.Rows)
+            {
+                progress.Report(new ProfileProgress(ProfilePhase.Measure, measured.Count, plan.Rows.Count, null, clock.Elapsed, null));
+                var timed = await backend.MeasureAsync(row.InputLength, row.OutputLength, ct);
+                measured.Add(new MeasuredRow(row, timed.E2eMs, timed.TtftMs));
+            }
+
+            progress.Report(new ProfileProgress(ProfilePhase.Finished, measured.Count, plan.Rows.Count, null, clock.Elapsed, null));
+            return measured.Count;
+        }, ui);
+        ui.MarkupLineInterpolated($"Measured {measured.Count} requests in {clock.Elapsed.TotalSeconds:0.0} s.");
+        return measured;
+    }
+
+    private static void WriteMeasurements(string dir, List<MeasuredRow> measured)
+    {
+        foreach (var (role, file) in new[]
+                 {
+                     (EvaluationRole.Profile, "profile.csv"), (EvaluationRole.HeldOut, "heldout.csv"), (EvaluationRole.HeldOutTwin, "heldout-twin.csv"),
+                     (EvaluationRole.Sweep, "sweep.csv"),
+                 })
+        {
+            CliFiles.WriteAtomically(Path.Combine(dir, file),
+                w => LensCsv.WriteMeasurements(w, measured.Where(m => m.Row.Role == role).Select(m => m.ToMeasurement())));
+        }
+    }
+}

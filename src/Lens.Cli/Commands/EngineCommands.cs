@@ -1,0 +1,68 @@
+using System.ComponentModel;
+using Lens.Engine;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Lens.Cli.Commands;
+
+public sealed class EngineServeSettings : CommandSettings
+{
+    [CommandOption("--profile <PROFILE>")]
+    [Description("Engine profile: a shipped name (see 'lens engine profiles') or a JSON file.")]
+    [DefaultValue(EngineHost.DefaultProfile)]
+    public string Profile { get; init; } = EngineHost.DefaultProfile;
+
+    [CommandOption("--port <PORT>")]
+    [Description("Loopback port to listen on (0 picks a free one).")]
+    [DefaultValue(8000)]
+    public int Port { get; init; } = 8000;
+
+    public override ValidationResult Validate() =>
+        Port is < 0 or > 65535 ? ValidationResult.Error($"--port must be in 0..65535; got {Port}") : ValidationResult.Success();
+}
+
+/// <summary>Serves the reference engine OpenAI-compatibly on 127.0.0.1 until Ctrl+C.</summary>
+public sealed class EngineServeCommand : AsyncCommand<EngineServeSettings>
+{
+    public override async Task<int> ExecuteAsync(CommandContext context, EngineServeSettings settings, CancellationToken cancellationToken)
+    {
+        using var engine = ReferenceEngine.Create(EngineHost.LoadProfile(settings.Profile));
+        await using var server = await EngineServer.StartAsync(engine, settings.Port, cancellationToken);
+        AnsiConsole.MarkupLineInterpolated($"Serving reference engine '{engine.Profile.Name}' ({engine.Buckets}) at [bold]{server.BaseAddress}[/]; Ctrl+C stops.");
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            AnsiConsole.WriteLine("Stopping.");
+        }
+
+        return LensApp.Ok;
+    }
+}
+
+/// <summary>Lists the shipped engine profiles.</summary>
+public sealed class EngineProfilesCommand : Command<EmptyCommandSettings>
+{
+    public override int Execute(CommandContext context, EmptyCommandSettings settings, CancellationToken cancellationToken)
+    {
+        var table = new Table().AddColumns("name", "model", "buckets", "file");
+        foreach (var name in EngineProfiles.Names)
+        {
+            var path = EngineProfiles.Path(name);
+            var p = EngineProfile.Load(path);
+            table.AddRow(name, $"{p.Layers} layers, hidden {p.Hidden}, {p.Heads}/{p.KvHeads} heads, ffn {p.Ffn}, vocab {p.Vocab}",
+                p.Validate(path).ToString(), path);
+        }
+
+        AnsiConsole.Write(table);
+        return LensApp.Ok;
+    }
+}

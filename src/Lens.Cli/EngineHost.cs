@@ -1,0 +1,68 @@
+using Lens.Core;
+using Lens.Engine;
+using Lens.Measurement;
+
+namespace Lens.Cli;
+
+/// <summary>
+/// The built-in reference engine, started for a command: by default behind its OpenAI-compatible server on loopback and timed
+/// through the same HTTP profiler a real NPU server gets; with <c>direct</c>, timed in-process.
+/// </summary>
+internal sealed class EngineHost : IAsyncDisposable
+{
+    public const string DefaultProfile = "nxdi-small";
+
+    private readonly ReferenceEngine _engine;
+    private readonly EngineServer? _server;
+    private readonly OpenAiCompletionsBackend? _http;
+
+    private EngineHost(ReferenceEngine engine, EngineServer? server, OpenAiCompletionsBackend? http, IMeasurementBackend backend)
+    {
+        _engine = engine;
+        _server = server;
+        _http = http;
+        Backend = backend;
+    }
+
+    public IMeasurementBackend Backend { get; }
+
+    public BucketSet Buckets => _engine.Buckets;
+
+    public string Describe => $"reference engine '{_engine.Profile.Name}' ({Backend.Describe})";
+
+    /// <summary>Loads a shipped profile by name, or a profile file by path.</summary>
+    public static EngineProfile LoadProfile(string nameOrPath) =>
+        File.Exists(nameOrPath) || nameOrPath.Contains('/', StringComparison.Ordinal) || nameOrPath.Contains('\\', StringComparison.Ordinal)
+            ? EngineProfile.Load(nameOrPath)
+            : EngineProfiles.Load(nameOrPath);
+
+    public static async Task<EngineHost> StartAsync(string profile, bool direct, CancellationToken cancellationToken)
+    {
+        var engine = ReferenceEngine.Create(LoadProfile(profile));
+        if (direct)
+        {
+            return new EngineHost(engine, null, null, new ReferenceEngineBackend(engine));
+        }
+
+        var server = await EngineServer.StartAsync(engine, 0, cancellationToken);
+        var http = new OpenAiCompletionsBackend(new OpenAiCompletionsOptions
+        {
+            BaseAddress = server.BaseAddress,
+            Model = engine.Profile.Name,
+            PromptTokenIdMin = 0,
+            PromptTokenIdMax = engine.Profile.Vocab,
+        });
+        return new EngineHost(engine, server, http, http);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _http?.Dispose();
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+
+        _engine.Dispose();
+    }
+}

@@ -1,0 +1,73 @@
+using Lens.Abstractions;
+
+namespace Lens.Client;
+
+/// <summary>
+/// A typed wrapper over an Orleans <see cref="IClusterClient"/>, bound to one tenant: every grain key it builds starts with that
+/// tenant, so it cannot address another tenant's data. Errors arrive as <see cref="LensException"/>.
+/// </summary>
+public sealed class LensClusterClient
+{
+    private readonly IClusterClient _client;
+
+    public LensClusterClient(IClusterClient client, string tenant)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        _client = client;
+        Tenant = LensNames.Ensure(tenant, "tenant");
+    }
+
+    public string Tenant { get; }
+
+    public Task<CreateDeploymentResult> CreateDeploymentAsync(string device, DeploymentSpec spec) => Device(device).CreateDeploymentAsync(spec);
+
+    public Task<DeploymentInfo> GetDeploymentAsync(string device, string deployment) => Device(device).GetDeploymentAsync(deployment);
+
+    public Task<DeploymentInfo[]> ListDeploymentsAsync(string device) => Device(device).ListDeploymentsAsync();
+
+    public Task<ProfileProgress> StartProfileAsync(string device, string deployment, string? bucket = null) =>
+        Device(device).StartProfileAsync(deployment, new ProfileRequest(bucket));
+
+    public Task<ProfileProgress> GetProfileProgressAsync(string device, string deployment) => Device(device).GetProfileProgressAsync(deployment);
+
+    /// <summary>Polls the progress every <paramref name="pollInterval"/> until the run finishes or <paramref name="cancellationToken"/> fires.</summary>
+    public async Task<ProfileProgress> WaitForProfileAsync(string device, string deployment, TimeSpan pollInterval,
+        CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            var progress = await GetProfileProgressAsync(device, deployment);
+            if (progress.IsFinished || progress.State == ProfileState.None)
+            {
+                return progress;
+            }
+
+            await Task.Delay(pollInterval, cancellationToken);
+        }
+    }
+
+    public Task<IntakeResult> ImportMeasurementsAsync(string device, string deployment, MeasurementBatch batch) =>
+        Device(device).ImportMeasurementsAsync(deployment, batch);
+
+    public Task<IntakeResult> ReportTelemetryAsync(string device, string deployment, MeasurementBatch batch) =>
+        Device(device).ReportTelemetryAsync(deployment, batch);
+
+    public Task<BucketSnapshot[]> GetBucketsAsync(string device, string deployment) => Device(device).GetBucketsAsync(deployment);
+
+    public Task<MeasurementRecord[]> GetBucketMeasurementsAsync(string device, string deployment, Core.BucketId bucket) =>
+        _client.GetGrain<IBucketGrain>(new DeploymentKey(Tenant, device, deployment).Bucket(bucket).Format()).GetMeasurementsAsync();
+
+    public Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength) =>
+        Predictor.PredictAsync(Key(device, deployment), new PredictRequest(inputLength, outputLength));
+
+    public Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths) =>
+        Predictor.PredictBatchAsync(Key(device, deployment), new BatchPredictRequest(inputLengths, outputLengths));
+
+    public Task<string> GetModelJsonAsync(string device, string deployment) => Predictor.GetModelJsonAsync(Key(device, deployment));
+
+    private IPredictorGrain Predictor => _client.GetGrain<IPredictorGrain>(Tenant);
+
+    private IDeviceGrain Device(string device) => _client.GetGrain<IDeviceGrain>(new DeviceKey(Tenant, device).Format());
+
+    private string Key(string device, string deployment) => new DeploymentKey(Tenant, device, deployment).Format();
+}

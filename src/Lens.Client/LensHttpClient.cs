@@ -1,0 +1,153 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using Lens.Abstractions;
+
+namespace Lens.Client;
+
+/// <summary>
+/// A typed client of the LENS HTTP API, bound to one tenant's API key (sent as <c>X-Api-Key</c> on every request, never logged).
+/// The <see cref="HttpClient"/> is the caller's (its <see cref="HttpClient.BaseAddress"/> is the server, e.g. <c>http://127.0.0.1:5080/</c>)
+/// and may be shared. Failures throw <see cref="LensApiException"/> with the server's problem details.
+/// </summary>
+public sealed class LensHttpClient
+{
+    public const string ApiKeyHeader = "X-Api-Key";
+
+    private readonly HttpClient _http;
+    private readonly string _apiKey;
+
+    public LensHttpClient(HttpClient http, string apiKey)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        ArgumentException.ThrowIfNullOrEmpty(apiKey);
+        _http = http;
+        _apiKey = apiKey;
+    }
+
+    public async Task<DeploymentInfo> CreateDeploymentAsync(string device, DeploymentSpec spec, CancellationToken cancellationToken = default) =>
+        await SendAsync<DeploymentInfo>(HttpMethod.Post, $"{Device(device)}/deployments", spec, cancellationToken);
+
+    public async Task<DeploymentInfo[]> ListDeploymentsAsync(string device, CancellationToken cancellationToken = default) =>
+        await SendAsync<DeploymentInfo[]>(HttpMethod.Get, $"{Device(device)}/deployments", null, cancellationToken);
+
+    public async Task<DeploymentInfo> GetDeploymentAsync(string device, string deployment, CancellationToken cancellationToken = default) =>
+        await SendAsync<DeploymentInfo>(HttpMethod.Get, Deployment(device, deployment), null, cancellationToken);
+
+    /// <summary>Starts profiling every bucket, or only <paramref name="bucket"/> (e.g. <c>decode-256</c>).</summary>
+    public async Task<ProfileProgress> StartProfileAsync(string device, string deployment, string? bucket = null,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<ProfileProgress>(HttpMethod.Post, $"{Deployment(device, deployment)}/profile", new ProfileRequest(bucket), cancellationToken);
+
+    public async Task<ProfileProgress> GetProfileProgressAsync(string device, string deployment, CancellationToken cancellationToken = default) =>
+        await SendAsync<ProfileProgress>(HttpMethod.Get, $"{Deployment(device, deployment)}/profile", null, cancellationToken);
+
+    /// <summary>Polls the progress every <paramref name="pollInterval"/> until the run finishes or <paramref name="cancellationToken"/> fires.</summary>
+    public async Task<ProfileProgress> WaitForProfileAsync(string device, string deployment, TimeSpan pollInterval,
+        CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            var progress = await GetProfileProgressAsync(device, deployment, cancellationToken);
+            if (progress.IsFinished || progress.State == ProfileState.None)
+            {
+                return progress;
+            }
+
+            await Task.Delay(pollInterval, cancellationToken);
+        }
+    }
+
+    public async Task<IntakeResult> ImportMeasurementsAsync(string device, string deployment, MeasurementBatch batch,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<IntakeResult>(HttpMethod.Post, $"{Deployment(device, deployment)}/measurements", batch, cancellationToken);
+
+    public async Task<IntakeResult> ReportTelemetryAsync(string device, string deployment, MeasurementBatch batch,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<IntakeResult>(HttpMethod.Post, $"{Deployment(device, deployment)}/telemetry", batch, cancellationToken);
+
+    public async Task<BucketSnapshot[]> GetBucketsAsync(string device, string deployment, CancellationToken cancellationToken = default) =>
+        await SendAsync<BucketSnapshot[]>(HttpMethod.Get, $"{Deployment(device, deployment)}/buckets", null, cancellationToken);
+
+    public async Task<MeasurementRecord[]> GetBucketMeasurementsAsync(string device, string deployment, string bucket,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<MeasurementRecord[]>(HttpMethod.Get,
+            $"{Deployment(device, deployment)}/buckets/{Uri.EscapeDataString(bucket)}/measurements", null, cancellationToken);
+
+    public async Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<PredictionResult>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict",
+            new PredictRequest(inputLength, outputLength), cancellationToken);
+
+    public async Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<BatchPredictionResult>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict/batch",
+            new BatchPredictRequest(inputLengths, outputLengths), cancellationToken);
+
+    /// <summary>The fitted model as the model file's JSON (<c>lens-model</c> format).</summary>
+    public async Task<string> GetModelJsonAsync(string device, string deployment, CancellationToken cancellationToken = default)
+    {
+        using var response = await RawAsync(HttpMethod.Get, $"{Deployment(device, deployment)}/model", null, cancellationToken);
+        return await response.Content.ReadAsStringAsync(cancellationToken);
+    }
+
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    {
+        using var response = await RawAsync(method, path, body, cancellationToken);
+        return await response.Content.ReadFromJsonAsync<T>(LensJson.Options, cancellationToken)
+               ?? throw new LensApiException((int)response.StatusCode, "Empty response", $"{method} {path} returned no body");
+    }
+
+    private async Task<HttpResponseMessage> RawAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        request.Headers.Add(ApiKeyHeader, _apiKey);
+        if (body is not null)
+        {
+            request.Content = JsonContent.Create(body, body.GetType(), options: LensJson.Options);
+        }
+
+        var response = await _http.SendAsync(request, cancellationToken);
+        if (response.IsSuccessStatusCode)
+        {
+            return response;
+        }
+
+        using (response)
+        {
+            throw await ToExceptionAsync(response, cancellationToken);
+        }
+    }
+
+    private static async Task<LensApiException> ToExceptionAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        var status = (int)response.StatusCode;
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            var root = doc.RootElement;
+            var title = root.TryGetProperty("title", out var t) ? t.GetString() : response.ReasonPhrase;
+            var detail = root.TryGetProperty("detail", out var d) ? d.GetString() : null;
+            var errors = new Dictionary<string, string[]>();
+            if (root.TryGetProperty("errors", out var e) && e.ValueKind == JsonValueKind.Object)
+            {
+                foreach (var field in e.EnumerateObject())
+                {
+                    errors[field.Name] = field.Value.ValueKind == JsonValueKind.Array
+                        ? [.. field.Value.EnumerateArray().Select(v => v.ToString())]
+                        : [field.Value.ToString()];
+                }
+            }
+
+            return new LensApiException(status, title, detail, errors);
+        }
+        catch (JsonException)
+        {
+            return new LensApiException(status, response.ReasonPhrase, text.Length > 500 ? text[..500] : text);
+        }
+    }
+
+    private static string Device(string device) => $"v1/devices/{Uri.EscapeDataString(device)}";
+
+    private static string Deployment(string device, string deployment) => $"{Device(device)}/deployments/{Uri.EscapeDataString(deployment)}";
+}

@@ -1,0 +1,51 @@
+namespace Lens.Grains;
+
+/// <summary>Limits and retry settings of the LENS grains (bound from <c>Lens:Grains</c> by the silo host).</summary>
+public sealed class LensGrainOptions
+{
+    /// <summary>Name of the grain storage provider the grains persist through.</summary>
+    public const string StorageName = "lens";
+
+    /// <summary>Most fitted measurements a bucket keeps; the oldest go first (state must stay well under a table row's 1 MB).</summary>
+    public int MaxMeasurementsPerBucket { get; set; } = 1000;
+
+    /// <summary>Most telemetry observations a bucket keeps; the oldest go first.</summary>
+    public int MaxTelemetryPerBucket { get; set; } = 500;
+
+    /// <summary>Most measurements in one import or telemetry batch.</summary>
+    public int MaxBatch { get; set; } = 10_000;
+
+    /// <summary>Most requests in one batch prediction.</summary>
+    public int MaxPredictBatch { get; set; } = 100_000;
+
+    /// <summary>Tries of one planned measurement when the backend fails transiently (<c>MeasurementFailedException.IsTransient</c>).</summary>
+    public int MaxAttempts { get; set; } = 5;
+
+    /// <summary>Wait before the first retry; doubles on each further one up to <see cref="MaxBackoff"/>.</summary>
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Period of the reminder that re-kicks an unfinished profile (after a silo restart or a deactivation). Orleans refuses reminder
+    /// periods below its <c>ReminderOptions.MinimumReminderPeriod</c> (1 minute by default); the silo host lowers that to this value.
+    /// </summary>
+    public TimeSpan ResumeCheckPeriod { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Deployments whose predictors' cached models one predictor activation keeps.</summary>
+    public int PredictorCacheSize { get; set; } = 256;
+
+    public void Validate()
+    {
+        if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxBatch < 1 || MaxPredictBatch < 1 || PredictorCacheSize < 1)
+        {
+            throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
+        }
+
+        if (MaxAttempts < 1 || InitialBackoff < TimeSpan.Zero || MaxBackoff < InitialBackoff || ResumeCheckPeriod < TimeSpan.FromSeconds(1))
+        {
+            throw new InvalidOperationException(
+                "Lens:Grains retry settings are invalid: MaxAttempts >= 1, 0 <= InitialBackoff <= MaxBackoff, ResumeCheckPeriod >= 1 second");
+        }
+    }
+}

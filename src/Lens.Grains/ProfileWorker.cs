@@ -1,0 +1,106 @@
+using Lens.Abstractions;
+using Lens.Measurement;
+using Microsoft.Extensions.Logging;
+
+namespace Lens.Grains;
+
+/// <summary>
+/// Runs a device's profiling off the grain turn: asks the grain for a row, times it (with retries of transient faults and
+/// exponential backoff), hands the result back, and repeats. One worker per device activation, so one request at a time.
+/// </summary>
+internal static class ProfileWorker
+{
+    public static async Task RunAsync(IDeviceProfileSteps device, Guid workerId, IMeasurementBackendFactory factory, LensGrainOptions options,
+        TimeProvider time, ILogger logger, string deviceName, CancellationToken cancellationToken)
+    {
+        IMeasurementBackend? backend = null;
+        BackendSpec? backendSpec = null;
+        try
+        {
+            var step = await device.NextStepAsync(workerId);
+            while (step is not null && !cancellationToken.IsCancellationRequested)
+            {
+                StepOutcome outcome;
+                try
+                {
+                    if (backend is null || backendSpec != step.Backend)
+                    {
+                        (backend as IDisposable)?.Dispose();
+                        backend = null;
+                        backend = factory.Create(step.Backend);
+                        backendSpec = step.Backend;
+                    }
+
+                    outcome = await MeasureAsync(backend, step, options, time, logger, deviceName, cancellationToken);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception ex) when (ex is NotSupportedException or ArgumentException or FormatException or InvalidOperationException or
+                                               MeasurementFailedException or HttpRequestException or IOException)
+                {
+                    outcome = new StepOutcome(step.RunId, step.Index, 0, null, 0, $"{step.Bucket} (I={step.InputLength}, O={step.OutputLength}): {ex.Message}");
+                }
+
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    return; // the activation is going away: the row is measured again after resume
+                }
+
+                step = await device.CompleteStepAsync(workerId, outcome);
+            }
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The device's reminder starts a new worker; the run resumes at its durable next row.
+            GrainLog.WorkerFailed(logger, ex, deviceName);
+        }
+        catch (Exception) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopping: nothing to report.
+        }
+        finally
+        {
+            (backend as IDisposable)?.Dispose();
+        }
+    }
+
+    private static async Task<StepOutcome> MeasureAsync(IMeasurementBackend backend, ProfileStep step, LensGrainOptions options, TimeProvider time,
+        ILogger logger, string deviceName, CancellationToken cancellationToken)
+    {
+        var delay = options.InitialBackoff;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var timed = await backend.MeasureAsync(step.InputLength, step.OutputLength, cancellationToken);
+                if (timed.InputLength != step.InputLength || timed.OutputLength != step.OutputLength)
+                {
+                    throw new MeasurementFailedException(
+                        $"the backend timed I={timed.InputLength}, O={timed.OutputLength} instead of I={step.InputLength}, O={step.OutputLength}",
+                        isTransient: false);
+                }
+
+                if (MeasurementRecord.CheckValues(timed.E2eMs, timed.TtftMs) is { } bad)
+                {
+                    throw new MeasurementFailedException($"the backend reported an impossible latency: {bad}", isTransient: false);
+                }
+
+                return new StepOutcome(step.RunId, step.Index, timed.E2eMs, timed.TtftMs, attempt - 1, null);
+            }
+            catch (MeasurementFailedException ex) when (ex.IsTransient && attempt < options.MaxAttempts)
+            {
+                GrainLog.TransientFault(logger, deviceName, attempt, ex.Message, delay);
+                await Task.Delay(delay, time, cancellationToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.MaxBackoff.Ticks));
+            }
+            catch (MeasurementFailedException ex)
+            {
+                var why = ex.IsTransient ? $" (still failing after {attempt} attempts)" : "";
+                return new StepOutcome(step.RunId, step.Index, 0, null, attempt - 1,
+                    $"{step.Bucket} (I={step.InputLength}, O={step.OutputLength}): {ex.Message}{why}");
+            }
+        }
+    }
+}

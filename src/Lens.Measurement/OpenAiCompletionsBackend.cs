@@ -1,0 +1,602 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Polly;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace Lens.Measurement;
+
+/// <summary>
+/// Times one request of exactly <c>I</c> prompt and <c>O</c> output tokens against an OpenAI-compatible completions endpoint
+/// (vLLM on Neuron or Gaudi, RBLN, Furiosa; the built-in reference engine): <c>POST {base}/completions</c>, streamed, with
+/// <c>max_tokens = min_tokens = O</c>, <c>ignore_eos</c> and greedy sampling. TTFT is taken at the first token chunk, E2E at the end of
+/// the stream, both on the monotonic clock from just before the request is sent; the gaps between token chunks are kept.
+/// The server's <c>usage</c> must report exactly <c>I</c> and <c>O</c> tokens, or the measurement fails.
+/// Transient faults (5xx, 408, 429, timeouts, refused or dropped connections) are retried with exponential backoff; only the final,
+/// successful attempt is timed. Not for concurrent use on one device: callers serialize calls (an NPU is exclusive).
+/// </summary>
+public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
+{
+    private const int MaxErrorBodyBytes = 64 * 1024;
+    private const int MaxErrorMessageChars = 1000;
+
+    private readonly OpenAiCompletionsOptions _options;
+    private readonly HttpClient _http;
+    private readonly bool _ownsHttp;
+    private readonly string? _apiKey;
+    private readonly ResiliencePipeline _pipeline;
+    private readonly Uri _completions;
+    private readonly Uri _models;
+    private readonly string _where;
+    private readonly ILogger _logger;
+    private readonly Random _random;
+    private readonly Lock _gate = new();
+    private string? _model;
+
+    /// <param name="options">Where, which model, key, retries.</param>
+    /// <param name="httpClient">A client to use (not disposed here; its own timeout should be infinite); null creates one.</param>
+    /// <param name="logger">Receives retry notices (never the key); null logs nothing.</param>
+    public OpenAiCompletionsBackend(OpenAiCompletionsOptions options, HttpClient? httpClient = null, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : options.ApiKey;
+        if (_apiKey is null && !string.IsNullOrEmpty(options.ApiKeyEnvironmentVariable))
+        {
+            _apiKey = Environment.GetEnvironmentVariable(options.ApiKeyEnvironmentVariable);
+            if (string.IsNullOrEmpty(_apiKey))
+            {
+                throw new ArgumentException(
+                    $"the environment variable {options.ApiKeyEnvironmentVariable}, named to hold the API key, is not set or empty");
+            }
+        }
+
+        _model = string.IsNullOrWhiteSpace(options.Model) ? null : options.Model;
+        var root = options.BaseAddress.AbsoluteUri.EndsWith('/') ? options.BaseAddress : new Uri(options.BaseAddress.AbsoluteUri + "/");
+        _completions = new Uri(root, "completions");
+        _models = new Uri(root, "models");
+        _where = OpenAiCompletionsOptions.Redact(root);
+        _logger = logger ?? NullLogger.Instance;
+        _random = new Random(options.Seed);
+        if (httpClient is null)
+        {
+            _http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+            {
+                Timeout = Timeout.InfiniteTimeSpan,
+            };
+            _ownsHttp = true;
+        }
+        else
+        {
+            _http = httpClient;
+        }
+
+        _pipeline = BuildPipeline(options, _logger);
+    }
+
+    public string Describe => $"OpenAI-compatible completions at {_where} (model {_model ?? "chosen by the server's model list"})";
+
+    /// <summary>The model measured: the option's, or the one the server listed once a request has been made.</summary>
+    public string? Model => _model;
+
+    public async Task<TimedRequest> MeasureAsync(int inputLength, int outputLength, CancellationToken cancellationToken = default)
+    {
+        if (inputLength < 1 || outputLength < 1)
+        {
+            throw new MeasurementFailedException($"lengths must be at least 1; got I = {inputLength}, O = {outputLength}", isTransient: false);
+        }
+
+        var model = _model ?? await RunAsync(ResolveModelAsync, "listing the served models", cancellationToken);
+        return await RunAsync(
+            ct => AttemptAsync(model, inputLength, outputLength, ct),
+            $"measuring I = {inputLength}, O = {outputLength}",
+            cancellationToken);
+    }
+
+    public void Dispose()
+    {
+        if (_ownsHttp)
+        {
+            _http.Dispose();
+        }
+    }
+
+    private static ResiliencePipeline BuildPipeline(OpenAiCompletionsOptions options, ILogger logger)
+    {
+        var builder = new ResiliencePipelineBuilder();
+        if (options.MaxRetries > 0)
+        {
+            builder.AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder()
+                    .Handle<MeasurementFailedException>(e => e.IsTransient)
+                    .Handle<TimeoutRejectedException>(),
+                MaxRetryAttempts = options.MaxRetries,
+                Delay = options.RetryBaseDelay,
+                MaxDelay = options.MaxRetryDelay,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                OnRetry = args =>
+                {
+                    var reason = args.Outcome.Exception is TimeoutRejectedException
+                        ? $"no complete answer within {options.AttemptTimeout.TotalSeconds:0.###} s"
+                        : args.Outcome.Exception?.Message ?? "no answer";
+                    logger.LogWarning("attempt {Attempt} failed ({Reason}); retrying in {Delay:0.###} s", args.AttemptNumber + 1, reason,
+                        args.RetryDelay.TotalSeconds);
+                    options.OnRetry?.Invoke(new MeasurementRetry(args.AttemptNumber + 1, reason, args.RetryDelay));
+                    return default;
+                },
+            });
+        }
+
+        // Inside the retry: every attempt gets its own limit.
+        builder.AddTimeout(options.AttemptTimeout);
+        return builder.Build();
+    }
+
+    /// <summary>Runs one operation under the retry and timeout pipeline and turns what is left of a fault into a clear failure.</summary>
+    private async Task<T> RunAsync<T>(Func<CancellationToken, ValueTask<T>> operation, string what, CancellationToken cancellationToken)
+    {
+        var attempts = 0;
+        try
+        {
+            return await _pipeline.ExecuteAsync(
+                async ct =>
+                {
+                    attempts++;
+                    return await operation(ct);
+                },
+                cancellationToken);
+        }
+        catch (MeasurementFailedException e) when (e.IsTransient)
+        {
+            throw new MeasurementFailedException(Scrub($"{e.Message} ({what}; gave up after {Attempts(attempts)})"), isTransient: true, e);
+        }
+        catch (TimeoutRejectedException e)
+        {
+            throw new MeasurementFailedException(
+                $"{_where} gave no complete answer within {_options.AttemptTimeout.TotalSeconds:0.###} s ({what}; gave up after {Attempts(attempts)})",
+                isTransient: true,
+                e);
+        }
+    }
+
+    private static string Attempts(int n) => n == 1 ? "1 attempt" : $"{n} attempts";
+
+    private async ValueTask<string> ResolveModelAsync(CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, _models);
+        Authorize(request);
+        using var response = await SendAsync(request, ct);
+        var body = await response.Content.ReadAsStringAsync(ct);
+        string[] ids;
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            ids = doc.RootElement.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Array
+                ? data.EnumerateArray()
+                    .Select(m => m.ValueKind == JsonValueKind.Object && m.TryGetProperty("id", out var id) ? id.GetString() : null)
+                    .OfType<string>()
+                    .ToArray()
+                : [];
+        }
+        catch (JsonException e)
+        {
+            throw new MeasurementFailedException($"{_where}models did not answer with JSON: {e.Message}", isTransient: false, e);
+        }
+
+        var model = ids.Length switch
+        {
+            0 => throw new MeasurementFailedException($"{_where}models lists no model; name the model to measure", isTransient: false),
+            1 => ids[0],
+            _ => throw new MeasurementFailedException(
+                Scrub($"{_where} serves several models ({string.Join(", ", ids.Take(10))}); name the one to measure"), isTransient: false),
+        };
+        _model = model;
+        return model;
+    }
+
+    private async ValueTask<TimedRequest> AttemptAsync(string model, int inputLength, int outputLength, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, _completions)
+        {
+            Content = new ByteArrayContent(BuildBody(model, inputLength, outputLength)),
+        };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/event-stream"));
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        Authorize(request);
+
+        var start = Stopwatch.GetTimestamp();
+        using var response = await SendAsync(request, ct);
+        try
+        {
+            var streamed = response.Content.Headers.ContentType?.MediaType?.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase) == true;
+            var seen = streamed ? await ReadStreamAsync(response, start, ct) : await ReadWholeAsync(response, start, ct);
+            return Check(seen, inputLength, outputLength);
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException)
+        {
+            ct.ThrowIfCancellationRequested(); // a read torn down by the attempt's timeout or the caller, not by the server
+            throw new MeasurementFailedException(Scrub($"the connection to {_where} broke while reading the answer: {e.Message}"), isTransient: true, e);
+        }
+        catch (JsonException e)
+        {
+            throw new MeasurementFailedException($"{_where}completions sent a chunk that is not valid JSON: {e.Message}", isTransient: false, e);
+        }
+    }
+
+    private void Authorize(HttpRequestMessage request)
+    {
+        if (_apiKey is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _apiKey);
+        }
+    }
+
+    /// <summary>Sends a request and returns a successful response; faults become <see cref="MeasurementFailedException"/>s.</summary>
+    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
+    {
+        HttpResponseMessage response;
+        try
+        {
+            response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+        }
+        catch (HttpRequestException e)
+        {
+            ct.ThrowIfCancellationRequested();
+            throw new MeasurementFailedException(Scrub($"cannot reach {_where}: {e.Message}"), isTransient: true, e);
+        }
+        catch (TaskCanceledException e) when (!ct.IsCancellationRequested)
+        {
+            throw new MeasurementFailedException($"the HTTP client timed out waiting for {_where}", isTransient: true, e);
+        }
+
+        if (response.IsSuccessStatusCode)
+        {
+            return response;
+        }
+
+        using (response)
+        {
+            var code = (int)response.StatusCode;
+            var message = await ReadErrorAsync(response, ct);
+            var transient = code >= 500 || response.StatusCode is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests;
+            throw new MeasurementFailedException(
+                Scrub($"{request.RequestUri?.AbsolutePath} answered {code} {response.ReasonPhrase}: {message}"), transient);
+        }
+    }
+
+    private byte[] BuildBody(string model, int inputLength, int outputLength)
+    {
+        var buffer = new ArrayBufferWriter<byte>(64 + (inputLength * 5));
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("model", model);
+            if (_options.Prompt == PromptKind.Text)
+            {
+                json.WriteString("prompt", _options.TextPrompt?.Invoke(inputLength) ?? string.Concat(Enumerable.Repeat(" hi", inputLength)));
+            }
+            else
+            {
+                json.WriteStartArray("prompt");
+                lock (_gate)
+                {
+                    for (var n = 0; n < inputLength; n++)
+                    {
+                        json.WriteNumberValue(_random.Next(_options.PromptTokenIdMin, _options.PromptTokenIdMax));
+                    }
+                }
+
+                json.WriteEndArray();
+            }
+
+            json.WriteNumber("max_tokens", outputLength);
+            if (_options.SendExactLengthHints)
+            {
+                json.WriteNumber("min_tokens", outputLength);
+                json.WriteBoolean("ignore_eos", true);
+            }
+
+            json.WriteNumber("temperature", 0);
+            json.WriteBoolean("stream", true);
+            json.WriteStartObject("stream_options");
+            json.WriteBoolean("include_usage", true);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>What one answer showed: times in stopwatch ticks from the start, and the server's usage.</summary>
+    private sealed class Seen
+    {
+        public long? FirstToken { get; set; }
+
+        public long? LastToken { get; set; }
+
+        public long End { get; set; }
+
+        public List<double> Gaps { get; } = [];
+
+        public int? PromptTokens { get; set; }
+
+        public int? CompletionTokens { get; set; }
+
+        public bool Done { get; set; }
+
+        public bool Streamed { get; init; }
+    }
+
+    /// <summary>Reads a server-sent event stream: <c>data:</c> lines, events ended by a blank line, <c>data: [DONE]</c> last.</summary>
+    private async Task<Seen> ReadStreamAsync(HttpResponseMessage response, long start, CancellationToken ct)
+    {
+        var seen = new Seen { Streamed = true };
+        await using var stream = await response.Content.ReadAsStreamAsync(ct);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var data = new StringBuilder();
+        var hasData = false;
+        while (true)
+        {
+            var line = await reader.ReadLineAsync(ct);
+            if (line is null || line.Length == 0)
+            {
+                if (hasData && !seen.Done)
+                {
+                    OnEvent(data.ToString(), seen, start);
+                }
+
+                data.Clear();
+                hasData = false;
+                if (line is null)
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            if (line[0] == ':' || seen.Done)
+            {
+                continue; // a comment (keep-alive), or whatever follows [DONE]: read to the end so the connection can be reused
+            }
+
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            var field = colon < 0 ? line : line[..colon];
+            if (field != "data")
+            {
+                continue; // event, id, retry: not used by completions streams
+            }
+
+            var value = colon < 0 ? "" : line[(colon + 1)..];
+            if (value.StartsWith(' '))
+            {
+                value = value[1..];
+            }
+
+            if (hasData)
+            {
+                data.Append('\n');
+            }
+
+            data.Append(value);
+            hasData = true;
+        }
+
+        if (!seen.Done)
+        {
+            seen.End = Stopwatch.GetTimestamp() - start;
+        }
+
+        return seen;
+    }
+
+    private void OnEvent(string data, Seen seen, long start)
+    {
+        var now = Stopwatch.GetTimestamp() - start;
+        if (data.Trim() == "[DONE]")
+        {
+            seen.Done = true;
+            seen.End = now;
+            return;
+        }
+
+        using var doc = JsonDocument.Parse(data);
+        var root = doc.RootElement;
+        ThrowIfError(root);
+        if (root.TryGetProperty("choices", out var choices) && choices.ValueKind == JsonValueKind.Array && HasToken(choices))
+        {
+            if (seen.LastToken is { } last)
+            {
+                seen.Gaps.Add(Stopwatch.GetElapsedTime(0, now - last).TotalMilliseconds);
+            }
+
+            seen.FirstToken ??= now;
+            seen.LastToken = now;
+        }
+
+        ReadUsage(root, seen);
+    }
+
+    /// <summary>A chunk carries a token unless it is only a terminator: no text, with a finish reason.</summary>
+    private static bool HasToken(JsonElement choices)
+    {
+        foreach (var choice in choices.EnumerateArray())
+        {
+            var hasText = choice.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String && text.GetString()!.Length > 0;
+            var finished = choice.TryGetProperty("finish_reason", out var reason) && reason.ValueKind == JsonValueKind.String;
+            if (hasText || !finished)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Reads a non-streamed answer (a server that ignored <c>stream</c>): E2E only, no TTFT.</summary>
+    private async Task<Seen> ReadWholeAsync(HttpResponseMessage response, long start, CancellationToken ct)
+    {
+        var body = await response.Content.ReadAsStringAsync(ct);
+        var seen = new Seen { End = Stopwatch.GetTimestamp() - start, Done = true };
+        using var doc = JsonDocument.Parse(body);
+        ThrowIfError(doc.RootElement);
+        ReadUsage(doc.RootElement, seen);
+        return seen;
+    }
+
+    private static void ReadUsage(JsonElement root, Seen seen)
+    {
+        if (root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
+        {
+            seen.PromptTokens = ReadCount(usage, "prompt_tokens") ?? seen.PromptTokens;
+            seen.CompletionTokens = ReadCount(usage, "completion_tokens") ?? seen.CompletionTokens;
+        }
+    }
+
+    private static int? ReadCount(JsonElement usage, string name) =>
+        usage.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var n) ? n : null;
+
+    /// <summary>An error object inside a 200 answer (vLLM streams <c>data: {"error": ...}</c> when a request fails mid-way).</summary>
+    private void ThrowIfError(JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("error", out var error) || error.ValueKind == JsonValueKind.Null)
+        {
+            return;
+        }
+
+        // Transient when the server calls it its own fault: a 5xx code, or OpenAI's "server_error" type.
+        var code = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("code", out var c) && c.ValueKind == JsonValueKind.Number &&
+                   c.TryGetInt32(out var n)
+            ? n
+            : 0;
+        var serverFault = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String &&
+                          t.GetString() is "server_error" or "internal_server_error" or "InternalServerError";
+        throw new MeasurementFailedException(Scrub($"{_where}completions reported an error in its stream: {ErrorMessage(root, root.GetRawText())}"),
+            isTransient: code >= 500 || serverFault);
+    }
+
+    private TimedRequest Check(Seen seen, int inputLength, int outputLength)
+    {
+        if (seen.PromptTokens is null || seen.CompletionTokens is null)
+        {
+            if (seen.Streamed && !seen.Done)
+            {
+                throw new MeasurementFailedException($"the stream from {_where}completions ended before its usage and [DONE]", isTransient: true);
+            }
+
+            throw new MeasurementFailedException(
+                $"{_where}completions reported no usage (prompt_tokens and completion_tokens); the token counts cannot be checked " +
+                "(the server must support stream_options.include_usage)",
+                isTransient: false);
+        }
+
+        if (seen.PromptTokens != inputLength)
+        {
+            var hint = _options.Prompt == PromptKind.Text ? "; the text prompt does not tokenize to the intended length" : "";
+            throw new MeasurementFailedException(
+                $"the server counted {seen.PromptTokens} prompt tokens, the request had {inputLength}{hint}", isTransient: false);
+        }
+
+        if (seen.CompletionTokens != outputLength)
+        {
+            throw new MeasurementFailedException(
+                $"the server produced {seen.CompletionTokens} output tokens, {outputLength} were asked for " +
+                "(does it honour min_tokens and ignore_eos?)",
+                isTransient: false);
+        }
+
+        if (seen.Streamed && seen.FirstToken is null)
+        {
+            throw new MeasurementFailedException($"the stream from {_where}completions carried no token chunk", isTransient: false);
+        }
+
+        var e2e = Stopwatch.GetElapsedTime(0, seen.End).TotalMilliseconds;
+        double? ttft = seen.FirstToken is { } first ? Stopwatch.GetElapsedTime(0, first).TotalMilliseconds : null;
+        return new TimedRequest(inputLength, outputLength, e2e, ttft, seen.Streamed ? seen.Gaps : null);
+    }
+
+    private static async Task<string> ReadErrorAsync(HttpResponseMessage response, CancellationToken ct)
+    {
+        string body;
+        try
+        {
+            await using var stream = await response.Content.ReadAsStreamAsync(ct);
+            var buffer = new byte[MaxErrorBodyBytes];
+            var length = 0;
+            int read;
+            while (length < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(length), ct)) > 0)
+            {
+                length += read;
+            }
+
+            body = Encoding.UTF8.GetString(buffer, 0, length);
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException)
+        {
+            return "(no readable body)";
+        }
+
+        if (string.IsNullOrWhiteSpace(body))
+        {
+            return "(empty body)";
+        }
+
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            return ErrorMessage(doc.RootElement, body);
+        }
+        catch (JsonException)
+        {
+            return Shorten(body.Trim());
+        }
+    }
+
+    /// <summary>The message of an OpenAI-style error (<c>{"error": {"message": ...}}</c>), vLLM's older form, or FastAPI's.</summary>
+    private static string ErrorMessage(JsonElement root, string raw)
+    {
+        if (root.ValueKind == JsonValueKind.Object)
+        {
+            if (root.TryGetProperty("error", out var error))
+            {
+                if (error.ValueKind == JsonValueKind.String)
+                {
+                    return Shorten(error.GetString()!);
+                }
+
+                if (error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String)
+                {
+                    return Shorten(m.GetString()!);
+                }
+            }
+
+            foreach (var name in (string[])["message", "detail"])
+            {
+                if (root.TryGetProperty(name, out var m) && m.ValueKind == JsonValueKind.String)
+                {
+                    return Shorten(m.GetString()!);
+                }
+            }
+        }
+
+        return Shorten(raw.Trim());
+    }
+
+    private static string Shorten(string text) =>
+        text.Length <= MaxErrorMessageChars ? text : string.Create(CultureInfo.InvariantCulture, $"{text[..MaxErrorMessageChars]}... ({text.Length} chars)");
+
+    /// <summary>Removes the key from a message that may quote the server or a request.</summary>
+    private string Scrub(string message) =>
+        _apiKey is null ? message : message.Replace(_apiKey, "[redacted]", StringComparison.Ordinal);
+}

@@ -1,0 +1,185 @@
+using System.Text.Json;
+using Lens.Abstractions;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Lens.Silo;
+
+/// <summary>
+/// The HTTP API (JSON; errors as RFC 7807 problem details). Every route under <c>/v1</c> needs header <see cref="ApiKeyHeader"/>
+/// and is scoped to that key's tenant: grain keys are built from the tenant the key maps to, so another tenant's names are
+/// simply not found (404). Missing or unknown key: 401.
+/// </summary>
+public static class LensApi
+{
+    public const string ApiKeyHeader = "X-Api-Key";
+    private const string TenantItem = "lens.tenant";
+    private const string Deployment = "/devices/{device}/deployments/{deployment}";
+
+    public static IEndpointRouteBuilder MapLensApi(this IEndpointRouteBuilder app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.MapGet("/health", () => Results.Ok(new { status = "ok" })).ExcludeFromDescription();
+
+        var v1 = app.MapGroup("/v1").AddEndpointFilter(Authenticate).WithTags("LENS")
+            .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesValidationProblem();
+
+        v1.MapPost("/devices/{device}/deployments", (HttpContext http, string device) => Handle(http, async (tenant, grains) =>
+        {
+            var spec = await ReadBodyAsync<DeploymentSpec>(http);
+            var result = await Device(grains, tenant, device).CreateDeploymentAsync(spec);
+            var location = $"/v1/devices/{device}/deployments/{result.Deployment.Id}";
+            return result.Created ? Results.Created(location, result.Deployment) : Results.Ok(result.Deployment);
+        })).Accepts<DeploymentSpec>("application/json").Produces<DeploymentInfo>(201).Produces<DeploymentInfo>().ProducesProblem(409)
+            .WithName("CreateDeployment").WithSummary("Create a deployment (idempotent for the identical spec; a changed spec needs a new name)");
+
+        v1.MapGet("/devices/{device}/deployments", (HttpContext http, string device) => Handle(http, async (tenant, grains) =>
+                Results.Ok(await Device(grains, tenant, device).ListDeploymentsAsync())))
+            .Produces<DeploymentInfo[]>().WithName("ListDeployments");
+
+        v1.MapGet(Deployment, (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+                Results.Ok(await Device(grains, tenant, device).GetDeploymentAsync(Name(deployment, "deployment")))))
+            .Produces<DeploymentInfo>().WithName("GetDeployment");
+
+        v1.MapPost(Deployment + "/profile", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var request = http.Request.ContentLength is 0 or null && !http.Request.Headers.ContentType.Any()
+                ? new ProfileRequest()
+                : await ReadBodyAsync<ProfileRequest>(http);
+            var progress = await Device(grains, tenant, device).StartProfileAsync(Name(deployment, "deployment"), request);
+            return Results.Accepted($"/v1/devices/{device}/deployments/{deployment}/profile", progress);
+        })).Accepts<ProfileRequest>("application/json").Produces<ProfileProgress>(202).ProducesProblem(409)
+            .WithName("StartProfile").WithSummary("Profile every bucket, or one bucket alone ({\"bucket\": \"decode-256\"})");
+
+        v1.MapGet(Deployment + "/profile", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+                Results.Ok(await Device(grains, tenant, device).GetProfileProgressAsync(Name(deployment, "deployment")))))
+            .Produces<ProfileProgress>().WithName("GetProfileProgress");
+
+        v1.MapPost(Deployment + "/measurements", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var batch = await ReadBodyAsync<MeasurementBatch>(http);
+            return Results.Ok(await Device(grains, tenant, device).ImportMeasurementsAsync(Name(deployment, "deployment"), batch));
+        })).Accepts<MeasurementBatch>("application/json").Produces<IntakeResult>().WithName("ImportMeasurements");
+
+        v1.MapPost(Deployment + "/telemetry", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var batch = await ReadBodyAsync<MeasurementBatch>(http);
+            var result = await Device(grains, tenant, device).ReportTelemetryAsync(Name(deployment, "deployment"), batch);
+            return Results.Accepted(value: result);
+        })).Accepts<MeasurementBatch>("application/json").Produces<IntakeResult>(202).WithName("ReportTelemetry")
+            .WithSummary("Report observed latencies (stored as telemetry; fits do not change)");
+
+        v1.MapGet(Deployment + "/buckets", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+                Results.Ok(await Device(grains, tenant, device).GetBucketsAsync(Name(deployment, "deployment")))))
+            .Produces<BucketSnapshot[]>().WithName("GetBuckets");
+
+        v1.MapGet(Deployment + "/buckets/{bucket}/measurements", (HttpContext http, string device, string deployment, string bucket) =>
+                Handle(http, async (tenant, grains) =>
+                {
+                    var info = await Device(grains, tenant, device).GetDeploymentAsync(Name(deployment, "deployment"));
+                    if (!info.Buckets.Contains(bucket, StringComparer.Ordinal))
+                    {
+                        throw LensException.NotFound($"bucket '{bucket}' is not a bucket of deployment '{deployment}'");
+                    }
+
+                    var key = new DeviceKey(tenant, device).Deployment(info.Id).Bucket(Core.BucketId.Parse(bucket));
+                    return Results.Ok(await grains.GetGrain<IBucketGrain>(key.Format()).GetMeasurementsAsync());
+                }))
+            .Produces<MeasurementRecord[]>().WithName("GetBucketMeasurements");
+
+        v1.MapPost(Deployment + "/predict", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var request = await ReadBodyAsync<PredictRequest>(http);
+            var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
+            return Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).PredictAsync(key, request));
+        })).Accepts<PredictRequest>("application/json").Produces<PredictionResult>().ProducesProblem(409).WithName("Predict");
+
+        v1.MapPost(Deployment + "/predict/batch", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var request = await ReadBodyAsync<BatchPredictRequest>(http);
+            var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
+            return Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).PredictBatchAsync(key, request));
+        })).Accepts<BatchPredictRequest>("application/json").Produces<BatchPredictionResult>().ProducesProblem(409).WithName("PredictBatch");
+
+        v1.MapGet(Deployment + "/model", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
+            return Results.Content(await grains.GetGrain<IPredictorGrain>(tenant).GetModelJsonAsync(key), "application/json");
+        })).Produces<string>(200, "application/json").WithName("GetModel").WithSummary("The fitted model in the lens-model file format");
+
+        return app;
+    }
+
+    private static async ValueTask<object?> Authenticate(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var resolver = http.RequestServices.GetRequiredService<TenantResolver>();
+        var keys = http.Request.Headers[ApiKeyHeader];
+        if (keys.Count == 0)
+        {
+            return Problem(StatusCodes.Status401Unauthorized, "Missing API key", $"send the tenant's API key in the {ApiKeyHeader} header");
+        }
+
+        if (keys.Count > 1 || resolver.Resolve(keys[0]) is not { } tenant)
+        {
+            return Problem(StatusCodes.Status401Unauthorized, "Unknown API key", $"the {ApiKeyHeader} header does not hold a valid API key");
+        }
+
+        http.Items[TenantItem] = tenant;
+        return await next(context);
+    }
+
+    private static async Task<IResult> Handle(HttpContext http, Func<string, IGrainFactory, Task<IResult>> body)
+    {
+        var tenant = (string)http.Items[TenantItem]!;
+        try
+        {
+            return await body(tenant, http.RequestServices.GetRequiredService<IGrainFactory>());
+        }
+        catch (LensException ex)
+        {
+            return ex.Kind switch
+            {
+                LensErrorKind.Validation => Results.ValidationProblem(
+                    ex.Errors ?? new Dictionary<string, string[]> { ["request"] = [ex.Message] }, ex.Message, title: "The request is invalid"),
+                LensErrorKind.NotFound => Problem(StatusCodes.Status404NotFound, "Not found", ex.Message),
+                LensErrorKind.Conflict => Problem(StatusCodes.Status409Conflict, "Conflict", ex.Message),
+                LensErrorKind.OutOfRange => Problem(StatusCodes.Status400BadRequest, "Request outside the deployment's buckets", ex.Message),
+                LensErrorKind.Unfitted => Problem(StatusCodes.Status409Conflict, "Bucket not fitted", ex.Message),
+                _ => Problem(StatusCodes.Status400BadRequest, "Bad request", ex.Message),
+            };
+        }
+    }
+
+    private static IResult Problem(int status, string title, string detail) => Results.Problem(detail, statusCode: status, title: title);
+
+    private static async Task<T> ReadBodyAsync<T>(HttpContext http)
+        where T : class
+    {
+        if (!http.Request.HasJsonContentType())
+        {
+            throw LensException.Validation("body", "the body must be JSON (Content-Type: application/json)");
+        }
+
+        try
+        {
+            return await JsonSerializer.DeserializeAsync<T>(http.Request.Body, LensJson.Options, http.RequestAborted)
+                   ?? throw LensException.Validation("body", "the body is empty (null)");
+        }
+        catch (JsonException ex)
+        {
+            var where = ex.Path is { Length: > 0 } path ? $" at {path}" : "";
+            throw LensException.Validation("body", $"the body is not a valid {typeof(T).Name}{where}: {FirstLine(ex.Message)}");
+        }
+    }
+
+    private static string FirstLine(string text) => text.Split('\n')[0].Trim();
+
+    private static string Name(string value, string what) => LensNames.Ensure(value, what);
+
+    private static IDeviceGrain Device(IGrainFactory grains, string tenant, string device) =>
+        grains.GetGrain<IDeviceGrain>(new DeviceKey(tenant, device).Format());
+}

@@ -1,0 +1,179 @@
+using System.Net;
+using Lens.Abstractions;
+using Lens.Grains;
+using Microsoft.Extensions.Configuration;
+
+namespace Lens.Silo;
+
+/// <summary>Where grain state, cluster membership and reminders live.</summary>
+public enum LensStorageMode
+{
+    /// <summary>One process, no set-up: localhost clustering, in-memory grain storage and reminders. Nothing survives a stop.</summary>
+    Embedded,
+
+    /// <summary>
+    /// Azure Table storage for grain state (<c>Microsoft.Orleans.Persistence.AzureStorage</c>), cluster membership and reminders,
+    /// so several silos form one cluster and state survives restarts. <c>UseDevelopmentStorage=true</c> reaches Azurite.
+    /// </summary>
+    AzureTable,
+}
+
+/// <summary>
+/// Settings of a LENS server (silo + HTTP API). Bind them from configuration section <c>Lens</c> with <see cref="FromConfiguration"/>
+/// (tenants as <c>Lens:Tenants:{tenant}:ApiKey</c>) or set them in code; <see cref="Validate"/> runs at start.
+/// </summary>
+public sealed class LensServerOptions
+{
+    public LensStorageMode Storage { get; set; } = LensStorageMode.Embedded;
+
+    /// <summary>Orleans cluster id: silos with the same one (and the same storage) form one cluster.</summary>
+    public string ClusterId { get; set; } = "lens";
+
+    /// <summary>Orleans service id: the name grain state is stored under; keep it across deployments of the same service.</summary>
+    public string ServiceId { get; set; } = "lens";
+
+    public int SiloPort { get; set; } = 11111;
+
+    public int GatewayPort { get; set; } = 30000;
+
+    /// <summary>HTTP port; 0 picks a free one (read it from <see cref="LensServer.HttpAddress"/>).</summary>
+    public int HttpPort { get; set; } = 5080;
+
+    /// <summary>Address the HTTP API listens on: loopback unless set (e.g. 0.0.0.0 inside a container).</summary>
+    public string HttpAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>Address this silo listens on and advertises to other silos (AzureTable mode): loopback unless set.</summary>
+    public string SiloAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>Azure Storage connection string for <see cref="LensStorageMode.AzureTable"/>, e.g. <c>UseDevelopmentStorage=true</c>.</summary>
+    public string? AzureStorageConnectionString { get; set; }
+
+    /// <summary>Prefix of the three tables (<c>{prefix}grains</c>, <c>{prefix}cluster</c>, <c>{prefix}reminders</c>): letters and digits.</summary>
+    public string TablePrefix { get; set; } = "lens";
+
+    /// <summary>A folder of extra engine profiles (<c>{name}.json</c>) that <c>reference</c> backends may name; null: shipped ones only.</summary>
+    public string? EngineProfileDirectory { get; set; }
+
+    /// <summary>Tenant name to API key. Merged with <c>Lens:Tenants:{tenant}:ApiKey</c> from configuration.</summary>
+    public Dictionary<string, string> Tenants { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Limits and retry settings of the grains.</summary>
+    public LensGrainOptions Grains { get; set; } = new();
+
+    /// <summary>Reads section <c>Lens</c> of <paramref name="configuration"/> into a new options object.</summary>
+    public static LensServerOptions FromConfiguration(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var options = new LensServerOptions();
+        var section = configuration.GetSection("Lens");
+        section.Bind(options, o => o.ErrorOnUnknownConfiguration = false);
+        options.Tenants = new Dictionary<string, string>(StringComparer.Ordinal);
+        AddTenants(options.Tenants, configuration);
+        return options;
+    }
+
+    internal static void AddTenants(Dictionary<string, string> tenants, IConfiguration configuration)
+    {
+        foreach (var tenant in configuration.GetSection("Lens:Tenants").GetChildren())
+        {
+            if (tenant["ApiKey"] is { } key)
+            {
+                tenants[tenant.Key] = key;
+            }
+        }
+    }
+
+    /// <summary>Throws <see cref="LensConfigurationException"/> naming every setting that is wrong.</summary>
+    public void Validate()
+    {
+        var errors = new List<string>();
+        CheckPort(errors, nameof(SiloPort), SiloPort, allowZero: false);
+        CheckPort(errors, nameof(GatewayPort), GatewayPort, allowZero: false);
+        CheckPort(errors, nameof(HttpPort), HttpPort, allowZero: true);
+        if (SiloPort == GatewayPort || (HttpPort != 0 && (HttpPort == SiloPort || HttpPort == GatewayPort)))
+        {
+            errors.Add($"ports must differ: silo {SiloPort}, gateway {GatewayPort}, HTTP {HttpPort}");
+        }
+
+        if (!IPAddress.TryParse(HttpAddress, out _))
+        {
+            errors.Add($"Lens:HttpAddress '{HttpAddress}' is not an IP address (use 127.0.0.1 for loopback)");
+        }
+
+        if (!IPAddress.TryParse(SiloAddress, out _))
+        {
+            errors.Add($"Lens:SiloAddress '{SiloAddress}' is not an IP address (use 127.0.0.1 for loopback)");
+        }
+
+        if (string.IsNullOrWhiteSpace(ClusterId) || string.IsNullOrWhiteSpace(ServiceId))
+        {
+            errors.Add("Lens:ClusterId and Lens:ServiceId must not be empty");
+        }
+
+        if (!Enum.IsDefined(Storage))
+        {
+            errors.Add($"Lens:Storage '{Storage}' is not one of {string.Join(", ", Enum.GetNames<LensStorageMode>())}");
+        }
+        else if (Storage == LensStorageMode.AzureTable)
+        {
+            if (string.IsNullOrWhiteSpace(AzureStorageConnectionString))
+            {
+                errors.Add("Lens:Storage is AzureTable but Lens:AzureStorageConnectionString is empty (UseDevelopmentStorage=true reaches Azurite)");
+            }
+
+            if (string.IsNullOrEmpty(TablePrefix) || TablePrefix.Length > 40 || !char.IsAsciiLetter(TablePrefix[0]) ||
+                !TablePrefix.All(char.IsAsciiLetterOrDigit))
+            {
+                errors.Add($"Lens:TablePrefix '{TablePrefix}' must be 1..40 letters and digits starting with a letter (Azure table names)");
+            }
+        }
+
+        if (Tenants.Count == 0)
+        {
+            errors.Add("no tenants: set Lens:Tenants:{tenant}:ApiKey for at least one tenant");
+        }
+
+        foreach (var (tenant, key) in Tenants)
+        {
+            if (LensNames.Check(tenant, "tenant") is { } reason)
+            {
+                errors.Add($"Lens:Tenants: {reason}");
+            }
+
+            if (string.IsNullOrEmpty(key) || key.Length < 16)
+            {
+                errors.Add($"Lens:Tenants:{tenant}:ApiKey must be at least 16 characters"); // the key itself is never printed
+            }
+        }
+
+        if (Tenants.Values.Distinct(StringComparer.Ordinal).Count() != Tenants.Count)
+        {
+            errors.Add("Lens:Tenants: two tenants share an API key; every tenant needs its own");
+        }
+
+        try
+        {
+            Grains.Validate();
+        }
+        catch (InvalidOperationException ex)
+        {
+            errors.Add(ex.Message);
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new LensConfigurationException("invalid LENS server settings:\n  - " + string.Join("\n  - ", errors));
+        }
+    }
+
+    private static void CheckPort(List<string> errors, string name, int port, bool allowZero)
+    {
+        if (port is < 0 or > 65535 || (port == 0 && !allowZero))
+        {
+            errors.Add($"Lens:{name} is {port}; use 1..65535{(allowZero ? " or 0 for any free port" : "")}");
+        }
+    }
+}
+
+/// <summary>The server's settings are wrong; the message names each problem.</summary>
+public sealed class LensConfigurationException(string message) : Exception(message);

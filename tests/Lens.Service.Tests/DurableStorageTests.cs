@@ -1,0 +1,197 @@
+using System.Text.Json;
+using Azure.Data.Tables;
+using Lens.Abstractions;
+using Lens.Client;
+using Lens.Grains;
+using Lens.Silo;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Lens.Service.Tests;
+
+/// <summary>The durable mode against Azurite: Azure Table grain state, clustering and reminders; whole silo restarts.</summary>
+[Collection(AzuriteCollection.Name)]
+[Trait("Category", "Azurite")]
+public sealed class DurableStorageTests(AzuriteFixture azurite)
+{
+    private const string Key = "acme-key-0123456789abcdef";
+
+    [Fact]
+    public async Task State_survives_a_full_silo_restart()
+    {
+        var options = Options();
+        var device = "npu-" + Guid.NewGuid().ToString("N")[..8];
+        string id, buckets, model, progress, deployment, measurements;
+        await using (var first = await StartAsync(options))
+        {
+            var lens = Client(first, out var http);
+            using (http)
+            {
+                id = (await lens.CreateDeploymentAsync(device, TestModels.Spec("llama", control: device))).Id;
+                await lens.StartProfileAsync(device, id);
+                using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(device, id, TimeSpan.FromMilliseconds(50), wait.Token)).State);
+                await lens.ReportTelemetryAsync(device, id, new MeasurementBatch([new MeasurementInput(100, 10, 150)], "t1"));
+                (buckets, model, progress, deployment, measurements) = await ReadAllAsync(lens, device, id);
+            }
+        }
+
+        await using var second = await StartAsync(Options(options));
+        var again = Client(second, out var http2);
+        using (http2)
+        {
+            var (buckets2, model2, progress2, deployment2, measurements2) = await ReadAllAsync(again, device, id);
+            Assert.Equal(deployment, deployment2);
+            Assert.Equal(progress, progress2);
+            Assert.Equal(buckets, buckets2);
+            Assert.Equal(measurements, measurements2);
+            Assert.Equal(model, model2);
+            TestModels.AssertSameModel(TestModels.Source(), model2);
+            Assert.Equal(1, (await again.GetBucketsAsync(device, id)).Sum(b => b.TelemetryCount));
+        }
+
+        // The state really is in this run's own tables.
+        var tables = new TableServiceClient(azurite.ConnectionString);
+        var rows = 0;
+        await foreach (var row in tables.GetTableClient(options.TablePrefix + "grains").QueryAsync<TableEntity>(maxPerPage: 100))
+        {
+            Assert.Contains("acme|", row.PartitionKey, StringComparison.Ordinal);
+            rows++;
+        }
+
+        Assert.True(rows >= 1 + TestModels.Decode.Length, $"{rows} grain rows"); // the device and every profiled bucket
+    }
+
+    [Fact]
+    public async Task A_silo_stopped_mid_profile_loses_no_finished_measurement_and_the_profile_completes()
+    {
+        var options = Options();
+        var device = "npu-" + Guid.NewGuid().ToString("N")[..8];
+        var control = BackendControl.For(device);
+        control.Delay = TimeSpan.FromMilliseconds(5);
+        control.PauseAfter = 10;
+        var spec = TestModels.Spec("llama", control: device, repeats: 4);
+        var total = spec.CreatePlan().Rows.Count;
+        string id;
+        int measuredAtStop;
+        await using (var first = await StartAsync(options))
+        {
+            var lens = Client(first, out var http);
+            using (http)
+            {
+                id = (await lens.CreateDeploymentAsync(device, spec)).Id;
+                await lens.StartProfileAsync(device, id);
+                // Ten measurements finish; the eleventh waits on the device when the silo stops (and is cancelled by the stop).
+                await TestModels.Until(() => Task.FromResult(control.Paused), "ten measurements");
+            }
+
+            await first.StopAsync();
+            measuredAtStop = control.Measured;
+        }
+
+        Assert.Equal(10, measuredAtStop);
+        control.PauseAfter = null;
+        await using var second = await StartAsync(Options(options));
+        var again = Client(second, out var http2);
+        using (http2)
+        {
+            // Every measurement that finished before the stop is stored; the resumed run goes on from the next row.
+            var resumed = await again.GetProfileProgressAsync(device, id);
+            Assert.True(resumed.Done >= measuredAtStop, $"done {resumed.Done} after restart, {measuredAtStop} measured before it");
+
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+            var done = await again.WaitForProfileAsync(device, id, TimeSpan.FromMilliseconds(50), wait.Token);
+            Assert.Equal(ProfileState.Completed, done.State);
+            Assert.Equal(total, done.Done);
+            Assert.Equal(total, control.Measured); // none lost, none measured twice
+
+            // Each plan row is stored exactly once, in its bucket.
+            var ids = new List<string>();
+            foreach (var bucket in spec.ToBucketSet().AllBuckets())
+            {
+                ids.AddRange((await again.GetBucketMeasurementsAsync(device, id, bucket.ToString())).Select(m => m.Id));
+            }
+
+            Assert.Equal(Enumerable.Range(0, total).Select(i => $"{done.RunId}:{i}").Order(StringComparer.Ordinal), ids.Order(StringComparer.Ordinal));
+            TestModels.AssertSameModel(TestModels.Source(), await again.GetModelJsonAsync(device, id));
+        }
+    }
+
+    [Fact]
+    public async Task After_a_restart_the_reminder_alone_resumes_an_unfinished_profile()
+    {
+        var options = Options();
+        var device = "npu-" + Guid.NewGuid().ToString("N")[..8];
+        var control = BackendControl.For(device);
+        control.PauseAfter = 5;
+        var spec = TestModels.Spec("llama", control: device, repeats: 2);
+        var total = spec.CreatePlan().Rows.Count;
+        string id;
+        await using (var first = await StartAsync(options))
+        {
+            var lens = Client(first, out var http);
+            using (http)
+            {
+                id = (await lens.CreateDeploymentAsync(device, spec)).Id;
+                await lens.StartProfileAsync(device, id);
+                await TestModels.Until(() => Task.FromResult(control.Paused), "five measurements");
+            }
+        }
+
+        control.PauseAfter = null;
+        await using var second = await StartAsync(Options(options));
+
+        // Nobody calls the device: its resume reminder (every 2 s here) activates it on the new silo and the run goes on.
+        await TestModels.Until(() => Task.FromResult(control.Measured == total), "the resumed profile's measurements", seconds: 90);
+        var again = Client(second, out var http2);
+        using (http2)
+        {
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var done = await again.WaitForProfileAsync(device, id, TimeSpan.FromMilliseconds(50), wait.Token);
+            Assert.Equal(ProfileState.Completed, done.State);
+            Assert.Equal(total, done.Done);
+            TestModels.AssertSameModel(TestModels.Source(), await again.GetModelJsonAsync(device, id));
+        }
+    }
+
+    private LensServerOptions Options(LensServerOptions? same = null) => new()
+    {
+        Storage = LensStorageMode.AzureTable,
+        AzureStorageConnectionString = azurite.ConnectionString,
+        TablePrefix = same?.TablePrefix ?? "t" + Guid.NewGuid().ToString("N")[..12],
+        ServiceId = same?.ServiceId ?? "lens-" + Guid.NewGuid().ToString("N")[..8],
+        ClusterId = same?.ClusterId ?? "lens-test",
+        SiloPort = TestModels.FreePort(),
+        GatewayPort = TestModels.FreePort(),
+        HttpPort = 0,
+        Tenants = { ["acme"] = Key },
+        Grains = { InitialBackoff = TimeSpan.FromMilliseconds(5), ResumeCheckPeriod = TimeSpan.FromSeconds(2) },
+    };
+
+    private static Task<LensServer> StartAsync(LensServerOptions options) => LensHost.StartAsync(options, b =>
+    {
+        b.Logging.SetMinimumLevel(LogLevel.Warning);
+        b.Services.AddSingleton<IMeasurementBackendFactory, ControlledBackendFactory>();
+    });
+
+    private static LensHttpClient Client(LensServer server, out HttpClient http)
+    {
+        http = new HttpClient { BaseAddress = server.HttpAddress, Timeout = TimeSpan.FromSeconds(30) };
+        return new LensHttpClient(http, Key);
+    }
+
+    private static async Task<(string, string, string, string, string)> ReadAllAsync(LensHttpClient lens, string device, string id)
+    {
+        var buckets = await lens.GetBucketsAsync(device, id);
+        var measurements = new List<MeasurementRecord>();
+        foreach (var b in buckets)
+        {
+            measurements.AddRange(await lens.GetBucketMeasurementsAsync(device, id, b.Bucket));
+        }
+
+        return (Json(buckets), await lens.GetModelJsonAsync(device, id), Json(await lens.GetProfileProgressAsync(device, id)),
+            Json(await lens.GetDeploymentAsync(device, id)), Json(measurements));
+    }
+
+    private static string Json<T>(T value) => JsonSerializer.Serialize(value, LensJson.Options);
+}

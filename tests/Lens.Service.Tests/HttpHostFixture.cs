@@ -1,0 +1,51 @@
+using Lens.Client;
+using Lens.Grains;
+using Lens.Silo;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Lens.Service.Tests;
+
+/// <summary>A real embedded LENS server (silo + Kestrel on a free loopback port) with two tenants, and HTTP clients for both.</summary>
+public sealed class HttpHostFixture : IAsyncLifetime
+{
+    public const string AcmeKey = "acme-key-0123456789abcdef";
+    public const string GlobexKey = "globex-key-0123456789abcdef";
+
+    public LensServer Server { get; private set; } = null!;
+
+    public HttpClient Http { get; private set; } = null!;
+
+    public LensHttpClient Acme { get; private set; } = null!;
+
+    public LensHttpClient Globex { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var options = new LensServerOptions
+        {
+            SiloPort = TestModels.FreePort(),
+            GatewayPort = TestModels.FreePort(),
+            HttpPort = 0,
+            ServiceId = "lens-http-" + Guid.NewGuid().ToString("N")[..8],
+            Tenants = { ["acme"] = AcmeKey, ["globex"] = GlobexKey },
+        };
+        Server = await LensHost.StartAsync(options, b =>
+        {
+            b.Logging.SetMinimumLevel(LogLevel.Warning);
+            // Wrap the silo's own factory, so that replay backends are under the tests' control and the other kinds stay real.
+            var silos = b.Services.Last(d => d.ServiceType == typeof(IMeasurementBackendFactory));
+            b.Services.AddSingleton<IMeasurementBackendFactory>(sp =>
+                new ControlledBackendFactory { Fallback = (IMeasurementBackendFactory)silos.ImplementationFactory!(sp) });
+        });
+        Http = new HttpClient { BaseAddress = Server.HttpAddress, Timeout = TimeSpan.FromSeconds(30) };
+        Acme = new LensHttpClient(Http, AcmeKey);
+        Globex = new LensHttpClient(Http, GlobexKey);
+    }
+
+    public async Task DisposeAsync()
+    {
+        Http.Dispose();
+        await Server.DisposeAsync();
+    }
+}
