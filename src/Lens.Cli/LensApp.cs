@@ -69,7 +69,7 @@ public static class LensApp
 
     /// <summary>Failures with a message meant for the user (bad files, bad lengths, unreachable servers): no stack trace.</summary>
     private static bool IsUserFacing(Exception ex) => ex is CliException or FormatException or ArgumentException or IOException
-        or Client.LensApiException or Measurement.MeasurementFailedException or Measurement.ProfileRunException or Engine.EngineProfileException
+        or Client.LensApiException or Measurement.MeasurementFailedException or Measurement.ProfileRunException or Engine.EngineProfileException or Silo.LensConfigurationException
         or UnauthorizedAccessException or InvalidOperationException or HttpRequestException or TimeoutException or OperationCanceledException;
 }
 

@@ -17,17 +17,12 @@ internal sealed class LensProcess : IDisposable
 
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
+    /// <summary>Environment variables given to every program started.</summary>
+    public Dictionary<string, string> Environment { get; } = [];
+
     public Result Run(params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = Folder, RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(LensDll);
-        foreach (var a in args)
-        {
-            start.ArgumentList.Add(a);
-        }
-
-        start.Environment["COLUMNS"] = "200";
-        using var process = Process.Start(start)!;
+        using var process = Start(args);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
@@ -37,6 +32,25 @@ internal sealed class LensProcess : IDisposable
         }
 
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>Starts lens without waiting: for servers. The caller kills it.</summary>
+    public Process Start(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = Folder, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(LensDll);
+        foreach (var a in args)
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        start.Environment["COLUMNS"] = "200";
+        foreach (var (name, value) in Environment)
+        {
+            start.Environment[name] = value;
+        }
+
+        return Process.Start(start)!;
     }
 
     public void Dispose()

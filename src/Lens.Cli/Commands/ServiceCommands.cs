@@ -96,17 +96,13 @@ public sealed class ServeCommand : AsyncCommand<ServeSettings>
                 ?? throw new CliException($"environment variable {settings.ApiKeyEnv} (named by --api-key-env) is not set");
         }
 
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        Console.CancelKeyPress += (_, e) =>
-        {
-            e.Cancel = true;
-            stop.Cancel();
-        };
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+        options.Validate(); // before anything starts: every wrong setting named at once
         Console.Error.WriteLine(
             $"lens serve: {options.Storage} storage, HTTP on {options.HttpAddress}:{options.HttpPort}, silo {options.SiloPort}, gateway {options.GatewayPort}, " +
             $"{options.Tenants.Count} tenant(s); Ctrl+C stops.");
-        await LensHost.RunAsync(options, stop.Token);
+
+        // Ctrl+C and SIGTERM reach the host's own lifetime, which LensHost.RunAsync watches.
+        await LensHost.RunAsync(options, cancellationToken);
         return LensApp.Ok;
     }
 }

@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+
+namespace Lens.Cli.Tests;
+
+/// <summary><c>lens serve</c> as a real process, driven by the remote forms of profile, status and predict.</summary>
+public sealed class ServiceCliTests : IDisposable
+{
+    private const string Key = "cli-test-key-0123456789";
+    private readonly LensProcess _lens = new();
+
+    public ServiceCliTests() => _lens.Environment["LENS_TEST_KEY"] = Key;
+
+    public void Dispose() => _lens.Dispose();
+
+    [Fact]
+    public async Task Serve_then_profile_status_and_predict_remotely()
+    {
+        int http = FreePort(), silo = FreePort(), gateway = FreePort();
+        using var server = _lens.Start("serve", "--tenant", "acme", "--api-key-env", "LENS_TEST_KEY", "--http-port", $"{http}",
+            "--silo-port", $"{silo}", "--gateway-port", $"{gateway}");
+        try
+        {
+            var url = $"http://127.0.0.1:{http}";
+            await WaitForHealthAsync(url, server);
+            _lens.Write("spec.json", """
+                { "name": "tiny", "model": "tiny-llama", "prefillBuckets": [16, 32, 64], "decodeBuckets": [16, 32, 64, 128],
+                  "backend": { "kind": "reference", "engineProfile": "tiny" } }
+                """);
+            string[] remote = ["--server", url, "--api-key-env", "LENS_TEST_KEY", "--device", "cpu-0"];
+
+            var profile = _lens.Run(["profile", .. remote, "--spec", "spec.json", "--wait"]);
+            Assert.True(profile.ExitCode == 0, profile.Stderr + profile.Stdout);
+            Assert.Contains("Completed: 8/8 measured", profile.Stdout);
+
+            var list = _lens.Run(["status", .. remote, "--json"]);
+            Assert.Equal(0, list.ExitCode);
+            using var deployments = JsonDocument.Parse(list.Stdout);
+            var id = deployments.RootElement[0].GetProperty("id").GetString()!;
+            Assert.StartsWith("tiny-", id);
+
+            var status = _lens.Run(["status", .. remote, "--deployment", id]);
+            Assert.Equal(0, status.ExitCode);
+            Assert.Contains("profiling Completed, 8/8", status.Stdout);
+
+            var predict = _lens.Run(["predict", .. remote, "--deployment", id, "--input-len", "20", "--output-len", "50", "--json"]);
+            Assert.True(predict.ExitCode == 0, predict.Stderr);
+            using var p = JsonDocument.Parse(predict.Stdout);
+            Assert.True(p.RootElement.GetProperty("e2eMs").GetDouble() > p.RootElement.GetProperty("ttftMs").GetDouble());
+
+            var outside = _lens.Run(["predict", .. remote, "--deployment", id, "--input-len", "65", "--output-len", "5"]);
+            Assert.Equal(1, outside.ExitCode);
+            Assert.Contains("input length 65 is above the longest prefill bucket 64", outside.Stderr);
+
+            _lens.Environment["LENS_TEST_KEY"] = "wrong-key-0123456789";
+            var denied = _lens.Run(["status", .. remote]);
+            Assert.Equal(1, denied.ExitCode);
+            Assert.Contains("401", denied.Stderr);
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+            await server.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
+    public void Serve_refuses_bad_settings_by_name()
+    {
+        _lens.Environment["SHORT_KEY"] = "short";
+        var r = _lens.Run("serve", "--tenant", "acme", "--api-key-env", "SHORT_KEY", "--http-port", "70000");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("Lens:Tenants:acme:ApiKey must be at least 16 characters", r.Stderr);
+        Assert.DoesNotContain("short", r.Stderr.Replace("shorter", "", StringComparison.Ordinal), StringComparison.Ordinal);
+    }
+
+    private static async Task WaitForHealthAsync(string url, Process server)
+    {
+        using var http = new HttpClient();
+        for (var attempt = 0; attempt < 120; attempt++)
+        {
+            if (server.HasExited)
+            {
+                throw new InvalidOperationException($"lens serve exited: {await server.StandardError.ReadToEndAsync()}");
+            }
+
+            try
+            {
+                if ((await http.GetAsync($"{url}/health")).IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+
+            await Task.Delay(500);
+        }
+
+        throw new TimeoutException("lens serve did not answer /health within 60 s");
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
