@@ -67,7 +67,8 @@ public sealed class DeploymentModel
         _decodeEdges = [.. buckets.Decode];
         _a = [.. prefill.Select(p => p.AMs)];
         _aVar = [.. prefill.Select(p => p.AStandardError * p.AStandardError)];
-        _ttft = [.. prefill.Select(p => double.IsNaN(p.TtftMs) ? p.AMs : p.TtftMs)];
+        // The first token cannot come after a prefill-only request ends: a measured TTFT above A (noise) is held to A.
+        _ttft = [.. prefill.Select(p => double.IsNaN(p.TtftMs) ? p.AMs : Math.Min(p.TtftMs, p.AMs))];
         _step = [.. decode.Select(d => d.StepMs)];
         _stepVar = [.. decode.Select(d => d.StepStandardError * d.StepStandardError)];
         _cumCost = new double[_step.Length];

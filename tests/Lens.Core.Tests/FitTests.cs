@@ -104,6 +104,15 @@ public class FitTests
     }
 
     [Fact]
+    public void Predicted_ttft_never_exceeds_a_prefill_only_request()
+    {
+        var model = new DeploymentModel(new BucketSet([8], [8, 16]), [new PrefillValues(8, 10, 0, 10.5, 0, double.NaN)],
+            [new DecodeValues(8, 1, 0), new DecodeValues(16, 1, 0)], RepeatStatistic.Min, 0);
+        Assert.Equal(10, model.Predict(4, 1).TtftMs);
+        Assert.Equal(10, model.Predict(4, 1).E2eMs);
+    }
+
+    [Fact]
     public void Statistics_reduce_repeats_as_named()
     {
         double[] v = [5, 1, 4, 2, 3];
