@@ -21,6 +21,10 @@ internal static class CommandRegistry
         config.AddCommand<StatusCommand>("status")
             .WithDescription("A LENS server's deployments, profiling progress and buckets.")
             .WithExample("status", "--server", "http://127.0.0.1:5080", "--api-key-env", "LENS_ACME_KEY", "--device", "npu-0");
+        config.AddCommand<BenchCommand>("bench")
+            .WithDescription("Load generator: concurrent single or batched predictions against a running service, over HTTP or the Orleans client.")
+            .WithExample("bench", "--server", "http://127.0.0.1:5080", "--api-key-env", "LENS_ACME_KEY", "--device", "cpu-0", "--deployment", "llama-0123456789",
+                "--clients", "16", "--requests", "50000");
         config.AddBranch("engine", engine =>
         {
             engine.SetDescription("The built-in bucketed reference engine (a static-shape transformer on the CPU).");

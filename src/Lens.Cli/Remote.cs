@@ -5,7 +5,7 @@ namespace Lens.Cli;
 /// <summary>A LENS server reached over HTTP (<c>--server URL --api-key-env VAR</c>), for the remote forms of the commands.</summary>
 internal static class Remote
 {
-    public static LensHttpClient Connect(string server, string? apiKeyEnv)
+    public static LensHttpClient Connect(string server, string? apiKeyEnv, HttpMessageHandler? handler = null)
     {
         if (!Uri.TryCreate(server, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
         {
@@ -23,7 +23,10 @@ internal static class Remote
             throw new CliException($"environment variable {apiKeyEnv} (named by --api-key-env) is not set");
         }
 
-        return new LensHttpClient(new HttpClient { BaseAddress = uri, Timeout = TimeSpan.FromSeconds(100) }, key);
+        var http = handler is null ? new HttpClient() : new HttpClient(handler);
+        http.BaseAddress = uri;
+        http.Timeout = TimeSpan.FromSeconds(100);
+        return new LensHttpClient(http, key);
     }
 
     /// <summary>Checks the options every remote form needs, for settings validation.</summary>
