@@ -14,34 +14,46 @@ public static class MeasurementTagger
 {
     public static Dictionary<BucketId, List<Measurement>> Tag(BucketSet buckets, IEnumerable<Measurement> measurements)
     {
-        ArgumentNullException.ThrowIfNull(buckets);
         var all = measurements.ToArray();
+        var assigned = Assign(buckets, all);
         var result = new Dictionary<BucketId, List<Measurement>>();
-        var byInput = all.Where(m => m.Bucket is null && m.OutputLength > 1).GroupBy(m => m.InputLength)
-            .ToDictionary(g => g.Key, g => g.Select(m => m.OutputLength).Distinct().ToArray());
         for (var i = 0; i < all.Length; i++)
         {
-            var m = all[i];
+            if (!result.TryGetValue(assigned[i], out var list))
+            {
+                result[assigned[i]] = list = [];
+            }
+
+            list.Add(all[i]);
+        }
+
+        return result;
+    }
+
+    /// <summary>The bucket of each measurement, in order (a named bucket is kept; see the type's summary for the rest).</summary>
+    public static BucketId[] Assign(BucketSet buckets, IReadOnlyList<Measurement> measurements)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        ArgumentNullException.ThrowIfNull(measurements);
+        var byInput = measurements.Where(m => m.Bucket is null && m.OutputLength > 1).GroupBy(m => m.InputLength)
+            .ToDictionary(g => g.Key, g => g.Select(m => m.OutputLength).Distinct().ToArray());
+        var assigned = new BucketId[measurements.Count];
+        for (var i = 0; i < measurements.Count; i++)
+        {
+            var m = measurements[i];
             if (buckets.CheckRequest(m.InputLength, m.OutputLength) is { } reason)
             {
                 throw new ArgumentException($"measurement #{i + 1} (I={m.InputLength}, O={m.OutputLength}): {reason}");
             }
 
-            var bucket = m.Bucket ?? Infer(buckets, m, byInput.GetValueOrDefault(m.InputLength) ?? []);
-            if (!buckets.Contains(bucket))
+            assigned[i] = m.Bucket ?? Infer(buckets, m, byInput.GetValueOrDefault(m.InputLength) ?? []);
+            if (!buckets.Contains(assigned[i]))
             {
-                throw new ArgumentException($"measurement #{i + 1} names bucket {bucket}, which is not in {buckets}");
+                throw new ArgumentException($"measurement #{i + 1} names bucket {assigned[i]}, which is not in {buckets}");
             }
-
-            if (!result.TryGetValue(bucket, out var list))
-            {
-                result[bucket] = list = [];
-            }
-
-            list.Add(m);
         }
 
-        return result;
+        return assigned;
     }
 
     /// <summary>The bucket a measurement without a tag belongs to (see the type's summary).</summary>

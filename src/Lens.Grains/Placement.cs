@@ -5,7 +5,7 @@ namespace Lens.Grains;
 
 /// <summary>
 /// Places measurements sent in (imports, telemetry) in buckets, checking every one first so that a bad batch stores nothing.
-/// Follows Core's <see cref="MeasurementTagger"/> (which works on whole lists and so loses the link to each item's id).
+/// Buckets not named are inferred by Core's <see cref="MeasurementTagger.Assign"/>.
 /// </summary>
 internal static class Placement
 {
@@ -47,18 +47,8 @@ internal static class Placement
             throw LensException.Validation(errors);
         }
 
-        var byInput = items.Where(m => m.Bucket is null && m.OutputLength > 1).GroupBy(m => m.InputLength)
-            .ToDictionary(g => g.Key, g => g.Select(m => m.OutputLength).Distinct().ToArray());
-        var placed = new BucketId[items.Length];
-        for (var i = 0; i < items.Length; i++)
-        {
-            var m = items[i];
-            placed[i] = m.Bucket is { } named
-                ? BucketId.Parse(named)
-                : MeasurementTagger.Infer(buckets, new Core.Measurement(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs),
-                    byInput.GetValueOrDefault(m.InputLength) ?? []);
-        }
-
-        return placed;
+        return MeasurementTagger.Assign(buckets,
+            [.. items.Select(m => new Core.Measurement(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs,
+                m.Bucket is { } named ? BucketId.Parse(named) : null))]);
     }
 }
