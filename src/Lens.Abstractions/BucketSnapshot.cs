@@ -32,7 +32,8 @@ public sealed record BucketSnapshot(
     [property: Id(11)] bool Stale,
     [property: Id(12)] DateTimeOffset? LastProfiled,
     [property: Id(13)] int TelemetryCount,
-    [property: Id(14)] int PendingCount = 0)
+    [property: Id(14)] int PendingCount = 0,
+    [property: Id(15)] BucketDrift? Drift = null)
 {
     public BucketFit ToFit() => new(BucketId.Parse(Bucket), StepMs, StepStandardError, [.. PrefillEstimates.Select(e => e.ToCore())],
         [.. TtftEstimates.Select(e => e.ToCore())], MeasurementCount, Points, RelativeNoise, Warning);

@@ -49,6 +49,33 @@ public interface IBucketGrain : IGrainWithStringKey
 
     [Alias("SetStale")]
     Task<BucketSnapshot> SetStaleAsync(bool stale);
+
+    /// <summary>
+    /// Stores the bucket's latest drift analysis (its windowed residual statistics). Ignored when the bucket's version is no longer
+    /// <see cref="BucketDrift.ModelVersion"/> (it was re-profiled meanwhile: the analysis judged the old fit).
+    /// </summary>
+    [Alias("RecordDrift")]
+    Task<BucketSnapshot> RecordDriftAsync(BucketDrift drift);
+}
+
+/// <summary>
+/// Watches one deployment (key <see cref="DeploymentKey"/>) against observed latencies: a bounded sliding window of observations,
+/// <c>DriftAnalysis.Analyze</c> after every batch, drift statistics written to the bucket grains. Called by the device grain; it
+/// calls only bucket grains, never back into the device (no call cycle).
+/// </summary>
+[Alias("lens.IDeploymentMonitorGrain")]
+public interface IDeploymentMonitorGrain : IGrainWithStringKey
+{
+    /// <summary>Adds a batch of observations (ids already in the window are skipped), analyses the window and says what drifts.</summary>
+    [Alias("Observe")]
+    Task<MonitorVerdict> ObserveAsync(BucketContext context, MeasurementRecord[] records);
+
+    [Alias("GetStatus"), ReadOnly]
+    Task<MonitorStatus> GetStatusAsync();
+
+    /// <summary>The observations in the window, for refinement.</summary>
+    [Alias("GetWindow"), ReadOnly]
+    Task<ObservationWindow> GetWindowAsync();
 }
 
 /// <summary>
@@ -82,13 +109,20 @@ public interface IDeviceGrain : IGrainWithStringKey
     [Alias("ImportMeasurements")]
     Task<IntakeResult> ImportMeasurementsAsync(string deploymentId, MeasurementBatch batch);
 
-    /// <summary>Stores observed production latencies on the buckets they fall in (intake only; fits do not change).</summary>
+    /// <summary>
+    /// Stores observed production latencies on the buckets they fall in, has the deployment's monitor compare them with the current
+    /// model, and re-profiles a bucket alone once its drift is sustained (fits change only through that re-profile).
+    /// </summary>
     [Alias("ReportTelemetry")]
     Task<IntakeResult> ReportTelemetryAsync(string deploymentId, MeasurementBatch batch);
 
     /// <summary>The deployment's bucket context and model version; cheap, for predictors to check their cache on every call.</summary>
     [Alias("GetModelStamp"), AlwaysInterleave]
     Task<ModelStamp> GetModelStampAsync(string deploymentId);
+
+    /// <summary>Per-bucket health against observed latencies (drift statistics, staleness, last profile) and the monitor's status.</summary>
+    [Alias("GetHealth")]
+    Task<DeploymentHealth> GetHealthAsync(string deploymentId);
 
     /// <summary>Snapshots of every bucket of the deployment, prefill first, each ascending.</summary>
     [Alias("GetBuckets")]

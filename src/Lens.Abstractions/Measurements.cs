@@ -65,11 +65,16 @@ public sealed record MeasurementInput(
 [GenerateSerializer, Immutable, Alias("lens.MeasurementBatch.v1")]
 public sealed record MeasurementBatch([property: Id(0)] MeasurementInput[] Measurements, [property: Id(1)] string? Id = null);
 
-/// <summary>What an import or a telemetry report stored.</summary>
+/// <summary>
+/// What an import or a telemetry report stored. For telemetry, <see cref="Drifting"/> lists the buckets the analysis after the
+/// batch flagged, and <see cref="Reprofiling"/> the bucket whose re-profile the batch started (sustained drift), if any.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("lens.IntakeResult.v1")]
 public sealed record IntakeResult(
     [property: Id(0)] string BatchId,
     [property: Id(1)] int Added,
     [property: Id(2)] int Duplicates,
     [property: Id(3)] string[] Buckets,
-    [property: Id(4)] long ModelVersion);
+    [property: Id(4)] long ModelVersion,
+    [property: Id(5)] string[]? Drifting = null,
+    [property: Id(6)] string? Reprofiling = null);

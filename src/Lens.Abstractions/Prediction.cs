@@ -1,8 +1,12 @@
 namespace Lens.Abstractions;
 
-/// <summary>A request to predict: <c>I</c> prompt tokens, <c>O</c> output tokens (the first produced by prefill).</summary>
+/// <summary>
+/// A request to predict: <c>I</c> prompt tokens, <c>O</c> output tokens (the first produced by prefill). With <see cref="Refined"/>
+/// the profiled model is first refined with the deployment's observed latencies (<c>ModelRefinement.Refine</c> over the monitor's
+/// window); opt-in, since it trades the profile's isolation for production's conditions.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("lens.PredictRequest.v1")]
-public sealed record PredictRequest([property: Id(0)] int InputLength, [property: Id(1)] int OutputLength);
+public sealed record PredictRequest([property: Id(0)] int InputLength, [property: Id(1)] int OutputLength, [property: Id(2)] bool Refined = false);
 
 /// <summary>
 /// A prediction (ms, method.md "The model"): <c>E2E = A[pre(I)] + sum S[dec(I + k)]</c>, TTFT, mean TPOT (null when <c>O = 1</c>)
@@ -21,7 +25,7 @@ public sealed record PredictionResult(
 
 /// <summary>Many requests to predict, as two parallel arrays.</summary>
 [GenerateSerializer, Immutable, Alias("lens.BatchPredictRequest.v1")]
-public sealed record BatchPredictRequest([property: Id(0)] int[] InputLengths, [property: Id(1)] int[] OutputLengths);
+public sealed record BatchPredictRequest([property: Id(0)] int[] InputLengths, [property: Id(1)] int[] OutputLengths, [property: Id(2)] bool Refined = false);
 
 /// <summary>Batch predictions as parallel arrays, in request order (<see cref="TpotMs"/> null where <c>O = 1</c>).</summary>
 [GenerateSerializer, Immutable, Alias("lens.BatchPredictionResult.v1")]

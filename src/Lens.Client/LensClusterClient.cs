@@ -57,11 +57,17 @@ public sealed class LensClusterClient
     public Task<MeasurementRecord[]> GetBucketMeasurementsAsync(string device, string deployment, Core.BucketId bucket) =>
         _client.GetGrain<IBucketGrain>(new DeploymentKey(Tenant, device, deployment).Bucket(bucket).Format()).GetMeasurementsAsync();
 
-    public Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength) =>
-        Predictor.PredictAsync(Key(device, deployment), new PredictRequest(inputLength, outputLength));
+    /// <summary>Per-bucket health against observed latencies: observed MAPE, shift, band, drift counts, staleness, last profile.</summary>
+    public Task<DeploymentHealth> GetHealthAsync(string device, string deployment) => Device(device).GetHealthAsync(deployment);
 
-    public Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths) =>
-        Predictor.PredictBatchAsync(Key(device, deployment), new BatchPredictRequest(inputLengths, outputLengths));
+    /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
+    public Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength, bool refined = false) =>
+        Predictor.PredictAsync(Key(device, deployment), new PredictRequest(inputLength, outputLength, refined));
+
+    /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
+    public Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
+        bool refined = false) =>
+        Predictor.PredictBatchAsync(Key(device, deployment), new BatchPredictRequest(inputLengths, outputLengths, refined));
 
     public Task<string> GetModelJsonAsync(string device, string deployment) => Predictor.GetModelJsonAsync(Key(device, deployment));
 

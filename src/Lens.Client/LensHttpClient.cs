@@ -68,20 +68,26 @@ public sealed class LensHttpClient
     public async Task<BucketSnapshot[]> GetBucketsAsync(string device, string deployment, CancellationToken cancellationToken = default) =>
         await SendAsync<BucketSnapshot[]>(HttpMethod.Get, $"{Deployment(device, deployment)}/buckets", null, cancellationToken);
 
+    /// <summary>Per-bucket health against observed latencies: observed MAPE, shift, band, drift counts, staleness, last profile.</summary>
+    public async Task<DeploymentHealth> GetHealthAsync(string device, string deployment, CancellationToken cancellationToken = default) =>
+        await SendAsync<DeploymentHealth>(HttpMethod.Get, $"{Deployment(device, deployment)}/health", null, cancellationToken);
+
     public async Task<MeasurementRecord[]> GetBucketMeasurementsAsync(string device, string deployment, string bucket,
         CancellationToken cancellationToken = default) =>
         await SendAsync<MeasurementRecord[]>(HttpMethod.Get,
             $"{Deployment(device, deployment)}/buckets/{Uri.EscapeDataString(bucket)}/measurements", null, cancellationToken);
 
+    /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
     public async Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength,
-        CancellationToken cancellationToken = default) =>
+        CancellationToken cancellationToken = default, bool refined = false) =>
         await SendAsync<PredictionResult>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict",
-            new PredictRequest(inputLength, outputLength), cancellationToken);
+            new PredictRequest(inputLength, outputLength, refined), cancellationToken);
 
+    /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
     public async Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
-        CancellationToken cancellationToken = default) =>
+        CancellationToken cancellationToken = default, bool refined = false) =>
         await SendAsync<BatchPredictionResult>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict/batch",
-            new BatchPredictRequest(inputLengths, outputLengths), cancellationToken);
+            new BatchPredictRequest(inputLengths, outputLengths, refined), cancellationToken);
 
     /// <summary>The fitted model as the model file's JSON (<c>lens-model</c> format).</summary>
     public async Task<string> GetModelJsonAsync(string device, string deployment, CancellationToken cancellationToken = default)

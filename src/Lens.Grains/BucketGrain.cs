@@ -39,6 +39,10 @@ public sealed class BucketState
     /// <summary>Ids of recent committed runs and replacements, so that a retried commit does nothing (bounded).</summary>
     [Id(8)]
     public List<string> CommittedIds { get; set; } = [];
+
+    /// <summary>The latest drift analysis of this bucket (windowed residual statistics); cleared whenever the fitted data change.</summary>
+    [Id(9)]
+    public BucketDrift? Drift { get; set; }
 }
 
 /// <summary>
@@ -87,6 +91,7 @@ public sealed class BucketGrain(
         if (fresh.Length > 0)
         {
             s.Version++;
+            s.Drift = null; // judged against the old fit
         }
 
         await state.WriteStateAsync();
@@ -127,6 +132,7 @@ public sealed class BucketGrain(
             Remember(s, runId);
             s.Version++;
             s.Stale = false;
+            s.Drift = null; // a fresh profile starts a fresh drift count
             s.LastProfiled = time.GetUtcNow();
         }
         else if (duplicate)
@@ -155,6 +161,7 @@ public sealed class BucketGrain(
         Remember(s, replaceId);
         s.Version++;
         s.Stale = false;
+        s.Drift = null;
         s.LastProfiled = time.GetUtcNow();
         await state.WriteStateAsync();
         return _snapshot = Refit();
@@ -188,6 +195,20 @@ public sealed class BucketGrain(
         state.State.Stale = stale;
         await state.WriteStateAsync();
         return _snapshot = _snapshot with { Stale = stale };
+    }
+
+    public async Task<BucketSnapshot> RecordDriftAsync(BucketDrift drift)
+    {
+        ArgumentNullException.ThrowIfNull(drift);
+        var s = state.State;
+        if (drift.ModelVersion != s.Version || drift == s.Drift)
+        {
+            return _snapshot; // the analysis judged a fit this bucket no longer has, or says nothing new
+        }
+
+        s.Drift = drift;
+        await state.WriteStateAsync();
+        return _snapshot = _snapshot with { Drift = drift };
     }
 
     private void Validate(BucketContext context, IEnumerable<MeasurementRecord> records)
@@ -231,12 +252,13 @@ public sealed class BucketGrain(
         var s = state.State;
         if (s.Context is null)
         {
-            return BucketSnapshot.Empty(_key.Bucket);
+            // Never fitted here (e.g. a prefill bucket whose cost a decode bucket's pair measures), but telemetry and drift may be held.
+            return BucketSnapshot.Empty(_key.Bucket) with { Stale = s.Stale, TelemetryCount = s.Telemetry.Count, Drift = s.Drift };
         }
 
         // Bounded CPU (at most MaxMeasurementsPerBucket points), so it stays on the grain turn.
         var fit = BucketFitter.FitBucket(s.Context.ToBucketSet(), _key.Bucket, [.. s.Measurements.Select(m => m.ToMeasurement())],
             s.Context.ToStatistic());
-        return BucketSnapshot.From(fit, s.Version, s.Stale, s.LastProfiled, s.Telemetry.Count, s.Pending.Count);
+        return BucketSnapshot.From(fit, s.Version, s.Stale, s.LastProfiled, s.Telemetry.Count, s.Pending.Count) with { Drift = s.Drift };
     }
 }

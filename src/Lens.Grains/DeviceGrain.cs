@@ -156,7 +156,23 @@ public sealed class DeviceGrain(
             added += await BucketGrain(deploymentId, bucket).AddTelemetryAsync(records);
         }
 
-        return new IntakeResult(batchId, added, batch.Measurements.Length - added, [.. groups.Select(g => g.Bucket.ToString())], entry.ModelVersion);
+        // The monitor calls bucket grains only, never this grain: no call cycle while this turn waits for it.
+        var verdict = await Monitor(deploymentId).ObserveAsync(entry.Spec.Context, [.. groups.SelectMany(g => g.Records)]);
+        var reprofiling = await ReprofileDriftingAsync(deploymentId, entry, verdict);
+        return new IntakeResult(batchId, added, batch.Measurements.Length - added, [.. groups.Select(g => g.Bucket.ToString())], entry.ModelVersion,
+            verdict.Drifting, reprofiling);
+    }
+
+    public async Task<DeploymentHealth> GetHealthAsync(string deploymentId)
+    {
+        var entry = Entry(deploymentId);
+        var status = await Monitor(deploymentId).GetStatusAsync();
+        var snapshots = await GetBucketsAsync(deploymentId);
+        var progress = state.State.Runs.TryGetValue(deploymentId, out var run) ? run.ToProgress() : ProfileProgress.None(deploymentId);
+        return new DeploymentHealth(deploymentId, entry.ModelVersion, status.WindowObservations, status.Analyses, status.CommonShift,
+            status.AnalyzedAt, _options.DriftConsecutive, _options.AutoReprofile, progress,
+            [.. snapshots.Select(b => new BucketHealthView(b.Bucket, b.Drift?.Observations ?? 0, b.Drift?.MeanApe, b.Drift?.Shift, b.Drift?.Band,
+                b.Drift?.Drifting ?? false, b.Drift?.ConsecutiveDrift ?? 0, b.Stale, b.LastProfiled, b.Version))]);
     }
 
     public Task<ModelStamp> GetModelStampAsync(string deploymentId)
@@ -186,7 +202,16 @@ public sealed class DeviceGrain(
         }
 
         run.Retries += outcome.Retries;
-        LensTelemetry.MeasurementFailures.Add(outcome.Retries + (outcome.Error is null ? 0 : 1));
+        if (outcome.Retries > 0)
+        {
+            LensTelemetry.MeasurementFailures.Add(outcome.Retries, new KeyValuePair<string, object?>(LensTelemetry.ReasonTag, "transient"));
+        }
+
+        if (outcome.Error is not null)
+        {
+            LensTelemetry.MeasurementFailures.Add(1, new KeyValuePair<string, object?>(LensTelemetry.ReasonTag, "fatal"));
+        }
+
         if (outcome.Error is { } error)
         {
             Finish(run, ProfileState.Failed, error);
@@ -207,6 +232,7 @@ public sealed class DeviceGrain(
             }
 
             LensTelemetry.Measurements.Add(1);
+            LensTelemetry.DeviceTime.Add(outcome.E2eMs / 1000);
             run.NextIndex++;
             if (run.NextIndex >= run.Total)
             {
@@ -272,6 +298,41 @@ public sealed class DeviceGrain(
         EnsureWorker();
         await this.RegisterOrUpdateReminder(ResumeReminder, _options.ResumeCheckPeriod, _options.ResumeCheckPeriod);
         return run.ToProgress();
+    }
+
+    /// <summary>
+    /// Sustained drift (see <see cref="DeploymentMonitorGrain"/>): marks the most shifted such bucket stale and re-profiles it alone,
+    /// through the existing single-bucket run (<see cref="StartProfileCoreAsync"/>),
+    /// unless auto re-profiling is off or a run of the deployment is unfinished (the bucket's count stays at or above K, so the next
+    /// batch after that run asks again). A prefill bucket with no plan rows of its own is re-profiled through the decode bucket whose
+    /// pair measures its cost. Returns the bucket whose run was started, or null.
+    /// </summary>
+    private async Task<string?> ReprofileDriftingAsync(string deploymentId, DeploymentEntry entry, MonitorVerdict verdict)
+    {
+        if (!_options.AutoReprofile || verdict.Sustained.Length == 0 ||
+            (state.State.Runs.TryGetValue(deploymentId, out var current) && !current.ToProgress().IsFinished))
+        {
+            return null;
+        }
+
+        var buckets = entry.Spec.ToBucketSet();
+        var plan = entry.Spec.CreatePlan();
+        var drifting = BucketId.Parse(verdict.Sustained[0]);
+        var target = plan.RowsFor(drifting).Any()
+            ? drifting
+            : plan.Rows.Where(r => r.Bucket.Kind == BucketKind.Decode && drifting.Kind == BucketKind.Prefill &&
+                                   buckets.Prefill[buckets.PrefillIndex(r.InputLength)] == drifting.Edge)
+                .Select(r => (BucketId?)r.Bucket).FirstOrDefault();
+        if (target is not { } bucket)
+        {
+            return null;
+        }
+
+        await BucketGrain(deploymentId, bucket).SetStaleAsync(true); // the run's commit clears it
+        GrainLog.DriftReprofile(logger, deploymentId, _key.Format(), drifting.ToString(), bucket.ToString());
+        LensTelemetry.Reprofiles.Add(1, LensTelemetry.Deployment(_key.Tenant, _key.Device, deploymentId), LensTelemetry.Bucket(drifting.ToString()));
+        await StartProfileCoreAsync(deploymentId, entry, bucket.ToString());
+        return bucket.ToString();
     }
 
     /// <summary>A scheduled re-profile of every bucket; skipped while a run of the deployment is unfinished (ticks may repeat).</summary>
@@ -425,6 +486,9 @@ public sealed class DeviceGrain(
         deploymentId is not null && state.State.Deployments.TryGetValue(deploymentId, out var entry)
             ? entry
             : throw LensException.NotFound($"deployment '{deploymentId}' does not exist on device '{_key.Device}'");
+
+    private IDeploymentMonitorGrain Monitor(string deploymentId) =>
+        GrainFactory.GetGrain<IDeploymentMonitorGrain>(_key.Deployment(deploymentId).Format());
 
     private IBucketGrain BucketGrain(string deploymentId, BucketId bucket) =>
         GrainFactory.GetGrain<IBucketGrain>(_key.Deployment(deploymentId).Bucket(bucket).Format());

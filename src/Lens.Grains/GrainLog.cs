@@ -18,4 +18,7 @@ internal static partial class GrainLog
 
     [LoggerMessage(5, LogLevel.Information, "Resuming profile work on {Device}: {Runs} unfinished run(s)")]
     public static partial void Resuming(ILogger logger, string device, int runs);
+
+    [LoggerMessage(6, LogLevel.Information, "Sustained drift of {Bucket} in {Deployment} on {Device}: marked stale, re-profiling {Target}")]
+    public static partial void DriftReprofile(ILogger logger, string deployment, string device, string bucket, string target);
 }

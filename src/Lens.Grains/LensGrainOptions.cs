@@ -35,8 +35,37 @@ public sealed class LensGrainOptions
     /// <summary>Deployments whose predictors' cached models one predictor activation keeps.</summary>
     public int PredictorCacheSize { get; set; } = 256;
 
+    /// <summary>Observations per deployment in the monitor's sliding window (the newest are kept; held in memory).</summary>
+    public int DriftWindow { get; set; } = 1000;
+
+    /// <summary>Observations that must touch a bucket in the window before it can be judged (<c>DriftOptions.MinObservations</c>).</summary>
+    public int DriftMinObservations { get; set; } = 20;
+
+    /// <summary>Standard errors a bucket's own shift must clear (<c>DriftOptions.Z</c>).</summary>
+    public double DriftZ { get; set; } = 4;
+
+    /// <summary>Smallest relative shift that counts as drift, whatever the noise (<c>DriftOptions.MinRelativeShift</c>).</summary>
+    public double DriftMinRelativeShift { get; set; } = 0.05;
+
+    /// <summary>K: consecutive analyses (one per telemetry batch) that must flag a bucket before it is marked stale and re-profiled.</summary>
+    public int DriftConsecutive { get; set; } = 3;
+
+    /// <summary>Whether sustained drift re-profiles the bucket; when off it is only reported (health, metrics).</summary>
+    public bool AutoReprofile { get; set; } = true;
+
+    /// <summary>Relative standard deviation of one observation when predictions are refined with telemetry (<c>ModelRefinement.Refine</c>).</summary>
+    public double RefinementNoise { get; set; } = 0.05;
+
     public void Validate()
     {
+        if (DriftWindow < 1 || DriftMinObservations < 1 || DriftConsecutive < 1 || !(DriftZ > 0) || !(DriftMinRelativeShift >= 0) ||
+            !(RefinementNoise > 0))
+        {
+            throw new InvalidOperationException(
+                "Lens:Grains drift settings are invalid: DriftWindow, DriftMinObservations, DriftConsecutive >= 1, DriftZ > 0, " +
+                "DriftMinRelativeShift >= 0, RefinementNoise > 0");
+        }
+
         if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxBatch < 1 || MaxPredictBatch < 1 || PredictorCacheSize < 1)
         {
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");

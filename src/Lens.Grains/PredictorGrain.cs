@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using Lens.Abstractions;
 using Lens.Core;
 using Microsoft.Extensions.Options;
@@ -16,6 +17,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
 {
     private readonly LensGrainOptions _options = options.Value;
     private readonly Dictionary<string, CachedModel> _cache = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, RefinedModel> _refined = new(StringComparer.Ordinal);
 
     public async Task<PredictionResult> PredictAsync(string deploymentKey, PredictRequest request)
     {
@@ -24,9 +26,11 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
             throw LensException.Validation("request", "inputLength and outputLength are required");
         }
 
-        var (model, version) = await ModelAsync(deploymentKey);
+        var started = Stopwatch.GetTimestamp();
+        var (model, version) = await ModelAsync(deploymentKey, request.Refined);
         var p = Guard(() => model.Predict(request.InputLength, request.OutputLength));
         LensTelemetry.Predictions.Add(1);
+        LensTelemetry.PredictionDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         return new PredictionResult(request.InputLength, request.OutputLength, p.E2eMs, p.TtftMs, double.IsNaN(p.TpotMs) ? null : p.TpotMs,
             p.E2eLowMs, p.E2eHighMs, version);
     }
@@ -48,7 +52,8 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
             throw LensException.Validation("inputLengths", $"{inputs.Length} requests in one batch; at most {_options.MaxPredictBatch} are allowed");
         }
 
-        var (model, version) = await ModelAsync(deploymentKey);
+        var started = Stopwatch.GetTimestamp();
+        var (model, version) = await ModelAsync(deploymentKey, request.Refined);
         var n = inputs.Length;
         var e2e = new double[n];
         var ttft = new double[n];
@@ -79,16 +84,48 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
         }
 
         LensTelemetry.Predictions.Add(n);
+        LensTelemetry.PredictionDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         return new BatchPredictionResult(e2e, ttft, tpot, low, high, version);
     }
 
     public async Task<string> GetModelJsonAsync(string deploymentKey)
     {
-        var (model, _) = await ModelAsync(deploymentKey);
+        var (model, _) = await ModelAsync(deploymentKey, refined: false);
         return ModelJson.Serialize(model);
     }
 
-    private async Task<(DeploymentModel Model, long Version)> ModelAsync(string deploymentKeyText)
+    /// <summary>
+    /// The deployment's current model; with <paramref name="refined"/>, refined by the observations in its monitor's window
+    /// (<see cref="ModelRefinement.Refine"/>, observation noise <see cref="LensGrainOptions.RefinementNoise"/>), cached by both versions.
+    /// </summary>
+    private async Task<(DeploymentModel Model, long Version)> ModelAsync(string deploymentKeyText, bool refined)
+    {
+        var (model, version) = await ProfiledModelAsync(deploymentKeyText);
+        if (!refined)
+        {
+            return (model, version);
+        }
+
+        var key = DeploymentKey.Parse(deploymentKeyText);
+        var window = await GrainFactory.GetGrain<IDeploymentMonitorGrain>(key.Format()).GetWindowAsync();
+        var cacheKey = "refined|" + key.Format();
+        if (_refined.TryGetValue(cacheKey, out var cached) && cached.Version == version && cached.WindowVersion == window.Version)
+        {
+            return (cached.Model, version);
+        }
+
+        var observations = window.Observations.Select(o => new Observation(o.InputLength, o.OutputLength, o.E2eMs, o.TtftMs)).ToArray();
+        var result = ModelRefinement.Refine(model, observations, _options.RefinementNoise);
+        if (_refined.Count >= _options.PredictorCacheSize && !_refined.ContainsKey(cacheKey))
+        {
+            _refined.Clear();
+        }
+
+        _refined[cacheKey] = new RefinedModel(version, window.Version, result);
+        return (result, version);
+    }
+
+    private async Task<(DeploymentModel Model, long Version)> ProfiledModelAsync(string deploymentKeyText)
     {
         DeploymentKey key;
         try
@@ -142,4 +179,6 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
     }
 
     private sealed record CachedModel(long Version, BucketContext Context, DeploymentModel Model);
+
+    private sealed record RefinedModel(long Version, long WindowVersion, DeploymentModel Model);
 }

@@ -69,6 +69,10 @@ internal static class ProfileWorker
     private static async Task<StepOutcome> MeasureAsync(IMeasurementBackend backend, ProfileStep step, LensGrainOptions options, TimeProvider time,
         ILogger logger, string deviceName, CancellationToken cancellationToken)
     {
+        using var activity = LensTelemetry.ActivitySource.StartActivity("lens.profile.measure");
+        activity?.SetTag(LensTelemetry.BucketTag, step.Bucket);
+        activity?.SetTag("lens.input_length", step.InputLength);
+        activity?.SetTag("lens.output_length", step.OutputLength);
         var delay = options.InitialBackoff;
         for (var attempt = 1; ; attempt++)
         {

@@ -70,11 +70,16 @@ public static class LensApi
             var result = await Device(grains, tenant, device).ReportTelemetryAsync(Name(deployment, "deployment"), batch);
             return Results.Accepted(value: result);
         })).Accepts<MeasurementBatch>("application/json").Produces<IntakeResult>(202).WithName("ReportTelemetry")
-            .WithSummary("Report observed latencies (stored as telemetry; fits do not change)");
+            .WithSummary("Report observed latencies: compared with the model; a bucket drifting in K consecutive batches is re-profiled alone");
 
         v1.MapGet(Deployment + "/buckets", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
                 Results.Ok(await Device(grains, tenant, device).GetBucketsAsync(Name(deployment, "deployment")))))
             .Produces<BucketSnapshot[]>().WithName("GetBuckets");
+
+        v1.MapGet(Deployment + "/health", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+                Results.Ok(await Device(grains, tenant, device).GetHealthAsync(Name(deployment, "deployment")))))
+            .Produces<DeploymentHealth>().WithName("GetHealth")
+            .WithSummary("Per-bucket health against observed latencies: observed MAPE, shift, noise band, drift count, stale flag, last profile");
 
         v1.MapGet(Deployment + "/buckets/{bucket}/measurements", (HttpContext http, string device, string deployment, string bucket) =>
                 Handle(http, async (tenant, grains) =>

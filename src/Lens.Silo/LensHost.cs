@@ -1,6 +1,7 @@
 using System.Net;
 using Azure.Data.Tables;
 using Lens.Abstractions;
+using Lens.Client;
 using Lens.Grains;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -10,7 +11,10 @@ using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 using Orleans.Configuration;
+using Orleans.Dashboard;
 
 namespace Lens.Silo;
 
@@ -76,6 +80,16 @@ public static class LensHost
         app.UseStatusCodePages();
         app.MapOpenApi();
         app.MapLensApi();
+        if (options.MetricsPath is { Length: > 0 } metrics)
+        {
+            app.MapPrometheusScrapingEndpoint(metrics);
+        }
+
+        if (options.DashboardPath is { Length: > 0 } dashboard)
+        {
+            app.MapOrleansDashboard(routePrefix: dashboard);
+        }
+
         return app;
     }
 
@@ -99,8 +113,48 @@ public static class LensHost
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
         builder.Services.Configure<JsonOptions>(o => LensJson.Configure(o.SerializerOptions));
+        AddTelemetry(builder.Services, options);
         builder.UseOrleans(silo => ConfigureSilo(silo, options));
         return builder;
+    }
+
+    /// <summary>
+    /// OpenTelemetry of the silo host: Orleans' and LENS' meters and activity sources (<see cref="LensTelemetryExtensions.AddLensTelemetry"/>),
+    /// ASP.NET Core's HTTP spans and metrics, the Prometheus scrape endpoint (<see cref="LensServerOptions.MetricsPath"/>, on by
+    /// default) and OTLP export (<see cref="LensServerOptions.OtlpEndpoint"/>, off unless set).
+    /// </summary>
+    private static void AddTelemetry(IServiceCollection services, LensServerOptions options)
+    {
+        var errors = new List<string>();
+        if (options.OtlpEndpoint is { Length: > 0 } otlp && !LensTelemetryExtensions.IsValidOtlpEndpoint(otlp))
+        {
+            errors.Add($"Lens:OtlpEndpoint '{otlp}' is not an absolute http(s) URL such as http://127.0.0.1:4317");
+        }
+
+        foreach (var (name, path) in new[] { ("MetricsPath", options.MetricsPath), ("DashboardPath", options.DashboardPath) })
+        {
+            if (path is { Length: > 0 } && (path[0] != '/' || path.Length == 1 || path.StartsWith("/v1", StringComparison.Ordinal)))
+            {
+                errors.Add($"Lens:{name} '{path}' must start with '/', name a path, and stay outside /v1 (e.g. /metrics)");
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new LensConfigurationException("invalid LENS server settings:\n  - " + string.Join("\n  - ", errors));
+        }
+
+        var endpoint = options.OtlpEndpoint is { Length: > 0 } text ? new Uri(text) : null;
+        services.AddLensTelemetry(endpoint, "lens-silo")
+            .WithMetrics(m =>
+            {
+                m.AddAspNetCoreInstrumentation();
+                if (options.MetricsPath is { Length: > 0 })
+                {
+                    m.AddPrometheusExporter();
+                }
+            })
+            .WithTracing(t => t.AddAspNetCoreInstrumentation());
     }
 
     /// <summary>The silo part alone: clustering, storage and reminders by <see cref="LensServerOptions.Storage"/>, and the grains.</summary>
@@ -113,6 +167,12 @@ public static class LensHost
             ReferenceFactory = name => ReferenceBackends.Create(name, options.EngineProfileDirectory),
         });
         silo.AddLensGrains(g => Copy(options.Grains, g));
+        silo.AddActivityPropagation(); // an HTTP request's span and its grain calls form one trace
+        if (options.DashboardPath is { Length: > 0 })
+        {
+            silo.AddDashboard();
+        }
+
         if (options.Grains.ResumeCheckPeriod < TimeSpan.FromMinutes(1))
         {
             silo.Configure<ReminderOptions>(o => o.MinimumReminderPeriod = options.Grains.ResumeCheckPeriod);
@@ -165,6 +225,13 @@ public static class LensHost
         to.MaxBackoff = from.MaxBackoff;
         to.ResumeCheckPeriod = from.ResumeCheckPeriod;
         to.PredictorCacheSize = from.PredictorCacheSize;
+        to.DriftWindow = from.DriftWindow;
+        to.DriftMinObservations = from.DriftMinObservations;
+        to.DriftZ = from.DriftZ;
+        to.DriftMinRelativeShift = from.DriftMinRelativeShift;
+        to.DriftConsecutive = from.DriftConsecutive;
+        to.AutoReprofile = from.AutoReprofile;
+        to.RefinementNoise = from.RefinementNoise;
     }
 }
 

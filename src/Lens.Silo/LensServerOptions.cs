@@ -60,6 +60,20 @@ public sealed class LensServerOptions
     /// <summary>Limits and retry settings of the grains.</summary>
     public LensGrainOptions Grains { get; set; } = new();
 
+    /// <summary>
+    /// OTLP endpoint (gRPC, e.g. <c>http://127.0.0.1:4317</c>) that metrics and traces are exported to; off unless set.
+    /// </summary>
+    public string? OtlpEndpoint { get; set; }
+
+    /// <summary>Path of the Prometheus scrape endpoint on the HTTP port (no API key: metrics carry no tenant data beyond names); empty: off.</summary>
+    public string? MetricsPath { get; set; } = "/metrics";
+
+    /// <summary>
+    /// Path the Orleans Dashboard is mounted at on the HTTP port (e.g. <c>/dashboard</c>); off unless set. The dashboard is an operator
+    /// tool without tenant isolation or API key: enable it only where the HTTP port is not reachable by tenants.
+    /// </summary>
+    public string? DashboardPath { get; set; }
+
     /// <summary>Reads section <c>Lens</c> of <paramref name="configuration"/> into a new options object.</summary>
     public static LensServerOptions FromConfiguration(IConfiguration configuration)
     {
@@ -120,6 +134,10 @@ public sealed class LensServerOptions
             {
                 errors.Add("Lens:Storage is AzureTable but Lens:AzureStorageConnectionString is empty (UseDevelopmentStorage=true reaches Azurite)");
             }
+            else if (CheckConnectionString(AzureStorageConnectionString) is { } connectionError)
+            {
+                errors.Add(connectionError);
+            }
 
             if (string.IsNullOrEmpty(TablePrefix) || TablePrefix.Length > 40 || !char.IsAsciiLetter(TablePrefix[0]) ||
                 !TablePrefix.All(char.IsAsciiLetterOrDigit))
@@ -163,6 +181,25 @@ public sealed class LensServerOptions
         if (errors.Count > 0)
         {
             throw new LensConfigurationException("invalid LENS server settings:\n  - " + string.Join("\n  - ", errors));
+        }
+    }
+
+    /// <summary>
+    /// Why <paramref name="connectionString"/> cannot reach Azure Table storage, or null when it parses. The string (which holds
+    /// an account key) is never part of the message.
+    /// </summary>
+    internal static string? CheckConnectionString(string connectionString)
+    {
+        const string Expected = "expected UseDevelopmentStorage=true, or DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;EndpointSuffix=..., " +
+                                "or TableEndpoint=...;SharedAccessSignature=...";
+        try
+        {
+            _ = new Azure.Data.Tables.TableServiceClient(connectionString);
+            return null;
+        }
+        catch (Exception ex) when (ex is FormatException or ArgumentException or InvalidOperationException)
+        {
+            return $"Lens:AzureStorageConnectionString is not a valid Azure Storage connection string ({ex.GetType().Name}); {Expected}";
         }
     }
 
