@@ -1,0 +1,123 @@
+using Lens.Abstractions;
+using Lens.Client;
+using Lens.Core;
+using Lens.Engine;
+using Lens.Grains;
+using Lens.Measurement;
+using Lens.Silo;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
+
+namespace Lens.Service.Tests;
+
+/// <summary>
+/// Drift on the real reference engine: one decode bucket is slowed (an engine option, as a compiler or firmware change would),
+/// observed latencies of the slowed engine are reported through the HTTP telemetry route, and the monitor must find that bucket,
+/// and only it, re-profile it alone, and bring the prediction error back. The engine is nxdi-small, whose requests take tens to
+/// hundreds of milliseconds, so scheduling jitter of a shared machine stays small beside a 5x slowdown; the assertions are on what
+/// the monitor decided and on errors relative to the steady state, never on absolute timings.
+/// </summary>
+public sealed class EngineDriftTests(ITestOutputHelper output)
+{
+    private const string Key = "acme-key-0123456789abcdef";
+    private const string Device = "cpu";
+
+    [Fact]
+    public async Task A_slowed_bucket_of_the_reference_engine_is_found_reprofiled_alone_and_the_error_returns()
+    {
+        using var engine = ReferenceEngine.Create(EngineProfiles.Load("nxdi-small"));
+        var backend = new ReferenceEngineBackend(engine);
+        var options = new LensServerOptions
+        {
+            SiloPort = TestModels.FreePort(),
+            GatewayPort = TestModels.FreePort(),
+            HttpPort = 0,
+            ServiceId = "lens-drift-" + Guid.NewGuid().ToString("N")[..8],
+            Tenants = { ["acme"] = Key },
+        };
+        await using var server = await LensHost.StartAsync(options, b =>
+        {
+            b.Logging.SetMinimumLevel(LogLevel.Warning);
+            b.Services.AddSingleton<IMeasurementBackendFactory>(new SharedEngineFactory(backend)); // the test holds the engine
+        });
+        using var http = new HttpClient { BaseAddress = server.HttpAddress, Timeout = TimeSpan.FromSeconds(120) };
+        var lens = new LensHttpClient(http, Key);
+        var spec = new DeploymentSpec("nxdi", "reference-nxdi-small", [.. engine.Buckets.Prefill], [.. engine.Buckets.Decode],
+            new BackendSpec(BackendSpec.Reference, EngineProfile: "nxdi-small"), Repeats: 5);
+        var id = (await lens.CreateDeploymentAsync(Device, spec)).Id;
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        await lens.StartProfileAsync(Device, id, cancellationToken: limit.Token);
+        Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(Device, id, TimeSpan.FromMilliseconds(100), limit.Token)).State);
+        var versions = (await lens.GetBucketsAsync(Device, id)).ToDictionary(b => b.Bucket, b => b.Version);
+
+        // Requests that spend most of their decode steps in decode-256 (lengths 129..256), plus some that never touch it.
+        var random = new Random(5);
+        var steady = await ObserveAsync(backend, random, 40);
+        var steadyMape = await MapeAsync(lens, id, steady);
+
+        var slow = new BucketId(BucketKind.Decode, 256);
+        engine.SetSlowdown(slow, 5);
+        var drifted = await ObserveAsync(backend, random, 40);
+        var driftedMape = await MapeAsync(lens, id, drifted);
+
+        string? reprofiled = null;
+        var flagged = new HashSet<string>();
+        for (var batch = 0; batch < 8 && reprofiled is null; batch++)
+        {
+            var result = await lens.ReportTelemetryAsync(Device, id, new MeasurementBatch(await ObserveAsync(backend, random, 40), $"b{batch}"));
+            flagged.UnionWith(result.Drifting ?? []);
+            reprofiled = result.Reprofiling;
+            output.WriteLine($"batch {batch}: drifting [{string.Join(", ", result.Drifting ?? [])}], re-profiling {result.Reprofiling ?? "-"}");
+        }
+
+        var health = await lens.GetHealthAsync(Device, id);
+        output.WriteLine($"common shift {health.CommonShift:P1}, window {health.WindowObservations}");
+        foreach (var b in health.Buckets)
+        {
+            output.WriteLine($"  {b.Bucket}: n={b.Observations} mape={b.MeanApe:F2}% shift={b.Shift:P1} band={b.Band:P1} drifting={b.Drifting} count={b.ConsecutiveDrift}");
+        }
+
+        Assert.Equal(slow.ToString(), reprofiled);
+        Assert.Equal([slow.ToString()], flagged);
+        Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(Device, id, TimeSpan.FromMilliseconds(100), limit.Token)).State);
+
+        var after = (await lens.GetBucketsAsync(Device, id)).ToDictionary(b => b.Bucket, b => b);
+        Assert.Equal(versions[slow.ToString()] + 1, after[slow.ToString()].Version);
+        Assert.All(after.Where(b => b.Key != slow.ToString()), b => Assert.Equal(versions[b.Key], b.Value.Version));
+        Assert.False(after[slow.ToString()].Stale);
+
+        var repairedMape = await MapeAsync(lens, id, await ObserveAsync(backend, random, 40));
+        output.WriteLine($"E2E MAPE: steady {steadyMape:F2}%, drifted {driftedMape:F2}%, after re-profiling {slow} alone {repairedMape:F2}%");
+        Assert.True(driftedMape > 3 * Math.Max(steadyMape, 2), $"the slowdown must show: steady {steadyMape:F2}%, drifted {driftedMape:F2}%");
+        Assert.True(repairedMape < Math.Max(2.15, 1.5 * steadyMape) + 1,
+            $"error after the re-profile {repairedMape:F2}% (steady {steadyMape:F2}%, drifted {driftedMape:F2}%)");
+    }
+
+    private static async Task<MeasurementInput[]> ObserveAsync(IMeasurementBackend backend, Random random, int count)
+    {
+        var result = new MeasurementInput[count];
+        for (var i = 0; i < count; i++)
+        {
+            // Three in four start in prefill-128 and decode through decode-256; the rest land anywhere below 512.
+            var input = random.Next(4) == 0 ? random.Next(257, 513) : random.Next(1, 129);
+            var outputLength = random.Next(16, 200);
+            var timed = await backend.MeasureAsync(input, outputLength);
+            result[i] = new MeasurementInput(input, outputLength, timed.E2eMs, timed.TtftMs);
+        }
+
+        return result;
+    }
+
+    private static async Task<double> MapeAsync(LensHttpClient lens, string id, MeasurementInput[] observed)
+    {
+        var p = await lens.PredictBatchAsync(Device, id, [.. observed.Select(o => o.InputLength)], [.. observed.Select(o => o.OutputLength)]);
+        return observed.Select((o, i) => Math.Abs(p.E2eMs[i] - o.E2eMs) / o.E2eMs * 100).Average();
+    }
+
+    private sealed class SharedEngineFactory(IMeasurementBackend backend) : IMeasurementBackendFactory
+    {
+        public IMeasurementBackend Create(BackendSpec spec) =>
+            spec.Kind == BackendSpec.Reference ? backend : throw new NotSupportedException($"only the shared reference engine here, not {spec.Kind}");
+    }
+}
