@@ -18,6 +18,9 @@ internal static class CommandRegistry
         config.AddCommand<ServeCommand>("serve")
             .WithDescription("Run a LENS silo with its HTTP API (embedded by default; azure-table for durable, multi-silo clusters).")
             .WithExample("serve", "--tenant", "acme", "--api-key-env", "LENS_ACME_KEY", "--http-port", "5080");
+        config.AddCommand<HealthCommand>("health")
+            .WithDescription("Exit 0 when a LENS server's health endpoint answers 2xx (the container image's HEALTHCHECK).")
+            .WithExample("health", "--url", "http://127.0.0.1:8080/health");
         config.AddCommand<StatusCommand>("status")
             .WithDescription("A LENS server's deployments, profiling progress and buckets.")
             .WithExample("status", "--server", "http://127.0.0.1:5080", "--api-key-env", "LENS_ACME_KEY", "--device", "npu-0");
