@@ -35,6 +35,13 @@ public sealed class LensGrainOptions
     /// <summary>Deployments whose predictors' cached models one predictor activation keeps.</summary>
     public int PredictorCacheSize { get; set; } = 256;
 
+    /// <summary>
+    /// How long a predictor activation trusts a deployment's model version before asking its device grain again. Zero (the default)
+    /// asks on every call, so a re-profiled bucket is used by the very next prediction; a few hundred milliseconds saves one grain
+    /// call per prediction (docs/performance.md) at the price of serving the previous version for at most that long.
+    /// </summary>
+    public TimeSpan ModelVersionTtl { get; set; } = TimeSpan.Zero;
+
     /// <summary>Observations per deployment in the monitor's sliding window (the newest are kept; held in memory).</summary>
     public int DriftWindow { get; set; } = 1000;
 
@@ -66,7 +73,8 @@ public sealed class LensGrainOptions
                 "DriftMinRelativeShift >= 0, RefinementNoise > 0");
         }
 
-        if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxBatch < 1 || MaxPredictBatch < 1 || PredictorCacheSize < 1)
+        if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxBatch < 1 || MaxPredictBatch < 1 || PredictorCacheSize < 1 ||
+            ModelVersionTtl < TimeSpan.Zero)
         {
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
         }

@@ -143,10 +143,18 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
             throw LensException.NotFound($"deployment '{key.Deployment}' does not exist on device '{key.Device}'");
         }
 
-        var stamp = await GrainFactory.GetGrain<IDeviceGrain>(key.DeviceKey.Format()).GetModelStampAsync(key.Deployment);
         var cacheKey = key.Format();
+        var now = Stopwatch.GetTimestamp();
+        if (_options.ModelVersionTtl > TimeSpan.Zero && _cache.TryGetValue(cacheKey, out var trusted) &&
+            Stopwatch.GetElapsedTime(trusted.CheckedAt, now) < _options.ModelVersionTtl)
+        {
+            return (trusted.Model, trusted.Version); // checked recently enough: no grain call
+        }
+
+        var stamp = await GrainFactory.GetGrain<IDeviceGrain>(key.DeviceKey.Format()).GetModelStampAsync(key.Deployment);
         if (_cache.TryGetValue(cacheKey, out var cached) && cached.Version == stamp.Version && cached.Context.SameAs(stamp.Context))
         {
+            _cache[cacheKey] = cached with { CheckedAt = now };
             return (cached.Model, cached.Version);
         }
 
@@ -158,7 +166,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
             _cache.Clear(); // crude bound: models are cheap to rebuild from snapshots
         }
 
-        _cache[cacheKey] = new CachedModel(stamp.Version, stamp.Context, model);
+        _cache[cacheKey] = new CachedModel(stamp.Version, stamp.Context, model, now);
         return (model, stamp.Version);
     }
 
@@ -178,7 +186,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
         }
     }
 
-    private sealed record CachedModel(long Version, BucketContext Context, DeploymentModel Model);
+    private sealed record CachedModel(long Version, BucketContext Context, DeploymentModel Model, long CheckedAt);
 
     private sealed record RefinedModel(long Version, long WindowVersion, DeploymentModel Model);
 }
