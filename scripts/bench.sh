@@ -3,6 +3,7 @@
 # Starts one embedded silo on loopback, creates a deployment replaying a fitted model (timed without waiting, so profiling
 # is instant), and runs single and batched predictions over HTTP and through the Orleans client, interleaved and repeated.
 #   scripts/bench.sh [rounds]        (default 3 rounds; prints one line per run and writes bench-results.jsonl)
+# Silo settings pass through the environment, e.g. Lens__Grains__ModelVersionTtl=00:00:00.250 (see docs/performance.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
