@@ -1,3 +1,4 @@
+using Lens.Testing;
 using Lens.ClusterDrill;
 using Xunit.Abstractions;
 

@@ -1,3 +1,4 @@
+using Lens.Testing;
 using System.Text.Json;
 using Azure.Data.Tables;
 using Lens.Abstractions;

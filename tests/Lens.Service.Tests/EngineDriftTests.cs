@@ -28,27 +28,9 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
     {
         using var engine = ReferenceEngine.Create(EngineProfiles.Load("nxdi-small"));
         var backend = new ReferenceEngineBackend(engine);
-        var options = new LensServerOptions
-        {
-            SiloPort = TestModels.FreePort(),
-            GatewayPort = TestModels.FreePort(),
-            HttpPort = 0,
-            ServiceId = "lens-drift-" + Guid.NewGuid().ToString("N")[..8],
-            Tenants = { ["acme"] = Key },
-        };
-        await using var server = await LensHost.StartAsync(options, b =>
-        {
-            b.Logging.SetMinimumLevel(LogLevel.Warning);
-            b.Services.AddSingleton<IMeasurementBackendFactory>(new SharedEngineFactory(backend)); // the test holds the engine
-        });
-        using var http = new HttpClient { BaseAddress = server.HttpAddress, Timeout = TimeSpan.FromSeconds(120) };
-        var lens = new LensHttpClient(http, Key);
-        var spec = new DeploymentSpec("nxdi", "reference-nxdi-small", [.. engine.Buckets.Prefill], [.. engine.Buckets.Decode],
-            new BackendSpec(BackendSpec.Reference, EngineProfile: "nxdi-small"), Repeats: 5);
-        var id = (await lens.CreateDeploymentAsync(Device, spec)).Id;
+        await using var server = await StartAsync(backend);
+        var (lens, id) = await ProfiledDeploymentAsync(server, engine);
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await lens.StartProfileAsync(Device, id, cancellationToken: limit.Token);
-        Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(Device, id, TimeSpan.FromMilliseconds(100), limit.Token)).State);
         var versions = (await lens.GetBucketsAsync(Device, id)).ToDictionary(b => b.Bucket, b => b.Version);
 
         // Requests that spend most of their decode steps in decode-256 (lengths 129..256), plus some that never touch it.
@@ -62,11 +44,9 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
         var driftedMape = await MapeAsync(lens, id, drifted);
 
         string? reprofiled = null;
-        var flagged = new HashSet<string>();
         for (var batch = 0; batch < 8 && reprofiled is null; batch++)
         {
             var result = await lens.ReportTelemetryAsync(Device, id, new MeasurementBatch(await ObserveAsync(backend, random, 40), $"b{batch}"));
-            flagged.UnionWith(result.Drifting ?? []);
             reprofiled = result.Reprofiling;
             output.WriteLine($"batch {batch}: drifting [{string.Join(", ", result.Drifting ?? [])}], re-profiling {result.Reprofiling ?? "-"}");
         }
@@ -78,8 +58,11 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
             output.WriteLine($"  {b.Bucket}: n={b.Observations} mape={b.MeanApe:F2}% shift={b.Shift:P1} band={b.Band:P1} drifting={b.Drifting} count={b.ConsecutiveDrift}");
         }
 
+        // Only the slowed bucket may reach the sustained count that triggers a re-profile; a neighbour that shares its requests
+        // may be flagged in a single noisy window (that is what the consecutive rule is for), never three times running.
         Assert.Equal(slow.ToString(), reprofiled);
-        Assert.Equal([slow.ToString()], flagged);
+        Assert.All(health.Buckets.Where(b => b.Bucket != slow.ToString()), b => Assert.True(b.ConsecutiveDrift < health.ConsecutiveRequired,
+            $"{b.Bucket} reached {b.ConsecutiveDrift} consecutive drifting windows"));
         Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(Device, id, TimeSpan.FromMilliseconds(100), limit.Token)).State);
 
         var after = (await lens.GetBucketsAsync(Device, id)).ToDictionary(b => b.Bucket, b => b);
@@ -106,27 +89,8 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
     {
         using var engine = ReferenceEngine.Create(EngineProfiles.Load("nxdi-small"));
         var backend = new ReferenceEngineBackend(engine);
-        var options = new LensServerOptions
-        {
-            SiloPort = TestModels.FreePort(),
-            GatewayPort = TestModels.FreePort(),
-            HttpPort = 0,
-            ServiceId = "lens-stable-" + Guid.NewGuid().ToString("N")[..8],
-            Tenants = { ["acme"] = Key },
-        };
-        await using var server = await LensHost.StartAsync(options, b =>
-        {
-            b.Logging.SetMinimumLevel(LogLevel.Warning);
-            b.Services.AddSingleton<IMeasurementBackendFactory>(new SharedEngineFactory(backend));
-        });
-        using var http = new HttpClient { BaseAddress = server.HttpAddress, Timeout = TimeSpan.FromSeconds(120) };
-        var lens = new LensHttpClient(http, Key);
-        var spec = new DeploymentSpec("nxdi", "reference-nxdi-small", [.. engine.Buckets.Prefill], [.. engine.Buckets.Decode],
-            new BackendSpec(BackendSpec.Reference, EngineProfile: "nxdi-small"), Repeats: 5);
-        var id = (await lens.CreateDeploymentAsync(Device, spec)).Id;
-        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await lens.StartProfileAsync(Device, id, cancellationToken: limit.Token);
-        Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(Device, id, TimeSpan.FromMilliseconds(100), limit.Token)).State);
+        await using var server = await StartAsync(backend);
+        var (lens, id) = await ProfiledDeploymentAsync(server, engine);
 
         var random = new Random(11);
         for (var batch = 0; batch < 8; batch++)
@@ -140,6 +104,33 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
         output.WriteLine($"320 observations of a stable engine: common shift {health.CommonShift:P1}, window {health.WindowObservations}");
         Assert.Equal(320, health.WindowObservations);
         Assert.All(health.Buckets, b => Assert.False(b.Stale));
+    }
+
+    /// <summary>A server whose reference backends all use the test's engine, so the test can slow it down.</summary>
+    private static Task<LensServer> StartAsync(IMeasurementBackend backend) => LensHost.StartAsync(new LensServerOptions
+    {
+        SiloPort = TestModels.FreePort(),
+        GatewayPort = TestModels.FreePort(),
+        HttpPort = 0,
+        ServiceId = "lens-engine-" + Guid.NewGuid().ToString("N")[..8],
+        Tenants = { ["acme"] = Key },
+    }, b =>
+    {
+        b.Logging.SetMinimumLevel(LogLevel.Warning);
+        b.Services.AddSingleton<IMeasurementBackendFactory>(new SharedEngineFactory(backend));
+    });
+
+    /// <summary>Creates the engine's deployment and profiles it (5 repeats, min statistic).</summary>
+    private static async Task<(LensHttpClient Lens, string Id)> ProfiledDeploymentAsync(LensServer server, ReferenceEngine engine)
+    {
+        var lens = new LensHttpClient(new HttpClient { BaseAddress = server.HttpAddress, Timeout = TimeSpan.FromSeconds(120) }, Key);
+        var spec = new DeploymentSpec("nxdi", "reference-nxdi-small", [.. engine.Buckets.Prefill], [.. engine.Buckets.Decode],
+            new BackendSpec(BackendSpec.Reference, EngineProfile: "nxdi-small"), Repeats: 5);
+        var id = (await lens.CreateDeploymentAsync(Device, spec)).Id;
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        await lens.StartProfileAsync(Device, id, cancellationToken: limit.Token);
+        Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(Device, id, TimeSpan.FromMilliseconds(100), limit.Token)).State);
+        return (lens, id);
     }
 
     private static async Task<MeasurementInput[]> ObserveAsync(IMeasurementBackend backend, Random random, int count)

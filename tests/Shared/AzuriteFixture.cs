@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 
-namespace Lens.Service.Tests;
+namespace Lens.Testing;
 
 /// <summary>
-/// Azurite on 127.0.0.1:10002 (tables): used when already listening (CI starts it with scripts/azurite.sh), otherwise started
-/// through that script here and stopped again at the end. Set LENS_TEST_AZURE_STORAGE to use another storage account.
+/// Azurite on 127.0.0.1:10002 (tables), for every test project that needs Azure Table storage (this file is linked into each):
+/// used when already listening (CI starts it with scripts/azurite.sh), otherwise started through that script here and stopped
+/// again at the end. Set LENS_TEST_AZURE_STORAGE to use another storage account.
 /// </summary>
 public sealed class AzuriteFixture : IAsyncLifetime
 {
@@ -88,10 +89,4 @@ public sealed class AzuriteFixture : IAsyncLifetime
 
         return (process.ExitCode, await stdout + await stderr);
     }
-}
-
-[CollectionDefinition(Name)]
-public sealed class AzuriteCollection : ICollectionFixture<AzuriteFixture>
-{
-    public const string Name = "azurite";
 }
