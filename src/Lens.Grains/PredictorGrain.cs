@@ -154,7 +154,11 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
         var stamp = await GrainFactory.GetGrain<IDeviceGrain>(key.DeviceKey.Format()).GetModelStampAsync(key.Deployment);
         if (_cache.TryGetValue(cacheKey, out var cached) && cached.Version == stamp.Version && cached.Context.SameAs(stamp.Context))
         {
-            _cache[cacheKey] = cached with { CheckedAt = now };
+            if (_options.ModelVersionTtl > TimeSpan.Zero)
+            {
+                _cache[cacheKey] = cached with { CheckedAt = now }; // only a TTL reads the time: no allocation per call without one
+            }
+
             return (cached.Model, cached.Version);
         }
 

@@ -124,10 +124,7 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
             return LensApp.Ok;
         }
 
-        AnsiConsole.MarkupLineInterpolated($"[bold]I = {i}, O = {o}[/]");
-        AnsiConsole.MarkupLineInterpolated($"E2E   {F(p.E2eMs)} ms  (95% interval {F(p.E2eLowMs)} .. {F(p.E2eHighMs)})");
-        AnsiConsole.MarkupLineInterpolated($"TTFT  {F(p.TtftMs)} ms");
-        AnsiConsole.MarkupLineInterpolated($"TPOT  {(double.IsNaN(p.TpotMs) ? "- (O = 1: no decode step)" : F(p.TpotMs) + " ms")}");
+        Print($"I = {i}, O = {o}", p);
         var table = new Table().AddColumns("bucket", "steps", "ms");
         foreach (var b in breakdown)
         {
@@ -166,11 +163,18 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
             return LensApp.Ok;
         }
 
-        AnsiConsole.MarkupLineInterpolated($"[bold]I = {p.InputLength}, O = {p.OutputLength}[/] (model version {p.ModelVersion})");
+        Print($"I = {p.InputLength}, O = {p.OutputLength} (model version {p.ModelVersion})",
+            new Prediction(p.E2eMs, p.TtftMs, p.TpotMs ?? double.NaN, p.E2eLowMs, p.E2eHighMs));
+        return LensApp.Ok;
+    }
+
+    /// <summary>One prediction for people, the same for a model file and a server.</summary>
+    private static void Print(string heading, Prediction p)
+    {
+        AnsiConsole.MarkupLineInterpolated($"[bold]{heading}[/]");
         AnsiConsole.MarkupLineInterpolated($"E2E   {F(p.E2eMs)} ms  (95% interval {F(p.E2eLowMs)} .. {F(p.E2eHighMs)})");
         AnsiConsole.MarkupLineInterpolated($"TTFT  {F(p.TtftMs)} ms");
-        AnsiConsole.MarkupLineInterpolated($"TPOT  {(p.TpotMs is { } t ? F(t) + " ms" : "- (O = 1: no decode step)")}");
-        return LensApp.Ok;
+        AnsiConsole.MarkupLineInterpolated($"TPOT  {(double.IsNaN(p.TpotMs) ? "- (O = 1: no decode step)" : F(p.TpotMs) + " ms")}");
     }
 
     private static string F(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
