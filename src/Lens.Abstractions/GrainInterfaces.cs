@@ -116,9 +116,13 @@ public interface IDeviceGrain : IGrainWithStringKey
     [Alias("ReportTelemetry")]
     Task<IntakeResult> ReportTelemetryAsync(string deploymentId, MeasurementBatch batch);
 
-    /// <summary>The deployment's bucket context and model version; cheap, for predictors to check their cache on every call.</summary>
-    [Alias("GetModelStamp"), AlwaysInterleave]
-    Task<ModelStamp> GetModelStampAsync(string deploymentId);
+    /// <summary>
+    /// The deployment's bucket context and model version, and a subscription of <paramref name="observer"/> (a silo's model cache) to
+    /// every later change of any of this device's models, pushed before the call that made the change returns. A subscription lasts
+    /// while it is renewed (by calling again) and ends when this activation deactivates (<see cref="IModelObserver.DeviceLeavingAsync"/>).
+    /// </summary>
+    [Alias("SubscribeModel"), AlwaysInterleave]
+    Task<ModelSubscription> SubscribeModelAsync(string deploymentId, IModelObserver observer);
 
     /// <summary>Per-bucket health against observed latencies (drift statistics, staleness, last profile) and the monitor's status.</summary>
     [Alias("GetHealth")]
@@ -127,6 +131,22 @@ public interface IDeviceGrain : IGrainWithStringKey
     /// <summary>Snapshots of every bucket of the deployment, prefill first, each ascending.</summary>
     [Alias("GetBuckets")]
     Task<BucketSnapshot[]> GetBucketsAsync(string deploymentId);
+}
+
+/// <summary>
+/// A silo's cache of composed models (predictors share it), told by device grains when a model changes, so that no prediction has to
+/// ask its device grain whether its model is still current.
+/// </summary>
+[Alias("lens.IModelObserver")]
+public interface IModelObserver : IGrainObserver
+{
+    /// <summary>The deployment's model is now at <paramref name="version"/> (of device activation <paramref name="activation"/>).</summary>
+    [Alias("ModelChanged")]
+    Task ModelChangedAsync(string deploymentKey, long version, Guid activation);
+
+    /// <summary>The device grain's activation is going away and its subscriptions with it: forget what was cached for the device.</summary>
+    [Alias("DeviceLeaving")]
+    Task DeviceLeavingAsync(string deviceKey, Guid activation);
 }
 
 /// <summary>

@@ -23,23 +23,28 @@ public sealed record PredictionResult(
     [property: Id(6)] double E2eHighMs,
     [property: Id(7)] long ModelVersion);
 
-/// <summary>Many requests to predict, as two parallel arrays.</summary>
-[GenerateSerializer, Immutable, Alias("lens.BatchPredictRequest.v1")]
-public sealed record BatchPredictRequest([property: Id(0)] int[] InputLengths, [property: Id(1)] int[] OutputLengths, [property: Id(2)] bool Refined = false);
-
-/// <summary>Batch predictions as parallel arrays, in request order (<see cref="TpotMs"/> null where <c>O = 1</c>).</summary>
-[GenerateSerializer, Immutable, Alias("lens.BatchPredictionResult.v1")]
-public sealed record BatchPredictionResult(
-    [property: Id(0)] double[] E2eMs,
-    [property: Id(1)] double[] TtftMs,
-    [property: Id(2)] double?[] TpotMs,
-    [property: Id(3)] double[] E2eLowMs,
-    [property: Id(4)] double[] E2eHighMs,
-    [property: Id(5)] long ModelVersion);
+/// <summary>Many requests to predict, as two parallel arrays (Orleans carries it in <see cref="BatchCodec"/>'s binary form).</summary>
+[Immutable, Alias("lens.BatchPredictRequest.v2")]
+public sealed record BatchPredictRequest(int[] InputLengths, int[] OutputLengths, bool Refined = false);
 
 /// <summary>
-/// What a predictor checks per call to know whether its cached model is current: the deployment's bucket context and its model
-/// version (bumped whenever any bucket's fitted data change).
+/// Batch predictions as parallel arrays, in request order (<see cref="TpotMs"/> null where <c>O = 1</c>); Orleans carries it in
+/// <see cref="BatchCodec"/>'s binary form.
+/// </summary>
+[Immutable, Alias("lens.BatchPredictionResult.v2")]
+public sealed record BatchPredictionResult(double[] E2eMs, double[] TtftMs, double?[] TpotMs, double[] E2eLowMs, double[] E2eHighMs, long ModelVersion);
+
+/// <summary>
+/// What a cached model is valid for: the deployment's bucket context and its model version (bumped whenever any bucket's fitted data
+/// change).
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lens.ModelStamp.v1")]
 public sealed record ModelStamp([property: Id(0)] BucketContext Context, [property: Id(1)] long Version);
+
+/// <summary>
+/// A model cache's subscription to a device grain (<c>IDeviceGrain.SubscribeModelAsync</c>): the deployment's current stamp, the silo the
+/// device activation lives on (a cache forgets the subscription when that silo leaves the cluster) and the activation's id (versions
+/// are compared only within one activation).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.ModelSubscription.v1")]
+public sealed record ModelSubscription([property: Id(0)] ModelStamp Stamp, [property: Id(1)] SiloAddress Host, [property: Id(2)] Guid Activation);

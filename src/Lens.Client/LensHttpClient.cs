@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Lens.Abstractions;
@@ -15,6 +17,12 @@ public sealed class LensHttpClient
 
     private readonly HttpClient _http;
     private readonly string _apiKey;
+
+    /// <summary>
+    /// Whether <see cref="PredictBatchAsync"/> sends and receives the binary batch form (<see cref="BatchCodec.MediaType"/>) instead of
+    /// JSON; on by default, since JSON number formatting dominates a large batch's cost (docs/performance.md).
+    /// </summary>
+    public bool BinaryBatches { get; init; } = true;
 
     public LensHttpClient(HttpClient http, string apiKey)
     {
@@ -85,9 +93,36 @@ public sealed class LensHttpClient
 
     /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
     public async Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
-        CancellationToken cancellationToken = default, bool refined = false) =>
-        await SendAsync<BatchPredictionResult>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict/batch",
-            new BatchPredictRequest(inputLengths, outputLengths, refined), cancellationToken);
+        CancellationToken cancellationToken = default, bool refined = false)
+    {
+        var path = $"{Deployment(device, deployment)}/predict/batch";
+        var body = new BatchPredictRequest(inputLengths, outputLengths, refined);
+        if (!BinaryBatches)
+        {
+            return await SendAsync<BatchPredictionResult>(HttpMethod.Post, path, body, cancellationToken);
+        }
+
+        if (inputLengths.Length != outputLengths.Length)
+        {
+            throw new ArgumentException($"{inputLengths.Length} input lengths but {outputLengths.Length} output lengths; give one of each per request",
+                nameof(outputLengths));
+        }
+
+        var buffer = new ArrayBufferWriter<byte>(BatchCodec.RequestLength(inputLengths.Length));
+        BatchCodec.WriteRequest(buffer, body);
+        var content = new ReadOnlyMemoryContent(buffer.WrittenMemory);
+        content.Headers.ContentType = new MediaTypeHeaderValue(BatchCodec.MediaType);
+        using var response = await RawAsync(HttpMethod.Post, path, content, cancellationToken, BatchCodec.MediaType);
+        var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        try
+        {
+            return BatchCodec.ReadResult(bytes);
+        }
+        catch (FormatException ex)
+        {
+            throw new LensApiException((int)response.StatusCode, "Unreadable response", $"POST {path}: {ex.Message}");
+        }
+    }
 
     /// <summary>The fitted model as the model file's JSON (<c>lens-model</c> format).</summary>
     public async Task<string> GetModelJsonAsync(string device, string deployment, CancellationToken cancellationToken = default)
@@ -103,14 +138,22 @@ public sealed class LensHttpClient
                ?? throw new LensApiException((int)response.StatusCode, "Empty response", $"{method} {path} returned no body");
     }
 
-    private async Task<HttpResponseMessage> RawAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> RawAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken,
+        string? accept = null)
     {
         using var request = new HttpRequestMessage(method, path);
         request.Headers.Add(ApiKeyHeader, _apiKey);
-        if (body is not null)
+        if (accept is not null)
         {
-            request.Content = JsonContent.Create(body, body.GetType(), options: LensJson.Options);
+            request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(accept));
         }
+
+        request.Content = body switch
+        {
+            null => null,
+            HttpContent content => content,
+            _ => JsonContent.Create(body, body.GetType(), options: LensJson.Options),
+        };
 
         var response = await _http.SendAsync(request, cancellationToken);
         if (response.IsSuccessStatusCode)

@@ -2,6 +2,7 @@ using Lens.Abstractions;
 using Lens.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Orleans.Utilities;
 
 namespace Lens.Grains;
 
@@ -24,7 +25,12 @@ public sealed class DeviceGrain(
     // The device's state is one table row (about 1 MB in all): specs, replay models included, must fit in it.
     private const int MaxDeployments = 32;
 
+    // A push that takes longer than this is given up on; the silo it was for renews its subscription when its lease ends.
+    private static readonly TimeSpan PushTimeout = TimeSpan.FromSeconds(5);
+
     private readonly LensGrainOptions _options = options.Value;
+    private readonly ObserverManager<IModelObserver> _modelObservers = new(options.Value.ModelLease * 2, logger);
+    private readonly Guid _activation = Guid.NewGuid();
     private readonly Dictionary<string, PlanRow[]> _runRows = [];
     private DeviceKey _key = null!;
     private Guid _workerId;
@@ -43,10 +49,11 @@ public sealed class DeviceGrain(
         return Task.CompletedTask;
     }
 
-    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         StopWorker();
-        return Task.CompletedTask;
+        var device = _key.Format();
+        await PushAsync(o => o.DeviceLeavingAsync(device, _activation));
     }
 
     public async Task<CreateDeploymentResult> CreateDeploymentAsync(DeploymentSpec spec)
@@ -140,7 +147,14 @@ public sealed class DeviceGrain(
         if (changed)
         {
             entry.ModelVersion++;
-            await state.WriteStateAsync();
+            try
+            {
+                await state.WriteStateAsync();
+            }
+            finally
+            {
+                await PushModelChangedAsync(deploymentId, entry.ModelVersion); // the fits changed in the buckets whatever happened here
+            }
         }
 
         return new IntakeResult(batchId, added, duplicates, [.. groups.Select(g => g.Bucket.ToString())], entry.ModelVersion);
@@ -175,10 +189,13 @@ public sealed class DeviceGrain(
                 b.Drift?.Drifting ?? false, b.Drift?.ConsecutiveDrift ?? 0, b.Stale, b.LastProfiled, b.Version))]);
     }
 
-    public Task<ModelStamp> GetModelStampAsync(string deploymentId)
+    public Task<ModelSubscription> SubscribeModelAsync(string deploymentId, IModelObserver observer)
     {
+        ArgumentNullException.ThrowIfNull(observer);
         var entry = Entry(deploymentId);
-        return Task.FromResult(new ModelStamp(entry.Spec.Context, entry.ModelVersion));
+        _modelObservers.Subscribe(observer, observer);
+        return Task.FromResult(new ModelSubscription(new ModelStamp(entry.Spec.Context, entry.ModelVersion), 
+            GrainContext.Address.SiloAddress ?? throw new InvalidOperationException("an activation without a silo"), _activation));
     }
 
     public async Task<BucketSnapshot[]> GetBucketsAsync(string deploymentId)
@@ -201,6 +218,7 @@ public sealed class DeviceGrain(
             return await NextStepCoreAsync(); // a stale or repeated completion: the durable index decides
         }
 
+        string? changed = null;
         run.Retries += outcome.Retries;
         if (outcome.Retries > 0)
         {
@@ -229,6 +247,7 @@ public sealed class DeviceGrain(
             if (result.FitChanged)
             {
                 entry.ModelVersion++;
+                changed = run.DeploymentId;
             }
 
             LensTelemetry.Measurements.Add(1);
@@ -240,8 +259,57 @@ public sealed class DeviceGrain(
             }
         }
 
-        await state.WriteStateAsync();
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        finally
+        {
+            if (changed is not null)
+            {
+                await PushModelChangedAsync(changed, entry.ModelVersion);
+            }
+        }
+
         return await NextStepCoreAsync();
+    }
+
+    /// <summary>Tells every subscribed model cache that the deployment's model changed; returns once each has heard or timed out.</summary>
+    private Task PushModelChangedAsync(string deploymentId, long version)
+    {
+        var deployment = _key.Deployment(deploymentId).Format();
+        return PushAsync(o => o.ModelChangedAsync(deployment, version, _activation));
+    }
+
+    private async Task PushAsync(Func<IModelObserver, Task> push)
+    {
+        _modelObservers.ClearExpired();
+        var observers = _modelObservers.ToArray();
+        if (observers.Length == 0)
+        {
+            return;
+        }
+
+        var delivered = await Task.WhenAll(observers.Select(async o =>
+        {
+            try
+            {
+                await push(o).WaitAsync(PushTimeout);
+                return true;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                GrainLog.PushFailed(logger, ex, _key.Format());
+                return false;
+            }
+        }));
+        for (var i = 0; i < observers.Length; i++)
+        {
+            if (!delivered[i])
+            {
+                _modelObservers.Unsubscribe(observers[i]); // its silo is gone or unreachable; a live one subscribes again
+            }
+        }
     }
 
     public async Task ReceiveReminder(string reminderName, TickStatus status)

@@ -36,11 +36,11 @@ public sealed class LensGrainOptions
     public int PredictorCacheSize { get; set; } = 256;
 
     /// <summary>
-    /// How long a predictor activation trusts a deployment's model version before asking its device grain again. Zero (the default)
-    /// asks on every call, so a re-profiled bucket is used by the very next prediction; a few hundred milliseconds saves one grain
-    /// call per prediction (docs/performance.md) at the price of serving the previous version for at most that long.
+    /// How long a silo's model cache (<see cref="ModelCache"/>) keeps a deployment's model without renewing its subscription to the
+    /// device grain. Changes are pushed at once, so this only bounds how long a change could go unseen if a push were lost (a device
+    /// silo that dies unnoticed by membership, a push that timed out).
     /// </summary>
-    public TimeSpan ModelVersionTtl { get; set; } = TimeSpan.Zero;
+    public TimeSpan ModelLease { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>Observations per deployment in the monitor's sliding window (the newest are kept; held in memory).</summary>
     public int DriftWindow { get; set; } = 1000;
@@ -74,7 +74,7 @@ public sealed class LensGrainOptions
         }
 
         if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxBatch < 1 || MaxPredictBatch < 1 || PredictorCacheSize < 1 ||
-            ModelVersionTtl < TimeSpan.Zero)
+            ModelLease <= TimeSpan.Zero)
         {
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
         }

@@ -27,6 +27,8 @@ public static class LensGrainsExtensions
         });
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<IMeasurementBackendFactory, MeasurementBackendFactory>();
+        builder.Services.AddSingleton<ModelCache>();
+        builder.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ModelCache>());
         return builder;
     }
 }

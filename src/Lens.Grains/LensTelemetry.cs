@@ -32,6 +32,10 @@ public static class LensTelemetry
         "Time a predictor took to answer one predict call (single or batch), model look-up included",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1] });
 
+    internal static readonly Counter<long> ModelSubscriptions = Meter.CreateCounter<long>("lens.predictor.model_fetches", "{call}",
+        "Times a silo's model cache asked a device grain for a deployment's model version (first use, a pushed change, a lease renewal); " +
+        "predictions served from the cache make none");
+
     internal static readonly Counter<long> Measurements = Meter.CreateCounter<long>("lens.profile.measurements", "{request}",
         "Profiling measurements stored");
 

@@ -9,14 +9,13 @@ namespace Lens.Grains;
 
 /// <summary>
 /// Answers predictions (method.md, "Composition and prediction") from a <see cref="DeploymentModel"/> composed of the deployment's
-/// bucket snapshots. Each activation caches models by the deployment's model version and checks that version with the device on
-/// every call, so a re-profiled bucket is used at once. Holds no state of record; keyed by tenant.
+/// bucket snapshots, held by the silo's <see cref="ModelCache"/>, which device grains keep current by push: a re-profiled bucket is
+/// used by the very next prediction, and a prediction makes no grain call. Holds no state of record; keyed by tenant.
 /// </summary>
 [GrainType("predictor"), StatelessWorker]
-public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, IPredictorGrain
+public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCache models) : Grain, IPredictorGrain
 {
     private readonly LensGrainOptions _options = options.Value;
-    private readonly Dictionary<string, CachedModel> _cache = new(StringComparer.Ordinal);
     private readonly Dictionary<string, RefinedModel> _refined = new(StringComparer.Ordinal);
 
     public async Task<PredictionResult> PredictAsync(string deploymentKey, PredictRequest request)
@@ -98,7 +97,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
     /// The deployment's current model; with <paramref name="refined"/>, refined by the observations in its monitor's window
     /// (<see cref="ModelRefinement.Refine"/>, observation noise <see cref="LensGrainOptions.RefinementNoise"/>), cached by both versions.
     /// </summary>
-    private async Task<(DeploymentModel Model, long Version)> ModelAsync(string deploymentKeyText, bool refined)
+    private async ValueTask<(DeploymentModel Model, long Version)> ModelAsync(string deploymentKeyText, bool refined)
     {
         var (model, version) = await ProfiledModelAsync(deploymentKeyText);
         if (!refined)
@@ -125,7 +124,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
         return (result, version);
     }
 
-    private async Task<(DeploymentModel Model, long Version)> ProfiledModelAsync(string deploymentKeyText)
+    private async ValueTask<(DeploymentModel Model, long Version)> ProfiledModelAsync(string deploymentKeyText)
     {
         DeploymentKey key;
         try
@@ -143,35 +142,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
             throw LensException.NotFound($"deployment '{key.Deployment}' does not exist on device '{key.Device}'");
         }
 
-        var cacheKey = key.Format();
-        var now = Stopwatch.GetTimestamp();
-        if (_options.ModelVersionTtl > TimeSpan.Zero && _cache.TryGetValue(cacheKey, out var trusted) &&
-            Stopwatch.GetElapsedTime(trusted.CheckedAt, now) < _options.ModelVersionTtl)
-        {
-            return (trusted.Model, trusted.Version); // checked recently enough: no grain call
-        }
-
-        var stamp = await GrainFactory.GetGrain<IDeviceGrain>(key.DeviceKey.Format()).GetModelStampAsync(key.Deployment);
-        if (_cache.TryGetValue(cacheKey, out var cached) && cached.Version == stamp.Version && cached.Context.SameAs(stamp.Context))
-        {
-            if (_options.ModelVersionTtl > TimeSpan.Zero)
-            {
-                _cache[cacheKey] = cached with { CheckedAt = now }; // only a TTL reads the time: no allocation per call without one
-            }
-
-            return (cached.Model, cached.Version);
-        }
-
-        var buckets = stamp.Context.ToBucketSet();
-        var snapshots = await Task.WhenAll(buckets.AllBuckets().Select(b => GrainFactory.GetGrain<IBucketGrain>(key.Bucket(b).Format()).GetSnapshotAsync()));
-        var model = DeploymentModel.Compose(buckets, snapshots.Select(s => s.ToFit()), stamp.Context.ToStatistic());
-        if (_cache.Count >= _options.PredictorCacheSize && !_cache.ContainsKey(cacheKey))
-        {
-            _cache.Clear(); // crude bound: models are cheap to rebuild from snapshots
-        }
-
-        _cache[cacheKey] = new CachedModel(stamp.Version, stamp.Context, model, now);
-        return (model, stamp.Version);
+        return await models.GetAsync(key);
     }
 
     private static T Guard<T>(Func<T> predict)
@@ -189,8 +160,6 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options) : Grain, 
             throw new LensException(LensErrorKind.Unfitted, ex.Message);
         }
     }
-
-    private sealed record CachedModel(long Version, BucketContext Context, DeploymentModel Model, long CheckedAt);
 
     private sealed record RefinedModel(long Version, long WindowVersion, DeploymentModel Model);
 }

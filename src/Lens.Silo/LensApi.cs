@@ -3,7 +3,9 @@ using Lens.Abstractions;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Lens.Grains;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace Lens.Silo;
 
@@ -104,10 +106,15 @@ public static class LensApi
 
         v1.MapPost(Deployment + "/predict/batch", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
         {
-            var request = await ReadBodyAsync<BatchPredictRequest>(http);
+            var request = http.Request.ContentType is { } type && type.StartsWith(BatchCodec.MediaType, StringComparison.OrdinalIgnoreCase)
+                ? await ReadBinaryBatchAsync(http)
+                : await ReadBodyAsync<BatchPredictRequest>(http);
             var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
-            return Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).PredictBatchAsync(key, request));
-        })).Accepts<BatchPredictRequest>("application/json").Produces<BatchPredictionResult>().ProducesProblem(409).WithName("PredictBatch");
+            var result = await grains.GetGrain<IPredictorGrain>(tenant).PredictBatchAsync(key, request);
+            return Accepts(http, BatchCodec.MediaType) ? new BinaryBatchResult(result) : Results.Ok(result);
+        })).Accepts<BatchPredictRequest>("application/json", BatchCodec.MediaType)
+            .Produces<BatchPredictionResult>(200, "application/json", BatchCodec.MediaType).ProducesProblem(409).WithName("PredictBatch")
+            .WithSummary($"Predict many requests; JSON, or the binary form {BatchCodec.MediaType} (Content-Type and Accept) for large batches");
 
         v1.MapGet(Deployment + "/model", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
         {
@@ -178,6 +185,69 @@ public static class LensApi
         {
             var where = ex.Path is { Length: > 0 } path ? $" at {path}" : "";
             throw LensException.Validation("body", $"the body is not a valid {typeof(T).Name}{where}: {FirstLine(ex.Message)}");
+        }
+    }
+
+    /// <summary>Reads a <see cref="BatchCodec"/> request body, refusing one longer than the largest batch allowed before reading it all.</summary>
+    private static async Task<BatchPredictRequest> ReadBinaryBatchAsync(HttpContext http)
+    {
+        var max = http.RequestServices.GetRequiredService<IOptions<LensGrainOptions>>().Value.MaxPredictBatch;
+        var limit = BatchCodec.RequestLength(max);
+        var reader = http.Request.BodyReader;
+        while (true)
+        {
+            var read = await reader.ReadAsync(http.RequestAborted);
+            var buffer = read.Buffer;
+            if (buffer.Length > limit)
+            {
+                reader.AdvanceTo(buffer.End);
+                throw LensException.Validation("body", $"the body is longer than {limit} bytes, the most a batch of {max} predictions takes");
+            }
+
+            if (!read.IsCompleted)
+            {
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                continue;
+            }
+
+            try
+            {
+                return BatchCodec.ReadRequest(buffer, max);
+            }
+            catch (FormatException ex)
+            {
+                throw LensException.Validation("body", $"the body is not a valid {BatchCodec.MediaType} request: {ex.Message}");
+            }
+            finally
+            {
+                reader.AdvanceTo(buffer.End);
+            }
+        }
+    }
+
+    private static bool Accepts(HttpContext http, string mediaType)
+    {
+        foreach (var value in http.Request.Headers.Accept)
+        {
+            if (value is not null && value.Contains(mediaType, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>A batch result in <see cref="BatchCodec"/>'s binary form, written straight into the response pipe.</summary>
+    private sealed class BinaryBatchResult(BatchPredictionResult result) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            var response = httpContext.Response;
+            response.ContentType = BatchCodec.MediaType;
+            response.ContentLength = BatchCodec.ResultLength(result.E2eMs.Length);
+            BatchCodec.WriteResult(response.BodyWriter, result);
+            await response.BodyWriter.FlushAsync(httpContext.RequestAborted);
         }
     }
 

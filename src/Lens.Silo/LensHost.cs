@@ -225,7 +225,7 @@ public static class LensHost
         to.MaxBackoff = from.MaxBackoff;
         to.ResumeCheckPeriod = from.ResumeCheckPeriod;
         to.PredictorCacheSize = from.PredictorCacheSize;
-        to.ModelVersionTtl = from.ModelVersionTtl;
+        to.ModelLease = from.ModelLease;
         to.DriftWindow = from.DriftWindow;
         to.DriftMinObservations = from.DriftMinObservations;
         to.DriftZ = from.DriftZ;

@@ -189,8 +189,10 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         var batch = await Assert.ThrowsAsync<LensApiException>(() => _acme.PredictBatchAsync(device, id, [10, 600], [10, 10]));
         Assert.Equal(400, batch.Status);
         Assert.Contains("#1", batch.Detail, StringComparison.Ordinal);
-        var mismatched = await Assert.ThrowsAsync<LensApiException>(() => _acme.PredictBatchAsync(device, id, [10, 20], [10]));
+        var json = new LensHttpClient(fixture.Http, HttpHostFixture.AcmeKey) { BinaryBatches = false };
+        var mismatched = await Assert.ThrowsAsync<LensApiException>(() => json.PredictBatchAsync(device, id, [10, 20], [10]));
         Assert.Equal(400, mismatched.Status);
+        await Assert.ThrowsAsync<ArgumentException>(() => _acme.PredictBatchAsync(device, id, [10, 20], [10])); // caught before the wire
 
         // One bad measurement in a batch: nothing of the batch is stored.
         var import = await Assert.ThrowsAsync<LensApiException>(() => _acme.ImportMeasurementsAsync(device, id,
@@ -250,6 +252,63 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         var deployments = await _acme.ListDeploymentsAsync(device);
         Assert.Equal(first.Id, Assert.Single(deployments).Id);
         Assert.Equal(1, deployments[0].Spec.BatchSize);
+    }
+
+    [Fact]
+    public async Task Binary_and_json_batches_agree_and_a_malformed_binary_body_is_400()
+    {
+        var device = NewDevice();
+        var id = await ProfiledAsync(device);
+        var json = new LensHttpClient(fixture.Http, HttpHostFixture.AcmeKey) { BinaryBatches = false };
+        var rng = new Random(3);
+        var inputs = Enumerable.Range(0, 500).Select(_ => rng.Next(1, 513)).ToArray();
+        var outputs = inputs.Select(i => rng.Next(1, 1024 - i + 1)).ToArray();
+        outputs[7] = 1; // TPOT is null (NaN in binary) where O = 1
+        var viaBinary = await _acme.PredictBatchAsync(device, id, inputs, outputs);
+        var viaJson = await json.PredictBatchAsync(device, id, inputs, outputs);
+        Assert.Equal(viaJson.ModelVersion, viaBinary.ModelVersion);
+        Assert.Equal(viaJson.E2eMs, viaBinary.E2eMs); // JSON writes doubles round-trippably: equal to the bit
+        Assert.Equal(viaJson.TtftMs, viaBinary.TtftMs);
+        Assert.Equal(viaJson.TpotMs, viaBinary.TpotMs);
+        Assert.Null(viaBinary.TpotMs[7]);
+        Assert.Equal(viaJson.E2eLowMs, viaBinary.E2eLowMs);
+        Assert.Equal(viaJson.E2eHighMs, viaBinary.E2eHighMs);
+        Assert.Equal(TestModels.Source().Predict(inputs[0], outputs[0]).E2eMs, viaBinary.E2eMs[0], 9);
+
+        var path = $"/v1/devices/{device}/deployments/{id}/predict/batch";
+        var valid = BatchCodec.EncodeRequest(new BatchPredictRequest([100, 1], [10, 1]));
+        var badMagic = valid.ToArray();
+        badMagic[0] = (byte)'X';
+        var problem = await PostBytesAsync(path, badMagic);
+        await AssertProblemAsync(problem, HttpStatusCode.BadRequest, "The request is invalid");
+        Assert.Contains("LNSQ", await problem.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var truncated = await PostBytesAsync(path, valid[..^4]);
+        await AssertProblemAsync(truncated, HttpStatusCode.BadRequest, "The request is invalid");
+        Assert.Contains("a request of 2 predictions has 28", await truncated.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var outOfRange = await PostBytesAsync(path, BatchCodec.EncodeRequest(new BatchPredictRequest([10, 600], [10, 10])));
+        await AssertProblemAsync(outOfRange, HttpStatusCode.BadRequest, "Request outside the deployment's buckets");
+
+        // A JSON request may ask for a binary answer, and a binary request gets JSON unless it asks.
+        using var request = new HttpRequestMessage(HttpMethod.Post, path)
+        {
+            Content = new StringContent("{\"inputLengths\":[100,1],\"outputLengths\":[10,1]}", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("X-Api-Key", HttpHostFixture.AcmeKey);
+        request.Headers.Accept.ParseAdd(BatchCodec.MediaType);
+        using var binary = await fixture.Http.SendAsync(request);
+        Assert.Equal(BatchCodec.MediaType, binary.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(viaBinary.ModelVersion, BatchCodec.ReadResult(await binary.Content.ReadAsByteArrayAsync()).ModelVersion);
+        using var asJson = await PostBytesAsync(path, valid);
+        Assert.Equal("application/json", asJson.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(2, (await asJson.Content.ReadFromJsonAsync<BatchPredictionResult>(LensJson.Options))!.E2eMs.Length);
+    }
+
+    private async Task<HttpResponseMessage> PostBytesAsync(string path, byte[] body)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(BatchCodec.MediaType);
+        request.Headers.Add("X-Api-Key", HttpHostFixture.AcmeKey);
+        return await fixture.Http.SendAsync(request);
     }
 
     private async Task<string> ProfiledAsync(string device)
