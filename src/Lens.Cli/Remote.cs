@@ -5,7 +5,7 @@ namespace Lens.Cli;
 /// <summary>A LENS server reached over HTTP (<c>--server URL --api-key-env VAR</c>), for the remote forms of the commands.</summary>
 internal static class Remote
 {
-    public static LensHttpClient Connect(string server, string? apiKeyEnv, HttpMessageHandler? handler = null)
+    public static LensHttpClient Connect(string server, string? apiKeyEnv, HttpMessageHandler? handler = null, bool binaryBatches = true)
     {
         if (!Uri.TryCreate(server, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
         {
@@ -26,7 +26,7 @@ internal static class Remote
         var http = handler is null ? new HttpClient() : new HttpClient(handler);
         http.BaseAddress = uri;
         http.Timeout = TimeSpan.FromSeconds(100);
-        return new LensHttpClient(http, key);
+        return new LensHttpClient(http, key) { BinaryBatches = binaryBatches };
     }
 
     /// <summary>Checks the options every remote form needs, for settings validation.</summary>

@@ -76,14 +76,15 @@ public sealed class ServiceCliTests : IDisposable
         Assert.DoesNotContain("short", r.Stderr.Replace("shorter", "", StringComparison.Ordinal), StringComparison.Ordinal);
     }
 
-    private static async Task WaitForHealthAsync(string url, Process server)
+    /// <summary>Waits until the server answers /health; <paramref name="output"/> gives its output when it is read asynchronously.</summary>
+    internal static async Task WaitForHealthAsync(string url, Process server, Func<string>? output = null)
     {
         using var http = new HttpClient();
         for (var attempt = 0; attempt < 120; attempt++)
         {
             if (server.HasExited)
             {
-                throw new InvalidOperationException($"lens serve exited: {await server.StandardError.ReadToEndAsync()}");
+                throw new InvalidOperationException($"lens serve exited: {(output is null ? await server.StandardError.ReadToEndAsync() : output())}");
             }
 
             try
@@ -101,10 +102,10 @@ public sealed class ServiceCliTests : IDisposable
             await Task.Delay(500);
         }
 
-        throw new TimeoutException("lens serve did not answer /health within 60 s");
+        throw new TimeoutException($"lens serve did not answer /health within 60 s{(output is null ? "" : $": {output()}")}");
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
+using Lens.Abstractions;
 using Lens.Client;
 using Lens.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -13,8 +14,8 @@ namespace Lens.Cli.Commands;
 
 public sealed class BenchSettings : CommandSettings
 {
-    [CommandOption("--server <URL>")]
-    [Description("The LENS server's HTTP address (transport http), e.g. http://127.0.0.1:5080.")]
+    [CommandOption("--server <URLS>")]
+    [Description("Transport http: the LENS servers' HTTP addresses, comma-separated (e.g. http://127.0.0.1:5190,http://127.0.0.1:5191); client i calls URL i mod their number.")]
     public string? Server { get; init; }
 
     [CommandOption("--api-key-env <VAR>")]
@@ -22,7 +23,7 @@ public sealed class BenchSettings : CommandSettings
     public string? ApiKeyEnv { get; init; }
 
     [CommandOption("--gateway <PORTS>")]
-    [Description("Transport orleans: the silos' gateway ports on 127.0.0.1, comma-separated (e.g. 30000,30001,30002).")]
+    [Description("Transport orleans: the silos' gateway ports on 127.0.0.1, comma-separated (e.g. 30000,30001,30002); one Orleans client per port, and client i calls through port i mod their number.")]
     public string? Gateway { get; init; }
 
     [CommandOption("--tenant <NAME>")]
@@ -46,7 +47,7 @@ public sealed class BenchSettings : CommandSettings
     public string? Deployment { get; init; }
 
     [CommandOption("--clients <N>")]
-    [Description("Concurrent clients.")]
+    [Description("Concurrent clients (at least one per --server URL or --gateway port).")]
     [DefaultValue(8)]
     public int Clients { get; init; } = 8;
 
@@ -60,13 +61,18 @@ public sealed class BenchSettings : CommandSettings
     [DefaultValue(1)]
     public int Batch { get; init; } = 1;
 
+    [CommandOption("--batch-format <FORMAT>")]
+    [Description("Transport http, --batch above 1: the body of batch calls, binary (application/vnd.lens.batch, the SDK's default) or json.")]
+    [DefaultValue("binary")]
+    public string BatchFormat { get; init; } = "binary";
+
     [CommandOption("--max-seconds <S>")]
     [Description("Stop early after this long, whatever is left.")]
     [DefaultValue(60)]
     public int MaxSeconds { get; init; } = 60;
 
     [CommandOption("--warmup <N>")]
-    [Description("Untimed calls first (JIT, connections, grain activation).")]
+    [Description("Untimed calls first, one after another and round-robin over the --server URLs or --gateway ports, each at least once (JIT, connections, grain activation).")]
     [DefaultValue(500)]
     public int Warmup { get; init; } = 500;
 
@@ -89,89 +95,148 @@ public sealed class BenchSettings : CommandSettings
             return ValidationResult.Error("--gateway needs --tenant");
         }
 
+        if (BatchFormat is not ("binary" or "json"))
+        {
+            return ValidationResult.Error($"--batch-format '{BatchFormat}' is not one of binary, json");
+        }
+
         if (Device is null || Deployment is null)
         {
             return ValidationResult.Error("--device and --deployment are required");
+        }
+
+        if (Server is not null)
+        {
+            foreach (var url in Split(Server))
+            {
+                if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+                {
+                    return ValidationResult.Error($"--server '{url}' is not an http(s) URL such as http://127.0.0.1:5080");
+                }
+            }
+
+        }
+
+        if (Gateway is not null && Split(Gateway).FirstOrDefault(p => ParsePort(p) is null) is { } bad)
+        {
+            return ValidationResult.Error($"--gateway '{bad}' is not a port number (1..65535)");
+        }
+
+        var (targets, what) = Server is not null ? (Split(Server).Length, "--server URLs") : (Split(Gateway!).Length, "--gateway ports");
+        if (Clients >= 1 && Clients < targets)
+        {
+            return ValidationResult.Error($"--clients {Clients} is fewer than the {targets} {what}: client i uses the (i mod {targets})th, so give at least {targets}");
         }
 
         return Clients is < 1 or > 1024 || Requests < 1 || Batch is < 1 or > 100_000 || MaxSeconds < 1 || Warmup < 0
             ? ValidationResult.Error("--clients must be 1..1024, --batch 1..100000, --requests and --max-seconds at least 1, --warmup at least 0")
             : ValidationResult.Success();
     }
+
+    /// <summary>The --server URLs, in order (a URL may repeat).</summary>
+    internal string[] ServerUrls => Split(Server!);
+
+    /// <summary>The --gateway ports, in order; valid once <see cref="Validate"/> passed.</summary>
+    internal int[] GatewayPorts => Split(Gateway!).Select(p => ParsePort(p)!.Value).ToArray();
+
+    private static string[] Split(string list) => list.Split(',', StringSplitOptions.TrimEntries);
+
+    private static int? ParsePort(string text) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536 ? port : null;
 }
 
 /// <summary>Figures of one load run.</summary>
-public sealed record BenchResult(string Transport, int Clients, int Batch, long Calls, long Failed, double Seconds, double CallsPerSecond,
+/// <param name="Targets">How many --server URLs or --gateway ports (a repeated one counts each time) the calls were spread over.</param>
+public sealed record BenchResult(string Transport, string? BatchFormat, int Targets, int Clients, int Batch, long Calls, long Failed, double Seconds, double CallsPerSecond,
     double PredictionsPerSecond, double P50Ms, double P90Ms, double P99Ms, double MaxMs);
 
 /// <summary>
 /// A bounded load generator: N concurrent clients send single or batched predictions to a running LENS service, over HTTP or through
-/// the Orleans client, and report predictions per second and per-call latency percentiles. Loopback only, bounded in calls and time.
+/// the Orleans client, and report predictions per second and per-call latency percentiles. Given several servers (URLs or gateways),
+/// client i calls the (i mod n)th. Loopback only, bounded in calls and time.
 /// </summary>
 public sealed class BenchCommand : AsyncCommand<BenchSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, BenchSettings settings, CancellationToken cancellationToken)
     {
-        IHost? orleans = null;
-        Func<int[], int[], Task> call;
+        List<IHost> orleans = [];
+        try
+        {
+            return await BenchAsync(settings, orleans, cancellationToken);
+        }
+        finally
+        {
+            foreach (var host in orleans)
+            {
+                await host.StopAsync(CancellationToken.None);
+                host.Dispose();
+            }
+        }
+    }
+
+    /// <summary>The run itself; the Orleans clients it starts go into <paramref name="orleans"/>, for the caller to stop.</summary>
+    private static async Task<int> BenchAsync(BenchSettings settings, List<IHost> orleans, CancellationToken cancellationToken)
+    {
+        // One entry per target (URL or gateway): client i, and warm-up call i, use calls[i mod their number].
+        Func<int[], int[], Task>[] calls;
+        string[] names; // what each entry of calls reaches, for messages
         string transport;
+        Func<Task<DeploymentInfo>> deployment;
         if (settings.Server is not null)
         {
-            var handler = new SocketsHttpHandler { MaxConnectionsPerServer = settings.Clients, PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
-            var http = Remote.Connect(settings.Server, settings.ApiKeyEnv, handler);
-            call = (i, o) => i.Length == 1
+            var urls = settings.ServerUrls;
+            var https = urls.Select((url, u) =>
+            {
+                // Each URL its own connection pool, sized for the clients that call it.
+                var clients = (settings.Clients - u + urls.Length - 1) / urls.Length;
+                var handler = new SocketsHttpHandler { MaxConnectionsPerServer = Math.Max(1, clients), PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
+                return Remote.Connect(url, settings.ApiKeyEnv, handler, binaryBatches: settings.BatchFormat == "binary");
+            }).ToArray();
+            calls = https.Select(http => (Func<int[], int[], Task>)((i, o) => i.Length == 1
                 ? http.PredictAsync(settings.Device!, settings.Deployment!, i[0], o[0], cancellationToken)
-                : http.PredictBatchAsync(settings.Device!, settings.Deployment!, i, o, cancellationToken);
+                : http.PredictBatchAsync(settings.Device!, settings.Deployment!, i, o, cancellationToken))).ToArray();
+            deployment = () => https[0].GetDeploymentAsync(settings.Device!, settings.Deployment!, cancellationToken);
+            names = urls;
             transport = "http";
         }
         else
         {
-            orleans = await StartOrleansClientAsync(settings, cancellationToken);
-            var client = new LensClusterClient(orleans.Services.GetRequiredService<IClusterClient>(), settings.Tenant!);
-            call = (i, o) => i.Length == 1
+            // One Orleans client per gateway, as separate client processes would be: a client sends every call to a grain through
+            // the same gateway, and all predictions of a tenant go to one (stateless worker) grain, so one client given every
+            // gateway would load a single silo.
+            var ports = settings.GatewayPorts;
+            foreach (var port in ports)
+            {
+                orleans.Add(await StartOrleansClientAsync(settings, port, cancellationToken));
+            }
+
+            var clients = orleans.Select(host => new LensClusterClient(host.Services.GetRequiredService<IClusterClient>(), settings.Tenant!)).ToArray();
+            calls = clients.Select(client => (Func<int[], int[], Task>)((i, o) => i.Length == 1
                 ? client.PredictAsync(settings.Device!, settings.Deployment!, i[0], o[0])
-                : client.PredictBatchAsync(settings.Device!, settings.Deployment!, i, o);
+                : client.PredictBatchAsync(settings.Device!, settings.Deployment!, i, o))).ToArray();
+            deployment = () => clients[0].GetDeploymentAsync(settings.Device!, settings.Deployment!);
+            names = ports.Select(p => $"the Orleans gateway 127.0.0.1:{p}").ToArray();
             transport = "orleans";
         }
 
-        try
+        // Lengths valid for the deployment: read its buckets once.
+        var buckets = (await deployment()).Spec.ToBucketSet();
+        var result = await RunAsync(settings, transport, buckets, calls, names, cancellationToken);
+        if (settings.Json)
         {
-            // Lengths valid for the deployment: read its buckets once.
-            var buckets = await BucketsAsync(settings, orleans, cancellationToken);
-            var result = await RunAsync(settings, transport, buckets, call, cancellationToken);
-            if (settings.Json)
-            {
-                CliJson.Write(result);
-            }
-            else
-            {
-                AnsiConsole.MarkupLineInterpolated(
-                    $"[bold]{result.PredictionsPerSecond:N0} predictions/s[/] ({result.CallsPerSecond:N0} calls/s) over {transport}, {result.Clients} clients, batch {result.Batch}: {result.Calls} calls in {result.Seconds:0.00} s, {result.Failed} failed; per call p50 {result.P50Ms:0.###} ms, p90 {result.P90Ms:0.###} ms, p99 {result.P99Ms:0.###} ms, max {result.MaxMs:0.###} ms");
-            }
+            CliJson.Write(result);
+        }
+        else
+        {
+            AnsiConsole.MarkupLineInterpolated(
+                $"[bold]{result.PredictionsPerSecond:N0} predictions/s[/] ({result.CallsPerSecond:N0} calls/s) over {transport} to {result.Targets} {(transport == "http" ? "URL" : "gateway")}(s), {result.Clients} clients, batch {result.Batch}: {result.Calls} calls in {result.Seconds:0.00} s, {result.Failed} failed; per call p50 {result.P50Ms:0.###} ms, p90 {result.P90Ms:0.###} ms, p99 {result.P99Ms:0.###} ms, max {result.MaxMs:0.###} ms");
+        }
 
-            return result.Failed == 0 ? LensApp.Ok : LensApp.Failure;
-        }
-        finally
-        {
-            if (orleans is not null)
-            {
-                await orleans.StopAsync(CancellationToken.None);
-                orleans.Dispose();
-            }
-        }
+        return result.Failed == 0 ? LensApp.Ok : LensApp.Failure;
     }
 
-    private static async Task<BucketSet> BucketsAsync(BenchSettings settings, IHost? orleans, CancellationToken ct)
-    {
-        var info = orleans is null
-            ? await Remote.Connect(settings.Server!, settings.ApiKeyEnv).GetDeploymentAsync(settings.Device!, settings.Deployment!, ct)
-            : await new LensClusterClient(orleans.Services.GetRequiredService<IClusterClient>(), settings.Tenant!)
-                .GetDeploymentAsync(settings.Device!, settings.Deployment!);
-        return info.Spec.ToBucketSet();
-    }
-
-    private static async Task<BenchResult> RunAsync(BenchSettings settings, string transport, BucketSet buckets, Func<int[], int[], Task> call,
-        CancellationToken ct)
+    private static async Task<BenchResult> RunAsync(BenchSettings settings, string transport, BucketSet buckets,
+        Func<int[], int[], Task>[] calls, string[] names, CancellationToken ct)
     {
         // Pre-drawn requests: the generator does no work per call beyond picking the next one.
         var rng = new Random(settings.Seed);
@@ -190,9 +255,18 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
             }
         }
 
-        for (var n = 0; n < settings.Warmup; n++)
+        // One after another, round-robin: every URL is called at least once before the clock starts.
+        var warmup = settings.Warmup == 0 ? 0 : Math.Max(settings.Warmup, calls.Length);
+        for (var n = 0; n < warmup; n++)
         {
-            await call(inputs[n % Pool], outputs[n % Pool]);
+            try
+            {
+                await calls[n % calls.Length](inputs[n % Pool], outputs[n % Pool]);
+            }
+            catch (Exception ex) when (!ct.IsCancellationRequested)
+            {
+                throw new CliException($"warm-up call {n + 1} to {names[n % calls.Length]} failed: {ex.Message}");
+            }
         }
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -200,8 +274,9 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
         var latencies = new double[settings.Requests];
         long next = -1, failed = 0, done = 0;
         var clock = Stopwatch.StartNew();
-        var workers = Enumerable.Range(0, settings.Clients).Select(_ => Task.Run(async () =>
+        var workers = Enumerable.Range(0, settings.Clients).Select(c => Task.Run(async () =>
         {
+            var call = calls[c % calls.Length];
             while (!deadline.IsCancellationRequested)
             {
                 var n = Interlocked.Increment(ref next);
@@ -228,20 +303,15 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
         var seconds = clock.Elapsed.TotalSeconds;
         var sorted = latencies.Take((int)done).Order().ToArray();
         double Q(double q) => sorted.Length == 0 ? double.NaN : RepeatStatistic.QuantileOfSorted(sorted, q);
-        return new BenchResult(transport, settings.Clients, settings.Batch, done, failed, seconds, done / seconds, done * settings.Batch / seconds,
+        return new BenchResult(transport, transport == "http" && settings.Batch > 1 ? settings.BatchFormat : null, calls.Length, settings.Clients, settings.Batch, done, failed, seconds, done / seconds, done * settings.Batch / seconds,
             Q(0.5), Q(0.9), Q(0.99), sorted.Length == 0 ? double.NaN : sorted[^1]);
     }
 
-    private static async Task<IHost> StartOrleansClientAsync(BenchSettings settings, CancellationToken ct)
+    private static async Task<IHost> StartOrleansClientAsync(BenchSettings settings, int port, CancellationToken ct)
     {
-        var ports = settings.Gateway!.Split(',', StringSplitOptions.TrimEntries).Select(p =>
-            int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536
-                ? port
-                : throw new CliException($"--gateway '{p}' is not a port number")).ToArray();
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.UseOrleansClient(client => client.UseStaticClustering(
-            ports.Select(p => new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, p)).ToArray())
+        builder.UseOrleansClient(client => client.UseStaticClustering(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port))
             .Configure<Orleans.Configuration.ClusterOptions>(o =>
             {
                 o.ClusterId = settings.ClusterId;
