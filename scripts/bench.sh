@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prediction throughput of LENS silos, measured by `lens bench` (the project's load generator), on one silo and on three.
 #   scripts/bench.sh [rounds] [--silos 1|3|both]     (default 3 rounds, both; writes bench-results.jsonl and prints a summary)
+# Each setup first runs one unrecorded warm-up round of every run (the silos' JIT tiers up over the first tens of thousands of calls).
 # 1 silo: one embedded `lens serve` on loopback. 3 silos: three `lens serve --storage azure-table` processes forming one cluster
 # on Azurite (started with scripts/azurite.sh when it is not running, and then stopped at exit), with a cluster id, service id
 # and table prefix of their own for this run. Either way a deployment replaying a fitted model is profiled through silo 0 (timed
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --silos) [ $# -ge 2 ] || usage; silos=$2; shift 2 ;;
     --silos=*) silos=${1#--silos=}; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) [[ "$1" =~ ^[1-9][0-9]*$ ]] || usage; rounds=$1; shift ;;
   esac
 done
@@ -173,7 +174,8 @@ run_rounds() {
   local n=$1 round run urls gateways target rc line
   urls=$(printf 'http://127.0.0.1:%s,' "${http_ports[@]}"); urls=${urls%,}
   gateways=$(IFS=,; echo "${gateway_ports[*]}")
-  for round in $(seq 1 "$rounds"); do
+  # Round 0 is a warm-up of the silos (their JIT tiers up over the first tens of thousands of calls) and is not recorded.
+  for round in $(seq 0 "$rounds"); do
     for run in "http 1 $single_requests" "http 1000 $batch_requests" "http-json 1000 $batch_requests" "orleans 1 $single_requests" \
       "orleans 1000 $batch_requests"; do
       set -- $run
@@ -190,11 +192,15 @@ run_rounds() {
         --max-seconds 60 --json >"$work/bench.json" 2>"$work/bench.err" || rc=$?
       line=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["silos"]=int(sys.argv[2]); print(json.dumps(d, separators=(",", ":")))' \
         "$work/bench.json" "$n" 2>/dev/null) || { cat "$work/bench.err" >&2; fail "lens bench ($1, batch $2, $n silo(s)) gave no result (exit $rc)"; }
-      echo "$line" >>"$out"
-      echo "$n silo(s), round $round: $line"
       if [ "$rc" != 0 ]; then
         echo "bench.sh: lens bench exited $rc (calls failed): $(head -c 500 "$work/bench.err")" >&2
         failures=$((failures + 1))
+      fi
+      if [ "$round" = 0 ]; then
+        echo "$n silo(s), warm-up round (not recorded): $line"
+      else
+        echo "$line" >>"$out"
+        echo "$n silo(s), round $round: $line"
       fi
     done
   done

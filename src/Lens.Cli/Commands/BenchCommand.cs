@@ -72,7 +72,7 @@ public sealed class BenchSettings : CommandSettings
     public int MaxSeconds { get; init; } = 60;
 
     [CommandOption("--warmup <N>")]
-    [Description("Untimed calls first, one after another and round-robin over the --server URLs or --gateway ports, each at least once (JIT, connections, grain activation).")]
+    [Description("Untimed calls first: one to each --server URL or --gateway port in turn, then the rest by all clients at once (JIT, connections, grain activation).")]
     [DefaultValue(500)]
     public int Warmup { get; init; } = 500;
 
@@ -255,19 +255,37 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
             }
         }
 
-        // One after another, round-robin: every URL is called at least once before the clock starts.
+        // First one call per target, in order, so that one that does not answer is named; then the rest of the warm-up by every
+        // client at once through its own target, as in the timed run: each opens its connection before the clock starts.
         var warmup = settings.Warmup == 0 ? 0 : Math.Max(settings.Warmup, calls.Length);
-        for (var n = 0; n < warmup; n++)
+        for (var n = 0; n < Math.Min(warmup, calls.Length); n++)
         {
             try
             {
-                await calls[n % calls.Length](inputs[n % Pool], outputs[n % Pool]);
+                await calls[n](inputs[n % Pool], outputs[n % Pool]);
             }
             catch (Exception ex) when (!ct.IsCancellationRequested)
             {
-                throw new CliException($"warm-up call {n + 1} to {names[n % calls.Length]} failed: {ex.Message}");
+                throw new CliException($"warm-up call {n + 1} to {names[n]} failed: {ex.Message}");
             }
         }
+
+        long warmed = calls.Length - 1;
+        await Task.WhenAll(Enumerable.Range(0, settings.Clients).Select(c => Task.Run(async () =>
+        {
+            long n;
+            while ((n = Interlocked.Increment(ref warmed)) < warmup)
+            {
+                try
+                {
+                    await calls[c % calls.Length](inputs[n % Pool], outputs[n % Pool]);
+                }
+                catch (Exception ex) when (!ct.IsCancellationRequested)
+                {
+                    throw new CliException($"warm-up call {n + 1} to {names[c % calls.Length]} failed: {ex.Message}");
+                }
+            }
+        }, CancellationToken.None)));
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(TimeSpan.FromSeconds(settings.MaxSeconds));
