@@ -43,6 +43,9 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
     /// <summary>Deployments (and pushed versions not yet fetched) held; for tests and diagnostics.</summary>
     public int Count => _entries.Count;
 
+    /// <summary>Whether a model of the deployment is held (for tests and diagnostics; its lease may have run out).</summary>
+    public bool Holds(DeploymentKey key) => _entries.TryGetValue(key?.Format() ?? "", out var entry) && entry.Model is not null;
+
     /// <summary>The deployment's current model and its version: from the cache, or composed from its bucket snapshots.</summary>
     public ValueTask<(DeploymentModel Model, long Version)> GetAsync(DeploymentKey key)
     {

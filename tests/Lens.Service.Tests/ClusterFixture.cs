@@ -14,15 +14,22 @@ public sealed class ClusterFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var builder = new InProcessTestClusterBuilder(2);
-        builder.ConfigureSilo((_, silo) =>
-        {
-            silo.AddLensGrains(o => o.InitialBackoff = TimeSpan.FromMilliseconds(5));
-            silo.AddMemoryGrainStorage(LensGrainOptions.StorageName);
-            silo.UseInMemoryReminderService();
-            silo.Services.AddSingleton<IMeasurementBackendFactory, ControlledBackendFactory>();
-        });
+        builder.ConfigureSilo((_, silo) => ConfigureSilo(silo));
         Cluster = builder.Build();
         await Cluster.DeployAsync();
+    }
+
+    /// <summary>The LENS grains with in-memory storage and reminders and the controlled backends; <paramref name="grains"/> adjusts options.</summary>
+    public static void ConfigureSilo(ISiloBuilder silo, Action<LensGrainOptions>? grains = null)
+    {
+        silo.AddLensGrains(o =>
+        {
+            o.InitialBackoff = TimeSpan.FromMilliseconds(5);
+            grains?.Invoke(o);
+        });
+        silo.AddMemoryGrainStorage(LensGrainOptions.StorageName);
+        silo.UseInMemoryReminderService();
+        silo.Services.AddSingleton<IMeasurementBackendFactory, ControlledBackendFactory>();
     }
 
     public async Task DisposeAsync()

@@ -1,4 +1,3 @@
-using System.Diagnostics.Metrics;
 using Lens.Abstractions;
 using Lens.Client;
 using Lens.Core;
@@ -67,7 +66,7 @@ public sealed class ModelPushTests(ClusterFixture fixture)
         var to = fixture.Cluster.Silos.Select(s => s.SiloAddress).Single(s => !s.Equals(from));
         using (var fetches = new FetchCounter(key))
         {
-            await fixture.Cluster.MigrateAsync(grain, to);
+            await fixture.Cluster.MigrateAsync(grain, to).WaitAsync(TimeSpan.FromSeconds(60));
             await TestModels.Until(async () =>
             {
                 await Task.WhenAll(caches.Select(c => c.GetAsync(key).AsTask()));
@@ -102,39 +101,4 @@ public sealed class ModelPushTests(ClusterFixture fixture)
         fixture.Cluster.TryGetGrainContext(grain.GetGrainId(), out var context) ? context.Address.SiloAddress! : throw new InvalidOperationException("not active");
 
     private ModelCache[] Caches() => [.. fixture.Cluster.Silos.Select(s => s.ServiceProvider.GetRequiredService<ModelCache>())];
-
-    /// <summary>Counts the model caches' fetches (<c>lens.predictor.model_fetches</c>) of one deployment, in this process.</summary>
-    private sealed class FetchCounter : IDisposable
-    {
-        private readonly MeterListener _listener = new();
-        private readonly string _deployment;
-        private long _count;
-
-        public FetchCounter(DeploymentKey key)
-        {
-            _deployment = $"{key.Tenant}/{key.Device}/{key.Deployment}";
-            _listener.InstrumentPublished = (instrument, listener) =>
-            {
-                if (instrument.Meter.Name == LensTelemetry.Name && instrument.Name == "lens.predictor.model_fetches")
-                {
-                    listener.EnableMeasurementEvents(instrument);
-                }
-            };
-            _listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
-            {
-                foreach (var tag in tags)
-                {
-                    if (tag.Key == LensTelemetry.DeploymentTag && (string?)tag.Value == _deployment)
-                    {
-                        Interlocked.Add(ref _count, value);
-                    }
-                }
-            });
-            _listener.Start();
-        }
-
-        public long Count => Interlocked.Read(ref _count);
-
-        public void Dispose() => _listener.Dispose();
-    }
 }
