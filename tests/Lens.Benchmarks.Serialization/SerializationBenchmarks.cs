@@ -11,7 +11,7 @@ namespace Lens.Benchmarks;
 /// <summary>
 /// What one batch of predictions costs to put on the wire and take off it, both ways (request and result), per format: the HTTP API's
 /// JSON (reflection metadata, as served), JSON with source-generated metadata, the binary batch form (<see cref="BatchCodec"/>), and
-/// Orleans' serializer (the client-to-silo and silo-to-silo path). Compare with <see cref="PredictionBenchmarks"/>: composing a batch
+/// Orleans' serializer (the client-to-silo and silo-to-silo path). Compare with PredictionBenchmarks (tests/Lens.Benchmarks): composing a batch
 /// of 1,000 costs about 18 us.
 /// </summary>
 [MemoryDiagnoser]

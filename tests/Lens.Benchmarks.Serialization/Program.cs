@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(Lens.Benchmarks.SerializationBenchmarks).Assembly).Run(args);
