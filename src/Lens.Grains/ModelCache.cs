@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using Lens.Abstractions;
 using Lens.Core;
 using Microsoft.Extensions.Logging;
@@ -50,9 +51,25 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
     public ValueTask<(DeploymentModel Model, long Version)> GetAsync(DeploymentKey key)
     {
         var text = key.Format();
-        return _entries.TryGetValue(text, out var entry) && entry.Model is { } model && Stopwatch.GetTimestamp() < entry.LeaseEnds
-            ? ValueTask.FromResult((model, entry.Version))
+        return TryGet(text, out var model, out var version)
+            ? ValueTask.FromResult((model, version))
             : new ValueTask<(DeploymentModel, long)>(RefreshAsync(key, text));
+    }
+
+    /// <summary>
+    /// The current model of the deployment whose key is <paramref name="deploymentKey"/> (<see cref="DeploymentKey.Format"/>), if held
+    /// under its lease. Allocates nothing; only well-formed keys are ever held.
+    /// </summary>
+    public bool TryGet(string deploymentKey, [NotNullWhen(true)] out DeploymentModel? model, out long version)
+    {
+        if (_entries.TryGetValue(deploymentKey, out var entry) && entry.Model is { } held && Stopwatch.GetTimestamp() < entry.LeaseEnds)
+        {
+            (model, version) = (held, entry.Version);
+            return true;
+        }
+
+        (model, version) = (null, 0);
+        return false;
     }
 
     private async Task<(DeploymentModel, long)> RefreshAsync(DeploymentKey key, string text)

@@ -17,6 +17,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
 {
     private readonly LensGrainOptions _options = options.Value;
     private readonly Dictionary<string, RefinedModel> _refined = new(StringComparer.Ordinal);
+    private string? _tenant;
 
     public async Task<PredictionResult> PredictAsync(string deploymentKey, PredictRequest request)
     {
@@ -126,6 +127,19 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
 
     private async ValueTask<(DeploymentModel Model, long Version)> ProfiledModelAsync(string deploymentKeyText)
     {
+        // The hot path: a key of this activation's tenant whose model the silo holds, found without parsing or allocating.
+        if (deploymentKeyText is null)
+        {
+            throw LensException.Validation("deployment", "a deployment key is required");
+        }
+
+        _tenant ??= this.GetPrimaryKeyString();
+        if (deploymentKeyText.Length > _tenant.Length && deploymentKeyText[_tenant.Length] == LensNames.Separator &&
+            deploymentKeyText.StartsWith(_tenant, StringComparison.Ordinal) && models.TryGet(deploymentKeyText, out var held, out var version))
+        {
+            return (held, version);
+        }
+
         DeploymentKey key;
         try
         {
@@ -137,7 +151,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
         }
 
         // The tenant in the key is the authority; this activation only serves its own tenant.
-        if (key.Tenant != this.GetPrimaryKeyString())
+        if (key.Tenant != _tenant)
         {
             throw LensException.NotFound($"deployment '{key.Deployment}' does not exist on device '{key.Device}'");
         }
