@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -102,15 +101,7 @@ public sealed class LensHttpClient
             return await SendAsync<BatchPredictionResult>(HttpMethod.Post, path, body, cancellationToken);
         }
 
-        if (inputLengths.Length != outputLengths.Length)
-        {
-            throw new ArgumentException($"{inputLengths.Length} input lengths but {outputLengths.Length} output lengths; give one of each per request",
-                nameof(outputLengths));
-        }
-
-        var buffer = new ArrayBufferWriter<byte>(BatchCodec.RequestLength(inputLengths.Length));
-        BatchCodec.WriteRequest(buffer, body);
-        var content = new ReadOnlyMemoryContent(buffer.WrittenMemory);
+        var content = new ByteArrayContent(BatchCodec.EncodeRequest(body)); // the codec refuses unequal lengths before the wire
         content.Headers.ContentType = new MediaTypeHeaderValue(BatchCodec.MediaType);
         using var response = await RawAsync(HttpMethod.Post, path, content, cancellationToken, BatchCodec.MediaType);
         var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
