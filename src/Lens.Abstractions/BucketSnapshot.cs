@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using Lens.Core;
 
 namespace Lens.Abstractions;
@@ -9,6 +10,16 @@ public sealed record LengthEstimateDto([property: Id(0)] int InputLength, [prope
     public LengthEstimate ToCore() => new(InputLength, ValueMs, StandardError);
 
     public static LengthEstimateDto From(LengthEstimate e) => new(e.InputLength, e.ValueMs, e.StandardError);
+}
+
+/// <summary>The repeats' relative excess over their statistic (Core's <c>RepeatExcess</c>), which intervals are calibrated on.</summary>
+[GenerateSerializer, Immutable, Alias("lens.RepeatExcessDto.v1")]
+public sealed record RepeatExcessDto([property: Id(0)] double[] E2e, [property: Id(1)] double[] E2eFloor, [property: Id(2)] double[] Ttft,
+    [property: Id(3)] double[] TtftFloor)
+{
+    public RepeatExcess ToCore() => new(E2e, E2eFloor, Ttft, TtftFloor);
+
+    public static RepeatExcessDto? From(RepeatExcess? e) => e is null ? null : new(e.E2e, e.E2eFloor, e.Ttft, e.TtftFloor);
 }
 
 /// <summary>
@@ -33,16 +44,17 @@ public sealed record BucketSnapshot(
     [property: Id(12)] DateTimeOffset? LastProfiled,
     [property: Id(13)] int TelemetryCount,
     [property: Id(14)] int PendingCount = 0,
-    [property: Id(15)] BucketDrift? Drift = null)
+    [property: Id(15)] BucketDrift? Drift = null,
+    [property: Id(16), JsonIgnore] RepeatExcessDto? Excess = null)
 {
     public BucketFit ToFit() => new(BucketId.Parse(Bucket), StepMs, StepStandardError, [.. PrefillEstimates.Select(e => e.ToCore())],
-        [.. TtftEstimates.Select(e => e.ToCore())], MeasurementCount, Points, RelativeNoise, Warning);
+        [.. TtftEstimates.Select(e => e.ToCore())], MeasurementCount, Points, RelativeNoise, Warning, Excess?.ToCore());
 
     public static BucketSnapshot From(BucketFit fit, long version, bool stale, DateTimeOffset? lastProfiled, int telemetryCount,
         int pendingCount) =>
         new(fit.Bucket.ToString(), version, fit.StepMs, fit.StepStandardError, [.. fit.PrefillEstimates.Select(LengthEstimateDto.From)],
             [.. fit.TtftEstimates.Select(LengthEstimateDto.From)], fit.Measurements, fit.Points, fit.RelativeNoise, fit.Warning,
-            fit.IsComplete, stale, lastProfiled, telemetryCount, pendingCount);
+            fit.IsComplete, stale, lastProfiled, telemetryCount, pendingCount, Excess: RepeatExcessDto.From(fit.Excess));
 
     /// <summary>The snapshot of a bucket that has never been written.</summary>
     public static BucketSnapshot Empty(BucketId bucket) =>

@@ -10,7 +10,9 @@ public sealed record PredictRequest([property: Id(0)] int InputLength, [property
 
 /// <summary>
 /// A prediction (ms, method.md "The model"): <c>E2E = A[pre(I)] + sum S[dec(I + k)]</c>, TTFT, mean TPOT (null when <c>O = 1</c>)
-/// and the 95% prediction interval of E2E. <see cref="ModelVersion"/> is the version of the deployment's fitted data used.
+/// and prediction intervals of one request's E2E and TTFT at <see cref="IntervalLevel"/> (e.g. 0.95: each end misses at most 2.5% of
+/// requests; calibrated on the profile's repeats, never below zero). <see cref="ModelVersion"/> is the version of the deployment's fitted
+/// data used. Clients of servers from before the level existed read 0.95, what those servers claimed.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lens.PredictionResult.v1")]
 public sealed record PredictionResult(
@@ -21,7 +23,10 @@ public sealed record PredictionResult(
     [property: Id(4)] double? TpotMs,
     [property: Id(5)] double E2eLowMs,
     [property: Id(6)] double E2eHighMs,
-    [property: Id(7)] long ModelVersion);
+    [property: Id(7)] long ModelVersion,
+    [property: Id(8)] double IntervalLevel = 0.95,
+    [property: Id(9)] double? TtftLowMs = null,
+    [property: Id(10)] double? TtftHighMs = null);
 
 /// <summary>Many requests to predict, as two parallel arrays (Orleans carries it in <see cref="BatchCodec"/>'s binary form).</summary>
 [Immutable, Alias("lens.BatchPredictRequest.v2")]

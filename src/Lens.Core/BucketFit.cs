@@ -18,6 +18,7 @@ public readonly record struct LengthEstimate(int InputLength, double ValueMs, do
 /// <param name="Points">Distinct (I, O) points after reducing repeats.</param>
 /// <param name="RelativeNoise">Pooled relative standard deviation of repeats of one point (0 with single repeats).</param>
 /// <param name="Warning">Why the fit is incomplete, when it is.</param>
+/// <param name="Excess">The repeats' relative excess over their points' statistic, for the model's interval calibration.</param>
 public sealed record BucketFit(
     BucketId Bucket,
     double? StepMs,
@@ -27,7 +28,8 @@ public sealed record BucketFit(
     int Measurements,
     int Points,
     double RelativeNoise,
-    string? Warning = null)
+    string? Warning = null,
+    RepeatExcess? Excess = null)
 {
     /// <summary>Whether the fit gives what its kind must give: a step cost for decode buckets, an A estimate for prefill ones.</summary>
     public bool IsComplete => Bucket.Kind == BucketKind.Decode ? StepMs is not null : PrefillEstimates.Count > 0;

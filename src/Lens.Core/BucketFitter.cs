@@ -38,9 +38,10 @@ public static class BucketFitter
             return new BucketFit(bucket, null, 0, [], ttft, 0, 0, 0, "no measurements");
         }
 
-        return bucket.Kind == BucketKind.Prefill
+        var fit = bucket.Kind == BucketKind.Prefill
             ? FitPrefill(bucket, points, ttft, measurements.Count, relNoise)
             : FitDecode(buckets, bucket, points, ttft, measurements.Count, relNoise);
+        return fit with { Excess = RepeatExcess.Of(measurements, statistic) };
     }
 
     private static BucketFit FitPrefill(BucketId bucket, List<Point> points, IReadOnlyList<LengthEstimate> ttft, int count, double relNoise)

@@ -4,9 +4,13 @@ namespace Lens.Core;
 /// <param name="E2eMs">End-to-end latency.</param>
 /// <param name="TtftMs">Time to first token.</param>
 /// <param name="TpotMs">Mean time per output token after the first: <c>(E2E - TTFT) / (O - 1)</c>.</param>
-/// <param name="E2eLowMs">Lower end of the 95% prediction interval of E2E.</param>
-/// <param name="E2eHighMs">Upper end of the 95% prediction interval of E2E.</param>
-public readonly record struct Prediction(double E2eMs, double TtftMs, double TpotMs, double E2eLowMs, double E2eHighMs);
+/// <param name="E2eLowMs">Lower end of the prediction interval of one request's E2E, at the model's
+/// <see cref="IntervalCalibration.Level"/> (never below zero nor below the fastest time the profile's repeats allow).</param>
+/// <param name="E2eHighMs">Upper end of that interval.</param>
+/// <param name="TtftLowMs">Lower end of the interval of TTFT at the same level (NaN when not computed).</param>
+/// <param name="TtftHighMs">Upper end of the interval of TTFT.</param>
+public readonly record struct Prediction(double E2eMs, double TtftMs, double TpotMs, double E2eLowMs, double E2eHighMs,
+    double TtftLowMs = double.NaN, double TtftHighMs = double.NaN);
 
 /// <summary>One bucket's share of a prediction: its steps (1 for the prefill) and their cost.</summary>
 public readonly record struct BucketShare(BucketId Bucket, int Steps, double Ms);
@@ -36,15 +40,15 @@ public readonly record struct DecodeValues(int Edge, double StepMs, double StepS
 /// </summary>
 public sealed class DeploymentModel
 {
-    private const double Z95 = 1.959963984540054;
-
     private readonly int[] _decodeEdges;
-    private readonly double[] _a, _aVar, _ttft, _step, _stepVar;
+    private readonly double[] _a, _aVar, _ttft, _ttftSe, _step, _stepVar;
     private readonly double[] _cumCost, _cumVar; // sums over full buckets 0..j of width * S and width^2 * Var(S)
     private readonly int[] _cumMissing;          // unfitted decode buckets among 0..j
 
+    /// <param name="calibration">How intervals are made; null: <see cref="IntervalCalibration.Fallback"/> from
+    /// <paramref name="relativeNoise"/> (a model file from before calibration).</param>
     public DeploymentModel(BucketSet buckets, IReadOnlyList<PrefillValues> prefill, IReadOnlyList<DecodeValues> decode, RepeatStatistic statistic,
-        double relativeNoise)
+        double relativeNoise, IntervalCalibration? calibration = null)
     {
         ArgumentNullException.ThrowIfNull(buckets);
         ArgumentNullException.ThrowIfNull(prefill);
@@ -59,7 +63,10 @@ public sealed class DeploymentModel
             throw new ArgumentOutOfRangeException(nameof(relativeNoise), relativeNoise, "relative noise must be zero or positive");
         }
 
+        calibration ??= IntervalCalibration.Fallback(relativeNoise, statistic);
+        calibration.Validate();
         Buckets = buckets;
+        Calibration = calibration;
         PrefillBuckets = [.. prefill];
         DecodeBuckets = [.. decode];
         Statistic = statistic;
@@ -69,6 +76,7 @@ public sealed class DeploymentModel
         _aVar = [.. prefill.Select(p => p.AStandardError * p.AStandardError)];
         // The first token cannot come after a prefill-only request ends: a measured TTFT above A (noise) is held to A.
         _ttft = [.. prefill.Select(p => double.IsNaN(p.TtftMs) ? p.AMs : Math.Min(p.TtftMs, p.AMs))];
+        _ttftSe = [.. prefill.Select(p => double.IsNaN(p.TtftMs) ? p.AStandardError : p.TtftStandardError)];
         _step = [.. decode.Select(d => d.StepMs)];
         _stepVar = [.. decode.Select(d => d.StepStandardError * d.StepStandardError)];
         _cumCost = new double[_step.Length];
@@ -107,6 +115,9 @@ public sealed class DeploymentModel
     /// <summary>Pooled relative standard deviation of one request around its point (repeat noise), used in prediction intervals.</summary>
     public double RelativeNoise { get; }
 
+    /// <summary>How the prediction intervals are made, and their level.</summary>
+    public IntervalCalibration Calibration { get; }
+
     /// <summary>Whether every bucket has a fit.</summary>
     public bool IsComplete => !Unfitted.Any();
 
@@ -117,9 +128,11 @@ public sealed class DeploymentModel
 
     /// <summary>
     /// Combines per-bucket fits into a model: <c>S[d]</c> from each decode bucket's own fit; <c>A[p]</c> (and TTFT) from every
-    /// estimate at a prompt length in <c>p</c>, weighted by inverse variance where all have one.
+    /// estimate at a prompt length in <c>p</c>, weighted by inverse variance where all have one. Intervals at
+    /// <paramref name="intervalLevel"/> are calibrated on every bucket's repeats (<see cref="IntervalCalibration.Of"/>).
     /// </summary>
-    public static DeploymentModel Compose(BucketSet buckets, IEnumerable<BucketFit> fits, RepeatStatistic statistic)
+    public static DeploymentModel Compose(BucketSet buckets, IEnumerable<BucketFit> fits, RepeatStatistic statistic,
+        double intervalLevel = IntervalCalibration.DefaultLevel)
     {
         ArgumentNullException.ThrowIfNull(buckets);
         var list = fits.ToArray();
@@ -141,7 +154,8 @@ public sealed class DeploymentModel
 
         var counted = list.Where(f => f.Measurements > 0).ToArray();
         var noise = counted.Length == 0 ? 0 : counted.Sum(f => f.RelativeNoise * f.Measurements) / counted.Sum(f => f.Measurements);
-        return new DeploymentModel(buckets, prefill, decode, statistic, noise);
+        return new DeploymentModel(buckets, prefill, decode, statistic, noise,
+            IntervalCalibration.Of(list.Select(f => f.Excess), noise, statistic, intervalLevel));
     }
 
     /// <summary>Predicts one request. Throws <see cref="RequestOutOfRangeException"/> outside the buckets and
@@ -209,19 +223,20 @@ public sealed class DeploymentModel
         var ttft = _ttft[i];
         if (outputLength == 1)
         {
-            return WithInterval(a, ttft, double.NaN, _aVar[i]);
+            return WithInterval(a, ttft, double.NaN, _aVar[i], i);
         }
 
         var decode = DecodeSum(Buckets.StepLength(inputLength, 1), Buckets.StepLength(inputLength, outputLength - 1), out var decodeVar);
         var e2e = a + decode;
-        return WithInterval(e2e, ttft, (e2e - ttft) / (outputLength - 1), _aVar[i] + decodeVar);
+        return WithInterval(e2e, ttft, (e2e - ttft) / (outputLength - 1), _aVar[i] + decodeVar, i);
     }
 
-    private Prediction WithInterval(double e2e, double ttft, double tpot, double fitVariance)
+    private Prediction WithInterval(double e2e, double ttft, double tpot, double fitVariance, int prefillIndex)
     {
-        var noise = RelativeNoise * e2e;
-        var half = Z95 * Math.Sqrt(fitVariance + (noise * noise));
-        return new Prediction(e2e, ttft, tpot, e2e - half, e2e + half);
+        var z = Calibration.Z;
+        var (low, high) = Calibration.E2e.Interval(e2e, Math.Sqrt(fitVariance), z);
+        var (ttftLow, ttftHigh) = Calibration.Ttft.Interval(ttft, _ttftSe[prefillIndex], z);
+        return new Prediction(e2e, ttft, tpot, low, high, ttftLow, ttftHigh);
     }
 
     /// <summary>Sum of <c>S[dec(len)]</c> for <c>len = from..to</c>, and its variance, from prefix sums.</summary>

@@ -11,7 +11,10 @@ public readonly record struct MeasuredRow(EvaluationRow Row, double E2eMs, doubl
 /// <param name="Evaluations">LENS and the baselines (fitted on the same profiling rows), scored on the held-out rows.</param>
 /// <param name="NoiseFloor">The held-out twins scored against the held-out rows: the error of measuring twice.</param>
 /// <param name="Sweep">The sweep's measurements, for the plot.</param>
-public sealed record EvaluationScore(DeploymentModel Model, IReadOnlyList<Evaluation> Evaluations, Evaluation NoiseFloor, IReadOnlyList<Measurement> Sweep)
+/// <param name="HeldOutCoverage">LENS's intervals on every single held-out measurement.</param>
+/// <param name="TwinCoverage">LENS's intervals on every single twin measurement.</param>
+public sealed record EvaluationScore(DeploymentModel Model, IReadOnlyList<Evaluation> Evaluations, Evaluation NoiseFloor, IReadOnlyList<Measurement> Sweep,
+    IntervalCoverage HeldOutCoverage, IntervalCoverage TwinCoverage)
 {
     /// <summary>
     /// Fits and scores an evaluation run. Every point is reduced by <paramref name="statistic"/>: the profile's, the held-out's and
@@ -28,7 +31,8 @@ public sealed record EvaluationScore(DeploymentModel Model, IReadOnlyList<Evalua
         ILatencyPredictor[] predictors = [new LensPredictor(model), Baselines.SmoothRegression(profile, statistic), Baselines.PerTokenLinear(profile, statistic)];
         var evaluations = predictors.Select(p => Metrics.Evaluate(p, heldOut, statistic)).ToArray();
         var noise = Metrics.Evaluate(new TwinPredictor(twins, statistic), heldOut, statistic);
-        return new EvaluationScore(model, evaluations, noise, Of(EvaluationRole.Sweep));
+        return new EvaluationScore(model, evaluations, noise, Of(EvaluationRole.Sweep), IntervalCoverage.Of(model, heldOut),
+            IntervalCoverage.Of(model, twins));
     }
 
     /// <summary>"Predicts" a held-out request by its twin's measurement: the error it scores is the noise floor.</summary>

@@ -5,7 +5,8 @@ namespace Lens.Core;
 
 /// <summary>
 /// The versioned model file (<c>lens fit --out model.json</c>): format name and version, bucket sets, decode convention, the
-/// statistic of the profile, and each bucket's fitted values with standard errors. Unknown members are ignored, so later versions
+/// statistic of the profile (the point prediction is that statistic), the interval calibration, and each bucket's fitted values
+/// with standard errors. Unknown members are ignored, so later versions
 /// can add fields; a different <see cref="ModelDocument.Format"/> or a newer major <see cref="ModelDocument.Version"/> is refused.
 /// </summary>
 public static class ModelJson
@@ -33,6 +34,7 @@ public static class ModelJson
             Convention = model.Buckets.Convention,
             Statistic = model.Statistic.ToString(),
             RelativeNoise = model.RelativeNoise,
+            Calibration = model.Calibration,
             Prefill = [.. model.PrefillBuckets],
             Decode = [.. model.DecodeBuckets],
         };
@@ -66,7 +68,7 @@ public static class ModelJson
         {
             var buckets = new BucketSet(doc.PrefillBuckets ?? [], doc.DecodeBuckets ?? [], doc.Convention);
             return new DeploymentModel(buckets, doc.Prefill ?? [], doc.Decode ?? [], RepeatStatistic.Parse(doc.Statistic ?? "min"),
-                doc.RelativeNoise);
+                doc.RelativeNoise, doc.Calibration);
         }
         catch (Exception ex) when (ex is ArgumentException or FormatException)
         {
@@ -90,6 +92,11 @@ public static class ModelJson
         public string? Statistic { get; set; }
 
         public double RelativeNoise { get; set; }
+
+        /// <summary>How intervals are made (level, excess quantiles, repeats they come from). Files written before it existed have
+        /// none and get <see cref="IntervalCalibration.Fallback"/>: the relative noise as a normal spread, above the point for the
+        /// <c>min</c> statistic.</summary>
+        public IntervalCalibration? Calibration { get; set; }
 
         public PrefillValues[]? Prefill { get; set; }
 

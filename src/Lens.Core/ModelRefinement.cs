@@ -109,7 +109,7 @@ public static class ModelRefinement
 
         var prefill = model.PrefillBuckets.Select((p, i) => p with { AMs = value[i], AStandardError = double.IsNaN(value[i]) ? 0 : se[i] }).ToArray();
         var decode = model.DecodeBuckets.Select((d, j) => d with { StepMs = value[m + j], StepStandardError = double.IsNaN(value[m + j]) ? 0 : se[m + j] }).ToArray();
-        return new DeploymentModel(buckets, prefill, decode, model.Statistic, model.RelativeNoise);
+        return new DeploymentModel(buckets, prefill, decode, model.Statistic, model.RelativeNoise, model.Calibration);
     }
 
     private static double SeOrDefault(double se, double value) => se > 0 ? se : Math.Abs(value) * DefaultRelativeError;

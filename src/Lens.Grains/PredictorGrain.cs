@@ -32,7 +32,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
         LensTelemetry.Predictions.Add(1);
         LensTelemetry.PredictionDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         return new PredictionResult(request.InputLength, request.OutputLength, p.E2eMs, p.TtftMs, double.IsNaN(p.TpotMs) ? null : p.TpotMs,
-            p.E2eLowMs, p.E2eHighMs, version);
+            p.E2eLowMs, p.E2eHighMs, version, model.Calibration.Level, p.TtftLowMs, p.TtftHighMs);
     }
 
     public async Task<BatchPredictionResult> PredictBatchAsync(string deploymentKey, BatchPredictRequest request)

@@ -60,8 +60,16 @@ public sealed class CliTests : IDisposable
         Assert.Equal(["prefill-512", "decode-512", "decode-1024"],
             doc.RootElement.GetProperty("breakdown").EnumerateArray().Select(b => b.GetProperty("bucket").GetString()));
 
+        Assert.Equal(0.95, doc.RootElement.GetProperty("intervalLevel").GetDouble());
         var human = _lens.Run("predict", "--model", "model.json", "--input-len", "300", "--output-len", "1");
         Assert.Contains("TPOT  - (O = 1: no decode step)", human.Stdout);
+        Assert.Contains("(95% interval ", human.Stdout);
+
+        var fit90 = _lens.Run(["fit", .. Buckets, "--measurements", "m.csv", "--out", "model90.json", "--level", "0.9"]);
+        Assert.True(fit90.ExitCode == 0, fit90.Stderr);
+        Assert.Contains("Intervals at 90%, calibrated on 16", fit90.Stdout);
+        Assert.Contains("(90% interval ", _lens.Run("predict", "--model", "model90.json", "--input-len", "300", "--output-len", "9").Stdout);
+        Assert.Contains("--level", _lens.Run(["fit", .. Buckets, "--measurements", "m.csv", "--out", "x.json", "--level", "1"]).Stderr);
 
         _lens.Write("pairs.csv", "input_len,output_len\n1,1\n129,100\n500,524\n");
         var batch = _lens.Run("predict", "--model", "model.json", "--pairs", "pairs.csv", "--out", "pred.csv");

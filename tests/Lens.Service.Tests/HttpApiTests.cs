@@ -123,6 +123,33 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
     }
 
     [Fact]
+    public async Task Served_intervals_are_calibrated_on_the_imported_repeats_and_state_their_level()
+    {
+        var device = NewDevice();
+        var spec = TestModels.Spec("llama");
+        var id = (await _acme.CreateDeploymentAsync(device, spec)).Id;
+        var source = TestModels.Source();
+        double[] excess = [0, 0.04, 0.01];
+        var inputs = spec.CreatePlan().Rows.SelectMany(r => excess.Select(e => new MeasurementInput(r.InputLength, r.OutputLength,
+            source.Predict(r.InputLength, r.OutputLength).E2eMs * (1 + e + (r.InputLength % 3 * 0.01))))).ToArray();
+        await _acme.ImportMeasurementsAsync(device, id, new MeasurementBatch(inputs, "repeats1"));
+
+        // The service composes its model from bucket snapshots; its calibration is the one a local fit of the same data gives.
+        var served = Lens.Core.ModelJson.Deserialize(await _acme.GetModelJsonAsync(device, id), "served");
+        var local = Lens.Core.BucketFitter.Fit(served.Buckets,
+            inputs.Select(m => new Lens.Core.Measurement(m.InputLength, m.OutputLength, m.E2eMs)), served.Statistic);
+        Assert.Equal(inputs.Length, served.Calibration.E2e.Repeats);
+        Assert.Equal(local.Calibration, served.Calibration);
+        var p = await _acme.PredictAsync(device, id, 100, 10);
+        Assert.Equal(0.95, p.IntervalLevel);
+        var expected = local.Predict(100, 10);
+        Assert.Equal(expected.E2eLowMs, p.E2eLowMs, 9);
+        Assert.Equal(expected.E2eHighMs, p.E2eHighMs, 9);
+        Assert.Equal(expected.TtftHighMs, p.TtftHighMs!.Value, 9);
+        Assert.True(p.E2eLowMs <= p.E2eMs && p.E2eMs < p.E2eHighMs);
+    }
+
+    [Fact]
     public async Task Bad_bodies_are_400_and_store_nothing()
     {
         var device = NewDevice();

@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Diagnostics;
+using System.Globalization;
 using Lens.Core;
 using Lens.Measurement;
 using Spectre.Console;
@@ -86,6 +87,9 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
     /// <summary>LENS's goal on the reference engine: the published 2.15% MAPE, or 1.25x the noise floor where that is higher.</summary>
     public const double PublishedMape = 2.15;
     public const double NoiseFloorFactor = 1.25;
+
+    /// <summary>The intervals' goal: single held-out measurements inside them within this many points of the stated level.</summary>
+    public const double CoverageTolerance = 0.05;
     private const int SweepOutput = 16;
 
     public override async Task<int> ExecuteAsync(CommandContext context, DemoSettings settings, CancellationToken cancellationToken)
@@ -125,6 +129,11 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
                 heldOutPairs = plan.HeldOutPairs.Count,
                 results = score.Evaluations.Append(score.NoiseFloor).Select(e => new { predictor = e.Predictor, e2e = e.E2e, ttft = e.Ttft, tpot = e.Tpot }),
                 goal = new { e2eMape = goalE2e, ttftMape = goalTtft, met },
+                intervals = new
+                {
+                    level = score.HeldOutCoverage.Level, heldOut = score.HeldOutCoverage, twins = score.TwinCoverage,
+                    withinTolerance = CoverageMet(score.HeldOutCoverage), tolerance = CoverageTolerance,
+                },
                 outputs = new { model = Path.Combine(settings.OutDir, "model.json"), plot = png },
             });
         }
@@ -135,10 +144,25 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
             ui.MarkupInterpolated(
                 $"Goal: MAPE at most {PublishedMape}% (published) or {NoiseFloorFactor}x the noise floor: E2E {lens.E2e.Mean:0.00}% vs {goalE2e:0.00}%, TTFT {lens.Ttft.Mean:0.00}% vs {goalTtft:0.00}% -> ");
             ui.MarkupLine(met ? "[green]met[/]" : "[red]not met[/]");
+            WriteCoverage(ui, score.HeldOutCoverage, score.TwinCoverage);
             ui.MarkupLineInterpolated($"Wrote {settings.OutDir}/profile.csv, heldout.csv, heldout-twin.csv, model.json and demo.png.");
         }
 
         return LensApp.Ok;
+    }
+
+    private static bool CoverageMet(IntervalCoverage c) => Math.Abs(c.E2e.Fraction - c.Level) <= CoverageTolerance;
+
+    /// <summary>The intervals' coverage of single held-out and twin measurements, beside the stated level.</summary>
+    private static void WriteCoverage(IAnsiConsole ui, IntervalCoverage heldOut, IntervalCoverage twins)
+    {
+        static string Of(Coverage c) => c.Count == 0
+            ? "-"
+            : string.Create(CultureInfo.InvariantCulture, $"{c.Fraction * 100:0.0}% inside ({c.Above} above, {c.Below} below, of {c.Count})");
+        ui.MarkupLineInterpolated(
+            $"Intervals, stated {heldOut.Level * 100:0.#}%: E2E held-out {Of(heldOut.E2e)}, twins {Of(twins.E2e)}; TTFT held-out {Of(heldOut.Ttft)}, twins {Of(twins.Ttft)}.");
+        ui.MarkupInterpolated($"Goal: E2E held-out coverage within {CoverageTolerance * 100:0} points of the stated level -> ");
+        ui.MarkupLine(CoverageMet(heldOut) ? "[green]met[/]" : "[red]not met[/]");
     }
 
     private static async Task<List<MeasuredRow>> MeasureAsync(IAnsiConsole ui, IMeasurementBackend backend, EvaluationPlan plan, CancellationToken ct)

@@ -21,6 +21,11 @@ public sealed class FitSettings : BucketSettings
     [DefaultValue("min")]
     public string Statistic { get; init; } = "min";
 
+    [CommandOption("--level <P>")]
+    [Description("Stated coverage of prediction intervals, from 0.5 to below 1 (calibrated on the measurements' repeats).")]
+    [DefaultValue(IntervalCalibration.DefaultLevel)]
+    public double Level { get; init; } = IntervalCalibration.DefaultLevel;
+
     [CommandOption("--allow-partial")]
     [Description("Write the model even when some buckets lack data (predictions touching them fail).")]
     public bool AllowPartial { get; init; }
@@ -34,6 +39,11 @@ public sealed class FitSettings : BucketSettings
         if (Measurements is null || Out is null)
         {
             return ValidationResult.Error("--measurements and --out are required");
+        }
+
+        if (!(Level is >= 0.5 and < 1))
+        {
+            return ValidationResult.Error($"--level: {Level.ToString(CultureInfo.InvariantCulture)} is out of range; give a coverage from 0.5 to below 1, e.g. 0.95");
         }
 
         try
@@ -58,7 +68,7 @@ public sealed class FitCommand : Command<FitSettings>
         var rows = CliFiles.ReadMeasurements(settings.Measurements!, "--measurements");
         CliFiles.EnsureInBuckets(rows, buckets);
         var fits = BucketFitter.FitAll(buckets, rows.Rows, statistic);
-        var model = DeploymentModel.Compose(buckets, fits, statistic);
+        var model = DeploymentModel.Compose(buckets, fits, statistic, settings.Level);
         if (!model.IsComplete && !settings.AllowPartial)
         {
             var reasons = model.Unfitted.Select(b => $"{b} ({fits.First(f => f.Bucket == b).Warning ?? "its data give no estimate"})");
@@ -69,7 +79,8 @@ public sealed class FitCommand : Command<FitSettings>
         CliFiles.WriteAtomically(settings.Out!, w => w.Write(ModelJson.Serialize(model)));
         if (settings.Json)
         {
-            CliJson.Write(new { model.PrefillBuckets, model.DecodeBuckets, statistic = statistic.ToString(), model.RelativeNoise, output = settings.Out });
+            CliJson.Write(new { model.PrefillBuckets, model.DecodeBuckets, statistic = statistic.ToString(), model.RelativeNoise, model.Calibration,
+                output = settings.Out });
             return LensApp.Ok;
         }
 
@@ -87,6 +98,10 @@ public sealed class FitCommand : Command<FitSettings>
         }
 
         AnsiConsole.Write(table);
+        var c = model.Calibration.E2e;
+        AnsiConsole.MarkupLineInterpolated(c.Repeats == 0
+            ? (FormattableString)$"Intervals at {model.Calibration.Level * 100:0.#}%: no repeated points to calibrate on; the fit's standard errors and relative noise only."
+            : $"Intervals at {model.Calibration.Level * 100:0.#}%, calibrated on {c.Repeats} repeats: E2E excess over the {statistic} {F(c.Low * 100)}% .. +{F(c.High * 100)}%.");
         AnsiConsole.MarkupLineInterpolated($"Wrote [bold]{settings.Out}[/].");
         return LensApp.Ok;
     }

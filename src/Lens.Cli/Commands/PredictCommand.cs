@@ -106,7 +106,8 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
 
             model.PredictBatch(inputs, outputs, results);
             CliFiles.WriteAtomically(settings.Out!, w => LensCsv.WritePredictions(w, pairs.Rows, results));
-            AnsiConsole.MarkupLineInterpolated($"Wrote {results.Length} predictions to [bold]{settings.Out}[/].");
+            AnsiConsole.MarkupLineInterpolated(
+                $"Wrote {results.Length} predictions to [bold]{settings.Out}[/] (e2e_low_ms .. e2e_high_ms: {model.Calibration.Level * 100:0.#}% intervals).");
             return LensApp.Ok;
         }
 
@@ -118,13 +119,14 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
             CliJson.Write(new
             {
                 inputLen = i, outputLen = o, e2eMs = p.E2eMs, ttftMs = p.TtftMs, tpotMs = double.IsNaN(p.TpotMs) ? (double?)null : p.TpotMs,
-                e2eLowMs = p.E2eLowMs, e2eHighMs = p.E2eHighMs,
+                e2eLowMs = p.E2eLowMs, e2eHighMs = p.E2eHighMs, ttftLowMs = p.TtftLowMs, ttftHighMs = p.TtftHighMs,
+                intervalLevel = model.Calibration.Level,
                 breakdown = breakdown.Select(b => new { bucket = b.Bucket.ToString(), steps = b.Steps, ms = b.Ms }),
             });
             return LensApp.Ok;
         }
 
-        Print($"I = {i}, O = {o}", p);
+        Print($"I = {i}, O = {o}", p, model.Calibration.Level);
         var table = new Table().AddColumns("bucket", "steps", "ms");
         foreach (var b in breakdown)
         {
@@ -164,16 +166,19 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
         }
 
         Print($"I = {p.InputLength}, O = {p.OutputLength} (model version {p.ModelVersion})",
-            new Prediction(p.E2eMs, p.TtftMs, p.TpotMs ?? double.NaN, p.E2eLowMs, p.E2eHighMs));
+            new Prediction(p.E2eMs, p.TtftMs, p.TpotMs ?? double.NaN, p.E2eLowMs, p.E2eHighMs, p.TtftLowMs ?? double.NaN, p.TtftHighMs ?? double.NaN),
+            p.IntervalLevel);
         return LensApp.Ok;
     }
 
     /// <summary>One prediction for people, the same for a model file and a server.</summary>
-    private static void Print(string heading, Prediction p)
+    private static void Print(string heading, Prediction p, double level)
     {
+        var percent = (level * 100).ToString("0.#", CultureInfo.InvariantCulture);
         AnsiConsole.MarkupLineInterpolated($"[bold]{heading}[/]");
-        AnsiConsole.MarkupLineInterpolated($"E2E   {F(p.E2eMs)} ms  (95% interval {F(p.E2eLowMs)} .. {F(p.E2eHighMs)})");
-        AnsiConsole.MarkupLineInterpolated($"TTFT  {F(p.TtftMs)} ms");
+        AnsiConsole.MarkupLineInterpolated($"E2E   {F(p.E2eMs)} ms  ({percent}% interval {F(p.E2eLowMs)} .. {F(p.E2eHighMs)})");
+        var ttftInterval = double.IsNaN(p.TtftLowMs) ? "" : $"  ({percent}% interval {F(p.TtftLowMs)} .. {F(p.TtftHighMs)})";
+        AnsiConsole.MarkupLineInterpolated($"TTFT  {F(p.TtftMs)} ms{ttftInterval}");
         AnsiConsole.MarkupLineInterpolated($"TPOT  {(double.IsNaN(p.TpotMs) ? "- (O = 1: no decode step)" : F(p.TpotMs) + " ms")}");
     }
 
