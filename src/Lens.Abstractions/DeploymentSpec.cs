@@ -103,15 +103,17 @@ public sealed record BucketContext(
     [property: Id(0)] int[] PrefillBuckets,
     [property: Id(1)] int[] DecodeBuckets,
     [property: Id(2)] string Convention,
-    [property: Id(3)] string Statistic)
+    [property: Id(3)] string Statistic,
+    [property: Id(4)] int[]? BatchBuckets = null)
 {
-    public BucketSet ToBucketSet() => new(PrefillBuckets, DecodeBuckets, Conventions.Parse(Convention));
+    public BucketSet ToBucketSet() => new(PrefillBuckets, DecodeBuckets, Conventions.Parse(Convention), BatchBuckets);
 
     public RepeatStatistic ToStatistic() => RepeatStatistic.Parse(Statistic);
 
     public bool SameAs(BucketContext? other) =>
         other is not null && PrefillBuckets.AsSpan().SequenceEqual(other.PrefillBuckets) &&
-        DecodeBuckets.AsSpan().SequenceEqual(other.DecodeBuckets) && Convention == other.Convention && Statistic == other.Statistic;
+        DecodeBuckets.AsSpan().SequenceEqual(other.DecodeBuckets) && Convention == other.Convention && Statistic == other.Statistic &&
+        (BatchBuckets ?? [1]).AsSpan().SequenceEqual(other.BatchBuckets ?? [1]);
 }
 
 /// <summary>Text forms of <see cref="DecodeConvention"/>.</summary>
@@ -131,7 +133,9 @@ public static class Conventions
 /// <summary>
 /// One compiled deployment on a device (method.md, "Terms": a different configuration is a different deployment).
 /// Its identity (<see cref="IdentityHash"/>) covers the model, both bucket sets, the convention, batch size, tensor-parallel degree,
-/// SDK/compiler version and dtype: change any of them and it is a new deployment with a new id, never an overwrite.
+/// SDK/compiler version, dtype and batch buckets: change any of them and it is a new deployment with a new id, never an overwrite.
+/// <see cref="BatchBuckets"/> (null: <c>[1]</c>, one request at a time) are the compiled batch sizes of continuous batching, the
+/// largest being max_num_seqs (method.md, "Batched serving"); a batch-1 deployment's id is what it was before batch buckets existed.
 /// <see cref="Statistic"/>, <see cref="Repeats"/>, <see cref="MaxSpan"/> and <see cref="Seed"/> configure profiling
 /// (<c>ProfilingPlanner</c>); <see cref="Backend"/> says how to time requests; <see cref="ReprofileEveryMinutes"/>, when set,
 /// profiles every bucket again on that schedule (a durable reminder).
@@ -152,12 +156,21 @@ public sealed record DeploymentSpec(
     [property: Id(11)] int Repeats = 1,
     [property: Id(12)] int? MaxSpan = null,
     [property: Id(13)] int Seed = 0,
-    [property: Id(14)] int? ReprofileEveryMinutes = null)
+    [property: Id(14)] int? ReprofileEveryMinutes = null,
+    [property: Id(15)] int[]? BatchBuckets = null)
 {
+    /// <summary>Most batch buckets a deployment may have.</summary>
+    public const int MaxBatchBuckets = 64;
+
+    /// <summary>Largest batch bucket (max_num_seqs) a deployment may have.</summary>
+    public const int MaxBatch = 4096;
     /// <summary>Longest deployment name: the id appends '-' and 10 hex digits and must stay a valid name.</summary>
     public const int MaxNameLength = LensNames.MaxLength - 11;
 
-    public BucketContext Context => new(PrefillBuckets, DecodeBuckets, Convention, Statistic);
+    public BucketContext Context => new(PrefillBuckets, DecodeBuckets, Convention, Statistic, IsBatched ? BatchBuckets : null);
+
+    /// <summary>Whether the deployment has batch buckets other than <c>[1]</c>.</summary>
+    public bool IsBatched => BatchBuckets is { Length: > 0 } b && !(b.Length == 1 && b[0] == 1);
 
     public BucketSet ToBucketSet() => Context.ToBucketSet();
 
@@ -172,6 +185,11 @@ public sealed record DeploymentSpec(
         {
             var text = string.Join('\n', "lens-deployment-identity/1", Model, string.Join(',', PrefillBuckets ?? []),
                 string.Join(',', DecodeBuckets ?? []), Convention, BatchSize, TensorParallel, SdkVersion, Dtype);
+            if (IsBatched)
+            {
+                text += "\nbatch=" + string.Join(',', BatchBuckets!); // only then: batch-1 ids stay what they were
+            }
+
             return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..10];
         }
     }
@@ -191,10 +209,11 @@ public sealed record DeploymentSpec(
     /// <summary>Field-by-field equality (records compare arrays by reference).</summary>
     public bool SameAs(DeploymentSpec? other) =>
         other is not null &&
-        this with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>() } ==
-        other with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>() } &&
+        this with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>(), BatchBuckets = null } ==
+        other with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>(), BatchBuckets = null } &&
         (PrefillBuckets ?? []).AsSpan().SequenceEqual(other.PrefillBuckets ?? []) &&
-        (DecodeBuckets ?? []).AsSpan().SequenceEqual(other.DecodeBuckets ?? []);
+        (DecodeBuckets ?? []).AsSpan().SequenceEqual(other.DecodeBuckets ?? []) &&
+        (IsBatched ? BatchBuckets! : [1]).AsSpan().SequenceEqual(other.IsBatched ? other.BatchBuckets! : [1]);
 
     /// <summary>Every rule the spec breaks, by field; empty when valid (the bucket sets and the profiling plan are built to check).</summary>
     public IReadOnlyDictionary<string, string[]> Validate()
@@ -229,7 +248,15 @@ public sealed record DeploymentSpec(
             BackendSpec.Add(errors, "sdkVersion", "sdk version (128) or dtype (32) is too long");
         }
 
-        if (PrefillBuckets is null || DecodeBuckets is null || PrefillBuckets.Length > 256 || DecodeBuckets.Length > 256)
+        if (BatchBuckets is { } batch && (batch.Length is 0 or > MaxBatchBuckets || batch.Any(b => b is < 1 or > MaxBatch)))
+        {
+            BackendSpec.Add(errors, "batchBuckets", $"batch buckets need 1..{MaxBatchBuckets} sizes, each in 1..{MaxBatch}, ascending");
+        }
+        else if (IsBatched && BatchSize != 1 && BatchSize != BatchBuckets![^1])
+        {
+            BackendSpec.Add(errors, "batchSize", $"batch size {BatchSize} must be the largest batch bucket {BatchBuckets![^1]} (or left at 1)");
+        }
+        else if (PrefillBuckets is null || DecodeBuckets is null || PrefillBuckets.Length > 256 || DecodeBuckets.Length > 256)
         {
             BackendSpec.Add(errors, "buckets", "prefill and decode buckets are required, at most 256 each");
         }

@@ -165,4 +165,8 @@ public interface IPredictorGrain : IGrainWithStringKey
     /// <summary>The fitted model in the model file format (<c>ModelJson.Serialize</c>).</summary>
     [Alias("GetModelJson")]
     Task<string> GetModelJsonAsync(string deploymentKey);
+
+    /// <summary>Serves a trace or a generated workload on the deployment's fitted model (continuous batching, method.md "Batched serving").</summary>
+    [Alias("Simulate")]
+    Task<SimulationReport> SimulateAsync(string deploymentKey, SimulateRequest request);
 }

@@ -28,9 +28,12 @@ public sealed record MeasurementRecord(
     [property: Id(4)] double E2eMs,
     [property: Id(5)] double? TtftMs,
     [property: Id(6)] MeasurementSource Source,
-    [property: Id(7)] DateTimeOffset At)
+    [property: Id(7)] DateTimeOffset At,
+    [property: Id(8)] int Batch = 1,
+    [property: Id(9)] long? Group = null)
 {
-    public Measurement ToMeasurement() => new(InputLength, OutputLength, E2eMs, TtftMs, BucketId.Parse(Bucket));
+    /// <summary>The core's measurement; records stored before batch buckets existed read as batch 1.</summary>
+    public Measurement ToMeasurement() => new(InputLength, OutputLength, E2eMs, TtftMs, BucketId.Parse(Bucket), Math.Max(1, Batch), Group);
 
     /// <summary>Why the numbers cannot be a latency, or null when they can.</summary>
     public static string? CheckValues(double e2eMs, double? ttftMs)
@@ -49,14 +52,19 @@ public sealed record MeasurementRecord(
     }
 }
 
-/// <summary>One measured or observed request as a caller sends it; <see cref="Bucket"/> (e.g. <c>decode-256</c>) is optional.</summary>
+/// <summary>
+/// One measured or observed request as a caller sends it; <see cref="Bucket"/> (e.g. <c>decode-256</c>) is optional.
+/// <see cref="Batch"/> and <see cref="Group"/> say that it ran in a group of identical requests released at once (batch profiling).
+/// </summary>
 [GenerateSerializer, Immutable, Alias("lens.MeasurementInput.v1")]
 public sealed record MeasurementInput(
     [property: Id(0)] int InputLength,
     [property: Id(1)] int OutputLength,
     [property: Id(2)] double E2eMs,
     [property: Id(3)] double? TtftMs = null,
-    [property: Id(4)] string? Bucket = null);
+    [property: Id(4)] string? Bucket = null,
+    [property: Id(5)] int Batch = 1,
+    [property: Id(6)] long? Group = null);
 
 /// <summary>
 /// Measurements to import into a deployment. <see cref="Id"/> names the batch: the same id sent again adds nothing

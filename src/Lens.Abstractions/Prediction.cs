@@ -53,3 +53,62 @@ public sealed record ModelStamp([property: Id(0)] BucketContext Context, [proper
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lens.ModelSubscription.v1")]
 public sealed record ModelSubscription([property: Id(0)] ModelStamp Stamp, [property: Id(1)] SiloAddress Host, [property: Id(2)] Guid Activation);
+
+/// <summary>A generated workload: arrivals (Poisson, or Gamma gaps with <see cref="Burstiness"/> as their coefficient of variation)
+/// and length distributions (<c>fixed:N</c>, <c>uniform:MIN-MAX</c>, <c>normal:MEAN,SD</c>, <c>lognormal:MEDIAN,SIGMA</c>;
+/// default uniform over what the buckets serve).</summary>
+[GenerateSerializer, Immutable, Alias("lens.WorkloadSpec.v1")]
+public sealed record WorkloadSpec(
+    [property: Id(0)] double RequestsPerSecond,
+    [property: Id(1)] int Count,
+    [property: Id(2)] double Burstiness = 1,
+    [property: Id(3)] string? InputDist = null,
+    [property: Id(4)] string? OutputDist = null,
+    [property: Id(5)] int Seed = 0);
+
+/// <summary>
+/// A serving simulation (method.md, "Batched serving"): a trace (<see cref="ArrivalMs"/>, <see cref="InputLengths"/>,
+/// <see cref="OutputLengths"/>, one of each per request) or a generated <see cref="Workload"/>, on <see cref="Replicas"/> replicas
+/// with at most <see cref="MaxNumSeqs"/> sequences in flight each (default: the largest batch bucket). With both objectives the
+/// report gives SLO attainment and goodput; <see cref="IncludeRequests"/> adds each request's TTFT, E2E and TPOT in trace order.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.SimulateRequest.v1")]
+public sealed record SimulateRequest(
+    [property: Id(0)] double[]? ArrivalMs = null,
+    [property: Id(1)] int[]? InputLengths = null,
+    [property: Id(2)] int[]? OutputLengths = null,
+    [property: Id(3)] WorkloadSpec? Workload = null,
+    [property: Id(4)] int? MaxNumSeqs = null,
+    [property: Id(5)] int Replicas = 1,
+    [property: Id(6)] double? SloTtftMs = null,
+    [property: Id(7)] double? SloTpotMs = null,
+    [property: Id(8)] bool IncludeRequests = false);
+
+/// <summary>Percentiles of one latency (ms); null where no request had the figure (TPOT when every O = 1).</summary>
+[GenerateSerializer, Immutable, Alias("lens.LatencySummary.v1")]
+public sealed record LatencySummary([property: Id(0)] double? P50, [property: Id(1)] double? P90, [property: Id(2)] double? P99, [property: Id(3)] double? Max);
+
+/// <summary>What a simulated deployment did with a workload (queueing included).</summary>
+[GenerateSerializer, Immutable, Alias("lens.SimulationReport.v1")]
+public sealed record SimulationReport(
+    [property: Id(0)] int Requests,
+    [property: Id(1)] int Replicas,
+    [property: Id(2)] int MaxNumSeqs,
+    [property: Id(3)] LatencySummary Ttft,
+    [property: Id(4)] LatencySummary Tpot,
+    [property: Id(5)] LatencySummary E2e,
+    [property: Id(6)] LatencySummary QueueWait,
+    [property: Id(7)] double RequestsPerSecond,
+    [property: Id(8)] double OutputTokensPerSecond,
+    [property: Id(9)] double Utilization,
+    [property: Id(10)] double? SloAttainment,
+    [property: Id(11)] double? GoodputPerSecond,
+    [property: Id(12)] long DecodeSteps,
+    [property: Id(13)] long ModelVersion,
+    [property: Id(14)] double[]? TtftMs = null,
+    [property: Id(15)] double[]? E2eMs = null,
+    [property: Id(16)] double?[]? TpotMs = null);
+
+/// <summary>Requests started together on one replica, admitted in the given order (at most <see cref="MaxNumSeqs"/> at once).</summary>
+[GenerateSerializer, Immutable, Alias("lens.StaticBatchRequest.v1")]
+public sealed record StaticBatchRequest([property: Id(0)] int[] InputLengths, [property: Id(1)] int[] OutputLengths, [property: Id(2)] int? MaxNumSeqs = null);

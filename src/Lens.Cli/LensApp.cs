@@ -39,7 +39,8 @@ public static class LensApp
                 .WithExample("evaluate", "--model", "model.json", "--measurements", "heldout.csv", "--profiling", "m.csv");
             config.AddCommand<SimulateCommand>("simulate")
                 .WithDescription("Simulate a workload trace on fitted deployments: TTFT/TPOT/E2E percentiles, throughput, SLO attainment.")
-                .WithExample("simulate", "--model", "a.json", "--model", "b.json", "--rate", "2", "--slo-ttft", "500", "--slo-tpot", "50");
+                .WithExample("simulate", "--model", "a.json", "--model", "b.json", "--rate", "2", "--slo-ttft", "500", "--slo-tpot", "50")
+                .WithExample("simulate", "--model", "model.json", "--trace", "trace.csv", "--out", "pred.csv", "--max-num-seqs", "8");
             CommandRegistry.Register(config);
         });
 

@@ -71,6 +71,15 @@ public sealed class LensClusterClient
 
     public Task<string> GetModelJsonAsync(string device, string deployment) => Predictor.GetModelJsonAsync(Key(device, deployment));
 
+    /// <summary>Serves a trace or a generated workload on the deployment's model with continuous batching.</summary>
+    public Task<SimulationReport> SimulateAsync(string device, string deployment, SimulateRequest request) =>
+        Predictor.SimulateAsync(Key(device, deployment), request);
+
+    /// <summary>Requests started together: each one's TTFT and E2E.</summary>
+    public Task<SimulationReport> PredictStaticBatchAsync(string device, string deployment, StaticBatchRequest request) =>
+        Predictor.SimulateAsync(Key(device, deployment), new SimulateRequest(new double[request.InputLengths?.Length ?? 0], request.InputLengths,
+            request.OutputLengths, MaxNumSeqs: request.MaxNumSeqs, IncludeRequests: true));
+
     private IPredictorGrain Predictor => _client.GetGrain<IPredictorGrain>(Tenant);
 
     private IDeviceGrain Device(string device) => _client.GetGrain<IDeviceGrain>(new DeviceKey(Tenant, device).Format());

@@ -116,6 +116,16 @@ public sealed class LensHttpClient
     }
 
     /// <summary>The fitted model as the model file's JSON (<c>lens-model</c> format).</summary>
+    /// <summary>Serves a trace or a generated workload on the deployment's model with continuous batching.</summary>
+    public async Task<SimulationReport> SimulateAsync(string device, string deployment, SimulateRequest request,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<SimulationReport>(HttpMethod.Post, $"{Deployment(device, deployment)}/simulate", request, cancellationToken);
+
+    /// <summary>Requests started together: each one's TTFT and E2E (in <see cref="SimulationReport.TtftMs"/> and <see cref="SimulationReport.E2eMs"/>).</summary>
+    public async Task<SimulationReport> PredictStaticBatchAsync(string device, string deployment, StaticBatchRequest request,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<SimulationReport>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict/static-batch", request, cancellationToken);
+
     public async Task<string> GetModelJsonAsync(string device, string deployment, CancellationToken cancellationToken = default)
     {
         using var response = await RawAsync(HttpMethod.Get, $"{Deployment(device, deployment)}/model", null, cancellationToken);

@@ -31,29 +31,70 @@ public static class BucketFitter
             throw new ArgumentException($"bucket {bucket} is not in the bucket set {buckets}", nameof(bucket));
         }
 
+        // A group of b identical requests released at once is one observation of the device: it ends when its last request ends, and
+        // its first token is its first prefill's (method.md, "Batched serving").
+        var count = measurements.Count;
+        measurements = CollapseGroups(measurements);
+
+        // A[p] and TTFT come from the smallest batch bucket only (a batch-1 deployment's only one): larger groups run b prefills
+        // back to back, so their intercept is b * A, which measures the same A less directly.
+        var prefillSource = bucket.Kind == BucketKind.Prefill || bucket.Batch == buckets.Batch[0];
         var points = ReducePoints(measurements, statistic, out var relNoise);
-        var ttft = TtftEstimates(measurements, statistic);
+        IReadOnlyList<LengthEstimate> ttft = prefillSource ? TtftEstimates(measurements, statistic) : [];
         if (points.Count == 0)
         {
             return new BucketFit(bucket, null, 0, [], ttft, 0, 0, 0, "no measurements");
         }
 
         var fit = bucket.Kind == BucketKind.Prefill
-            ? FitPrefill(bucket, points, ttft, measurements.Count, relNoise)
-            : FitDecode(buckets, bucket, points, ttft, measurements.Count, relNoise);
+            ? FitPrefill(bucket, points, ttft, count, relNoise)
+            : FitDecode(buckets, bucket, points, ttft, count, relNoise, prefillSource);
         return fit with { Excess = RepeatExcess.Of(measurements, statistic) };
+    }
+
+    /// <summary>Replaces the rows of each group (same <see cref="Measurement.Group"/>) by one: its latest end and earliest first token.</summary>
+    private static IReadOnlyCollection<Measurement> CollapseGroups(IReadOnlyCollection<Measurement> measurements)
+    {
+        if (!measurements.Any(m => m.Group is not null))
+        {
+            return measurements;
+        }
+
+        var result = new List<Measurement>();
+        var byGroup = new Dictionary<long, int>();
+        foreach (var m in measurements)
+        {
+            if (m.Group is not { } g)
+            {
+                result.Add(m);
+            }
+            else if (byGroup.TryGetValue(g, out var at))
+            {
+                var first = result[at];
+                double? ttft = first.TtftMs is { } a && m.TtftMs is { } b ? Math.Min(a, b) : first.TtftMs ?? m.TtftMs;
+                result[at] = first with { E2eMs = Math.Max(first.E2eMs, m.E2eMs), TtftMs = ttft };
+            }
+            else
+            {
+                byGroup[g] = result.Count;
+                result.Add(m);
+            }
+        }
+
+        return result;
     }
 
     private static BucketFit FitPrefill(BucketId bucket, List<Point> points, IReadOnlyList<LengthEstimate> ttft, int count, double relNoise)
     {
-        // A prefill bucket's own requests have O = 1: each is a direct estimate of A at its prompt length.
-        var estimates = points.Where(p => p.Output == 1).Select(p => new LengthEstimate(p.Input, p.Value, p.StandardError)).ToArray();
+        // A prefill bucket's own requests have O = 1: each is a direct estimate of A at its prompt length (a group of b runs b prefills).
+        var estimates = points.Where(p => p.Output == 1)
+            .Select(p => new LengthEstimate(p.Input, p.Value / p.Batch, p.StandardError / p.Batch)).ToArray();
         var warning = estimates.Length == 0 ? "no prefill-only (O = 1) measurement" : null;
         return new BucketFit(bucket, null, 0, estimates, ttft, count, points.Count, relNoise, warning);
     }
 
     private static BucketFit FitDecode(BucketSet buckets, BucketId bucket, List<Point> points, IReadOnlyList<LengthEstimate> ttft, int count,
-        double relNoise)
+        double relNoise, bool prefillSource)
     {
         // E2E = c_g + (O - 1) * S, one intercept per prompt length g, one shared slope: the extra steps between two requests of the
         // same prompt are steps of this bucket alone, whatever the intercepts absorb.
@@ -82,13 +123,13 @@ public static class BucketFitter
         var slopeIndex = groups.Length;
         var lower = buckets.DecodeLowerEdge(buckets.DecodeIndex(bucket.Edge));
         var estimates = new List<LengthEstimate>();
-        for (var g = 0; g < groups.Length; g++)
+        for (var g = 0; g < groups.Length && prefillSource; g++)
         {
             // The intercept is A[pre(I)] only when the first decode step already lies in this bucket.
             var input = groups[g].Key;
             if (buckets.StepLength(input, 1) > lower && buckets.PrefillIndex(input) >= 0)
             {
-                estimates.Add(new LengthEstimate(input, line.Coefficients[g], line.StandardErrors[g]));
+                estimates.Add(new LengthEstimate(input, line.Coefficients[g] / bucket.Batch, line.StandardErrors[g] / bucket.Batch));
             }
         }
 
@@ -97,7 +138,7 @@ public static class BucketFitter
     }
 
     /// <summary>One (I, O) point: the statistic of its repeats, and the variance of that estimate (0 when unknown).</summary>
-    private readonly record struct Point(int Input, int Output, double Value, double Variance, int Repeats)
+    private readonly record struct Point(int Input, int Output, double Value, double Variance, int Repeats, int Batch)
     {
         public double StandardError => Math.Sqrt(Variance);
     }
@@ -107,7 +148,7 @@ public static class BucketFitter
         var points = new List<Point>();
         double relVarSum = 0;
         var relDof = 0;
-        foreach (var g in measurements.GroupBy(m => (m.InputLength, m.OutputLength)).OrderBy(g => g.Key))
+        foreach (var g in measurements.GroupBy(m => (m.InputLength, m.OutputLength, m.Batch)).OrderBy(g => g.Key))
         {
             var values = g.Select(m => m.E2eMs).ToArray();
             var value = statistic.Reduce(values);
@@ -124,7 +165,7 @@ public static class BucketFitter
                 relDof += values.Length - 1;
             }
 
-            points.Add(new Point(g.Key.InputLength, g.Key.OutputLength, value, variance, values.Length));
+            points.Add(new Point(g.Key.InputLength, g.Key.OutputLength, value, variance, values.Length, g.Key.Batch));
         }
 
         relativeNoise = relDof > 0 ? Math.Sqrt(relVarSum / relDof) : 0;

@@ -61,6 +61,66 @@ public static class BucketPresets
             _ => throw new BucketSetException($"unknown preset '{name}'; known presets: {string.Join(", ", Names)}"),
         };
 
+    /// <summary>Names accepted by <see cref="BatchBuckets"/>.</summary>
+    public static readonly IReadOnlyList<string> BatchRules = ["pow2", "exp", "lin"];
+
+    /// <summary>
+    /// Batch buckets by a serving stack's rule, up to <paramref name="maxNumSeqs"/> (always included):
+    /// <list type="bullet">
+    /// <item><c>pow2</c>: vLLM on Neuron's <c>num_seqs_buckets</c>, powers of two from 1 (1, 2, 4, ..., then max_num_seqs).</item>
+    /// <item><c>exp</c>: vLLM on Gaudi's exponential decode batch buckets, powers of two from <paramref name="min"/> up to the max.</item>
+    /// <item><c>lin</c>: vLLM on Gaudi's linear strategy (<c>min, step, max</c>): powers of two from <paramref name="min"/> below
+    /// <paramref name="step"/>, then multiples of <paramref name="step"/> up to the max.</item>
+    /// </list>
+    /// NxD Inference's <c>token_generation_batches</c>, RBLN's <c>decoder_batch_sizes</c> and Furiosa's decode buckets are explicit
+    /// lists: give them as such.
+    /// </summary>
+    public static int[] BatchBuckets(string rule, int maxNumSeqs, int min = 1, int step = 32)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        if (maxNumSeqs is < 1 or > LensCsv.MaxBatch)
+        {
+            throw new BucketSetException($"max_num_seqs must be in 1..{LensCsv.MaxBatch}; got {maxNumSeqs}");
+        }
+
+        if (min < 1 || min > maxNumSeqs || step < 1)
+        {
+            throw new BucketSetException($"batch buckets need 1 <= min <= max_num_seqs and step >= 1; got min={min}, step={step}, max={maxNumSeqs}");
+        }
+
+        var edges = new SortedSet<int>();
+        switch (rule.ToLowerInvariant())
+        {
+            case "pow2":
+                min = 1;
+                goto case "exp";
+            case "exp":
+                for (long b = min; b < maxNumSeqs; b *= 2)
+                {
+                    edges.Add((int)b);
+                }
+
+                break;
+            case "lin":
+                for (long b = min; b < Math.Min(step, maxNumSeqs); b *= 2)
+                {
+                    edges.Add((int)b);
+                }
+
+                for (long b = step; b < maxNumSeqs; b += step)
+                {
+                    edges.Add((int)b);
+                }
+
+                break;
+            default:
+                throw new BucketSetException($"unknown batch rule '{rule}'; known rules: {string.Join(", ", BatchRules)} (or give an explicit list)");
+        }
+
+        edges.Add(maxNumSeqs);
+        return [.. edges];
+    }
+
     private static int[] PowersOfTwoThenMax(int max, string what)
     {
         if (max <= 0)

@@ -22,17 +22,24 @@ public enum BucketKind
     Decode,
 }
 
-/// <summary>One bucket, named by its kind and its upper edge (the compiled length).</summary>
-public readonly record struct BucketId(BucketKind Kind, int Edge)
+/// <summary>
+/// One bucket, named by its kind, its upper edge (the compiled length) and, for decode buckets, its batch bucket (the compiled batch
+/// size; method.md, "Batched serving"). Prefill always runs at context batch 1.
+/// </summary>
+public readonly record struct BucketId(BucketKind Kind, int Edge, int Batch = 1)
 {
-    /// <summary>Stable text form, e.g. <c>prefill-128</c> or <c>decode-1024</c>; safe in file names and storage keys.</summary>
-    public override string ToString() => $"{(Kind == BucketKind.Prefill ? "prefill" : "decode")}-{Edge}";
+    /// <summary>
+    /// Stable text form, e.g. <c>prefill-128</c>, <c>decode-1024</c>, or <c>decode-1024-b8</c> for batch bucket 8; safe in file names and
+    /// storage keys. Batch 1 has no suffix, so every name of a batch-1 deployment is what it was before the batch axis.
+    /// </summary>
+    public override string ToString() =>
+        $"{(Kind == BucketKind.Prefill ? "prefill" : "decode")}-{Edge}{(Batch > 1 ? $"-b{Batch}" : "")}";
 
     public static BucketId Parse(string text)
     {
         if (!TryParse(text, out var id))
         {
-            throw new FormatException($"'{text}' is not a bucket id; expected prefill-N or decode-N with N a positive integer.");
+            throw new FormatException($"'{text}' is not a bucket id; expected prefill-N, decode-N or decode-N-bB with N and B positive integers.");
         }
 
         return id;
@@ -41,19 +48,37 @@ public readonly record struct BucketId(BucketKind Kind, int Edge)
     public static bool TryParse(string? text, out BucketId id)
     {
         id = default;
-        if (string.IsNullOrWhiteSpace(text))
+        if (string.IsNullOrWhiteSpace(text) || text.Length > 64)
         {
             return false;
         }
 
         var dash = text.IndexOf('-', StringComparison.Ordinal);
-        if (dash <= 0 || !int.TryParse(text.AsSpan(dash + 1), System.Globalization.NumberStyles.None, null, out var edge) || edge <= 0)
+        if (dash <= 0)
+        {
+            return false;
+        }
+
+        var rest = text.AsSpan(dash + 1);
+        var batch = 1;
+        var suffix = rest.IndexOf("-b", StringComparison.OrdinalIgnoreCase);
+        if (suffix >= 0)
+        {
+            if (!int.TryParse(rest[(suffix + 2)..], System.Globalization.NumberStyles.None, null, out batch) || batch <= 0)
+            {
+                return false;
+            }
+
+            rest = rest[..suffix];
+        }
+
+        if (!int.TryParse(rest, System.Globalization.NumberStyles.None, null, out var edge) || edge <= 0)
         {
             return false;
         }
 
         var kind = text[..dash];
-        if (kind.Equals("prefill", StringComparison.OrdinalIgnoreCase))
+        if (kind.Equals("prefill", StringComparison.OrdinalIgnoreCase) && batch == 1)
         {
             id = new BucketId(BucketKind.Prefill, edge);
             return true;
@@ -61,7 +86,7 @@ public readonly record struct BucketId(BucketKind Kind, int Edge)
 
         if (kind.Equals("decode", StringComparison.OrdinalIgnoreCase))
         {
-            id = new BucketId(BucketKind.Decode, edge);
+            id = new BucketId(BucketKind.Decode, edge, batch);
             return true;
         }
 
@@ -70,23 +95,29 @@ public readonly record struct BucketId(BucketKind Kind, int Edge)
 }
 
 /// <summary>
-/// The prefill buckets <c>P = p1 &lt; ... &lt; pm</c> and decode buckets <c>D = d1 &lt; ... &lt; dn</c> of one compiled deployment,
-/// with the decode convention. <c>pre(I) = min{p in P : p &gt;= I}</c>; decode step <c>k</c> uses
-/// <c>dec(I + k + offset)</c> (method.md, "Terms"). Immutable and validated on construction.
+/// The prefill buckets <c>P = p1 &lt; ... &lt; pm</c>, decode buckets <c>D = d1 &lt; ... &lt; dn</c> and batch buckets
+/// <c>B = b1 &lt; ... &lt; bk</c> (compiled batch sizes; <c>bk</c> is max_num_seqs; <c>[1]</c> for a deployment that serves one
+/// request at a time) of one compiled deployment, with the decode convention. <c>pre(I) = min{p in P : p &gt;= I}</c>; decode step
+/// <c>k</c> uses <c>dec(I + k + offset)</c> (method.md, "Terms"); a decode step of <c>n</c> sequences runs at batch bucket
+/// <c>bat(n) = min{b in B : b &gt;= n}</c> (method.md, "Batched serving"). Immutable and validated on construction.
 /// </summary>
 public sealed class BucketSet : IEquatable<BucketSet>
 {
     private readonly int[] _prefill;
     private readonly int[] _decode;
+    private readonly int[] _batch;
 
-    public BucketSet(IEnumerable<int> prefill, IEnumerable<int> decode, DecodeConvention convention = DecodeConvention.AfterAppend)
+    public BucketSet(IEnumerable<int> prefill, IEnumerable<int> decode, DecodeConvention convention = DecodeConvention.AfterAppend,
+        IEnumerable<int>? batch = null)
     {
         ArgumentNullException.ThrowIfNull(prefill);
         ArgumentNullException.ThrowIfNull(decode);
         _prefill = [.. prefill];
         _decode = [.. decode];
+        _batch = batch is null ? [1] : [.. batch];
         Validate(_prefill, "prefill");
         Validate(_decode, "decode");
+        Validate(_batch, "batch");
         if (_prefill[^1] > _decode[^1])
         {
             throw new BucketSetException(
@@ -108,6 +139,15 @@ public sealed class BucketSet : IEquatable<BucketSet>
     /// <summary>Decode bucket edges, ascending.</summary>
     public ImmutableArray<int> Decode => ImmutableArray.Create(_decode);
 
+    /// <summary>Batch bucket sizes, ascending; <c>[1]</c> when the deployment serves one request at a time.</summary>
+    public ImmutableArray<int> Batch => ImmutableArray.Create(_batch);
+
+    /// <summary>Whether the deployment has compiled batch sizes other than a single <c>[1]</c>.</summary>
+    public bool IsBatched => _batch.Length > 1 || _batch[0] != 1;
+
+    /// <summary>The most sequences in flight at once (max_num_seqs): the largest batch bucket.</summary>
+    public int MaxBatch => _batch[^1];
+
     public DecodeConvention Convention { get; }
 
     /// <summary>Longest prompt, <c>pm</c>.</summary>
@@ -119,6 +159,12 @@ public sealed class BucketSet : IEquatable<BucketSet>
     internal ReadOnlySpan<int> PrefillSpan => _prefill;
 
     internal ReadOnlySpan<int> DecodeSpan => _decode;
+
+    /// <summary>Index of <c>bat(n)</c> in <see cref="Batch"/>, or -1 when <c>n</c> is above the largest batch bucket.</summary>
+    public int BatchIndex(int sequences) => FirstAtOrAbove(_batch, sequences);
+
+    /// <summary>The same buckets with other batch buckets (null: <c>[1]</c>).</summary>
+    public BucketSet WithBatch(IEnumerable<int>? batch) => new(_prefill, _decode, Convention, batch);
 
     /// <summary>Index of <c>pre(I)</c> in <see cref="Prefill"/>, or -1 when <c>I</c> is above the longest prompt.</summary>
     public int PrefillIndex(int inputLength) => FirstAtOrAbove(_prefill, inputLength);
@@ -174,7 +220,7 @@ public sealed class BucketSet : IEquatable<BucketSet>
         }
     }
 
-    /// <summary>All buckets: prefill first, then decode, each ascending.</summary>
+    /// <summary>All buckets: prefill first, then decode, each ascending; decode buckets batch bucket by batch bucket.</summary>
     public IEnumerable<BucketId> AllBuckets()
     {
         foreach (var p in _prefill)
@@ -182,22 +228,28 @@ public sealed class BucketSet : IEquatable<BucketSet>
             yield return new BucketId(BucketKind.Prefill, p);
         }
 
-        foreach (var d in _decode)
+        foreach (var b in _batch)
         {
-            yield return new BucketId(BucketKind.Decode, d);
+            foreach (var d in _decode)
+            {
+                yield return new BucketId(BucketKind.Decode, d, b);
+            }
         }
     }
 
     public bool Contains(BucketId bucket) =>
-        (bucket.Kind == BucketKind.Prefill ? Array.BinarySearch(_prefill, bucket.Edge) : Array.BinarySearch(_decode, bucket.Edge)) >= 0;
+        bucket.Kind == BucketKind.Prefill
+            ? bucket.Batch == 1 && Array.BinarySearch(_prefill, bucket.Edge) >= 0
+            : Array.BinarySearch(_decode, bucket.Edge) >= 0 && Array.BinarySearch(_batch, bucket.Batch) >= 0;
 
-    /// <summary>Compact text form, e.g. <c>P=128,256 D=128,256,512 after-append</c>.</summary>
+    /// <summary>Compact text form, e.g. <c>P=128,256 D=128,256,512 after-append</c>, with <c> B=1,2,4</c> when batched.</summary>
     public override string ToString() =>
-        $"P={string.Join(',', _prefill)} D={string.Join(',', _decode)} {(Convention == DecodeConvention.AfterAppend ? "after-append" : "before-append")}";
+        $"P={string.Join(',', _prefill)} D={string.Join(',', _decode)}{(IsBatched ? $" B={string.Join(',', _batch)}" : "")} " +
+        $"{(Convention == DecodeConvention.AfterAppend ? "after-append" : "before-append")}";
 
     public bool Equals(BucketSet? other) =>
         other is not null && Convention == other.Convention && _prefill.AsSpan().SequenceEqual(other._prefill) &&
-        _decode.AsSpan().SequenceEqual(other._decode);
+        _decode.AsSpan().SequenceEqual(other._decode) && _batch.AsSpan().SequenceEqual(other._batch);
 
     public override bool Equals(object? obj) => Equals(obj as BucketSet);
 
@@ -214,6 +266,12 @@ public sealed class BucketSet : IEquatable<BucketSet>
         foreach (var d in _decode)
         {
             hash.Add(d);
+        }
+
+        hash.Add(-2);
+        foreach (var b in _batch)
+        {
+            hash.Add(b);
         }
 
         return hash.ToHashCode();

@@ -23,8 +23,8 @@ public readonly record struct PrefillValues(int Edge, double AMs, double AStanda
     public bool IsFitted => !double.IsNaN(AMs);
 }
 
-/// <summary>The fitted values of one decode bucket: step cost <c>S[d]</c> (NaN when no data).</summary>
-public readonly record struct DecodeValues(int Edge, double StepMs, double StepStandardError)
+/// <summary>The fitted values of one decode bucket: step cost <c>S[B, d]</c> at batch bucket <paramref name="Batch"/> (NaN when no data).</summary>
+public readonly record struct DecodeValues(int Edge, double StepMs, double StepStandardError, int Batch = 1)
 {
     public bool IsFitted => !double.IsNaN(StepMs);
 }
@@ -37,6 +37,8 @@ public readonly record struct DecodeValues(int Edge, double StepMs, double StepS
 /// TPOT      = (E2E - TTFT) / (O - 1)
 /// </code>
 /// The decode sum is computed from prefix sums over buckets with two binary searches: O(log n) per request, never a loop over O.
+/// A single request runs its decode steps at the smallest batch bucket; with batch buckets, every decode bucket has one step cost
+/// per batch bucket, <c>S[B, d]</c>, which <see cref="StepMs(int, int)"/> gives to the serving simulation (method.md, "Batched serving").
 /// </summary>
 public sealed class DeploymentModel
 {
@@ -53,9 +55,10 @@ public sealed class DeploymentModel
         ArgumentNullException.ThrowIfNull(buckets);
         ArgumentNullException.ThrowIfNull(prefill);
         ArgumentNullException.ThrowIfNull(decode);
-        if (!prefill.Select(p => p.Edge).SequenceEqual(buckets.Prefill) || !decode.Select(d => d.Edge).SequenceEqual(buckets.Decode))
+        if (!prefill.Select(p => p.Edge).SequenceEqual(buckets.Prefill) ||
+            !decode.Select(d => (d.Batch, d.Edge)).SequenceEqual(buckets.Batch.SelectMany(b => buckets.Decode.Select(e => (b, e)))))
         {
-            throw new ArgumentException("the fitted buckets do not match the bucket set");
+            throw new ArgumentException("the fitted buckets do not match the bucket set (decode values go batch bucket by batch bucket, edges ascending)");
         }
 
         if (!(relativeNoise >= 0))
@@ -84,22 +87,29 @@ public sealed class DeploymentModel
         _cumMissing = new int[_step.Length];
         double cost = 0, variance = 0;
         var missing = 0;
-        for (var j = 0; j < _step.Length; j++)
+        for (var k = 0; k < _step.Length; k++)
         {
+            // Prefix sums restart at each batch bucket's block; single requests use the first block (the smallest batch bucket).
+            var j = k % _decodeEdges.Length;
+            if (j == 0)
+            {
+                (cost, variance, missing) = (0, 0, 0);
+            }
+
             double width = _decodeEdges[j] - buckets.DecodeLowerEdge(j);
-            if (double.IsNaN(_step[j]))
+            if (double.IsNaN(_step[k]))
             {
                 missing++;
             }
             else
             {
-                cost += width * _step[j];
-                variance += width * width * _stepVar[j];
+                cost += width * _step[k];
+                variance += width * width * _stepVar[k];
             }
 
-            _cumCost[j] = cost;
-            _cumVar[j] = variance;
-            _cumMissing[j] = missing;
+            _cumCost[k] = cost;
+            _cumVar[k] = variance;
+            _cumMissing[k] = missing;
         }
     }
 
@@ -107,7 +117,17 @@ public sealed class DeploymentModel
 
     public IReadOnlyList<PrefillValues> PrefillBuckets { get; }
 
+    /// <summary>Decode values batch bucket by batch bucket (in <see cref="BucketSet.Batch"/> order), each ascending by edge.</summary>
     public IReadOnlyList<DecodeValues> DecodeBuckets { get; }
+
+    /// <summary>Prefill cost <c>A[p]</c> of prefill bucket <paramref name="prefillIndex"/> (NaN when unfitted).</summary>
+    public double PrefillMs(int prefillIndex) => _a[prefillIndex];
+
+    /// <summary>Time to first token of a request whose prefill runs in bucket <paramref name="prefillIndex"/> (at most its A).</summary>
+    public double TtftMs(int prefillIndex) => _ttft[prefillIndex];
+
+    /// <summary>Step cost <c>S[B, d]</c> at batch bucket index <paramref name="batchIndex"/>, decode bucket index <paramref name="decodeIndex"/>.</summary>
+    public double StepMs(int batchIndex, int decodeIndex) => _step[(batchIndex * _decodeEdges.Length) + decodeIndex];
 
     /// <summary>The statistic the profile reduced repeats with; evaluate with the same one.</summary>
     public RepeatStatistic Statistic { get; }
@@ -124,7 +144,7 @@ public sealed class DeploymentModel
     /// <summary>The buckets without a fit (a prefill bucket no servable request reaches, <c>p(i-1) + 1 &gt;= dn</c>, needs none).</summary>
     public IEnumerable<BucketId> Unfitted =>
         PrefillBuckets.Where((p, i) => !p.IsFitted && Buckets.PrefillLowerEdge(i) + 1 < Buckets.MaxSequence).Select(p => new BucketId(BucketKind.Prefill, p.Edge))
-            .Concat(DecodeBuckets.Where(d => !d.IsFitted).Select(d => new BucketId(BucketKind.Decode, d.Edge)));
+            .Concat(DecodeBuckets.Where(d => !d.IsFitted).Select(d => new BucketId(BucketKind.Decode, d.Edge, d.Batch)));
 
     /// <summary>
     /// Combines per-bucket fits into a model: <c>S[d]</c> from each decode bucket's own fit; <c>A[p]</c> (and TTFT) from every
@@ -136,11 +156,16 @@ public sealed class DeploymentModel
     {
         ArgumentNullException.ThrowIfNull(buckets);
         var list = fits.ToArray();
-        var decode = buckets.Decode.Select(edge =>
+        var byBucket = new Dictionary<BucketId, BucketFit>();
+        foreach (var f in list)
         {
-            var fit = list.FirstOrDefault(f => f.Bucket == new BucketId(BucketKind.Decode, edge));
-            return fit?.StepMs is { } s ? new DecodeValues(edge, s, fit.StepStandardError) : new DecodeValues(edge, double.NaN, 0);
-        }).ToArray();
+            byBucket.TryAdd(f.Bucket, f);
+        }
+
+        var decode = buckets.Batch.SelectMany(batch => buckets.Decode.Select(edge =>
+            byBucket.GetValueOrDefault(new BucketId(BucketKind.Decode, edge, batch)) is { StepMs: { } s } fit
+                ? new DecodeValues(edge, s, fit.StepStandardError, batch)
+                : new DecodeValues(edge, double.NaN, 0, batch))).ToArray();
 
         var aByBucket = GroupByPrefill(buckets, list.SelectMany(f => f.PrefillEstimates));
         var ttftByBucket = GroupByPrefill(buckets, list.SelectMany(f => f.TtftEstimates));
@@ -204,7 +229,7 @@ public sealed class DeploymentModel
             for (var j = Buckets.DecodeIndex(from); j < _decodeEdges.Length && Buckets.DecodeLowerEdge(j) < to; j++)
             {
                 var steps = Math.Min(to, _decodeEdges[j]) - Math.Max(from, Buckets.DecodeLowerEdge(j) + 1) + 1;
-                shares.Add(new BucketShare(new BucketId(BucketKind.Decode, _decodeEdges[j]), steps, steps * _step[j]));
+                shares.Add(new BucketShare(new BucketId(BucketKind.Decode, _decodeEdges[j], Buckets.Batch[0]), steps, steps * _step[j]));
             }
         }
 
@@ -251,7 +276,7 @@ public sealed class DeploymentModel
                 j++;
             }
 
-            throw new UnfittedBucketException(new BucketId(BucketKind.Decode, _decodeEdges[j]));
+            throw new UnfittedBucketException(new BucketId(BucketKind.Decode, _decodeEdges[j], Buckets.Batch[0]));
         }
 
         if (ja == jb)

@@ -24,15 +24,25 @@ public sealed record CsvRows<T>(string Source, IReadOnlyList<T> Rows, IReadOnlyL
 /// blank lines and lines starting with '#' skipped. Reading is all-or-nothing: the first bad cell throws
 /// <see cref="CsvFormatException"/> and no row is returned.
 /// <list type="bullet">
-/// <item>measurements: <c>input_len,output_len,e2e_ms</c>, optional <c>ttft_ms</c> and <c>bucket</c>.</item>
+/// <item>measurements: <c>input_len,output_len,e2e_ms</c>, optional <c>ttft_ms</c>, <c>bucket</c>, <c>batch</c> (size of the group
+/// released at once, default 1) and <c>group</c> (the group's id).</item>
 /// <item>request pairs: <c>input_len,output_len</c>.</item>
-/// <item>plan: <c>bucket,input_len,output_len,repeat,role</c>.</item>
+/// <item>plan: <c>bucket,input_len,output_len,repeat,role</c>, optional <c>batch</c> (default 1).</item>
 /// </list>
 /// </summary>
 public static class LensCsv
 {
     public const string MeasurementHeader = "bucket,input_len,output_len,e2e_ms,ttft_ms";
     public const string PlanHeader = "bucket,input_len,output_len,repeat,role";
+
+    /// <summary>The measurement header when requests ran in groups (batch buckets): one row per request.</summary>
+    public const string BatchedMeasurementHeader = "bucket,input_len,output_len,batch,group,e2e_ms,ttft_ms";
+
+    /// <summary>The plan header when points run as groups (batch buckets).</summary>
+    public const string BatchedPlanHeader = "bucket,input_len,output_len,repeat,role,batch";
+
+    /// <summary>The largest group (batch bucket) a file may name.</summary>
+    public const int MaxBatch = 65536;
 
     /// <summary>Reads measurements. Lengths must be whole numbers from 1; latencies positive and finite; TTFT at most E2E.</summary>
     public static CsvRows<Measurement> ReadMeasurements(TextReader reader, string source) =>
@@ -55,7 +65,21 @@ public static class LensCsv
                     : throw new CsvFormatException(source, line, "bucket", $"'{cells.Text("bucket")}' is not a bucket id (prefill-N or decode-N)");
             }
 
-            return new Measurement(i, o, e2e, ttft, bucket);
+            var batch = cells.Has("batch") && cells.Text("batch").Length > 0 ? cells.Int("batch", 1, MaxBatch) : 1;
+            long? group = null;
+            if (cells.Has("group") && cells.Text("group").Length > 0)
+            {
+                group = long.TryParse(cells.Text("group"), NumberStyles.None, CultureInfo.InvariantCulture, out var g)
+                    ? g
+                    : throw new CsvFormatException(source, line, "group", $"'{cells.Text("group")}' is not a group id (a whole number from 0)");
+            }
+
+            if (bucket is { Kind: BucketKind.Decode } named && named.Batch != batch)
+            {
+                throw new CsvFormatException(source, line, "batch", $"batch {batch} disagrees with bucket {named} (batch bucket {named.Batch})");
+            }
+
+            return new Measurement(i, o, e2e, ttft, bucket, batch, group);
         });
 
     /// <summary>Reads request pairs to predict or measure.</summary>
@@ -90,29 +114,54 @@ public static class LensCsv
                 throw new CsvFormatException(source, line, "role", $"'{cells.Text("role")}' is not one of {string.Join(", ", Enum.GetNames<PlanRole>())}");
             }
 
-            return new PlanRow(bucket, cells.Int("input_len", 1, int.MaxValue), cells.Int("output_len", 1, int.MaxValue), repeat, role);
+            var batch = cells.Has("batch") && cells.Text("batch").Length > 0 ? cells.Int("batch", 1, MaxBatch) : bucket.Batch;
+            if (batch != (bucket.Kind == BucketKind.Decode ? bucket.Batch : batch))
+            {
+                throw new CsvFormatException(source, line, "batch", $"batch {batch} disagrees with bucket {bucket} (batch bucket {bucket.Batch})");
+            }
+
+            return new PlanRow(bucket, cells.Int("input_len", 1, int.MaxValue), cells.Int("output_len", 1, int.MaxValue), repeat, role, batch);
         });
 
-    public static void WritePlan(TextWriter writer, IEnumerable<PlanRow> rows)
+    /// <summary>Writes a plan; the <c>batch</c> column is written when any point runs as a group.</summary>
+    public static void WritePlan(TextWriter writer, IReadOnlyCollection<PlanRow> rows)
     {
-        writer.WriteLine(PlanHeader);
+        ArgumentNullException.ThrowIfNull(rows);
+        var batched = rows.Any(r => r.Batch != 1);
+        writer.WriteLine(batched ? BatchedPlanHeader : PlanHeader);
         foreach (var r in rows)
         {
-            writer.WriteLine($"{r.Bucket},{r.InputLength},{r.OutputLength},{r.Repeat},{r.Role.ToString().ToLowerInvariant()}");
+            writer.WriteLine(batched
+                ? $"{r.Bucket},{r.InputLength},{r.OutputLength},{r.Repeat},{r.Role.ToString().ToLowerInvariant()},{r.Batch}"
+                : $"{r.Bucket},{r.InputLength},{r.OutputLength},{r.Repeat},{r.Role.ToString().ToLowerInvariant()}");
         }
     }
 
-    /// <summary>One measurement as a line of <see cref="MeasurementHeader"/>; round-trips through <see cref="ReadMeasurements"/>.</summary>
-    public static string FormatMeasurement(Measurement m) =>
-        string.Create(CultureInfo.InvariantCulture,
-            $"{m.Bucket?.ToString() ?? ""},{m.InputLength},{m.OutputLength},{m.E2eMs:R},{(m.TtftMs is { } t ? t.ToString("R", CultureInfo.InvariantCulture) : "")}");
+    /// <summary>The measurement header: <see cref="BatchedMeasurementHeader"/> when requests ran in groups.</summary>
+    public static string MeasurementHeaderFor(bool batched) => batched ? BatchedMeasurementHeader : MeasurementHeader;
 
-    public static void WriteMeasurements(TextWriter writer, IEnumerable<Measurement> rows)
+    /// <summary>
+    /// One measurement as a line of <see cref="MeasurementHeaderFor"/>(<paramref name="batched"/>); round-trips through
+    /// <see cref="ReadMeasurements"/>.
+    /// </summary>
+    public static string FormatMeasurement(Measurement m, bool batched = false)
     {
-        writer.WriteLine(MeasurementHeader);
+        var ttft = m.TtftMs is { } t ? t.ToString("R", CultureInfo.InvariantCulture) : "";
+        return batched
+            ? string.Create(CultureInfo.InvariantCulture,
+                $"{m.Bucket?.ToString() ?? ""},{m.InputLength},{m.OutputLength},{m.Batch},{m.Group?.ToString(CultureInfo.InvariantCulture) ?? ""},{m.E2eMs:R},{ttft}")
+            : string.Create(CultureInfo.InvariantCulture, $"{m.Bucket?.ToString() ?? ""},{m.InputLength},{m.OutputLength},{m.E2eMs:R},{ttft}");
+    }
+
+    /// <summary>Writes measurements; the <c>batch</c> and <c>group</c> columns are written when any request ran in a group.</summary>
+    public static void WriteMeasurements(TextWriter writer, IReadOnlyCollection<Measurement> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var batched = rows.Any(m => m.Batch != 1 || m.Group is not null);
+        writer.WriteLine(MeasurementHeaderFor(batched));
         foreach (var m in rows)
         {
-            writer.WriteLine(FormatMeasurement(m));
+            writer.WriteLine(FormatMeasurement(m, batched));
         }
     }
 

@@ -35,7 +35,7 @@ public static class MeasurementTagger
     {
         ArgumentNullException.ThrowIfNull(buckets);
         ArgumentNullException.ThrowIfNull(measurements);
-        var byInput = measurements.Where(m => m.Bucket is null && m.OutputLength > 1).GroupBy(m => m.InputLength)
+        var byInput = measurements.Where(m => m.Bucket is null && m.OutputLength > 1).GroupBy(m => (m.InputLength, m.Batch))
             .ToDictionary(g => g.Key, g => g.Select(m => m.OutputLength).Distinct().ToArray());
         var assigned = new BucketId[measurements.Count];
         for (var i = 0; i < measurements.Count; i++)
@@ -46,7 +46,13 @@ public static class MeasurementTagger
                 throw new ArgumentException($"measurement #{i + 1} (I={m.InputLength}, O={m.OutputLength}): {reason}");
             }
 
-            assigned[i] = m.Bucket ?? Infer(buckets, m, byInput.GetValueOrDefault(m.InputLength) ?? []);
+            if (buckets.BatchIndex(m.Batch) is var b && (b < 0 || buckets.Batch[b] != m.Batch))
+            {
+                throw new ArgumentException(
+                    $"measurement #{i + 1} (I={m.InputLength}, O={m.OutputLength}) ran in a group of {m.Batch}, which is not a batch bucket of {buckets}");
+            }
+
+            assigned[i] = m.Bucket ?? Infer(buckets, m, byInput.GetValueOrDefault((m.InputLength, m.Batch)) ?? []);
             if (!buckets.Contains(assigned[i]))
             {
                 throw new ArgumentException($"measurement #{i + 1} names bucket {assigned[i]}, which is not in {buckets}");
@@ -68,7 +74,7 @@ public static class MeasurementTagger
                 var last = buckets.DecodeIndex(buckets.StepLength(m.InputLength, o - 1));
                 if (first >= 0 && first == last)
                 {
-                    return new BucketId(BucketKind.Decode, decode[first]);
+                    return new BucketId(BucketKind.Decode, decode[first], m.Batch);
                 }
             }
 
@@ -83,6 +89,6 @@ public static class MeasurementTagger
             j++;
         }
 
-        return new BucketId(BucketKind.Decode, decode[j]);
+        return new BucketId(BucketKind.Decode, decode[j], m.Batch);
     }
 }

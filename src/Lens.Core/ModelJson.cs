@@ -8,11 +8,16 @@ namespace Lens.Core;
 /// statistic of the profile (the point prediction is that statistic), the interval calibration, and each bucket's fitted values
 /// with standard errors. Unknown members are ignored, so later versions
 /// can add fields; a different <see cref="ModelDocument.Format"/> or a newer major <see cref="ModelDocument.Version"/> is refused.
+/// Version 2 adds batch buckets (<c>batchBuckets</c>, and <c>batch</c> on each decode value); a model without batch buckets is still
+/// written as version 1, which earlier releases read, and version 1 files load as batch bucket <c>[1]</c>.
 /// </summary>
 public static class ModelJson
 {
     public const string Format = "lens-model";
-    public const int Version = 1;
+    public const int Version = 2;
+
+    /// <summary>The version a model without batch buckets is written as (readable by every release).</summary>
+    public const int SingleBatchVersion = 1;
 
     private static readonly JsonSerializerOptions Options = new()
     {
@@ -28,15 +33,16 @@ public static class ModelJson
         var doc = new ModelDocument
         {
             Format = Format,
-            Version = Version,
+            Version = model.Buckets.IsBatched ? Version : SingleBatchVersion,
             PrefillBuckets = [.. model.Buckets.Prefill],
             DecodeBuckets = [.. model.Buckets.Decode],
+            BatchBuckets = model.Buckets.IsBatched ? [.. model.Buckets.Batch] : null,
             Convention = model.Buckets.Convention,
             Statistic = model.Statistic.ToString(),
             RelativeNoise = model.RelativeNoise,
             Calibration = model.Calibration,
             Prefill = [.. model.PrefillBuckets],
-            Decode = [.. model.DecodeBuckets],
+            Decode = [.. model.DecodeBuckets.Select(d => new DecodeDocument(d.Edge, d.StepMs, d.StepStandardError, model.Buckets.IsBatched ? d.Batch : null))],
         };
         return JsonSerializer.Serialize(doc, Options);
     }
@@ -66,8 +72,9 @@ public static class ModelJson
 
         try
         {
-            var buckets = new BucketSet(doc.PrefillBuckets ?? [], doc.DecodeBuckets ?? [], doc.Convention);
-            return new DeploymentModel(buckets, doc.Prefill ?? [], doc.Decode ?? [], RepeatStatistic.Parse(doc.Statistic ?? "min"),
+            var buckets = new BucketSet(doc.PrefillBuckets ?? [], doc.DecodeBuckets ?? [], doc.Convention, doc.BatchBuckets);
+            var decode = (doc.Decode ?? []).Select(d => new DecodeValues(d.Edge, d.StepMs, d.StepStandardError, d.Batch ?? 1)).ToArray();
+            return new DeploymentModel(buckets, doc.Prefill ?? [], decode, RepeatStatistic.Parse(doc.Statistic ?? "min"),
                 doc.RelativeNoise, doc.Calibration);
         }
         catch (Exception ex) when (ex is ArgumentException or FormatException)
@@ -87,6 +94,10 @@ public static class ModelJson
 
         public int[]? DecodeBuckets { get; set; }
 
+        /// <summary>Batch buckets (version 2); absent means <c>[1]</c>.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public int[]? BatchBuckets { get; set; }
+
         public DecodeConvention Convention { get; set; }
 
         public string? Statistic { get; set; }
@@ -100,6 +111,13 @@ public static class ModelJson
 
         public PrefillValues[]? Prefill { get; set; }
 
-        public DecodeValues[]? Decode { get; set; }
+        public DecodeDocument[]? Decode { get; set; }
     }
+
+    /// <summary>One decode value in the file; <see cref="Batch"/> is written by version 2 only.</summary>
+    public sealed record DecodeDocument(
+        int Edge,
+        double StepMs,
+        double StepStandardError,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Batch = null);
 }

@@ -38,13 +38,16 @@ public sealed record PlanOptions(int Repeats = 1, int? MaxSpan = null, int Seed 
     }
 }
 
-/// <summary>One planned request: the bucket it profiles, its lengths, which repeat, and its role.</summary>
-public readonly record struct PlanRow(BucketId Bucket, int InputLength, int OutputLength, int Repeat, PlanRole Role);
+/// <summary>
+/// One planned point: the bucket it profiles, its lengths, which repeat, its role, and how many identical requests are released at
+/// once as one group (<paramref name="Batch"/>: the decode bucket's batch bucket; 1 for single requests).
+/// </summary>
+public readonly record struct PlanRow(BucketId Bucket, int InputLength, int OutputLength, int Repeat, PlanRole Role, int Batch = 1);
 
 /// <summary>What a plan costs on the device, counted in prefills and decode steps.</summary>
-/// <param name="Requests">Requests in the plan, repeats included.</param>
-/// <param name="DecodeSteps">Decode steps over all requests, repeats included.</param>
-/// <param name="DecodeWidth">Sum of the decode buckets' widths: one pass over every bucket.</param>
+/// <param name="Requests">Requests in the plan, repeats included (a group of <c>b</c> counts <c>b</c>).</param>
+/// <param name="DecodeSteps">Decode steps the device runs over all points, repeats included (a group's rows step together).</param>
+/// <param name="DecodeWidth">Sum of the decode buckets' widths times the batch buckets: one pass over every bucket.</param>
 public readonly record struct PlanCost(int Requests, long DecodeSteps, long DecodeWidth)
 {
     /// <summary>Decode steps of one repeat over one pass of every bucket's width.</summary>
@@ -100,21 +103,58 @@ public static class ProfilingPlanner
         }
 
         long steps = rows.Sum(r => (long)r.OutputLength - 1);
-        long width = buckets.MaxSequence;
-        return new ProfilingPlan(buckets, options, rows, new PlanCost(rows.Count, steps, width));
+        long width = (long)buckets.MaxSequence * buckets.Batch.Length;
+        return new ProfilingPlan(buckets, options, rows, new PlanCost(rows.Sum(r => r.Batch), steps, width));
     }
 
-    /// <summary>The distinct points of one repeat, bucket by bucket (decode buckets first, then uncovered prefill buckets).</summary>
+    /// <summary>
+    /// The distinct points of one repeat, bucket by bucket (decode buckets first, batch bucket by batch bucket, then uncovered
+    /// prefill buckets). A batch bucket <c>b</c> gets the same pairs as single requests, each point a group of <c>b</c> identical
+    /// requests released at once; prefill-only points run at the smallest batch bucket.
+    /// </summary>
     public static IReadOnlyList<PlanRow> PlanPoints(BucketSet buckets, int? maxSpan = null)
     {
         var points = new List<PlanRow>();
         var covered = new bool[buckets.Prefill.Length];
+        var smallest = buckets.Batch[0];
+        foreach (var batch in buckets.Batch)
+        {
+            AddDecodePairs(buckets, batch, maxSpan, points, batch == smallest ? covered : null);
+        }
+
+        for (var i = 0; i < covered.Length; i++)
+        {
+            if (covered[i])
+            {
+                continue;
+            }
+
+            // A request needs I + O <= dn, so a prompt of the longest sequence itself is never served: stop one short.
+            int lower = buckets.PrefillLowerEdge(i), top = Math.Min(buckets.Prefill[i], buckets.MaxSequence - 1);
+            if (lower + 1 > top)
+            {
+                continue; // no servable request lands in this bucket
+            }
+
+            var id = new BucketId(BucketKind.Prefill, buckets.Prefill[i]);
+            points.Add(new PlanRow(id, lower + 1, 1, 0, PlanRole.Prefill, smallest));
+            if (top > lower + 1)
+            {
+                points.Add(new PlanRow(id, top, 1, 0, PlanRole.Prefill, smallest));
+            }
+        }
+
+        return points;
+    }
+
+    private static void AddDecodePairs(BucketSet buckets, int batch, int? maxSpan, List<PlanRow> points, bool[]? covered)
+    {
         var offset = (int)buckets.Convention;
         var pm = buckets.MaxPrompt;
         for (var j = 0; j < buckets.Decode.Length; j++)
         {
             int lower = buckets.DecodeLowerEdge(j), edge = buckets.Decode[j];
-            var id = new BucketId(BucketKind.Decode, edge);
+            var id = new BucketId(BucketKind.Decode, edge, batch);
             int input, shortOut;
             if (lower + 1 <= pm && edge - lower >= 3)
             {
@@ -144,38 +184,14 @@ public static class ProfilingPlanner
             }
 
             var intercept = shortOut == 1;
-            if (intercept)
+            if (intercept && covered is not null)
             {
                 covered[buckets.PrefillIndex(input)] = true;
             }
 
-            points.Add(new PlanRow(id, input, shortOut, 0, intercept ? PlanRole.Intercept : PlanRole.Base));
-            points.Add(new PlanRow(id, input, longOut, 0, PlanRole.Slope));
+            points.Add(new PlanRow(id, input, shortOut, 0, intercept ? PlanRole.Intercept : PlanRole.Base, batch));
+            points.Add(new PlanRow(id, input, longOut, 0, PlanRole.Slope, batch));
         }
-
-        for (var i = 0; i < covered.Length; i++)
-        {
-            if (covered[i])
-            {
-                continue;
-            }
-
-            // A request needs I + O <= dn, so a prompt of the longest sequence itself is never served: stop one short.
-            int lower = buckets.PrefillLowerEdge(i), top = Math.Min(buckets.Prefill[i], buckets.MaxSequence - 1);
-            if (lower + 1 > top)
-            {
-                continue; // no servable request lands in this bucket
-            }
-
-            var id = new BucketId(BucketKind.Prefill, buckets.Prefill[i]);
-            points.Add(new PlanRow(id, lower + 1, 1, 0, PlanRole.Prefill));
-            if (top > lower + 1)
-            {
-                points.Add(new PlanRow(id, top, 1, 0, PlanRole.Prefill));
-            }
-        }
-
-        return points;
     }
 }
 

@@ -30,69 +30,29 @@ public sealed record SimulationResult(
     double RequestsPerSecond,
     double OutputTokensPerSecond,
     double Utilization,
-    double? SloAttainment);
+    double? SloAttainment)
+{
+    /// <summary>Sequences in flight at most per replica.</summary>
+    public int MaxNumSeqs { get; init; } = 1;
+
+    /// <summary>Requests per second that met the objectives (null without objectives).</summary>
+    public double? GoodputPerSecond { get; init; }
+
+    /// <summary>Decode steps simulated.</summary>
+    public long DecodeSteps { get; init; }
+}
 
 /// <summary>
-/// Simulates serving a trace on a deployment whose device runs one request at a time (compiled batch size 1, as the profile
-/// measured): requests queue first-come first-served and each goes to the replica that frees up first. A request's service time
-/// is the model's predicted E2E; the user sees queue wait + predicted TTFT, and the predicted TPOT (method.md, "Beyond the paper", 5).
+/// Serving a trace on a deployment (method.md, "Beyond the paper", 5, and "Batched serving"): the continuous-batching scheduler of
+/// <see cref="ServingSimulation"/>, with at most <c>max_num_seqs</c> sequences in flight per replica (the largest batch bucket by
+/// default; a deployment with batch buckets <c>[1]</c> runs one request at a time) and one first-come first-served queue shared by
+/// the replicas. Also generates traces.
 /// </summary>
 public static class WorkloadSimulation
 {
-    public static SimulationResult Run(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int replicas = 1, ServiceObjectives? slo = null)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(trace);
-        if (replicas < 1)
-        {
-            throw new ArgumentOutOfRangeException(nameof(replicas), replicas, "at least one replica is needed");
-        }
-
-        if (trace.Count == 0)
-        {
-            throw new ArgumentException("the trace is empty");
-        }
-
-        var ordered = trace.Select((r, n) => (r, n)).OrderBy(t => t.r.ArrivalMs).ThenBy(t => t.n).Select(t => t.r).ToArray();
-        var free = new PriorityQueue<int, double>();
-        for (var k = 0; k < replicas; k++)
-        {
-            free.Enqueue(k, ordered[0].ArrivalMs);
-        }
-
-        var ttft = new double[ordered.Length];
-        var tpot = new double[ordered.Length];
-        var e2e = new double[ordered.Length];
-        var wait = new double[ordered.Length];
-        double busy = 0, lastFinish = 0;
-        long outputTokens = 0;
-        var met = 0;
-        for (var n = 0; n < ordered.Length; n++)
-        {
-            var r = ordered[n];
-            var p = model.Predict(r.InputLength, r.OutputLength);
-            free.TryDequeue(out var replica, out var freeAt);
-            var start = Math.Max(r.ArrivalMs, freeAt);
-            var finish = start + p.E2eMs;
-            free.Enqueue(replica, finish);
-            wait[n] = start - r.ArrivalMs;
-            ttft[n] = wait[n] + p.TtftMs;
-            e2e[n] = finish - r.ArrivalMs;
-            tpot[n] = p.TpotMs;
-            busy += p.E2eMs;
-            lastFinish = Math.Max(lastFinish, finish);
-            outputTokens += r.OutputLength;
-            if (slo is not null && ttft[n] <= slo.TtftMs && (double.IsNaN(tpot[n]) || tpot[n] <= slo.TpotMs))
-            {
-                met++;
-            }
-        }
-
-        var span = Math.Max(lastFinish - ordered[0].ArrivalMs, double.Epsilon) / 1000;
-        return new SimulationResult(ordered.Length, replicas, LatencyPercentiles.Of(ttft), LatencyPercentiles.Of(tpot), LatencyPercentiles.Of(e2e),
-            LatencyPercentiles.Of(wait), ordered.Length / span, outputTokens / span, busy / 1000 / span / replicas,
-            slo is null ? null : (double)met / ordered.Length);
-    }
+    public static SimulationResult Run(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int replicas = 1, ServiceObjectives? slo = null,
+        int? maxNumSeqs = null) =>
+        ServingSimulation.Simulate(model, trace, maxNumSeqs, replicas).Summarize(slo);
 
     /// <summary>A Poisson arrival trace with lengths drawn uniformly over what the buckets serve (capped by <paramref name="maxOutput"/>).</summary>
     public static IReadOnlyList<TraceRequest> PoissonTrace(BucketSet buckets, double requestsPerSecond, int count, int seed, int? maxOutput = null)

@@ -544,7 +544,7 @@ public sealed class DeviceGrain(
         var batchId = batch.Id ?? Guid.NewGuid().ToString("N");
         var now = time.GetUtcNow();
         var records = batch.Measurements.Select((m, i) => new MeasurementRecord($"{batchId}:{i}", placed[i].ToString(), m.InputLength,
-            m.OutputLength, m.E2eMs, m.TtftMs, source, now)).ToArray();
+            m.OutputLength, m.E2eMs, m.TtftMs, source, now, m.Batch, Placement.ScopedGroup(batchId, m.Group))).ToArray();
         var groups = records.GroupBy(r => r.Bucket).OrderBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => (BucketId.Parse(g.Key), g.ToArray())).ToList();
         return (batchId, groups);

@@ -18,6 +18,9 @@ public sealed class LensGrainOptions
     /// <summary>Most requests in one batch prediction.</summary>
     public int MaxPredictBatch { get; set; } = 100_000;
 
+    /// <summary>Most requests one simulation may serve (a trace's rows or a generated workload's count).</summary>
+    public int MaxSimulateRequests { get; set; } = 1_000_000;
+
     /// <summary>Tries of one planned measurement when the backend fails transiently (<c>MeasurementFailedException.IsTransient</c>).</summary>
     public int MaxAttempts { get; set; } = 5;
 

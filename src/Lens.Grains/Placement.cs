@@ -36,6 +36,16 @@ internal static class Placement
                 reason = $"bucket '{named}' is not in the deployment's bucket set {buckets}";
             }
 
+            if (reason is null && (buckets.BatchIndex(m!.Batch) is var b && (b < 0 || buckets.Batch[b] != m.Batch)))
+            {
+                reason = $"batch {m.Batch} is not one of the deployment's batch buckets {string.Join(',', buckets.Batch)}";
+            }
+
+            if (reason is null && m!.Group is < 0)
+            {
+                reason = $"group {m.Group} must be a whole number from 0";
+            }
+
             if (reason is not null && errors.Count < 20)
             {
                 errors[$"measurements[{i}]"] = [reason];
@@ -49,6 +59,15 @@ internal static class Placement
 
         return MeasurementTagger.Assign(buckets,
             [.. items.Select(m => new Core.Measurement(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs,
-                m.Bucket is { } named ? BucketId.Parse(named) : null))]);
+                m.Bucket is { } named ? BucketId.Parse(named) : null, m.Batch, m.Group))]);
     }
+
+    /// <summary>
+    /// A stored group id for group <paramref name="group"/> of the batch or run <paramref name="scope"/>: group ids are the caller's,
+    /// so two imports that both use group 0 must not become one group in a bucket's fit.
+    /// </summary>
+    public static long? ScopedGroup(string scope, long? group) =>
+        group is { } g
+            ? BitConverter.ToInt64(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{scope}:{g}")), 0) & long.MaxValue
+            : null;
 }

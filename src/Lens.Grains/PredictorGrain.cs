@@ -35,6 +35,14 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
             p.E2eLowMs, p.E2eHighMs, version, model.Calibration.Level, p.TtftLowMs, p.TtftHighMs);
     }
 
+    public async Task<SimulationReport> SimulateAsync(string deploymentKey, SimulateRequest request)
+    {
+        var (model, version) = await ModelAsync(deploymentKey, false);
+        var trace = Guard(() => ServingWorkloads.Trace(model.Buckets, request, _options.MaxSimulateRequests));
+        var run = Guard(() => ServingSimulation.Simulate(model, trace, request.MaxNumSeqs, request.Replicas));
+        return ServingWorkloads.Report(run, request, version);
+    }
+
     public async Task<BatchPredictionResult> PredictBatchAsync(string deploymentKey, BatchPredictRequest request)
     {
         if (request?.InputLengths is not { } inputs || request.OutputLengths is not { } outputs)

@@ -116,6 +116,24 @@ public static class LensApi
             .Produces<BatchPredictionResult>(200, "application/json", BatchCodec.MediaType).ProducesProblem(409).WithName("PredictBatch")
             .WithSummary($"Predict many requests; JSON, or the binary form {BatchCodec.MediaType} (Content-Type and Accept) for large batches");
 
+        v1.MapPost(Deployment + "/simulate", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var request = await ReadBodyAsync<SimulateRequest>(http);
+            var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
+            return Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).SimulateAsync(key, request));
+        })).Accepts<SimulateRequest>("application/json").Produces<SimulationReport>().ProducesProblem(409).WithName("Simulate")
+            .WithSummary("Serve a trace or a generated workload with continuous batching: percentiles, throughput, SLO attainment, goodput");
+
+        v1.MapPost(Deployment + "/predict/static-batch", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var batch = await ReadBodyAsync<StaticBatchRequest>(http);
+            var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
+            var request = new SimulateRequest(batch?.InputLengths is { } i ? new double[i.Length] : null, batch?.InputLengths, batch?.OutputLengths,
+                MaxNumSeqs: batch?.MaxNumSeqs, IncludeRequests: true);
+            return Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).SimulateAsync(key, request));
+        })).Accepts<StaticBatchRequest>("application/json").Produces<SimulationReport>().ProducesProblem(409).WithName("PredictStaticBatch")
+            .WithSummary("Requests started together (the paper's batch mode): each one's TTFT and E2E, in the given order");
+
         v1.MapGet(Deployment + "/model", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
         {
             var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();

@@ -200,7 +200,7 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
                  })
         {
             CliFiles.WriteAtomically(Path.Combine(dir, file),
-                w => LensCsv.WriteMeasurements(w, measured.Where(m => m.Row.Role == role).Select(m => m.ToMeasurement())));
+                w => LensCsv.WriteMeasurements(w, [.. measured.Where(m => m.Row.Role == role).Select(m => m.ToMeasurement())]));
         }
     }
 }

@@ -1,0 +1,329 @@
+namespace Lens.Core;
+
+/// <summary>What happened to one request of a simulated trace (ms from the trace's start).</summary>
+/// <param name="ArrivalMs">When it arrived.</param>
+/// <param name="StartMs">When it was admitted and its prefill began.</param>
+/// <param name="FirstTokenMs">When its first token was emitted.</param>
+/// <param name="FinishMs">When its last token was emitted.</param>
+/// <param name="OutputLength">Its output tokens (for TPOT).</param>
+/// <param name="Replica">The replica that served it.</param>
+public readonly record struct ServedRequest(double ArrivalMs, double StartMs, double FirstTokenMs, double FinishMs, int OutputLength, int Replica)
+{
+    public double TtftMs => FirstTokenMs - ArrivalMs;
+
+    public double E2eMs => FinishMs - ArrivalMs;
+
+    public double QueueWaitMs => StartMs - ArrivalMs;
+
+    /// <summary><c>(E2E - TTFT) / (O - 1)</c>; NaN when <c>O = 1</c>.</summary>
+    public double TpotMs => OutputLength > 1 ? (FinishMs - FirstTokenMs) / (OutputLength - 1) : double.NaN;
+
+    /// <summary>Whether the request met both objectives (a request without decode steps is judged on TTFT alone).</summary>
+    public bool Meets(ServiceObjectives slo) => TtftMs <= slo.TtftMs && (OutputLength == 1 || TpotMs <= slo.TpotMs);
+}
+
+/// <summary>A simulated trace: every request in the trace's order, and what the replicas did.</summary>
+/// <param name="Requests">One entry per trace request, in the trace's order.</param>
+/// <param name="MaxNumSeqs">Sequences in flight at most per replica.</param>
+/// <param name="Replicas">Replicas that shared the queue.</param>
+/// <param name="DecodeSteps">Decode steps simulated over all replicas.</param>
+/// <param name="BusyMs">Time the replicas spent on prefills and decode steps, summed.</param>
+public sealed record ServingRun(IReadOnlyList<ServedRequest> Requests, int MaxNumSeqs, int Replicas, long DecodeSteps, double BusyMs)
+{
+    /// <summary>Percentiles, throughput, utilization and (with objectives) attainment and goodput.</summary>
+    public SimulationResult Summarize(ServiceObjectives? slo = null)
+    {
+        var n = Requests.Count;
+        var ttft = new double[n];
+        var tpot = new double[n];
+        var e2e = new double[n];
+        var wait = new double[n];
+        double first = double.MaxValue, last = 0;
+        long outputTokens = 0;
+        var met = 0;
+        for (var k = 0; k < n; k++)
+        {
+            var r = Requests[k];
+            (ttft[k], tpot[k], e2e[k], wait[k]) = (r.TtftMs, r.TpotMs, r.E2eMs, r.QueueWaitMs);
+            first = Math.Min(first, r.ArrivalMs);
+            last = Math.Max(last, r.FinishMs);
+            outputTokens += r.OutputLength;
+            if (slo is not null && r.Meets(slo))
+            {
+                met++;
+            }
+        }
+
+        var span = Math.Max(last - first, double.Epsilon) / 1000;
+        return new SimulationResult(n, Replicas, LatencyPercentiles.Of(ttft), LatencyPercentiles.Of(tpot), LatencyPercentiles.Of(e2e),
+            LatencyPercentiles.Of(wait), n / span, outputTokens / span, BusyMs / 1000 / span / Replicas,
+            slo is null ? null : (double)met / n)
+        {
+            MaxNumSeqs = MaxNumSeqs,
+            GoodputPerSecond = slo is null ? null : met / span,
+            DecodeSteps = DecodeSteps,
+        };
+    }
+}
+
+/// <summary>
+/// Continuous batching with batch-size buckets, simulated step by step with the model's costs (method.md, "Batched serving"; the
+/// scheduler of vLLM and NxD Inference on Neuron). At most <c>max_num_seqs</c> sequences are in flight per replica; the others wait
+/// first come first served in one queue shared by the replicas. Each iteration of a replica:
+/// <list type="number">
+/// <item>while a request has arrived and a slot is free, it is admitted and its prefill runs alone at <c>pre(I)</c>, costing
+/// <c>A[pre(I)]</c>; its first token is emitted at its TTFT (a request with <c>O = 1</c> is done when its prefill ends);</item>
+/// <item>if sequences are in flight, one decode step runs for all <c>n</c> of them at batch bucket <c>bat(n)</c> and the decode bucket
+/// of the longest sequence after this step's append (padded execution), costing <c>S[bat(n), dec(max length)]</c>; each sequence
+/// gets a token, and one that has its <c>O</c> tokens leaves after the step.</item>
+/// </list>
+/// Exact for the model and deterministic. Runs of identical steps (same batch, same decode bucket, no arrival admitted, no sequence
+/// finishing) are taken at once, so the cost grows with the number of events (admissions, departures, bucket crossings), not with
+/// the steps or the simulated time. With batch buckets <c>[1]</c> it is the one-request-at-a-time device of earlier releases.
+/// </summary>
+public static class ServingSimulation
+{
+    /// <summary>
+    /// Simulates <paramref name="trace"/> on <paramref name="replicas"/> replicas of the deployment <paramref name="model"/>.
+    /// <paramref name="maxNumSeqs"/> defaults to the largest batch bucket and may not exceed it. Throws
+    /// <see cref="RequestOutOfRangeException"/> naming the trace row (1-based) of a request the buckets cannot serve, and
+    /// <see cref="UnfittedBucketException"/> when a needed bucket has no fit.
+    /// </summary>
+    public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(trace);
+        var buckets = model.Buckets;
+        var seqs = maxNumSeqs ?? buckets.MaxBatch;
+        if (seqs < 1 || seqs > buckets.MaxBatch)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxNumSeqs), seqs,
+                $"max_num_seqs {seqs} is outside 1..{buckets.MaxBatch} (the largest batch bucket of {buckets})");
+        }
+
+        if (replicas < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(replicas), replicas, "at least one replica is needed");
+        }
+
+        if (trace.Count == 0)
+        {
+            throw new ArgumentException("the trace is empty; give at least one request");
+        }
+
+        for (var k = 0; k < trace.Count; k++)
+        {
+            var r = trace[k];
+            if (!(r.ArrivalMs >= 0) || !double.IsFinite(r.ArrivalMs))
+            {
+                throw new RequestOutOfRangeException($"trace row {k + 1}: arrival {r.ArrivalMs} ms is not a finite time >= 0");
+            }
+
+            if (buckets.CheckRequest(r.InputLength, r.OutputLength) is { } reason)
+            {
+                throw new RequestOutOfRangeException($"trace row {k + 1}: {reason}");
+            }
+        }
+
+        // Arrival order, stable for equal times: the FCFS queue.
+        var order = new int[trace.Count];
+        for (var k = 0; k < order.Length; k++)
+        {
+            order[k] = k;
+        }
+
+        var arrivals = trace.Select(r => r.ArrivalMs).ToArray();
+        Array.Sort(arrivals, order);
+        var state = new Scheduler(model, trace, order, seqs, replicas);
+        state.Run();
+        return new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
+    }
+
+    /// <summary>
+    /// Static batch (the paper's batch mode): <paramref name="requests"/> started together on one replica, admitted in the given order
+    /// (at most <paramref name="maxNumSeqs"/> at once), each one's TTFT and E2E.
+    /// </summary>
+    public static ServingRun StaticBatch(DeploymentModel model, IReadOnlyList<RequestPair> requests, int? maxNumSeqs = null)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        return Simulate(model, [.. requests.Select(r => new TraceRequest(0, r.InputLength, r.OutputLength))], maxNumSeqs);
+    }
+
+    private sealed class Scheduler
+    {
+        private readonly DeploymentModel _model;
+        private readonly BucketSet _buckets;
+        private readonly IReadOnlyList<TraceRequest> _trace;
+        private readonly int[] _order;
+        private readonly int _maxSeqs;
+        private readonly Replica[] _replicas;
+        private readonly int[] _decodeEdges;
+        private int _next; // head of the FCFS queue, an index into _order
+
+        public Scheduler(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas)
+        {
+            _model = model;
+            _buckets = model.Buckets;
+            _trace = trace;
+            _order = order;
+            _maxSeqs = maxSeqs;
+            _decodeEdges = [.. _buckets.Decode];
+            _replicas = [.. Enumerable.Range(0, replicas).Select(_ => new Replica(maxSeqs))];
+            Served = new ServedRequest[trace.Count];
+        }
+
+        public ServedRequest[] Served { get; }
+
+        public long DecodeSteps { get; private set; }
+
+        public double BusyMs { get; private set; }
+
+        public void Run()
+        {
+            // The replica whose next iteration starts first goes next (ties: the lower index), so the shared queue is served in time order.
+            var ready = new PriorityQueue<int, (double, int)>();
+            for (var r = 0; r < _replicas.Length; r++)
+            {
+                if (NextStart(_replicas[r]) is { } t)
+                {
+                    ready.Enqueue(r, (t, r));
+                }
+            }
+
+            while (ready.TryDequeue(out var r, out var key))
+            {
+                var replica = _replicas[r];
+                replica.Now = Math.Max(replica.Now, key.Item1);
+                Iterate(replica, r);
+                if (NextStart(replica) is { } next)
+                {
+                    ready.Enqueue(r, (next, r));
+                }
+            }
+        }
+
+        /// <summary>When the replica's next iteration starts: now while it has work, else when the queue's head arrives (null: never).</summary>
+        private double? NextStart(Replica replica) =>
+            replica.Count > 0 ? replica.Now : _next < _order.Length ? Math.Max(replica.Now, _trace[_order[_next]].ArrivalMs) : null;
+
+        private void Iterate(Replica replica, int index)
+        {
+            // 1. Admissions: each prefill runs alone; a request that arrives during one is admitted next, while slots last.
+            while (replica.Count < _maxSeqs && _next < _order.Length && _trace[_order[_next]].ArrivalMs <= replica.Now)
+            {
+                var id = _order[_next++];
+                var request = _trace[id];
+                var p = _buckets.PrefillIndex(request.InputLength);
+                var a = _model.PrefillMs(p);
+                if (double.IsNaN(a))
+                {
+                    throw new UnfittedBucketException(new BucketId(BucketKind.Prefill, _buckets.Prefill[p]));
+                }
+
+                var start = replica.Now;
+                replica.Now += a;
+                BusyMs += a;
+                var first = start + _model.TtftMs(p);
+                if (request.OutputLength == 1)
+                {
+                    Served[id] = new ServedRequest(request.ArrivalMs, start, first, replica.Now, 1, index);
+                    continue;
+                }
+
+                Served[id] = new ServedRequest(request.ArrivalMs, start, first, double.NaN, request.OutputLength, index);
+
+                // Its k-th decode step is global step g = g0 + k - 1 and runs at length I + k + offset = v + g.
+                replica.Add(id, replica.Steps + request.OutputLength - 1,
+                    request.InputLength + 1 + (int)_buckets.Convention - replica.Steps);
+            }
+
+            if (replica.Count == 0)
+            {
+                return;
+            }
+
+            // 2. Decode: a run of identical steps, up to the next event.
+            var length = (int)(replica.MaxBase + replica.Steps); // at most the longest sequence
+            var d = _buckets.DecodeIndex(length);
+            var b = _buckets.BatchIndex(replica.Count);
+            var cost = _model.StepMs(b, d);
+            if (double.IsNaN(cost))
+            {
+                throw new UnfittedBucketException(new BucketId(BucketKind.Decode, _decodeEdges[d], _buckets.Batch[b]));
+            }
+
+            var run = Math.Min(replica.NextFinish - replica.Steps, _decodeEdges[d] - length + 1);
+            if (replica.Count < _maxSeqs && _next < _order.Length)
+            {
+                // A waiting request is admitted at the first step boundary at or after its arrival.
+                var untilArrival = Math.Ceiling((_trace[_order[_next]].ArrivalMs - replica.Now) / cost);
+                run = Math.Min(run, (long)Math.Max(1, untilArrival));
+            }
+
+            replica.Now += run * cost;
+            replica.Steps += run;
+            DecodeSteps += run;
+            BusyMs += run * cost;
+            if (replica.Steps == replica.NextFinish)
+            {
+                foreach (var id in replica.RemoveFinished())
+                {
+                    Served[id] = Served[id] with { FinishMs = replica.Now };
+                }
+            }
+        }
+    }
+
+    /// <summary>One replica's sequences in flight: at most max_num_seqs, so linear scans are cheap and allocate nothing.</summary>
+    private sealed class Replica(int capacity)
+    {
+        private readonly int[] _ids = new int[capacity];
+        private readonly long[] _finish = new long[capacity]; // global step count after which the sequence is done
+        private readonly long[] _base = new long[capacity];     // length at global step g is base + g
+        private readonly List<int> _finished = new(capacity);
+
+        public double Now { get; set; }
+
+        /// <summary>Decode steps this replica has run.</summary>
+        public long Steps { get; set; }
+
+        public int Count { get; private set; }
+
+        public long MaxBase { get; private set; } = long.MinValue;
+
+        public long NextFinish { get; private set; } = long.MaxValue;
+
+        public void Add(int id, long finish, long lengthBase)
+        {
+            _ids[Count] = id;
+            _finish[Count] = finish;
+            _base[Count] = lengthBase;
+            Count++;
+            MaxBase = Math.Max(MaxBase, lengthBase);
+            NextFinish = Math.Min(NextFinish, finish);
+        }
+
+        public List<int> RemoveFinished()
+        {
+            _finished.Clear();
+            var kept = 0;
+            (MaxBase, NextFinish) = (long.MinValue, long.MaxValue);
+            for (var k = 0; k < Count; k++)
+            {
+                if (_finish[k] == Steps)
+                {
+                    _finished.Add(_ids[k]);
+                    continue;
+                }
+
+                (_ids[kept], _finish[kept], _base[kept]) = (_ids[k], _finish[k], _base[k]);
+                MaxBase = Math.Max(MaxBase, _base[kept]);
+                NextFinish = Math.Min(NextFinish, _finish[kept]);
+                kept++;
+            }
+
+            Count = kept;
+            return _finished;
+        }
+    }
+}

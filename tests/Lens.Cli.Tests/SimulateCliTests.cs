@@ -1,0 +1,82 @@
+using System.Text.Json;
+using Lens.Core;
+
+namespace Lens.Cli.Tests;
+
+public sealed class SimulateCliTests : IDisposable
+{
+    private readonly LensProcess _lens = new();
+
+    public void Dispose() => _lens.Dispose();
+
+    /// <summary>P = 64; D = 64, 128; B = 1, 2, 4; A = 10; S[b, d] = b + d / 64.</summary>
+    private void WriteBatchedModel(string name)
+    {
+        var buckets = new BucketSet([64], [64, 128], DecodeConvention.AfterAppend, [1, 2, 4]);
+        var model = new DeploymentModel(buckets, [new PrefillValues(64, 10, 0, double.NaN, 0, double.NaN)],
+            [.. buckets.Batch.SelectMany(b => buckets.Decode.Select(d => new DecodeValues(d, b + (d / 64.0), 0, b)))], RepeatStatistic.Min, 0);
+        _lens.Write(name, ModelJson.Serialize(model));
+    }
+
+    [Fact]
+    public void Simulate_writes_each_trace_rows_prediction_in_the_traces_order()
+    {
+        WriteBatchedModel("model.json");
+        // Out of arrival order on purpose: the output keeps the file's order. The two at t = 0 batch at B = 2 (see the core tests).
+        _lens.Write("trace.csv", "arrival_ms,input_len,output_len\n1000,5,1\n0,5,3\n0,5,6\n");
+        var run = _lens.Run("simulate", "--model", "model.json", "--trace", "trace.csv", "--out", "pred.csv", "--json");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        var lines = _lens.Read("pred.csv").Trim().Split('\n');
+        Assert.Equal("arrival_ms,input_len,output_len,ttft_ms,e2e_ms,tpot_ms", lines[0]);
+        Assert.Equal("1000,5,1,10,10,", lines[1]);     // alone, O = 1: no TPOT
+        Assert.Equal("0,5,3,10,26,8", lines[2]);
+        Assert.Equal("0,5,6,20,32,2.4", lines[3]);
+        using var doc = JsonDocument.Parse(run.Stdout);
+        var result = doc.RootElement[0].GetProperty("result");
+        Assert.Equal(4, result.GetProperty("maxNumSeqs").GetInt32());
+        Assert.Equal(3, result.GetProperty("requests").GetInt32());
+
+        var one = _lens.Run("simulate", "--model", "model.json", "--trace", "trace.csv", "--out", "pred1.csv", "--max-num-seqs", "1");
+        Assert.True(one.ExitCode == 0, one.Stderr);
+        Assert.Equal("0,5,6,24,34,2", _lens.Read("pred1.csv").Trim().Split('\n')[3]); // admitted when the other ends at 14
+    }
+
+    [Fact]
+    public void Bad_traces_and_batch_limits_are_named_and_nothing_is_written()
+    {
+        WriteBatchedModel("model.json");
+        _lens.Write("bad.csv", "arrival_ms,input_len,output_len\n0,5,3\n10,100,2\n");
+        var bad = _lens.Run("simulate", "--model", "model.json", "--trace", "bad.csv", "--out", "pred.csv");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("bad.csv:3", bad.Stderr);
+        Assert.Contains("allowed 1..64", bad.Stderr);
+        Assert.False(File.Exists(_lens.PathOf("pred.csv")));
+
+        _lens.Write("trace.csv", "arrival_ms,input_len,output_len\n0,5,3\n");
+        var tooMany = _lens.Run("simulate", "--model", "model.json", "--trace", "trace.csv", "--max-num-seqs", "8");
+        Assert.Equal(1, tooMany.ExitCode);
+        Assert.Contains("allowed 1..4", tooMany.Stderr);
+
+        var dist = _lens.Run("simulate", "--model", "model.json", "--rate", "5", "--input-dist", "zipf:3");
+        Assert.NotEqual(0, dist.ExitCode);
+        Assert.Contains("--input-dist", dist.Stderr);
+    }
+
+    [Fact]
+    public void Generated_bursty_workloads_are_deterministic_and_report_goodput()
+    {
+        WriteBatchedModel("model.json");
+        string[] args = ["simulate", "--model", "model.json", "--rate", "50", "--count", "300", "--burstiness", "3", "--input-dist", "uniform:1-64",
+            "--output-dist", "lognormal:20,0.5", "--seed", "4", "--slo-ttft", "50", "--slo-tpot", "10", "--json"];
+        var a = _lens.Run(args);
+        var b = _lens.Run(args);
+        Assert.True(a.ExitCode == 0, a.Stderr);
+        Assert.Equal(a.Stdout, b.Stdout);
+        using var doc = JsonDocument.Parse(a.Stdout);
+        var result = doc.RootElement[0].GetProperty("result");
+        var goodput = result.GetProperty("goodputPerSecond").GetDouble();
+        var attainment = result.GetProperty("sloAttainment").GetDouble();
+        Assert.Equal(attainment * result.GetProperty("requestsPerSecond").GetDouble(), goodput, 6);
+        Assert.InRange(attainment, 0, 1);
+    }
+}
