@@ -30,14 +30,22 @@ internal static class CliFiles
         return ModelJson.Deserialize(reader.ReadToEnd(), path);
     }
 
-    /// <summary>Writes through a temporary file and renames, so a failure never leaves a half-written output.</summary>
+    /// <summary>
+    /// Writes through a temporary file and renames, so a failure never leaves a half-written output. A failure names
+    /// <paramref name="path"/> as given, never the temporary file.
+    /// </summary>
     public static void WriteAtomically(string path, Action<TextWriter> write)
     {
         var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         var temp = full + ".tmp-" + Environment.ProcessId;
         try
         {
+            if (Directory.Exists(full))
+            {
+                throw new IOException("it is a directory");
+            }
+
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
             using (var writer = new StreamWriter(temp, append: false, new UTF8Encoding(false)))
             {
                 write(writer);
@@ -45,9 +53,26 @@ internal static class CliFiles
 
             File.Move(temp, full, overwrite: true);
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            var reason = ex is UnauthorizedAccessException ? "permission denied" : ex.Message.Replace(temp, full, StringComparison.Ordinal);
+            throw new CliException($"cannot write '{path}': {reason}");
+        }
         finally
         {
-            File.Delete(temp);
+            TryDelete(temp);
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Nothing was written there, or the directory refuses us: the error that matters is already on its way.
         }
     }
 

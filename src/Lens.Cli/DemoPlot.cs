@@ -5,7 +5,7 @@ namespace Lens.Cli;
 
 using Measurement = Lens.Core.Measurement;
 
-/// <summary>The demo's picture: measured and predicted E2E and TTFT across input length, with the prefill bucket edges marked.</summary>
+/// <summary>The demo's picture: measured and predicted E2E and TTFT across input length, with the prefill and decode bucket edges marked.</summary>
 internal static class DemoPlot
 {
     public static void Write(string path, DeploymentModel model, IReadOnlyList<Measurement> sweep, RepeatStatistic statistic, int sweepOutput)
@@ -37,18 +37,38 @@ internal static class DemoPlot
             ttftDots.MarkerSize = 6;
         }
 
-        foreach (var edge in model.Buckets.Prefill)
-        {
-            var line = plot.Add.VerticalLine(edge);
-            line.LinePattern = LinePattern.Dashed;
-            line.Color = Colors.Gray.WithAlpha(0.6);
-            line.LineWidth = 1;
-        }
+        // Prefill edges sit at I = p. A decode edge d is where the request's last step, of length I + O - 1 (after-append), crosses
+        // it: at a fixed O, that is I = d - (O - 1) on this axis. Edges the sweep never reaches are left out.
+        MarkEdges(plot, model.Buckets.Prefill.Select(p => (double)p), maxInput, LinePattern.Dashed, Colors.Gray.WithAlpha(0.7),
+            "prefill bucket edges (I = p)");
+        var lastStep = model.Buckets.StepLength(0, sweepOutput - 1);
+        MarkEdges(plot, model.Buckets.Decode.Select(d => (double)(d - lastStep)), maxInput, LinePattern.Dotted, Colors.DarkOrange.WithAlpha(0.8),
+            $"decode bucket edges (last step I + {lastStep} = d)");
 
         plot.Title($"LENS on the reference engine: {model.Buckets}");
-        plot.Axes.Bottom.Label.Text = "input length I (tokens); dashed: prefill bucket edges";
+        plot.Axes.Bottom.Label.Text = "input length I (tokens)";
         plot.Axes.Left.Label.Text = "latency (ms)";
+        plot.Axes.AutoScale();
+        plot.Axes.SetLimitsX(0, maxInput * 1.02); // input lengths start at 1: no negative margin
         plot.ShowLegend(Alignment.UpperLeft);
         plot.SavePng(path, 1200, 700);
+    }
+
+    /// <summary>Vertical lines at <paramref name="xs"/> within (0, <paramref name="maxX"/>], one legend entry for all of them.</summary>
+    private static void MarkEdges(Plot plot, IEnumerable<double> xs, double maxX, LinePattern pattern, Color color, string legend)
+    {
+        var first = true;
+        foreach (var x in xs.Where(x => x > 0 && x <= maxX))
+        {
+            var line = plot.Add.VerticalLine(x);
+            line.LinePattern = pattern;
+            line.Color = color;
+            line.LineWidth = 1.5f;
+            if (first)
+            {
+                line.LegendText = legend;
+                first = false;
+            }
+        }
     }
 }

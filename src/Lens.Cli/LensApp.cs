@@ -18,6 +18,7 @@ public static class LensApp
             AnsiConsole.Profile.Width = 160; // tables in logs and files: no wrapping at the 80-column default
         }
 
+        DecimalInt32Converter.Install();
         var app = new CommandApp();
         app.Configure(config =>
         {
@@ -51,7 +52,7 @@ public static class LensApp
         catch (CommandAppException ex)
         {
             // Plain writes: errors are read by scripts too, and must not be wrapped to a terminal width.
-            Console.Error.WriteLine($"usage error: {ex.Message}");
+            Console.Error.WriteLine($"usage error: {UsageMessage(ex, args)}");
             Console.Error.WriteLine("Run 'lens --help' or 'lens <command> --help' for the options.");
             return Usage;
         }
@@ -67,6 +68,12 @@ public static class LensApp
             return Failure;
         }
     }
+
+    /// <summary>The framework's message, or for a number that is not one, the option it was given to and why.</summary>
+    private static string UsageMessage(CommandAppException ex, string[] args) =>
+        ex.InnerException is WholeNumberException bad
+            ? $"{WholeNumberException.OptionOf(args, bad.Text) ?? "an option"}: {bad.Message}"
+            : ex.Message;
 
     /// <summary>Failures with a message meant for the user (bad files, bad lengths, unreachable servers): no stack trace.</summary>
     private static bool IsUserFacing(Exception ex) => ex is CliException or FormatException or ArgumentException or IOException

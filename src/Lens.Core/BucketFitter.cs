@@ -1,5 +1,3 @@
-using MathNet.Numerics.LinearAlgebra;
-
 namespace Lens.Core;
 
 /// <summary>
@@ -106,20 +104,26 @@ public static class BucketFitter
                 "needs two requests with the same prompt length and different output lengths");
         }
 
-        var rows = groups.SelectMany(g => g).ToArray();
-        var x = Matrix<double>.Build.Dense(rows.Length, groups.Length + 1);
-        var y = Vector<double>.Build.Dense(rows.Length);
-        var w = Vector<double>.Build.Dense(rows.Length);
-        for (var r = 0; r < rows.Length; r++)
+        // Closed form, linear in the rows: a design matrix with one column per prompt length would be rows x groups.
+        var rows = groups.Sum(g => g.Count());
+        var group = new int[rows];
+        var x = new double[rows];
+        var y = new double[rows];
+        var w = new double[rows];
+        var r = 0;
+        for (var g = 0; g < groups.Length; g++)
         {
-            var g = Array.FindIndex(groups, gr => gr.Key == rows[r].Input);
-            x[r, g] = 1;
-            x[r, groups.Length] = rows[r].Output - 1;
-            y[r] = rows[r].Value;
-            w[r] = rows[r].Variance;
+            foreach (var p in groups[g])
+            {
+                group[r] = g;
+                x[r] = p.Output - 1;
+                y[r] = p.Value;
+                w[r] = p.Variance;
+                r++;
+            }
         }
 
-        var line = WeightedLeastSquares.Solve(x, y, w);
+        var line = SharedSlopeLeastSquares.Solve(group, x, y, w, groups.Length);
         var slopeIndex = groups.Length;
         var lower = buckets.DecodeLowerEdge(buckets.DecodeIndex(bucket.Edge));
         var estimates = new List<LengthEstimate>();
@@ -155,8 +159,7 @@ public static class BucketFitter
             var variance = 0.0;
             if (values.Length > 1)
             {
-                var mean = values.Average();
-                var sampleVar = values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1);
+                var (mean, sampleVar) = MeanAndSampleVariance(values);
 
                 // Variance of the point's estimate: the sample variance over the repeats (sd / sqrt(r) for the mean;
                 // used for every statistic as a consistent, slightly conservative proxy).
@@ -187,7 +190,26 @@ public static class BucketFitter
         [.. measurements.Where(m => m.TtftMs is not null).GroupBy(m => m.InputLength).OrderBy(g => g.Key).Select(g =>
         {
             var values = g.Select(m => m.TtftMs!.Value).ToArray();
-            var sd = values.Length > 1 ? Math.Sqrt(values.Sum(v => Math.Pow(v - values.Average(), 2)) / (values.Length - 1)) : 0;
+            var sd = values.Length > 1 ? Math.Sqrt(MeanAndSampleVariance(values).SampleVariance) : 0;
             return new LengthEstimate(g.Key, statistic.Reduce(values), sd / Math.Sqrt(values.Length));
         })];
+
+    /// <summary>Mean and sample variance (n - 1) in two passes: the mean once, not once per value.</summary>
+    private static (double Mean, double SampleVariance) MeanAndSampleVariance(ReadOnlySpan<double> values)
+    {
+        var sum = 0.0;
+        foreach (var v in values)
+        {
+            sum += v;
+        }
+
+        var mean = sum / values.Length;
+        var squares = 0.0;
+        foreach (var v in values)
+        {
+            squares += (v - mean) * (v - mean);
+        }
+
+        return (mean, squares / (values.Length - 1));
+    }
 }

@@ -233,6 +233,7 @@ public static class LensCsv
         var rows = new List<T>();
         var lines = new List<int>();
         Dictionary<string, int>? columns = null;
+        var fields = 0;
         var lineNumber = 0;
         while (reader.ReadLine() is { } text)
         {
@@ -262,12 +263,13 @@ public static class LensCsv
                         $"header lacks {string.Join(", ", missing)}; expected a header with at least {string.Join(",", required)}");
                 }
 
+                fields = columns.Values.Max() + 1;
                 continue;
             }
 
-            if (values.Length < columns.Values.Max() + 1)
+            if (values.Length < fields)
             {
-                throw new CsvFormatException(source, lineNumber, null, $"has {values.Length} fields, the header has {columns.Values.Max() + 1}");
+                throw new CsvFormatException(source, lineNumber, null, $"has {values.Length} fields, the header has {fields}");
             }
 
             rows.Add(parse(new Cells(source, lineNumber, columns, values), lineNumber));

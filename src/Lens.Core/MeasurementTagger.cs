@@ -35,8 +35,23 @@ public static class MeasurementTagger
     {
         ArgumentNullException.ThrowIfNull(buckets);
         ArgumentNullException.ThrowIfNull(measurements);
-        var byInput = measurements.Where(m => m.Bucket is null && m.OutputLength > 1).GroupBy(m => (m.InputLength, m.Batch))
-            .ToDictionary(g => g.Key, g => g.Select(m => m.OutputLength).Distinct().ToArray());
+
+        // One pass gathers, per prompt length, what the other requests of that prompt say; each row is then placed in O(log buckets).
+        var byInput = new Dictionary<(int, int), SamePrompt>();
+        foreach (var m in measurements)
+        {
+            if (m.Bucket is null && m.OutputLength > 1)
+            {
+                if (!byInput.TryGetValue((m.InputLength, m.Batch), out var same))
+                {
+                    byInput[(m.InputLength, m.Batch)] = same = new SamePrompt();
+                }
+
+                same.Add(buckets, m.InputLength, m.OutputLength);
+            }
+        }
+
+        var none = new SamePrompt();
         var assigned = new BucketId[measurements.Count];
         for (var i = 0; i < measurements.Count; i++)
         {
@@ -52,7 +67,7 @@ public static class MeasurementTagger
                     $"measurement #{i + 1} (I={m.InputLength}, O={m.OutputLength}) ran in a group of {m.Batch}, which is not a batch bucket of {buckets}");
             }
 
-            assigned[i] = m.Bucket ?? Infer(buckets, m, byInput.GetValueOrDefault((m.InputLength, m.Batch)) ?? []);
+            assigned[i] = m.Bucket ?? Infer(buckets, m, byInput.GetValueOrDefault((m.InputLength, m.Batch)) ?? none);
             if (!buckets.Contains(assigned[i]))
             {
                 throw new ArgumentException($"measurement #{i + 1} names bucket {assigned[i]}, which is not in {buckets}");
@@ -63,32 +78,58 @@ public static class MeasurementTagger
     }
 
     /// <summary>The bucket a measurement without a tag belongs to (see the type's summary).</summary>
+    /// <param name="longerOutputsOfSamePrompt">Output lengths (above 1) of the untagged requests with the same prompt length.</param>
     public static BucketId Infer(BucketSet buckets, Measurement m, IReadOnlyCollection<int> longerOutputsOfSamePrompt)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        ArgumentNullException.ThrowIfNull(longerOutputsOfSamePrompt);
+        var same = new SamePrompt();
+        foreach (var o in longerOutputsOfSamePrompt)
+        {
+            same.Add(buckets, m.InputLength, o);
+        }
+
+        return Infer(buckets, m, same);
+    }
+
+    private static BucketId Infer(BucketSet buckets, Measurement m, SamePrompt same)
     {
         var decode = buckets.Decode;
         if (m.OutputLength == 1)
         {
-            foreach (var o in longerOutputsOfSamePrompt.Order())
-            {
-                var first = buckets.DecodeIndex(buckets.StepLength(m.InputLength, 1));
-                var last = buckets.DecodeIndex(buckets.StepLength(m.InputLength, o - 1));
-                if (first >= 0 && first == last)
-                {
-                    return new BucketId(BucketKind.Decode, decode[first], m.Batch);
-                }
-            }
-
-            return new BucketId(BucketKind.Prefill, buckets.Prefill[buckets.PrefillIndex(m.InputLength)]);
+            return same.PairBucket >= 0
+                ? new BucketId(BucketKind.Decode, decode[same.PairBucket], m.Batch)
+                : new BucketId(BucketKind.Prefill, buckets.Prefill[buckets.PrefillIndex(m.InputLength)]);
         }
 
         var frontier = buckets.StepLength(m.InputLength, m.OutputLength - 1);
         var j = Math.Max(0, buckets.DecodeIndex(frontier));
-        if (frontier == decode[j] && j + 1 < decode.Length &&
-            longerOutputsOfSamePrompt.Any(o => buckets.DecodeIndex(buckets.StepLength(m.InputLength, o - 1)) == j + 1))
+        if (frontier == decode[j] && j + 1 < decode.Length && same.LastStepBuckets.Contains(j + 1))
         {
             j++;
         }
 
         return new BucketId(BucketKind.Decode, decode[j], m.Batch);
+    }
+
+    /// <summary>What the longer requests (O &gt; 1) of one prompt length say about where its other requests belong.</summary>
+    private sealed class SamePrompt
+    {
+        /// <summary>A decode bucket (index) holding every step of one of them, whose pair an O = 1 request of the prompt joins; or -1.</summary>
+        public int PairBucket { get; private set; } = -1;
+
+        /// <summary>The decode buckets (indexes) their last steps fall in.</summary>
+        public HashSet<int> LastStepBuckets { get; } = [];
+
+        public void Add(BucketSet buckets, int inputLength, int outputLength)
+        {
+            var first = buckets.DecodeIndex(buckets.StepLength(inputLength, 1));
+            var last = buckets.DecodeIndex(buckets.StepLength(inputLength, outputLength - 1));
+            LastStepBuckets.Add(last);
+            if (PairBucket < 0 && first >= 0 && first == last)
+            {
+                PairBucket = first;
+            }
+        }
     }
 }

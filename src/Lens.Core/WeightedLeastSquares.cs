@@ -58,3 +58,109 @@ public static class WeightedLeastSquares
         return new LeastSquaresResult(coefficients.ToArray(), se, dof);
     }
 }
+
+/// <summary>
+/// Least squares of <c>y = c[g] + s * x</c>: one intercept per group <c>g</c> and one slope shared by all groups (a decode bucket's
+/// fit, method.md "Profiling"). The same answer, weights and standard errors as <see cref="WeightedLeastSquares.Solve"/> on the
+/// design matrix with one indicator column per group and <c>x</c> last, in closed form: that matrix has a column per group, so
+/// building it and its QR would cost rows x groups memory and rows x groups^2 time. This is linear in the rows.
+/// <para>
+/// With weights <c>w</c> (<c>1/v</c>, or 1 when a variance is missing), group means <c>mx[g]</c>, <c>my[g]</c> and total weights
+/// <c>W[g]</c>: <c>s = Sxy / Sxx</c> over deviations from the group means, <c>c[g] = my[g] - s mx[g]</c>, and
+/// <c>(X'WX)^-1</c> has <c>var(s) = 1/Sxx</c>, <c>var(c[g]) = 1/W[g] + mx[g]^2 / Sxx</c>.
+/// </para>
+/// </summary>
+public static class SharedSlopeLeastSquares
+{
+    /// <param name="group">Each row's group, 0 .. <paramref name="groups"/> - 1; every group must have a row.</param>
+    /// <param name="variances">Each row's variance; weighted only when all are positive (as <see cref="WeightedLeastSquares.Solve"/>).</param>
+    /// <returns>Coefficients <c>c[0] .. c[groups - 1], s</c> and their standard errors.</returns>
+    public static LeastSquaresResult Solve(ReadOnlySpan<int> group, ReadOnlySpan<double> x, ReadOnlySpan<double> y, ReadOnlySpan<double> variances,
+        int groups)
+    {
+        int n = group.Length, k = groups + 1;
+        if (x.Length != n || y.Length != n || variances.Length != n)
+        {
+            throw new ArgumentException($"rows disagree: {n} groups, {x.Length} x, {y.Length} y, {variances.Length} variances");
+        }
+
+        if (n < k)
+        {
+            throw new ArgumentException($"least squares needs at least as many points ({n}) as unknowns ({k})");
+        }
+
+        var weighted = true;
+        foreach (var v in variances)
+        {
+            weighted &= v > 0;
+        }
+
+        var w = new double[groups];
+        var mx = new double[groups];
+        var my = new double[groups];
+        for (var r = 0; r < n; r++)
+        {
+            var g = group[r];
+            var wr = weighted ? 1 / variances[r] : 1;
+            w[g] += wr;
+            mx[g] += wr * x[r];
+            my[g] += wr * y[r];
+        }
+
+        for (var g = 0; g < groups; g++)
+        {
+            if (!(w[g] > 0))
+            {
+                throw new ArgumentException($"group {g} has no rows");
+            }
+
+            mx[g] /= w[g];
+            my[g] /= w[g];
+        }
+
+        double sxx = 0, sxy = 0;
+        for (var r = 0; r < n; r++)
+        {
+            var wr = weighted ? 1 / variances[r] : 1;
+            var dx = x[r] - mx[group[r]];
+            sxx += wr * dx * dx;
+            sxy += wr * dx * (y[r] - my[group[r]]);
+        }
+
+        if (!(sxx > 0))
+        {
+            throw new ArgumentException("the slope is not determined: every group has a single x");
+        }
+
+        var slope = sxy / sxx;
+        var coefficients = new double[k];
+        for (var g = 0; g < groups; g++)
+        {
+            coefficients[g] = my[g] - (slope * mx[g]);
+        }
+
+        coefficients[groups] = slope;
+        double rss = 0;
+        for (var r = 0; r < n; r++)
+        {
+            var wr = weighted ? 1 / variances[r] : 1;
+            var e = y[r] - coefficients[group[r]] - (slope * x[r]);
+            rss += wr * e * e;
+        }
+
+        var dof = n - k;
+        var scale = weighted ? (dof > 0 ? Math.Max(1, rss / dof) : 1) : (dof > 0 ? rss / dof : 0);
+        var se = new double[k];
+        if (scale > 0)
+        {
+            for (var g = 0; g < groups; g++)
+            {
+                se[g] = Math.Sqrt(((1 / w[g]) + (mx[g] * mx[g] / sxx)) * scale);
+            }
+
+            se[groups] = Math.Sqrt(scale / sxx);
+        }
+
+        return new LeastSquaresResult(coefficients, se, dof);
+    }
+}

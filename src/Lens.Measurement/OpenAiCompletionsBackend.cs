@@ -111,7 +111,7 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
 
     private static ResiliencePipeline BuildPipeline(OpenAiCompletionsOptions options, ILogger logger)
     {
-        var builder = new ResiliencePipelineBuilder();
+        var builder = new ResiliencePipelineBuilder { TimeProvider = options.TimeProvider };
         if (options.MaxRetries > 0)
         {
             builder.AddRetry(new RetryStrategyOptions

@@ -71,6 +71,9 @@ public sealed record OpenAiCompletionsOptions
     /// <summary>Told before each retry (for progress displays); the reason never holds the key.</summary>
     public Action<MeasurementRetry>? OnRetry { get; init; }
 
+    /// <summary>Clock of the per-attempt timeout and the retry delays (not of the measurements); tests pass a fake one.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
     /// <summary>Seed of the random prompt token ids (the same seed gives the same prompts).</summary>
     public int Seed { get; init; }
 
@@ -90,6 +93,7 @@ public sealed record OpenAiCompletionsOptions
     internal void Validate()
     {
         ArgumentNullException.ThrowIfNull(BaseAddress);
+        ArgumentNullException.ThrowIfNull(TimeProvider);
         if (!BaseAddress.IsAbsoluteUri || (BaseAddress.Scheme != Uri.UriSchemeHttp && BaseAddress.Scheme != Uri.UriSchemeHttps))
         {
             throw new ArgumentException($"base address must be an absolute http(s) URI such as http://127.0.0.1:8000/v1/; got '{Redact(BaseAddress)}'");

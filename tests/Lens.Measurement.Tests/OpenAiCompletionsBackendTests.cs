@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Threading.Channels;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Lens.Measurement.Tests;
 
@@ -154,15 +156,37 @@ public sealed class OpenAiCompletionsBackendTests
     [Fact]
     public async Task A_server_that_hangs_times_out_per_attempt()
     {
-        await using var server = await FakeOpenAiServer.StartAsync(async (ctx, _) => await Task.Delay(TimeSpan.FromSeconds(30), ctx.RequestAborted));
-        using var backend = new OpenAiCompletionsBackend(Options(server.BaseAddress, retries: 1) with { AttemptTimeout = TimeSpan.FromMilliseconds(200) });
+        // Fake time: an attempt times out only when the test moves the clock, after the server has seen that attempt's request,
+        // so the count of requests cannot race the timeout (with a real 200 ms limit, a loaded machine timed out before sending).
+        var time = new FakeTimeProvider();
+        var arrivals = Channel.CreateUnbounded<int>();
+        await using var server = await FakeOpenAiServer.StartAsync(async (ctx, call) =>
+        {
+            arrivals.Writer.TryWrite(call.Number);
+            await Task.Delay(Timeout.InfiniteTimeSpan, ctx.RequestAborted);
+        });
+        using var backend = new OpenAiCompletionsBackend(Options(server.BaseAddress, retries: 1) with
+        {
+            AttemptTimeout = TimeSpan.FromMilliseconds(200),
+            RetryBaseDelay = TimeSpan.Zero, // no retry delay to step the clock through
+            TimeProvider = time,
+        });
 
-        var e = await Assert.ThrowsAsync<MeasurementFailedException>(() => backend.MeasureAsync(4, 4));
+        var measuring = backend.MeasureAsync(4, 4);
+        for (var attempt = 1; attempt <= 2; attempt++)
+        {
+            Assert.Equal(attempt, await arrivals.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.False(measuring.IsCompleted, $"attempt {attempt} ended before its limit passed");
+            time.Advance(TimeSpan.FromMilliseconds(200));
+        }
+
+        var e = await Assert.ThrowsAsync<MeasurementFailedException>(() => measuring.WaitAsync(TimeSpan.FromSeconds(30)));
 
         Assert.True(e.IsTransient);
         Assert.Contains("within 0.2 s", e.Message, StringComparison.Ordinal);
         Assert.Contains("gave up after 2 attempts", e.Message, StringComparison.Ordinal);
         Assert.Equal(2, server.CompletionRequests);
+        Assert.False(arrivals.Reader.TryRead(out _));
     }
 
     [Fact]

@@ -8,6 +8,8 @@ namespace Lens.Cli.Commands;
 /// <summary>Bucket sets, given as explicit lists or as a serving stack's preset.</summary>
 public class BucketSettings : CommandSettings
 {
+    private BucketSet? _buckets;
+
     [CommandOption("--prefill-buckets <LIST>")]
     [Description("Prefill (context-encoding) bucket lengths, comma-separated and ascending, e.g. 128,256,512.")]
     public string? PrefillBuckets { get; init; }
@@ -69,12 +71,34 @@ public class BucketSettings : CommandSettings
             return ValidationResult.Error("--preset neuronx needs --seq-len (n_positions)");
         }
 
-        return Convention is "after-append" or "before-append"
-            ? ValidationResult.Success()
-            : ValidationResult.Error($"--convention must be after-append or before-append; got '{Convention}'");
+        if (Convention is not ("after-append" or "before-append"))
+        {
+            return ValidationResult.Error($"--convention must be after-append or before-append; got '{Convention}'");
+        }
+
+        // Bad lists are usage errors (exit 2), found before the command runs.
+        try
+        {
+            _buckets = CreateBuckets();
+            return ValidationResult.Success();
+        }
+        catch (BucketSetException ex)
+        {
+            var options = Preset is not null ? $"--preset {Preset}" : "--prefill-buckets/--decode-buckets";
+            return ValidationResult.Error($"{options}: {ex.Message}");
+        }
     }
 
-    public BucketSet BuildBuckets()
+    /// <summary>Why <c>--repeats</c> or <c>--max-span</c> cannot plan (the planner's own limits), or null: a usage error, found early.</summary>
+    protected static string? CheckPlanOptions(int repeats, int? maxSpan) =>
+        repeats is < 1 or > PlanOptions.MaxRepeats ? $"--repeats must be in 1..{PlanOptions.MaxRepeats}; got {repeats}"
+        : maxSpan is < 1 ? $"--max-span must be at least 1 decode step; got {maxSpan}"
+        : null;
+
+    /// <summary>The bucket set the options describe (checked by <see cref="Validate"/>).</summary>
+    public BucketSet BuildBuckets() => _buckets ??= CreateBuckets();
+
+    private BucketSet CreateBuckets()
     {
         var convention = Convention == "before-append" ? DecodeConvention.BeforeAppend : DecodeConvention.AfterAppend;
         return Preset is not null

@@ -30,7 +30,9 @@ public sealed class PlanSettings : BucketSettings
     public bool Json { get; init; }
 
     public override ValidationResult Validate() =>
-        Out is null ? ValidationResult.Error("--out is required: where to write the plan CSV") : base.Validate();
+        Out is null ? ValidationResult.Error("--out is required: where to write the plan CSV")
+        : CheckPlanOptions(Repeats, MaxSpan) is { } problem ? ValidationResult.Error(problem)
+        : base.Validate();
 }
 
 public sealed class PlanCommand : Command<PlanSettings>

@@ -140,6 +140,11 @@ public sealed class ProfileSettings : BucketSettings
             return ValidationResult.Error("--repeats and --timeout must be at least 1, --warmup and --retries at least 0, --token-id-max at least 2");
         }
 
+        if (Plan is null && CheckPlanOptions(Repeats, MaxSpan) is { } problem)
+        {
+            return ValidationResult.Error(problem); // planning here
+        }
+
         return HasBuckets ? base.Validate() : ValidationResult.Success();
     }
 }
