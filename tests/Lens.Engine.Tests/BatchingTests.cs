@@ -242,6 +242,19 @@ public sealed class BatchingTests : IDisposable
         engine.Dispose();
     }
 
+    [Fact]
+    public async Task Step_costs_cover_every_batch_and_decode_bucket_with_steps_inside_it()
+    {
+        var table = await StepCosts.MeasureAsync(_engine, stepsPerCell: 5, prefillRuns: 2);
+        Assert.Equal("tiny-batch", table.Profile);
+        Assert.Equal(
+            from b in new[] { 1, 2, 4 } from d in new[] { 16, 32, 64, 128 } select (b, d, 5),
+            table.Steps.Select(s => (s.Batch, s.DecodeBucket, s.Steps)));
+        Assert.All(table.Steps, s => Assert.InRange(s.P10Ms, double.Epsilon, s.MedianMs));
+        Assert.Equal([(16, 2), (32, 2), (64, 2)], table.Prefills.Select(p => (p.Bucket, p.Runs)));
+        Assert.All(table.Prefills, p => Assert.InRange(p.MinMs, double.Epsilon, p.MedianMs));
+    }
+
     private Task<GenerationResult[]> All(int count, Func<Task<GenerationResult>> request) =>
         Submit(_engine, Enumerable.Repeat(request, count).ToArray());
 
