@@ -18,8 +18,9 @@ namespace Lens.Engine;
 /// computed (padded rows too, their results discarded); each row attends over all of <c>D</c>'s positions of its own KV buffer,
 /// masked beyond its real length, so a step's cost is flat inside a bucket and steps at its edge (under the before-append
 /// convention a buffer holds one more position, the token being appended);</item>
-/// <item>each sequence has its own KV buffer per decode bucket; when the batch's <c>D</c> grows, every row's cache is copied into
-/// the new bucket's buffer; a prefill's KV is copied into the bucket of the sequence's first step;</item>
+/// <item>each sequence has its own KV buffer per decode bucket; when the batch's <c>D</c> changes (it grows at an edge, or shrinks
+/// when the longest sequence leaves), every row's cache is copied into the new bucket's buffer; a prefill's KV is copied into
+/// the buffer of the sequence's first step;</item>
 /// <item>greedy argmax, always exactly <c>O</c> tokens (no end-of-sequence).</item>
 /// </list>
 /// With one batch bucket of 1, requests run one at a time on the caller's thread, as before batching. Otherwise one scheduler
@@ -549,8 +550,9 @@ public sealed partial class ReferenceEngine : IDisposable
         _cacheHandoffs++;
     }
 
-    /// <summary>Copies slot <paramref name="slot"/>'s whole buffer of decode bucket <paramref name="from"/> into its longer one of
-    /// <paramref name="to"/>.</summary>
+    /// <summary>Copies slot <paramref name="slot"/>'s buffer of decode bucket <paramref name="from"/> into its buffer of
+    /// <paramref name="to"/>: the whole of it when <paramref name="to"/> is longer (D grew), else the positions the shorter holds
+    /// (D shrank when the longest sequence left; the row's own length fits, since D covers every row).</summary>
     private void MoveCache(int slot, int from, int to)
     {
         int a = _spans[from], b = _spans[to];

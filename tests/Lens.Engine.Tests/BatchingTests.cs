@@ -95,6 +95,9 @@ public sealed class BatchingTests : IDisposable
             var four = await Submit(engine, Enumerable.Range(0, 4).Select(i => (Func<Task<GenerationResult>>)(() =>
                 engine.GenerateAsync(prompts[i], outputs[i]))).ToArray());
             Assert.Contains(four[0].Steps, s => s.Rows == 4);
+            var third = four[2].Steps; // D is 128 while the 60-token prompt runs, then shrinks to 64: the cache is copied down
+            Assert.Equal([64, 128, 64], third.Select(s => s.Bucket.Edge).Where((d, k) => k == 0 || third[k - 1].Bucket.Edge != d));
+            Assert.Equal([5, 50], third.Where(s => s.CacheMoved).Select(s => s.Step));
             var three = await Submit(engine, Enumerable.Range(1, 3).Select(i => (Func<Task<GenerationResult>>)(() =>
                 engine.GenerateAsync(prompts[i], outputs[i]))).ToArray());
             Assert.Contains(three[0].Steps, s => s is { Rows: 3, Batch: 4 });
@@ -230,6 +233,24 @@ public sealed class BatchingTests : IDisposable
 
         Assert.Equal(0, _engine.WaitingRequests);
         Assert.Equal(4, (await All(4, () => _engine.GenerateAsync(3, 2))).Length); // every slot is free again
+    }
+
+    [Fact]
+    public async Task A_failing_token_callback_fails_its_request_only_and_frees_its_slot()
+    {
+        // A stream whose consumer throws (a client that went away): its request fails with that error, the others are untouched.
+        Task<GenerationResult> failing, other;
+        using (_engine.Pause())
+        {
+            failing = _engine.GenerateAsync(5, 40, t => throw new InvalidOperationException("client gone"));
+            other = _engine.GenerateAsync(6, 40);
+        }
+
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => failing);
+        Assert.Equal("client gone", ex.Message);
+        Assert.Equal(40, (await other).OutputLength);
+        Assert.All(await All(4, () => _engine.GenerateAsync(3, 3)), r => Assert.Equal(4, r.Steps[0].Rows)); // every slot is free
+        Assert.Equal(0, _engine.WaitingRequests);
     }
 
     [Fact]
