@@ -35,6 +35,9 @@ internal static class CommandRegistry
                 .WithDescription("Serve the reference engine OpenAI-compatibly on 127.0.0.1.")
                 .WithExample("engine", "serve", "--profile", "nxdi-small", "--port", "8000");
             engine.AddCommand<EngineProfilesCommand>("profiles").WithDescription("List the shipped engine profiles.");
+            engine.AddCommand<EngineStepsCommand>("steps")
+                .WithDescription("Time a decode step at every (batch, decode) bucket and each prefill bucket, in-process.")
+                .WithExample("engine", "steps", "--profile", "nxdi-small-batch", "--steps", "100");
         });
     }
 }

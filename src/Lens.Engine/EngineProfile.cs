@@ -13,12 +13,19 @@ namespace Lens.Engine;
 ///   "slowdown": { "decode-64": 1.5 } }
 /// </code>
 /// A slowdown multiplier <c>m &gt;= 1</c> makes its bucket's work about <c>m</c> times as much by repeating layer passes
-/// (used to simulate drift of one bucket).
+/// (used to simulate drift of one bucket). <c>batchBuckets</c> (default <c>[1]</c>) are the compiled decode batch sizes; the largest
+/// is <c>max_num_seqs</c> (method.md, "Batched serving").
 /// </summary>
 public sealed record EngineProfile
 {
     /// <summary>Largest number of weights (floats) an engine may hold: 1 GiB of memory.</summary>
     public const long MaxParameters = 1L << 28;
+
+    /// <summary>Largest batch bucket (<c>max_num_seqs</c>).</summary>
+    public const int MaxBatch = 256;
+
+    /// <summary>Largest KV cache (floats, every sequence slot and bucket buffer together) an engine may hold: 2 GiB of memory.</summary>
+    public const long MaxCacheFloats = 1L << 29;
 
     private static readonly JsonSerializerOptions Options = new()
     {
@@ -61,6 +68,16 @@ public sealed record EngineProfile
     public int[] DecodeBuckets { get; init; } = [];
 
     public DecodeConvention Convention { get; init; } = DecodeConvention.AfterAppend;
+
+    /// <summary>
+    /// Compiled decode batch sizes, ascending, each 1..<see cref="MaxBatch"/>; the largest is <c>max_num_seqs</c>. A decode step
+    /// with <c>n</c> sequences in flight runs at the smallest batch bucket <c>&gt;= n</c>. <c>[1]</c>: one request at a time.
+    /// </summary>
+    public int[] BatchBuckets { get; init; } = [1];
+
+    /// <summary>The most sequences in flight: the largest batch bucket.</summary>
+    [JsonIgnore]
+    public int MaxNumSeqs => BatchBuckets is { Length: > 0 } b ? b[^1] : 0;
 
     /// <summary>Bucket id (<see cref="BucketId.ToString"/>, e.g. <c>decode-512</c>) -> work multiplier (1..100).</summary>
     public Dictionary<string, double>? Slowdown { get; init; }
@@ -163,6 +180,15 @@ public sealed record EngineProfile
             throw Bad(source, "decodeBuckets", $"the longest bucket is {buckets.MaxSequence}; allowed up to 65536");
         }
 
+        ValidateBatchBuckets(source);
+        var cache = CacheFloats(buckets);
+        if (cache > MaxCacheFloats)
+        {
+            throw Bad(source, "batchBuckets",
+                $"the KV caches of {MaxNumSeqs} sequences over every decode bucket need {cache:N0} floats; at most {MaxCacheFloats:N0} " +
+                "are allowed (2 GiB): fewer sequences, layers or decode buckets");
+        }
+
         foreach (var (key, value) in Slowdown ?? [])
         {
             if (!BucketId.TryParse(key, out var id) || !buckets.Contains(id))
@@ -192,6 +218,43 @@ public sealed record EngineProfile
         }
     }
 
+    /// <summary>
+    /// Floats the engine's KV caches take: one staging buffer per sequence slot for its prefill, plus one buffer per decode bucket
+    /// for each slot (and one more slot for padded rows and warm-up).
+    /// </summary>
+    private long CacheFloats(BucketSet buckets)
+    {
+        long perPosition = 2L * Layers * KvHeads * HeadDim;
+        long spans = 0;
+        foreach (var d in buckets.Decode)
+        {
+            spans += d + 1;
+        }
+
+        return (MaxNumSeqs + 1L) * perPosition * (spans + buckets.MaxPrompt);
+    }
+
+    private void ValidateBatchBuckets(string source)
+    {
+        if (BatchBuckets is not { Length: > 0 } batches)
+        {
+            throw Bad(source, "batchBuckets", $"is empty; give ascending batch sizes within 1..{MaxBatch}, e.g. [1, 2, 4, 8]");
+        }
+
+        for (var i = 0; i < batches.Length; i++)
+        {
+            if (batches[i] < 1 || batches[i] > MaxBatch)
+            {
+                throw Bad(source, "batchBuckets", $"holds {batches[i]}; batch sizes must be within 1..{MaxBatch}");
+            }
+
+            if (i > 0 && batches[i] <= batches[i - 1])
+            {
+                throw Bad(source, "batchBuckets", $"must be strictly ascending; {batches[i]} follows {batches[i - 1]}");
+            }
+        }
+    }
+
     private static void Range(string source, string field, int value, int min, int max)
     {
         if (value < min || value > max)
@@ -218,7 +281,7 @@ public sealed class EngineProfileException(string source, string? field, string 
 public static class EngineProfiles
 {
     /// <summary>Shipped profile names.</summary>
-    public static readonly IReadOnlyList<string> Names = ["tiny", "nxdi-small", "linear-small"];
+    public static readonly IReadOnlyList<string> Names = ["tiny", "nxdi-small", "linear-small", "tiny-batch", "nxdi-small-batch"];
 
     /// <summary>
     /// The path of a shipped profile, e.g. <c>Path("tiny")</c>; looks next to this assembly, then in the app's base folder.

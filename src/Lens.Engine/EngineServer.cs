@@ -14,7 +14,7 @@ namespace Lens.Engine;
 /// <summary>
 /// An OpenAI-compatible HTTP server for a <see cref="ReferenceEngine"/>, on Kestrel, bound to 127.0.0.1 only:
 /// <list type="bullet">
-/// <item><c>GET /v1/models</c>: the profile name is the one model id;</item>
+/// <item><c>GET /v1/models</c>: the profile name is the one model id, with <c>max_model_len</c> and <c>max_num_seqs</c>;</item>
 /// <item><c>POST /v1/completions</c>: <c>model</c>, <c>prompt</c> (a string, tokenized by <see cref="EngineTokenizer"/>: one token per
 /// whitespace-separated word; or a list of token ids), <c>max_tokens</c> (default 16; exactly that many tokens are generated: the
 /// engine never stops early), <c>min_tokens</c>, <c>ignore_eos</c> and <c>temperature</c> (checked, then ignored: decoding is
@@ -23,7 +23,8 @@ namespace Lens.Engine;
 /// <item><c>GET /health</c>.</item>
 /// </list>
 /// Bad requests get OpenAI-style 400s: <c>{"error":{"message","type":"invalid_request_error","param","code":null}}</c>.
-/// Requests run one at a time (the engine is exclusive); concurrent ones queue.
+/// Every request goes straight to the engine, concurrently: its scheduler batches up to <c>max_num_seqs</c> of them (one at a
+/// time with batch buckets <c>[1]</c>) and the rest wait first come first served; each stream gets its tokens as they exist.
 /// </summary>
 public sealed class EngineServer : IAsyncDisposable
 {
@@ -146,6 +147,7 @@ public sealed class EngineServer : IAsyncDisposable
                 json.WriteNumber("created", _created);
                 json.WriteString("owned_by", "lens");
                 json.WriteNumber("max_model_len", _engine.Buckets.MaxSequence);
+                json.WriteNumber("max_num_seqs", _engine.MaxNumSeqs);
                 json.WriteEndObject();
                 json.WriteEndArray();
                 json.WriteEndObject();

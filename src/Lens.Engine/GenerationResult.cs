@@ -16,7 +16,10 @@ public readonly record struct PrefillTrace(BucketId Bucket, int PaddedLength, in
 /// <param name="AttentionSpan">KV positions each head scored: the bucket edge (plus one under the before-append convention).</param>
 /// <param name="CacheMoved">True when this step crossed a bucket edge and copied the cache into the next bucket's buffer.</param>
 /// <param name="ShadowLayerPasses">Extra layer passes run for the bucket's slowdown.</param>
-/// <param name="Ms">Wall time of the step (monotonic clock).</param>
+/// <param name="Ms">Wall time of the step (monotonic clock): the whole batched step, cache copies included.</param>
+/// <param name="Batch">The batch bucket B the step ran at (method.md, "Batched serving").</param>
+/// <param name="Rows">Sequences in flight in that step (this one included); <c>Batch - Rows</c> rows were padding.</param>
+/// <param name="Index">The engine's decode step number (<see cref="BatchStepTrace.Index"/>), shared by every row of the step.</param>
 public readonly record struct DecodeStepTrace(
     int Step,
     int Length,
@@ -24,11 +27,41 @@ public readonly record struct DecodeStepTrace(
     int AttentionSpan,
     bool CacheMoved,
     int ShadowLayerPasses,
-    double Ms);
+    double Ms,
+    int Batch,
+    int Rows,
+    long Index);
+
+/// <summary>
+/// One decode step of the engine at (<see cref="Batch"/>, <see cref="Bucket"/>), whatever requests it served (warm-up included):
+/// <see cref="ReferenceEngine.StepsSince"/>.
+/// </summary>
+/// <param name="Index">The engine's decode step number, from 0 (<see cref="EngineCounters.DecodeSteps"/> before the step).</param>
+/// <param name="Batch">The batch bucket B: rows computed.</param>
+/// <param name="Rows">Sequences in flight (real rows); the other <c>Batch - Rows</c> were padding.</param>
+/// <param name="Bucket">The decode bucket D: the smallest at or above the longest sequence after this step's append.</param>
+/// <param name="AttentionSpan">KV positions each row's heads scored.</param>
+/// <param name="CacheMoves">Rows whose cache was copied into D's buffer because D grew.</param>
+/// <param name="ShadowLayerPasses">Extra layer passes run for the bucket's slowdown.</param>
+/// <param name="Ms">Wall time of the step (monotonic clock), cache copies included.</param>
+public readonly record struct BatchStepTrace(
+    long Index,
+    int Batch,
+    int Rows,
+    BucketId Bucket,
+    int AttentionSpan,
+    int CacheMoves,
+    int ShadowLayerPasses,
+    double Ms)
+{
+    /// <summary>Rows computed only to fill the batch bucket.</summary>
+    public int PaddedRows => Batch - Rows;
+}
 
 /// <summary>
 /// One generated request: exactly <c>O</c> tokens (the first from prefill, then <c>O - 1</c> decode steps), with the trace of
-/// buckets used, for exact tests of bucket choice, and the engine's own timings (from the moment it started the request).
+/// buckets used, for exact tests of bucket choice, and the engine's own timings (from the moment it admitted the request; the wait
+/// before, for a slot or for the engine, is <see cref="QueueMs"/>).
 /// </summary>
 public sealed record GenerationResult(
     IReadOnlyList<int> Tokens,
@@ -37,7 +70,8 @@ public sealed record GenerationResult(
     IReadOnlyList<DecodeStepTrace> Steps,
     int CacheMoves,
     double TtftMs,
-    double E2eMs)
+    double E2eMs,
+    double QueueMs = 0)
 {
     /// <summary>O, the tokens generated (the prefill's included).</summary>
     public int OutputLength => Tokens.Count;
@@ -50,10 +84,12 @@ public sealed record GenerationResult(
 /// <param name="PrefillPasses">Prefill passes (warm-up included).</param>
 /// <param name="PrefillRows">Rows computed by prefill passes: the sum of padded lengths.</param>
 /// <param name="DecodeSteps">Decode steps.</param>
-/// <param name="AttentionPositions">KV positions scored per head and layer, summed over decode steps (the sum of spans).</param>
+/// <param name="AttentionPositions">KV positions scored per head, layer and row, summed over decode steps (the sum of
+/// <c>B * span</c>).</param>
 /// <param name="CacheMoves">Copies of the cache into the next decode bucket's buffer at an edge.</param>
 /// <param name="CacheHandoffs">Copies of a prefill's KV into the first decode bucket's buffer.</param>
 /// <param name="ShadowLayerPasses">Extra layer passes run for slowdowns.</param>
+/// <param name="PaddedRows">Rows decode steps computed only to fill their batch bucket (<c>B - rows in flight</c>, summed).</param>
 public readonly record struct EngineCounters(
     long Requests,
     long PrefillPasses,
@@ -62,4 +98,5 @@ public readonly record struct EngineCounters(
     long AttentionPositions,
     long CacheMoves,
     long CacheHandoffs,
-    long ShadowLayerPasses);
+    long ShadowLayerPasses,
+    long PaddedRows);

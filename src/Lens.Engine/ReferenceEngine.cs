@@ -11,19 +11,24 @@ namespace Lens.Engine;
 /// CPU with static shapes per bucket, as an NPU runs compiled graphs:
 /// <list type="bullet">
 /// <item>the prompt of length <c>I</c> is padded to <c>pre(I)</c> and all padded rows are computed (causal mask over the full
-/// padded square);</item>
-/// <item>decode step <c>k = 1 .. O-1</c> runs at length <c>I + k</c> in <c>dec(StepLength(I, k))</c> (method.md, "Terms"), with a
-/// KV cache buffer of exactly that bucket's length: every head scores all of the bucket's positions, masked beyond the real
-/// length, so a step's cost is flat inside a bucket and steps at its edge (under the before-append convention the buffer holds one
-/// more position, the token being appended);</item>
-/// <item>crossing a bucket edge copies the cache into the next bucket's buffer; the prefill's KV is copied into the first
-/// step's bucket;</item>
+/// padded square); a prefill always runs alone (context batch 1);</item>
+/// <item>a decode step runs at <c>(B, D)</c> (method.md, "Batched serving", padded execution type): <c>B</c> is the smallest batch
+/// bucket <c>&gt;=</c> the sequences in flight, <c>D</c> the smallest decode bucket <c>&gt;=</c> the longest of them after this
+/// step's append (step <c>k</c> of a sequence is at <c>StepLength(I, k)</c>, the profile's convention). All <c>B</c> rows are
+/// computed (padded rows too, their results discarded); each row attends over all of <c>D</c>'s positions of its own KV buffer,
+/// masked beyond its real length, so a step's cost is flat inside a bucket and steps at its edge (under the before-append
+/// convention a buffer holds one more position, the token being appended);</item>
+/// <item>each sequence has its own KV buffer per decode bucket; when the batch's <c>D</c> changes (it grows at an edge, or shrinks
+/// when the longest sequence leaves), every row's cache is copied into the new bucket's buffer; a prefill's KV is copied into
+/// the buffer of the sequence's first step;</item>
 /// <item>greedy argmax, always exactly <c>O</c> tokens (no end-of-sequence).</item>
 /// </list>
-/// All buffers are allocated once, at creation; a decode step allocates nothing (with one thread). Requests run one at a time
-/// (an NPU is exclusive). Every bucket is warmed up at creation unless asked not to.
+/// With one batch bucket of 1, requests run one at a time on the caller's thread, as before batching. Otherwise one scheduler
+/// loop (its own thread) serves every caller: continuous batching, at most <c>max_num_seqs</c> in flight, first come first served
+/// (see <c>ReferenceEngine.Scheduler.cs</c>). All buffers are allocated once, at creation; a decode step allocates nothing (with
+/// one thread). Every bucket is warmed up at creation unless asked not to.
 /// </summary>
-public sealed class ReferenceEngine : IDisposable
+public sealed partial class ReferenceEngine : IDisposable
 {
     private const float NormEpsilon = 1e-5f;
     private const float RopeTheta = 10000f;
@@ -39,26 +44,32 @@ public sealed class ReferenceEngine : IDisposable
     private readonly float[] _finalNorm;
     private readonly float[] _ropeCos, _ropeSin; // position x headDim/2
 
-    // Decode state, one KV buffer per decode bucket: layout [layer][kvHead][headDim][span] (transposed, so that scoring a head
-    // over the bucket is headDim long vector operations of the bucket's length).
-    private readonly float[][] _cacheK, _cacheV;
+    // KV caches per sequence slot (max_num_seqs of them, then one for padded rows and warm-up) and decode bucket: layout
+    // [layer][kvHead][headDim][span] (transposed, so that scoring a head over the bucket is headDim long vector operations of the
+    // bucket's length). A slot's prefill writes its own staging buffer [layer][kvHead][headDim][P], handed off at its first step.
+    private readonly float[][][] _cacheK, _cacheV;
+    private readonly float[][] _prefillK, _prefillV;
+    private readonly int _padSlot;
     private readonly int[] _spans;
-    private readonly int[] _prefillEdges, _decodeEdges; // copies: BucketSet.Prefill/Decode copy on every read
+    private readonly int[] _prefillEdges, _decodeEdges, _batchEdges; // copies: BucketSet.Prefill/Decode copy on every read
+
+    // Decode rows of one step, B of them: row-major B x width, and each row's slot, position and input (then output) token.
     private readonly float[] _x, _xn, _q, _k, _v, _attn, _tmp, _gateBuf, _upBuf, _logits, _xLastIn, _xShadow, _ropeA, _ropeB, _sigmoid;
+    private readonly int[] _rowSlot, _rowPosition, _rowToken;
     private readonly float[][] _scores; // one per thread, of the longest span
 
     // Prefill state, sized for the longest prefill bucket; a request uses exactly its padded length P.
     private readonly int[] _prompt;
     private readonly int[] _paddedIds;
     private readonly float[] _pX, _pXn, _pQ, _pKr, _pVr, _pA, _pT, _pG, _pU, _pSaved, _pShadow;
-    private readonly float[] _pK, _pV; // [layer][kvHead][headDim][P]
 
     // Slowdown (multiplier per bucket) and the fractional layer passes owed.
     private readonly double[] _prefillSlowdown, _decodeSlowdown;
     private readonly double[] _prefillCredit, _decodeCredit;
 
     private long _requests, _prefillPasses, _prefillRows, _decodeSteps, _attentionPositions, _cacheMoves, _cacheHandoffs, _shadowPasses;
-    private bool _disposed;
+    private long _paddedRows;
+    private volatile bool _disposed;
 
     private ReferenceEngine(EngineProfile profile, BucketSet buckets)
     {
@@ -76,6 +87,8 @@ public sealed class ReferenceEngine : IDisposable
         _threads = profile.Threads;
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = _threads };
         _attentionScale = 1f / MathF.Sqrt(_headDim);
+        _batchEdges = [.. profile.BatchBuckets];
+        var maxBatch = _batchEdges[^1];
 
         var random = new SplitMix(profile.Seed);
         _embedding = random.Uniform(_vocab * _hidden, 1f);
@@ -105,16 +118,31 @@ public sealed class ReferenceEngine : IDisposable
         _decodeEdges = [.. decode];
         _prefillEdges = [.. buckets.Prefill];
         _spans = new int[decode.Length];
-        _cacheK = new float[decode.Length][];
-        _cacheV = new float[decode.Length][];
         for (var j = 0; j < decode.Length; j++)
         {
             _spans[j] = decode[j] + (buckets.Convention == DecodeConvention.BeforeAppend ? 1 : 0);
-            _cacheK[j] = new float[_layers * _kvDim * _spans[j]];
-            _cacheV[j] = new float[_layers * _kvDim * _spans[j]];
         }
 
         var maxP = buckets.MaxPrompt;
+        _padSlot = maxBatch;
+        _cacheK = new float[maxBatch + 1][][];
+        _cacheV = new float[maxBatch + 1][][];
+        _prefillK = new float[maxBatch + 1][];
+        _prefillV = new float[maxBatch + 1][];
+        for (var slot = 0; slot <= maxBatch; slot++)
+        {
+            _cacheK[slot] = new float[decode.Length][];
+            _cacheV[slot] = new float[decode.Length][];
+            for (var j = 0; j < decode.Length; j++)
+            {
+                _cacheK[slot][j] = new float[_layers * _kvDim * _spans[j]];
+                _cacheV[slot][j] = new float[_layers * _kvDim * _spans[j]];
+            }
+
+            _prefillK[slot] = new float[_layers * _kvDim * maxP];
+            _prefillV[slot] = new float[_layers * _kvDim * maxP];
+        }
+
         var maxScores = Math.Max(_spans[^1], maxP);
         _scores = new float[_threads][];
         for (var t = 0; t < _threads; t++)
@@ -122,18 +150,21 @@ public sealed class ReferenceEngine : IDisposable
             _scores[t] = new float[maxScores];
         }
 
-        _x = new float[_hidden];
-        _xn = new float[_hidden];
-        _q = new float[_hidden];
-        _k = new float[_kvDim];
-        _v = new float[_kvDim];
-        _attn = new float[_hidden];
-        _tmp = new float[_hidden];
-        _gateBuf = new float[_ffn];
-        _upBuf = new float[_ffn];
-        _logits = new float[_vocab];
-        _xLastIn = new float[_hidden];
-        _xShadow = new float[_hidden];
+        _x = new float[maxBatch * _hidden];
+        _xn = new float[maxBatch * _hidden];
+        _q = new float[maxBatch * _hidden];
+        _k = new float[maxBatch * _kvDim];
+        _v = new float[maxBatch * _kvDim];
+        _attn = new float[maxBatch * _hidden];
+        _tmp = new float[maxBatch * _hidden];
+        _gateBuf = new float[maxBatch * _ffn];
+        _upBuf = new float[maxBatch * _ffn];
+        _logits = new float[maxBatch * _vocab];
+        _xLastIn = new float[maxBatch * _hidden];
+        _xShadow = new float[maxBatch * _hidden];
+        _rowSlot = new int[maxBatch];
+        _rowPosition = new int[maxBatch];
+        _rowToken = new int[maxBatch];
         _ropeA = new float[half];
         _ropeB = new float[half];
         _sigmoid = new float[4096];
@@ -151,8 +182,6 @@ public sealed class ReferenceEngine : IDisposable
         _pU = new float[maxP * _ffn];
         _pSaved = new float[maxP * _hidden];
         _pShadow = new float[maxP * _hidden];
-        _pK = new float[_layers * _kvDim * maxP];
-        _pV = new float[_layers * _kvDim * maxP];
 
         _prefillSlowdown = Enumerable.Repeat(1.0, buckets.Prefill.Length).ToArray();
         _decodeSlowdown = Enumerable.Repeat(1.0, decode.Length).ToArray();
@@ -162,6 +191,16 @@ public sealed class ReferenceEngine : IDisposable
         {
             SetSlowdown(BucketId.Parse(key), value);
         }
+
+        _inFlight = new Sequence[maxBatch];
+        _freeSlots = new int[maxBatch];
+        for (var slot = 0; slot < maxBatch; slot++)
+        {
+            _freeSlots[slot] = maxBatch - 1 - slot; // slot 0 is taken first
+        }
+
+        _freeSlotCount = maxBatch;
+        _rowMoved = new bool[maxBatch];
     }
 
     /// <summary>The profile the engine was created from (its slowdowns as at creation; see <see cref="GetSlowdown"/>).</summary>
@@ -170,14 +209,21 @@ public sealed class ReferenceEngine : IDisposable
     /// <summary>The compiled bucket sets and decode convention.</summary>
     public BucketSet Buckets { get; }
 
+    /// <summary>The compiled decode batch sizes, ascending (a copy).</summary>
+    public IReadOnlyList<int> BatchBuckets => [.. _batchEdges];
+
+    /// <summary>The most sequences in flight at once: the largest batch bucket.</summary>
+    public int MaxNumSeqs => _batchEdges[^1];
+
     /// <summary>Exact counts of the work done so far (warm-up included).</summary>
     public EngineCounters Counters => new(
         Interlocked.Read(ref _requests), Interlocked.Read(ref _prefillPasses), Interlocked.Read(ref _prefillRows),
         Interlocked.Read(ref _decodeSteps), Interlocked.Read(ref _attentionPositions), Interlocked.Read(ref _cacheMoves),
-        Interlocked.Read(ref _cacheHandoffs), Interlocked.Read(ref _shadowPasses));
+        Interlocked.Read(ref _cacheHandoffs), Interlocked.Read(ref _shadowPasses), Interlocked.Read(ref _paddedRows));
 
     /// <summary>
-    /// Validates the profile, allocates every buffer and weight, and (unless <paramref name="warmup"/> is false) warms up every bucket.
+    /// Validates the profile, allocates every buffer and weight, and (unless <paramref name="warmup"/> is false) warms up every bucket;
+    /// then, with more than one sequence allowed in flight, starts the scheduler loop.
     /// </summary>
     public static ReferenceEngine Create(EngineProfile profile, bool warmup = true)
     {
@@ -189,6 +235,7 @@ public sealed class ReferenceEngine : IDisposable
             engine.Warmup();
         }
 
+        engine.StartScheduler();
         return engine;
     }
 
@@ -237,10 +284,11 @@ public sealed class ReferenceEngine : IDisposable
     /// <summary>
     /// Brings the engine to its steady speed before anything is timed. The JIT first runs freshly called code unoptimised and
     /// recompiles hot methods in the background (tiered compilation), which makes the first hundreds of milliseconds several
-    /// times slower. So: short rounds (the shortest prefill bucket and a few decode steps in every decode bucket) repeat, with
-    /// short pauses for the background compiler, until a round is no faster than the best of the rounds before (at most
-    /// <paramref name="maxRounds"/>); then every prefill bucket runs once and every decode bucket a few steps, so that each
-    /// bucket's buffers have been touched. Returns the number of stabilising rounds.
+    /// times slower. So: short rounds (the shortest prefill bucket and a few decode steps in every decode bucket, at the smallest
+    /// batch bucket) repeat, with short pauses for the background compiler, until a round is no faster than the best of the rounds
+    /// before (at most <paramref name="maxRounds"/>); then every prefill bucket runs once and every (batch, decode) bucket a few
+    /// steps, so that each bucket's buffers have been touched. Warm-up uses its own slot: sequences in flight are not disturbed.
+    /// Returns the number of stabilising rounds.
     /// </summary>
     public int Warmup(int maxRounds = 200)
     {
@@ -256,7 +304,7 @@ public sealed class ReferenceEngine : IDisposable
             while (rounds < maxRounds)
             {
                 var t0 = Stopwatch.GetTimestamp();
-                WarmupRound(prefillBuckets: 1, stepsPerBucket: 3);
+                WarmupRound(prefillBuckets: 1, batchBuckets: 1, stepsPerBucket: 3);
                 var ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
                 rounds++;
                 if (ms < best * 0.98)
@@ -272,7 +320,7 @@ public sealed class ReferenceEngine : IDisposable
                 Thread.Sleep(rounds < 5 ? 100 : 10);
             }
 
-            WarmupRound(_prefillEdges.Length, stepsPerBucket: 3);
+            WarmupRound(_prefillEdges.Length, _batchEdges.Length, stepsPerBucket: 3);
             return rounds;
         }
         finally
@@ -283,7 +331,8 @@ public sealed class ReferenceEngine : IDisposable
 
     /// <summary>
     /// Generates exactly <paramref name="outputTokens"/> tokens after <paramref name="promptTokenIds"/>; calls
-    /// <paramref name="onToken"/> with each token as soon as it exists (the first right after prefill: TTFT).
+    /// <paramref name="onToken"/> with each token as soon as it exists (the first right after prefill: TTFT), in order. Completes
+    /// when the request has all its tokens; concurrent calls share decode steps when the profile has batch buckets above 1.
     /// Throws <see cref="RequestOutOfRangeException"/> for lengths outside the buckets, <see cref="ArgumentOutOfRangeException"/> for
     /// token ids outside the vocabulary.
     /// </summary>
@@ -301,7 +350,7 @@ public sealed class ReferenceEngine : IDisposable
             }
         }
 
-        return GenerateLockedAsync(promptTokenIds, promptTokenIds.Count, outputTokens, onToken, cancellationToken);
+        return SubmitAsync(promptTokenIds, promptTokenIds.Count, outputTokens, onToken, cancellationToken);
     }
 
     /// <summary>As <see cref="GenerateAsync(IReadOnlyList{int}, int, Func{int, ValueTask}?, CancellationToken)"/> with the
@@ -310,12 +359,10 @@ public sealed class ReferenceEngine : IDisposable
         CancellationToken cancellationToken = default)
     {
         Buckets.EnsureRequest(promptLength, outputTokens);
-        return GenerateLockedAsync(null, promptLength, outputTokens, onToken, cancellationToken);
+        return SubmitAsync(null, promptLength, outputTokens, onToken, cancellationToken);
     }
 
-    public void Dispose() => _disposed = true;
-
-    private void WarmupRound(int prefillBuckets, int stepsPerBucket)
+    private void WarmupRound(int prefillBuckets, int batchBuckets, int stepsPerBucket)
     {
         for (var i = 0; i < prefillBuckets; i++)
         {
@@ -325,83 +372,25 @@ public sealed class ReferenceEngine : IDisposable
                 _prompt[n] = SyntheticToken(n);
             }
 
-            _ = Prefill(p, i, out _);
+            _ = Prefill(p, i, _padSlot, out _);
         }
 
-        for (var j = 0; j < _spans.Length; j++)
+        for (var b = 0; b < batchBuckets; b++)
         {
-            var start = Buckets.DecodeLowerEdge(j);
-            for (var n = 0; n < stepsPerBucket; n++)
+            var batch = _batchEdges[b];
+            for (var j = 0; j < _spans.Length; j++)
             {
-                _ = DecodeStep(SyntheticToken(n), Math.Min(start + n, _spans[j] - 1), j, out _);
-            }
-        }
-    }
-
-    private async Task<GenerationResult> GenerateLockedAsync(IReadOnlyList<int>? prompt, int inputLength, int outputTokens,
-        Func<int, ValueTask>? onToken, CancellationToken cancellationToken)
-    {
-        await _gate.WaitAsync(cancellationToken);
-        try
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var start = Stopwatch.GetTimestamp();
-            for (var i = 0; i < inputLength; i++)
-            {
-                _prompt[i] = prompt is null ? SyntheticToken(i) : prompt[i];
-            }
-
-            var tokens = new int[outputTokens];
-            var steps = new DecodeStepTrace[outputTokens - 1];
-            var prefillIndex = Buckets.PrefillIndex(inputLength);
-            var token = Prefill(inputLength, prefillIndex, out var prefillShadow);
-            var afterPrefill = Stopwatch.GetTimestamp();
-            tokens[0] = token;
-            var prefillTrace = new PrefillTrace(new BucketId(BucketKind.Prefill, _prefillEdges[prefillIndex]), _prefillEdges[prefillIndex],
-                prefillShadow, Stopwatch.GetElapsedTime(start, afterPrefill).TotalMilliseconds);
-            if (onToken is not null)
-            {
-                await onToken(token);
-            }
-
-            var ttft = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            var current = -1;
-            var moves = 0;
-            for (var k = 1; k < outputTokens; k++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var stepStart = Stopwatch.GetTimestamp();
-                var j = Buckets.DecodeIndex(Buckets.StepLength(inputLength, k));
-                var moved = false;
-                if (current < 0)
+                var start = Buckets.DecodeLowerEdge(j);
+                for (var n = 0; n < stepsPerBucket; n++)
                 {
-                    HandOff(inputLength, _prefillEdges[prefillIndex], j);
-                }
-                else if (j != current)
-                {
-                    MoveCache(current, j);
-                    moved = true;
-                    moves++;
-                }
+                    for (var r = 0; r < batch; r++)
+                    {
+                        SetRow(r, _padSlot, Math.Min(start + n, _spans[j] - 1), SyntheticToken(n));
+                    }
 
-                current = j;
-                token = DecodeStep(token, inputLength + k - 1, j, out var shadow);
-                tokens[k] = token;
-                steps[k - 1] = new DecodeStepTrace(k, inputLength + k, new BucketId(BucketKind.Decode, _decodeEdges[j]), _spans[j], moved,
-                    shadow, Stopwatch.GetElapsedTime(stepStart).TotalMilliseconds);
-                if (onToken is not null)
-                {
-                    await onToken(token);
+                    DecodeBatch(batch, batch, j, 0, Stopwatch.GetTimestamp(), out _, out _);
                 }
             }
-
-            Interlocked.Increment(ref _requests);
-            var e2e = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            return new GenerationResult(tokens, inputLength, prefillTrace, steps, moves, ttft, e2e);
-        }
-        finally
-        {
-            _gate.Release();
         }
     }
 
@@ -435,7 +424,7 @@ public sealed class ReferenceEngine : IDisposable
     // ---------------------------------------------------------------- prefill
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private int Prefill(int inputLength, int prefillIndex, out int shadow)
+    private int Prefill(int inputLength, int prefillIndex, int slot, out int shadow)
     {
         var p = _prefillEdges[prefillIndex];
         var h = _hidden;
@@ -456,32 +445,29 @@ public sealed class ReferenceEngine : IDisposable
                 _pX.AsSpan(0, p * h).CopyTo(_pSaved);
             }
 
-            PrefillLayer(l, _pX, p);
+            PrefillLayer(l, _pX, p, slot);
         }
 
         for (var s = 0; s < shadow; s++)
         {
             _pSaved.AsSpan(0, p * h).CopyTo(_pShadow);
-            PrefillLayer(_layers - 1, _pShadow, p);
+            PrefillLayer(_layers - 1, _pShadow, p, slot);
         }
 
-        RmsNorm(_pX.AsSpan((inputLength - 1) * h, h), _finalNorm, _xn);
-        MatVec(_embedding, _xn, _logits);
+        RmsNorm(_pX.AsSpan((inputLength - 1) * h, h), _finalNorm, _xn.AsSpan(0, h));
+        MatMul(_embedding, _vocab, h, _xn, _logits, 1);
         _prefillPasses++;
         _prefillRows += p;
         _shadowPasses += shadow;
-        return TensorPrimitives.IndexOfMax<float>(_logits);
+        return TensorPrimitives.IndexOfMax<float>(_logits.AsSpan(0, _vocab));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void PrefillLayer(int l, float[] x, int p)
+    private void PrefillLayer(int l, float[] x, int p, int slot)
     {
         var w = _layerWeights[l];
         int h = _hidden, kv = _kvDim, hd = _headDim;
-        for (var n = 0; n < p; n++)
-        {
-            RmsNorm(x.AsSpan(n * h, h), w.AttentionNorm, _pXn.AsSpan(n * h, h));
-        }
+        NormRows(x, w.AttentionNorm, _pXn, p);
 
         MatMul(w.Wq, h, h, _pXn, _pQ, p);
         MatMul(w.Wk, kv, h, _pXn, _pKr, p);
@@ -503,40 +489,30 @@ public sealed class ReferenceEngine : IDisposable
 
         // Transpose K and V into [layer][kvHead][headDim][P].
         var layerBase = l * kv * p;
+        float[] pk = _prefillK[slot], pv = _prefillV[slot];
         for (var n = 0; n < p; n++)
         {
             for (var c = 0; c < kv; c++)
             {
-                _pK[layerBase + (c * p) + n] = _pKr[(n * kv) + c];
-                _pV[layerBase + (c * p) + n] = _pVr[(n * kv) + c];
+                pk[layerBase + (c * p) + n] = _pKr[(n * kv) + c];
+                pv[layerBase + (c * p) + n] = _pVr[(n * kv) + c];
             }
         }
 
         if (_threads == 1)
         {
-            PrefillAttention(layerBase, p, 0, _heads, _scores[0]);
+            PrefillAttention(pk, pv, layerBase, p, 0, _heads, _scores[0]);
         }
         else
         {
-            PrefillAttentionParallel(layerBase, p);
+            PrefillAttentionParallel(pk, pv, layerBase, p);
         }
 
-        MatMul(w.Wo, h, h, _pA, _pT, p);
-        TensorPrimitives.Add(x.AsSpan(0, p * h), _pT.AsSpan(0, p * h), x.AsSpan(0, p * h));
-        for (var n = 0; n < p; n++)
-        {
-            RmsNorm(x.AsSpan(n * h, h), w.MlpNorm, _pXn.AsSpan(n * h, h));
-        }
-
-        MatMul(w.Wg, _ffn, h, _pXn, _pG, p);
-        MatMul(w.Wu, _ffn, h, _pXn, _pU, p);
-        SwiGlu(_pG.AsSpan(0, p * _ffn), _pU.AsSpan(0, p * _ffn));
-        MatMul(w.Wd, h, _ffn, _pG, _pT, p);
-        TensorPrimitives.Add(x.AsSpan(0, p * h), _pT.AsSpan(0, p * h), x.AsSpan(0, p * h));
+        OutputAndMlp(w, x, p, _pA, _pT, _pXn, _pG, _pU);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void PrefillAttention(int layerBase, int p, int headStart, int headEnd, float[] scores)
+    private void PrefillAttention(float[] pk, float[] pv, int layerBase, int p, int headStart, int headEnd, float[] scores)
     {
         int h = _hidden, hd = _headDim;
         for (var head = headStart; head < headEnd; head++)
@@ -544,147 +520,215 @@ public sealed class ReferenceEngine : IDisposable
             var kBase = layerBase + ((head / _group) * hd * p);
             for (var t = 0; t < p; t++)
             {
-                AttendHead(_pK, _pV, kBase, p, t, _pQ.AsSpan((t * h) + (head * hd), hd), scores, _pA.AsSpan((t * h) + (head * hd), hd));
+                AttendHead(pk, pv, kBase, p, t, _pQ.AsSpan((t * h) + (head * hd), hd), scores, _pA.AsSpan((t * h) + (head * hd), hd));
             }
         }
     }
 
-    private void PrefillAttentionParallel(int layerBase, int p) =>
+    private void PrefillAttentionParallel(float[] pk, float[] pv, int layerBase, int p) =>
         Parallel.For(0, _threads, _parallel, t =>
         {
             var (s, e) = Chunk(_heads, t, _threads);
-            PrefillAttention(layerBase, p, s, e, _scores[t]);
+            PrefillAttention(pk, pv, layerBase, p, s, e, _scores[t]);
         });
 
     // ---------------------------------------------------------------- decode
 
-    /// <summary>Copies the prefill's first <paramref name="inputLength"/> KV positions into decode bucket <paramref name="j"/>.</summary>
-    private void HandOff(int inputLength, int p, int j)
+    /// <summary>Copies slot <paramref name="slot"/>'s prefill KV (its first <paramref name="inputLength"/> positions of padded
+    /// length <paramref name="p"/>) into its buffer of decode bucket <paramref name="j"/>.</summary>
+    private void HandOff(int slot, int inputLength, int p, int j)
     {
         var span = _spans[j];
         var rows = _layers * _kvDim;
+        float[] pk = _prefillK[slot], pv = _prefillV[slot], ck = _cacheK[slot][j], cv = _cacheV[slot][j];
         for (var r = 0; r < rows; r++)
         {
-            _pK.AsSpan(r * p, inputLength).CopyTo(_cacheK[j].AsSpan(r * span, inputLength));
-            _pV.AsSpan(r * p, inputLength).CopyTo(_cacheV[j].AsSpan(r * span, inputLength));
+            pk.AsSpan(r * p, inputLength).CopyTo(ck.AsSpan(r * span, inputLength));
+            pv.AsSpan(r * p, inputLength).CopyTo(cv.AsSpan(r * span, inputLength));
         }
 
         _cacheHandoffs++;
     }
 
-    /// <summary>Copies the whole buffer of decode bucket <paramref name="from"/> into the longer one of <paramref name="to"/>.</summary>
-    private void MoveCache(int from, int to)
+    /// <summary>Copies slot <paramref name="slot"/>'s buffer of decode bucket <paramref name="from"/> into its buffer of
+    /// <paramref name="to"/>: the whole of it when <paramref name="to"/> is longer (D grew), else the positions the shorter holds
+    /// (D shrank when the longest sequence left; the row's own length fits, since D covers every row).</summary>
+    private void MoveCache(int slot, int from, int to)
     {
         int a = _spans[from], b = _spans[to];
         var n = Math.Min(a, b);
         var rows = _layers * _kvDim;
+        float[] fk = _cacheK[slot][from], fv = _cacheV[slot][from], tk = _cacheK[slot][to], tv = _cacheV[slot][to];
         for (var r = 0; r < rows; r++)
         {
-            _cacheK[from].AsSpan(r * a, n).CopyTo(_cacheK[to].AsSpan(r * b, n));
-            _cacheV[from].AsSpan(r * a, n).CopyTo(_cacheV[to].AsSpan(r * b, n));
+            fk.AsSpan(r * a, n).CopyTo(tk.AsSpan(r * b, n));
+            fv.AsSpan(r * a, n).CopyTo(tv.AsSpan(r * b, n));
         }
 
         _cacheMoves++;
     }
 
-    /// <summary>One decode step: the token at <paramref name="position"/> attends over all of bucket <paramref name="j"/>'s span.</summary>
+    /// <summary>Row <paramref name="r"/> of the next decode step: its slot's KV, the position of its input token, the token.</summary>
+    private void SetRow(int r, int slot, int position, int token)
+    {
+        _rowSlot[r] = slot;
+        _rowPosition[r] = position;
+        _rowToken[r] = token;
+    }
+
+    /// <summary>
+    /// One decode step at (<paramref name="batch"/>, decode bucket <paramref name="j"/>): every one of the <paramref name="batch"/>
+    /// rows set by <see cref="SetRow"/> runs through every layer (projections and MLP as <c>batch</c>-row matrix products, attention
+    /// per row over all of bucket <paramref name="j"/>'s span of the row's own buffer) and the LM head; the first
+    /// <paramref name="rows"/> rows get their next token in <c>_rowToken</c>, the rest are padding whose results are discarded.
+    /// Each row's computation reads only its own inputs and buffer, so its token does not depend on the other rows. Records the step
+    /// (timed from <paramref name="started"/>, which includes the cache copies the caller made for it).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private int DecodeStep(int token, int position, int j, out int shadow)
+    private void DecodeBatch(int batch, int rows, int j, int cacheMoves, long started, out int shadow, out long index)
     {
         var span = _spans[j];
-        _embedding.AsSpan(token * _hidden, _hidden).CopyTo(_x);
+        var h = _hidden;
+        for (var r = 0; r < batch; r++)
+        {
+            _embedding.AsSpan(_rowToken[r] * h, h).CopyTo(_x.AsSpan(r * h, h));
+        }
+
         var layerMacs = LayerWeightMacs() + (2.0 * _heads * _headDim * span);
-        shadow = ShadowCount(ref _decodeCredit[j], Volatile.Read(ref _decodeSlowdown[j]), _layers + ((double)_vocab * _hidden / layerMacs));
+        shadow = ShadowCount(ref _decodeCredit[j], Volatile.Read(ref _decodeSlowdown[j]), _layers + ((double)_vocab * h / layerMacs));
         for (var l = 0; l < _layers; l++)
         {
             if (l == _layers - 1 && shadow > 0)
             {
-                _x.CopyTo(_xLastIn, 0);
+                _x.AsSpan(0, batch * h).CopyTo(_xLastIn);
             }
 
-            DecodeLayer(l, _x, j, position);
+            DecodeLayer(l, _x, batch, j);
         }
 
         for (var s = 0; s < shadow; s++)
         {
-            _xLastIn.CopyTo(_xShadow, 0);
-            DecodeLayer(_layers - 1, _xShadow, j, position);
+            _xLastIn.AsSpan(0, batch * h).CopyTo(_xShadow);
+            DecodeLayer(_layers - 1, _xShadow, batch, j);
         }
 
-        RmsNorm(_x, _finalNorm, _xn);
-        MatVec(_embedding, _xn, _logits);
+        NormRows(_x, _finalNorm, _xn, batch);
+
+        MatMul(_embedding, _vocab, h, _xn, _logits, batch);
+        for (var r = 0; r < rows; r++)
+        {
+            _rowToken[r] = TensorPrimitives.IndexOfMax<float>(_logits.AsSpan(r * _vocab, _vocab));
+        }
+
+        index = _decodeSteps;
         _decodeSteps++;
-        _attentionPositions += span;
+        _attentionPositions += (long)batch * span;
+        _paddedRows += batch - rows;
         _shadowPasses += shadow;
-        return TensorPrimitives.IndexOfMax<float>(_logits);
+        RecordStep(new BatchStepTrace(index, batch, rows, new BucketId(BucketKind.Decode, _decodeEdges[j]), span, cacheMoves,
+            shadow, Stopwatch.GetElapsedTime(started).TotalMilliseconds));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DecodeLayer(int l, float[] x, int j, int position)
+    private void DecodeLayer(int l, float[] x, int batch, int j)
     {
         var w = _layerWeights[l];
-        int hd = _headDim, span = _spans[j];
-        RmsNorm(x, w.AttentionNorm, _xn);
-        MatVec(w.Wq, _xn, _q);
-        MatVec(w.Wk, _xn, _k);
-        MatVec(w.Wv, _xn, _v);
-        for (var head = 0; head < _heads; head++)
-        {
-            var q = _q.AsSpan(head * hd, hd);
-            Rope(q, position);
-            TensorPrimitives.Multiply(q, _attentionScale, q);
-        }
+        int h = _hidden, kv = _kvDim, hd = _headDim, span = _spans[j];
+        NormRows(x, w.AttentionNorm, _xn, batch);
 
-        var layerBase = l * _kvDim * span;
-        var cacheK = _cacheK[j];
-        var cacheV = _cacheV[j];
-        for (var c = 0; c < _kvDim; c++)
+        MatMul(w.Wq, h, h, _xn, _q, batch);
+        MatMul(w.Wk, kv, h, _xn, _k, batch);
+        MatMul(w.Wv, kv, h, _xn, _v, batch);
+        var layerBase = l * kv * span;
+        for (var r = 0; r < batch; r++)
         {
-            if (c % hd == 0)
+            var position = _rowPosition[r];
+            for (var head = 0; head < _heads; head++)
             {
-                Rope(_k.AsSpan(c, hd), position);
+                var q = _q.AsSpan((r * h) + (head * hd), hd);
+                Rope(q, position);
+                TensorPrimitives.Multiply(q, _attentionScale, q);
             }
 
-            cacheK[layerBase + (c * span) + position] = _k[c];
-            cacheV[layerBase + (c * span) + position] = _v[c];
+            var cacheK = _cacheK[_rowSlot[r]][j];
+            var cacheV = _cacheV[_rowSlot[r]][j];
+            for (var c = 0; c < kv; c++)
+            {
+                if (c % hd == 0)
+                {
+                    Rope(_k.AsSpan((r * kv) + c, hd), position);
+                }
+
+                cacheK[layerBase + (c * span) + position] = _k[(r * kv) + c];
+                cacheV[layerBase + (c * span) + position] = _v[(r * kv) + c];
+            }
         }
 
         if (_threads == 1)
         {
-            DecodeAttention(cacheK, cacheV, layerBase, span, position, 0, _heads, _scores[0]);
+            DecodeAttention(layerBase, j, 0, batch * _heads, _scores[0]);
         }
         else
         {
-            DecodeAttentionParallel(cacheK, cacheV, layerBase, span, position);
+            DecodeAttentionParallel(layerBase, j, batch * _heads);
         }
 
-        MatVec(w.Wo, _attn, _tmp);
-        TensorPrimitives.Add(x, _tmp, x);
-        RmsNorm(x, w.MlpNorm, _xn);
-        MatVec(w.Wg, _xn, _gateBuf);
-        MatVec(w.Wu, _xn, _upBuf);
-        SwiGlu(_gateBuf, _upBuf);
-        MatVec(w.Wd, _gateBuf, _tmp);
-        TensorPrimitives.Add(x, _tmp, x);
+        OutputAndMlp(w, x, batch, _attn, _tmp, _xn, _gateBuf, _upBuf);
     }
 
+    /// <summary>
+    /// The rest of a layer for <paramref name="rows"/> rows (prefill's or a decode step's buffers): <c>x += Wo attn</c>, then
+    /// <c>x += Wd (silu(Wg n) * Wu n)</c> with <c>n = RmsNorm(x)</c>. Norms and SwiGLU go row by row, so that a row's results
+    /// never depend on how many rows share the vectors.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DecodeAttention(float[] cacheK, float[] cacheV, int layerBase, int span, int position, int headStart, int headEnd,
-        float[] scores)
+    private void OutputAndMlp(Layer w, float[] x, int rows, float[] attn, float[] tmp, float[] xn, float[] gate, float[] up)
     {
-        var hd = _headDim;
-        for (var head = headStart; head < headEnd; head++)
+        int h = _hidden, f = _ffn;
+        MatMul(w.Wo, h, h, attn, tmp, rows);
+        TensorPrimitives.Add(x.AsSpan(0, rows * h), tmp.AsSpan(0, rows * h), x.AsSpan(0, rows * h));
+        NormRows(x, w.MlpNorm, xn, rows);
+        MatMul(w.Wg, f, h, xn, gate, rows);
+        MatMul(w.Wu, f, h, xn, up, rows);
+        for (var r = 0; r < rows; r++)
         {
-            var kBase = layerBase + ((head / _group) * hd * span);
-            AttendHead(cacheK, cacheV, kBase, span, position, _q.AsSpan(head * hd, hd), scores, _attn.AsSpan(head * hd, hd));
+            SwiGlu(gate.AsSpan(r * f, f), up.AsSpan(r * f, f));
+        }
+
+        MatMul(w.Wd, h, f, gate, tmp, rows);
+        TensorPrimitives.Add(x.AsSpan(0, rows * h), tmp.AsSpan(0, rows * h), x.AsSpan(0, rows * h));
+    }
+
+    /// <summary>RmsNorm of each of the first <paramref name="rows"/> rows of <paramref name="x"/> into <paramref name="output"/>.</summary>
+    private void NormRows(float[] x, float[] gamma, float[] output, int rows)
+    {
+        var h = _hidden;
+        for (var r = 0; r < rows; r++)
+        {
+            RmsNorm(x.AsSpan(r * h, h), gamma, output.AsSpan(r * h, h));
         }
     }
 
-    private void DecodeAttentionParallel(float[] cacheK, float[] cacheV, int layerBase, int span, int position) =>
+    /// <summary>Attention of (row, head) pairs <paramref name="start"/>..<paramref name="end"/> (row-major), each over its row's buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DecodeAttention(int layerBase, int j, int start, int end, float[] scores)
+    {
+        int h = _hidden, hd = _headDim, span = _spans[j];
+        for (var pair = start; pair < end; pair++)
+        {
+            var (r, head) = Math.DivRem(pair, _heads);
+            var slot = _rowSlot[r];
+            var kBase = layerBase + ((head / _group) * hd * span);
+            AttendHead(_cacheK[slot][j], _cacheV[slot][j], kBase, span, _rowPosition[r], _q.AsSpan((r * h) + (head * hd), hd), scores,
+                _attn.AsSpan((r * h) + (head * hd), hd));
+        }
+    }
+
+    private void DecodeAttentionParallel(int layerBase, int j, int pairs) =>
         Parallel.For(0, _threads, _parallel, t =>
         {
-            var (s, e) = Chunk(_heads, t, _threads);
-            DecodeAttention(cacheK, cacheV, layerBase, span, position, s, e, _scores[t]);
+            var (s, e) = Chunk(pairs, t, _threads);
+            DecodeAttention(layerBase, j, s, e, _scores[t]);
         });
 
     // ---------------------------------------------------------------- kernels
@@ -739,7 +783,7 @@ public sealed class ReferenceEngine : IDisposable
         TensorPrimitives.Add(b, _ropeA, b);
     }
 
-    /// <summary>gate = silu(gate) * up.</summary>
+    /// <summary>gate = silu(gate) * up (element-wise).</summary>
     private void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
         // silu(g) = g * sigmoid(g), in slices through one preallocated buffer to stay allocation-free.
@@ -754,42 +798,14 @@ public sealed class ReferenceEngine : IDisposable
         }
     }
 
-    /// <summary>y = W x, W row-major <c>y.Length x x.Length</c>.</summary>
-    private void MatVec(float[] w, float[] x, float[] y)
-    {
-        if (_threads == 1)
-        {
-            MatVecRows(w, x, y, 0, y.Length);
-        }
-        else
-        {
-            MatVecParallel(w, x, y);
-        }
-    }
-
-    private void MatVecParallel(float[] w, float[] x, float[] y) =>
-        Parallel.For(0, _threads, _parallel, t =>
-        {
-            var (s, e) = Chunk(y.Length, t, _threads);
-            MatVecRows(w, x, y, s, e);
-        });
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatVecRows(float[] w, float[] x, float[] y, int start, int end)
-    {
-        var cols = x.Length;
-        for (var r = start; r < end; r++)
-        {
-            y[r] = TensorPrimitives.Dot(w.AsSpan(r * cols, cols), x);
-        }
-    }
-
-    /// <summary>Y = X W^T for the first <paramref name="rows"/> rows: X is rows x inDim, W is outDim x inDim, Y is rows x outDim.</summary>
+    /// <summary>Y = X W^T for the first <paramref name="rows"/> rows: X is rows x inDim, W is outDim x inDim, Y is rows x outDim.
+    /// Every element is one <see cref="TensorPrimitives.Dot(ReadOnlySpan{float}, ReadOnlySpan{float})"/> of a W row and an X row,
+    /// whatever the number of rows or threads, so a row's results do not depend on its neighbours.</summary>
     private void MatMul(float[] w, int outDim, int inDim, float[] x, float[] y, int rows)
     {
         if (_threads == 1)
         {
-            MatMulRows(w, outDim, inDim, x, y, 0, rows);
+            MatMulRows(w, outDim, inDim, x, y, 0, rows, 0, outDim);
         }
         else
         {
@@ -797,24 +813,33 @@ public sealed class ReferenceEngine : IDisposable
         }
     }
 
+    /// <summary>Splits the rows between threads when there are enough (prefill), else the outputs (a decode step's few rows).</summary>
     private void MatMulParallel(float[] w, int outDim, int inDim, float[] x, float[] y, int rows) =>
         Parallel.For(0, _threads, _parallel, t =>
         {
-            var (s, e) = Chunk(rows, t, _threads);
-            MatMulRows(w, outDim, inDim, x, y, s, e);
+            if (rows >= _threads)
+            {
+                var (s, e) = Chunk(rows, t, _threads);
+                MatMulRows(w, outDim, inDim, x, y, s, e, 0, outDim);
+            }
+            else
+            {
+                var (s, e) = Chunk(outDim, t, _threads);
+                MatMulRows(w, outDim, inDim, x, y, 0, rows, s, e);
+            }
         });
 
     /// <summary>Tiled so that a tile of W rows and a tile of X rows stay in cache together.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MatMulRows(float[] w, int outDim, int inDim, float[] x, float[] y, int start, int end)
+    private static void MatMulRows(float[] w, int outDim, int inDim, float[] x, float[] y, int start, int end, int outStart, int outEnd)
     {
         const int RowTile = 64, OutTile = 32;
         for (var p0 = start; p0 < end; p0 += RowTile)
         {
             var p1 = Math.Min(end, p0 + RowTile);
-            for (var o0 = 0; o0 < outDim; o0 += OutTile)
+            for (var o0 = outStart; o0 < outEnd; o0 += OutTile)
             {
-                var o1 = Math.Min(outDim, o0 + OutTile);
+                var o1 = Math.Min(outEnd, o0 + OutTile);
                 for (var p = p0; p < p1; p++)
                 {
                     var xRow = x.AsSpan(p * inDim, inDim);

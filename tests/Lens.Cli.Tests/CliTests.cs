@@ -124,8 +124,23 @@ public sealed class CliTests : IDisposable
         Assert.Equal("P=128,256,512,1024 D=128,256,512,1024,2048 after-append", doc.RootElement.GetProperty("buckets").GetString());
     }
 
+    [Fact]
+    public void Engine_steps_times_every_batch_and_decode_bucket()
+    {
+        var r = _lens.Run("engine", "steps", "--profile", "tiny-batch", "--steps", "3", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        Assert.Equal("tiny-batch", doc.RootElement.GetProperty("profile").GetString());
+        var steps = doc.RootElement.GetProperty("steps").EnumerateArray().ToList();
+        Assert.Equal(
+            from b in new[] { 1, 2, 4 } from d in new[] { 16, 32, 64, 128 } select (b, d, 3),
+            steps.Select(s => (s.GetProperty("batch").GetInt32(), s.GetProperty("decodeBucket").GetInt32(), s.GetProperty("steps").GetInt32())));
+        Assert.Equal(3, doc.RootElement.GetProperty("prefills").GetArrayLength());
+    }
+
     [Theory]
     [InlineData(new[] { "plan", "--out", "p.csv" }, "give both --prefill-buckets and --decode-buckets")]
+    [InlineData(new[] { "engine", "steps", "--steps", "0" }, "--steps must be in 1..10000")]
     [InlineData(new[] { "plan", "--prefill-buckets", "128", "--decode-buckets", "128" }, "--out is required")]
     [InlineData(new[] { "plan", "--preset", "nxdi", "--out", "p.csv" }, "--preset nxdi needs --max-context and --seq-len")]
     [InlineData(new[] { "fit", "--prefill-buckets", "8", "--decode-buckets", "8", "--measurements", "m.csv", "--out", "x", "--statistic", "best" },

@@ -13,6 +13,8 @@ public sealed class EngineProfileTests
     [InlineData("tiny")]
     [InlineData("nxdi-small")]
     [InlineData("linear-small")]
+    [InlineData("tiny-batch")]
+    [InlineData("nxdi-small-batch")]
     public void Shipped_profiles_load_and_are_named_as_their_files(string name)
     {
         var profile = EngineProfiles.Load(name);
@@ -29,6 +31,24 @@ public sealed class EngineProfileTests
         Assert.Equal(BucketPresets.NxdInference(1024, 2048), nxdi);
         var linear = EngineProfiles.Load("linear-small").Validate();
         Assert.Equal(BucketPresets.LinearSteps(128, 128, 512, 1024), linear);
+        var nxdiBatch = EngineProfiles.Load("nxdi-small-batch");
+        Assert.Equal(BucketPresets.NxdInference(512, 1024), nxdiBatch.Validate());
+        Assert.Equal([1, 2, 4, 8], nxdiBatch.BatchBuckets);
+        Assert.Equal(8, nxdiBatch.MaxNumSeqs);
+        var tinyBatch = EngineProfiles.Load("tiny-batch");
+        Assert.Equal((TestProfiles.Tiny with { Name = "tiny-batch", BatchBuckets = [1, 2, 4] }).ToJson(), tinyBatch.ToJson());
+    }
+
+    [Fact]
+    public void Batch_buckets_default_to_one_at_a_time_and_round_trip()
+    {
+        var plain = EngineProfile.Parse(Valid, "x.json");
+        Assert.Equal([1], plain.BatchBuckets);
+        Assert.Equal(1, plain.MaxNumSeqs);
+        var batched = EngineProfile.Parse(Valid.Replace("\"seed\": 1", "\"seed\": 1, \"batchBuckets\": [2, 8]", StringComparison.Ordinal));
+        Assert.Equal([2, 8], batched.BatchBuckets);
+        Assert.Equal(8, batched.MaxNumSeqs);
+        Assert.Equal([2, 8], EngineProfile.Parse(batched.ToJson()).BatchBuckets);
     }
 
     [Fact]
@@ -67,6 +87,13 @@ public sealed class EngineProfileTests
     [InlineData("\"seed\": 1", "\"seed\": 1, \"slowdown\": { \"decode-999\": 2 }", "slowdown.decode-999", "not a bucket")]
     [InlineData("\"seed\": 1", "\"seed\": 1, \"slowdown\": { \"decode-32\": 0.5 }", "slowdown.decode-32", "1..100")]
     [InlineData("\"seed\": 1", "\"seed\": 1, \"slowdown\": { \"fast-32\": 2 }", "slowdown.fast-32", "prefill-N or decode-N")]
+    [InlineData("\"seed\": 1", "\"seed\": 1, \"batchBuckets\": []", "batchBuckets", "is empty")]
+    [InlineData("\"seed\": 1", "\"seed\": 1, \"batchBuckets\": null", "batchBuckets", "is empty")]
+    [InlineData("\"seed\": 1", "\"seed\": 1, \"batchBuckets\": [0, 2]", "batchBuckets", "1..256")]
+    [InlineData("\"seed\": 1", "\"seed\": 1, \"batchBuckets\": [1, 257]", "batchBuckets", "1..256")]
+    [InlineData("\"seed\": 1", "\"seed\": 1, \"batchBuckets\": [4, 2]", "batchBuckets", "strictly ascending")]
+    [InlineData("\"seed\": 1", "\"seed\": 1, \"batchBuckets\": [2, 2]", "batchBuckets", "strictly ascending")]
+    [InlineData("[16, 32, 64]", "[16, 32, 65536], \"batchBuckets\": [256]", "batchBuckets", "2 GiB")]
     public void Invalid_fields_are_named_with_their_allowed_range(string from, string to, string field, string hint)
     {
         var json = Valid.Replace(from, to, StringComparison.Ordinal);

@@ -6,9 +6,15 @@ using Lens.Measurement;
 namespace Lens.Engine.Tests;
 
 /// <summary>One tiny engine served on loopback for the whole class; stopped at the end.</summary>
-public sealed class EngineServerFixture : IAsyncLifetime
+public sealed class EngineServerFixture() : ServedEngine(TestProfiles.Tiny);
+
+/// <summary>One tiny-batch engine (max_num_seqs 4) served on loopback for the whole class.</summary>
+public sealed class BatchedEngineServerFixture() : ServedEngine(TestProfiles.TinyBatch);
+
+/// <summary>An engine of <paramref name="profile"/>, not warmed up, served on loopback; stopped at the end.</summary>
+public abstract class ServedEngine(EngineProfile profile) : IAsyncLifetime
 {
-    public ReferenceEngine Engine { get; } = ReferenceEngine.Create(TestProfiles.Tiny, warmup: false);
+    public ReferenceEngine Engine { get; } = ReferenceEngine.Create(profile, warmup: false);
 
     public EngineServer Server { get; private set; } = null!;
 
@@ -55,6 +61,7 @@ public sealed class EngineServerTests(EngineServerFixture fixture) : IClassFixtu
         Assert.Equal(1, data.GetArrayLength());
         Assert.Equal("tiny", data[0].GetProperty("id").GetString());
         Assert.Equal(128, data[0].GetProperty("max_model_len").GetInt32());
+        Assert.Equal(1, data[0].GetProperty("max_num_seqs").GetInt32());
     }
 
     [Fact]
@@ -258,7 +265,7 @@ public sealed class EngineServerTests(EngineServerFixture fixture) : IClassFixtu
         await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("models"));
     }
 
-    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+    internal static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     private static void AssertUsage(JsonElement root, int prompt, int completion)
     {
@@ -290,7 +297,7 @@ public sealed class EngineServerTests(EngineServerFixture fixture) : IClassFixtu
         return message;
     }
 
-    private static async Task<List<string>> ReadEventsAsync(HttpResponseMessage response)
+    internal static async Task<List<string>> ReadEventsAsync(HttpResponseMessage response)
     {
         var events = new List<string>();
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
@@ -303,5 +310,80 @@ public sealed class EngineServerTests(EngineServerFixture fixture) : IClassFixtu
         }
 
         return events;
+    }
+}
+
+/// <summary>The batching engine behind the server: concurrent requests share decode steps, each gets its own tokens.</summary>
+public sealed class BatchedServerTests(BatchedEngineServerFixture fixture) : IClassFixture<BatchedEngineServerFixture>
+{
+    private readonly ReferenceEngine _engine = fixture.Engine;
+    private readonly HttpClient _http = fixture.Http;
+
+    [Fact]
+    public async Task Models_reports_max_num_seqs()
+    {
+        using var doc = JsonDocument.Parse(await _http.GetStringAsync("models"));
+        Assert.Equal("tiny-batch", doc.RootElement.GetProperty("data")[0].GetProperty("id").GetString());
+        Assert.Equal(4, doc.RootElement.GetProperty("data")[0].GetProperty("max_num_seqs").GetInt32());
+    }
+
+    [Fact]
+    public async Task Concurrent_requests_share_decode_steps_and_each_stream_gets_its_own_tokens()
+    {
+        // Three streamed requests and one plain one reach the paused scheduler over loopback HTTP, then run as one batch of 4.
+        int[][] prompts = [[1, 2, 3], [.. Enumerable.Range(40, 20)], [9], [.. Enumerable.Range(0, 33)]];
+        int[] outputs = [20, 30, 40, 12];
+        var since = _engine.Counters.DecodeSteps;
+        Task<HttpResponseMessage>[] sent;
+        using (_engine.Pause())
+        {
+            sent = [.. Enumerable.Range(0, 4).Select(i => _http.SendAsync(
+                new HttpRequestMessage(HttpMethod.Post, "completions")
+                {
+                    Content = EngineServerTests.Json(
+                        $$"""{"model":"tiny-batch","prompt":[{{string.Join(',', prompts[i])}}],"max_tokens":{{outputs[i]}},"stream":{{(i < 3 ? "true" : "false")}}}"""),
+                }, HttpCompletionOption.ResponseHeadersRead))];
+            for (var spin = 0; spin < 3000 && _engine.WaitingRequests < 4; spin++)
+            {
+                await Task.Delay(10);
+            }
+
+            Assert.Equal(4, _engine.WaitingRequests);
+        }
+
+        var responses = await Task.WhenAll(sent);
+        var texts = await Task.WhenAll(responses.Select(async (response, i) =>
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            if (i == 3)
+            {
+                using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+                return doc.RootElement.GetProperty("choices")[0].GetProperty("text").GetString()!;
+            }
+
+            var events = await EngineServerTests.ReadEventsAsync(response);
+            Assert.Equal("[DONE]", events[^1]);
+            Assert.Equal(outputs[i], events.Count - 1);
+            return string.Concat(events[..^1].Select(e =>
+            {
+                using var doc = JsonDocument.Parse(e);
+                return doc.RootElement.GetProperty("choices")[0].GetProperty("text").GetString();
+            }));
+        }));
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+
+        using var alone = ReferenceEngine.Create(TestProfiles.Tiny, warmup: false);
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            Assert.Equal((await alone.GenerateAsync(prompts[i], outputs[i])).Tokens, EngineTokenizer.Tokenize(texts[i], 256));
+        }
+
+        var steps = _engine.StepsSince(since);
+        Assert.Equal(39, steps.Count); // the longest request's decode steps: every step served all requests still running
+        Assert.Equal([4, 4, 2, 1], new[] { 10, 18, 19, 29 }.Select(s => steps[s].Batch)); // 3 rows still run at B = 4
+        Assert.Equal([4, 3, 2, 1], new[] { 0, 11, 19, 29 }.Select(s => steps[s].Rows));
     }
 }

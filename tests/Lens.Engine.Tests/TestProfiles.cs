@@ -7,6 +7,9 @@ internal static class TestProfiles
     /// <summary>The shipped tiny profile: vocabulary 256; prefill 16, 32, 64; decode 16, 32, 64, 128; after-append.</summary>
     public static EngineProfile Tiny => EngineProfiles.Load("tiny");
 
+    /// <summary>The shipped tiny-batch profile: tiny's model and buckets with batch buckets 1, 2, 4 (max_num_seqs 4).</summary>
+    public static EngineProfile TinyBatch => EngineProfiles.Load("tiny-batch");
+
     /// <summary>
     /// Small enough to be quick, big enough that bucket costs are far apart: prefill 32 vs 256 rows, decode spans 64 vs 1024
     /// (attention over 1024 positions is more than the rest of a step).

@@ -129,3 +129,39 @@ public sealed class TimingTests(MediumEngineFixture fixture) : IClassFixture<Med
         Assert.InRange(extra, -1024, 1024);
     }
 }
+
+/// <summary>Allocation of the scheduler loop, measured process-wide: in the timing collection, which runs alone.</summary>
+[Collection(TimingCollection.Name)]
+public sealed class BatchAllocationTests : IDisposable
+{
+    private readonly ReferenceEngine _engine = ReferenceEngine.Create(TestProfiles.TinyBatch, warmup: false);
+
+    public void Dispose() => _engine.Dispose();
+
+    [Fact]
+    public async Task Batched_decode_steps_allocate_nothing()
+    {
+        // Four requests at once, 4 or 64 tokens each: only the results grow with the steps (tokens and per-request traces).
+        _ = await Batch(60, 64);
+        _ = await Batch(60, 4);
+        var a0 = GC.GetTotalAllocatedBytes(precise: true);
+        _ = await Batch(60, 4);
+        var a1 = GC.GetTotalAllocatedBytes(precise: true);
+        _ = await Batch(60, 64);
+        var a2 = GC.GetTotalAllocatedBytes(precise: true);
+        var traceGrowth = 4L * 60 * (sizeof(int) + Unsafe.SizeOf<DecodeStepTrace>());
+        var extra = (a2 - a1) - (a1 - a0) - traceGrowth;
+        Assert.True(extra < 60 * 16, $"60 more steps of 4 rows allocated {extra} bytes beyond their traces");
+    }
+
+    private async Task<GenerationResult[]> Batch(int input, int output)
+    {
+        Task<GenerationResult>[] tasks;
+        using (_engine.Pause())
+        {
+            tasks = [.. Enumerable.Range(0, 4).Select(_ => _engine.GenerateAsync(input, output))];
+        }
+
+        return await Task.WhenAll(tasks);
+    }
+}

@@ -53,16 +53,69 @@ public sealed class EngineProfilesCommand : Command<EmptyCommandSettings>
 {
     public override int Execute(CommandContext context, EmptyCommandSettings settings, CancellationToken cancellationToken)
     {
-        var table = new Table().AddColumns("name", "model", "buckets", "file");
+        var table = new Table().AddColumns("name", "model", "buckets", "batch buckets", "file");
         foreach (var name in EngineProfiles.Names)
         {
             var path = EngineProfiles.Path(name);
             var p = EngineProfile.Load(path);
             table.AddRow(name, $"{p.Layers} layers, hidden {p.Hidden}, {p.Heads}/{p.KvHeads} heads, ffn {p.Ffn}, vocab {p.Vocab}",
-                p.Validate(path).ToString(), path);
+                p.Validate(path).ToString(), string.Join(',', p.BatchBuckets), path);
         }
 
         AnsiConsole.Write(table);
         return LensApp.Ok;
     }
 }
+
+public sealed class EngineStepsSettings : CommandSettings
+{
+    [CommandOption("--profile <PROFILE>")]
+    [Description("Engine profile: a shipped name (see 'lens engine profiles') or a JSON file.")]
+    [DefaultValue("nxdi-small-batch")]
+    public string Profile { get; init; } = "nxdi-small-batch";
+
+    [CommandOption("--steps <N>")]
+    [Description("Decode steps timed in each (batch, decode) bucket.")]
+    [DefaultValue(100)]
+    public int Steps { get; init; } = 100;
+
+    [CommandOption("--json")]
+    [Description("Write the table as JSON.")]
+    public bool Json { get; init; }
+
+    public override ValidationResult Validate() =>
+        Steps is < 1 or > 10_000 ? ValidationResult.Error($"--steps must be in 1..10000; got {Steps}") : ValidationResult.Success();
+}
+
+/// <summary>Times the engine's compiled shapes in-process: a decode step at every (batch, decode) bucket, each prefill bucket.</summary>
+public sealed class EngineStepsCommand : AsyncCommand<EngineStepsSettings>
+{
+    public override async Task<int> ExecuteAsync(CommandContext context, EngineStepsSettings settings, CancellationToken cancellationToken)
+    {
+        using var engine = ReferenceEngine.Create(EngineHost.LoadProfile(settings.Profile));
+        var table = await StepCosts.MeasureAsync(engine, settings.Steps, prefillRuns: 3, cancellationToken);
+        if (settings.Json)
+        {
+            CliJson.Write(table);
+            return LensApp.Ok;
+        }
+
+        var decode = engine.Buckets.Decode;
+        var grid = new Table().AddColumn("B").Title($"{table.Profile}: ms per decode step, median (p10), by batch and decode bucket");
+        foreach (var d in decode)
+        {
+            grid.AddColumn(new TableColumn($"D {d}").RightAligned());
+        }
+
+        foreach (var batch in engine.BatchBuckets)
+        {
+            grid.AddRow([batch.ToString(), .. decode.Select(d => table.Steps.FirstOrDefault(s => s.Batch == batch && s.DecodeBucket == d)
+                is { } s ? $"{s.MedianMs:F2} ({s.P10Ms:F2})" : "-")]);
+        }
+
+        AnsiConsole.Write(grid);
+        AnsiConsole.WriteLine("prefill alone, ms (median of 3): " + string.Join(", ", table.Prefills.Select(p => $"{p.Bucket}: {p.MedianMs:F1}")));
+        return LensApp.Ok;
+    }
+}
+
