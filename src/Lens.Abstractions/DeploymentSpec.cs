@@ -6,11 +6,13 @@ namespace Lens.Abstractions;
 
 /// <summary>
 /// How to reach the device that a deployment runs on, to time requests (architecture.md, layer 2). <see cref="Kind"/> is one of
-/// <c>openai</c> (an OpenAI-compatible endpoint: <see cref="Endpoint"/>, <see cref="ModelName"/>, <see cref="ApiKeyEnvironmentVariable"/>),
-/// <c>reference</c> (the built-in engine, profile <see cref="EngineProfile"/>) or <c>replay</c> (a fitted model file's JSON in
-/// <see cref="ModelJson"/>, timed without waiting, with a one-sided <see cref="Noise"/>). Never holds a secret: keys are named by
-/// environment variable, and only variables named <c>LENS_BACKEND_*</c> may be named, so that a tenant cannot make the server
-/// send any other secret of its environment to an endpoint of the tenant's choosing.
+/// <c>openai</c> (an OpenAI-compatible endpoint the operator configured for the tenant, named by <see cref="Name"/>, serving
+/// <see cref="ModelName"/>), <c>reference</c> (the built-in engine, profile <see cref="EngineProfile"/>) or <c>replay</c> (a fitted
+/// model file's JSON in <see cref="ModelJson"/>, timed without waiting, with a one-sided <see cref="Noise"/>). Never holds a secret
+/// nor an address: where an <c>openai</c> backend is and which key it is sent are the operator's settings under the tenant
+/// (<c>Lens:Tenants:{tenant}:Backends:{name}</c>), resolved through the tenant of the device grain's key, so a tenant can reach
+/// only what the operator gave it. <see cref="Endpoint"/> and <see cref="ApiKeyEnvironmentVariable"/> are kept only to read specs
+/// stored before that rule: a new spec that sets them is refused, and a stored one that has them is never called.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lens.BackendSpec.v1")]
 public sealed record BackendSpec(
@@ -21,7 +23,8 @@ public sealed record BackendSpec(
     [property: Id(4)] string? EngineProfile = null,
     [property: Id(5)] string? ModelJson = null,
     [property: Id(6)] double Noise = 0,
-    [property: Id(7)] int Seed = 0)
+    [property: Id(7)] int Seed = 0,
+    [property: Id(8)] string? Name = null)
 {
     public const string OpenAi = "openai";
     public const string Reference = "reference";
@@ -29,9 +32,6 @@ public sealed record BackendSpec(
 
     /// <summary>Longest replayed model JSON kept in a deployment's spec (the device's state is one storage row).</summary>
     public const int MaxModelJsonLength = 24 * 1024;
-
-    /// <summary>Prefix every <see cref="ApiKeyEnvironmentVariable"/> must have.</summary>
-    public const string ApiKeyVariablePrefix = "LENS_BACKEND_";
 
     public static readonly IReadOnlyList<string> Kinds = [OpenAi, Reference, Replay];
 
@@ -45,8 +45,8 @@ public sealed record BackendSpec(
 
         switch (Kind)
         {
-            case OpenAi when !Uri.TryCreate(Endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"):
-                Add(errors, "backend.endpoint", "an openai backend needs an absolute http(s) endpoint, e.g. http://127.0.0.1:8000/v1/");
+            case OpenAi when LensNames.Check(Name, "backend name") is { } backendError:
+                Add(errors, "backend.name", $"an openai backend names one of the backends the operator configured for your tenant: {backendError}");
                 break;
             case Reference when LensNames.Check(EngineProfile, "engine profile") is { } profileError:
                 Add(errors, "backend.engineProfile", $"a reference backend needs an engine profile name (e.g. tiny): {profileError}");
@@ -70,11 +70,17 @@ public sealed record BackendSpec(
                 break;
         }
 
-        if (ApiKeyEnvironmentVariable is { Length: > 0 } env &&
-            (!env.StartsWith(ApiKeyVariablePrefix, StringComparison.Ordinal) || !env.All(c => char.IsAsciiLetterOrDigit(c) || c == '_')))
+        // Where the server connects and which secret it sends are the operator's to say (architecture.md, "Tenancy").
+        if (!string.IsNullOrEmpty(Endpoint))
+        {
+            Add(errors, "backend.endpoint",
+                "a deployment may not name an endpoint; name a backend the operator configured for your tenant in backend.name");
+        }
+
+        if (!string.IsNullOrEmpty(ApiKeyEnvironmentVariable))
         {
             Add(errors, "backend.apiKeyEnvironmentVariable",
-                $"the API key's environment variable must be named {ApiKeyVariablePrefix}* (A-Z a-z 0-9 _), e.g. {ApiKeyVariablePrefix}VLLM");
+                "a deployment may not name a key; the key of each backend is configured by the operator under your tenant");
         }
 
         if (!(Noise >= 0 && Noise <= 1))

@@ -2,13 +2,17 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Lens.Abstractions;
+using Microsoft.Extensions.Http.Resilience;
+using Polly;
 
 namespace Lens.Client;
 
 /// <summary>
 /// A typed client of the LENS HTTP API, bound to one tenant's API key (sent as <c>X-Api-Key</c> on every request, never logged).
 /// The <see cref="HttpClient"/> is the caller's (its <see cref="HttpClient.BaseAddress"/> is the server, e.g. <c>http://127.0.0.1:5080/</c>)
-/// and may be shared. Failures throw <see cref="LensApiException"/> with the server's problem details.
+/// and may be shared. Failures throw <see cref="LensApiException"/> with the server's problem details. Idempotent calls (reads and
+/// predictions) are retried under <see cref="Retry"/> when the server answers 5xx, 408 or 429 (a silo failing over answers 503 with
+/// <c>Retry-After</c>) or the connection fails; creating deployments, starting profiles and sending measurements are sent once.
 /// </summary>
 public sealed class LensHttpClient
 {
@@ -22,6 +26,25 @@ public sealed class LensHttpClient
     /// JSON; on by default, since JSON number formatting dominates a large batch's cost (docs/performance.md).
     /// </summary>
     public bool BinaryBatches { get; init; } = true;
+
+    /// <summary>
+    /// The retry of idempotent calls: by default up to 4 retries, exponential backoff from 200 ms with jitter (at most 5 s), waiting
+    /// at least what a <c>Retry-After</c> header asks. <see cref="ResiliencePipeline{T}.Empty"/> sends every call once.
+    /// </summary>
+    public ResiliencePipeline<HttpResponseMessage> Retry { get; init; } = DefaultRetry;
+
+    /// <summary>The default <see cref="Retry"/>.</summary>
+    public static ResiliencePipeline<HttpResponseMessage> DefaultRetry { get; } = new ResiliencePipelineBuilder<HttpResponseMessage>()
+        .AddRetry(new HttpRetryStrategyOptions
+        {
+            MaxRetryAttempts = 4,
+            BackoffType = DelayBackoffType.Exponential,
+            Delay = TimeSpan.FromMilliseconds(200),
+            MaxDelay = TimeSpan.FromSeconds(5),
+            UseJitter = true,
+            ShouldRetryAfterHeader = true,
+        })
+        .Build();
 
     public LensHttpClient(HttpClient http, string apiKey)
     {
@@ -88,7 +111,7 @@ public sealed class LensHttpClient
     public async Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength,
         CancellationToken cancellationToken = default, bool refined = false) =>
         await SendAsync<PredictionResult>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict",
-            new PredictRequest(inputLength, outputLength, refined), cancellationToken);
+            new PredictRequest(inputLength, outputLength, refined), cancellationToken, idempotent: true);
 
     /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
     public async Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
@@ -98,16 +121,20 @@ public sealed class LensHttpClient
         var body = new BatchPredictRequest(inputLengths, outputLengths, refined);
         if (!BinaryBatches)
         {
-            return await SendAsync<BatchPredictionResult>(HttpMethod.Post, path, body, cancellationToken);
+            return await SendAsync<BatchPredictionResult>(HttpMethod.Post, path, body, cancellationToken, idempotent: true);
         }
 
-        var content = new ByteArrayContent(BatchCodec.EncodeRequest(body)); // the codec refuses unequal lengths before the wire
-        content.Headers.ContentType = new MediaTypeHeaderValue(BatchCodec.MediaType);
-        using var response = await RawAsync(HttpMethod.Post, path, content, cancellationToken, BatchCodec.MediaType);
-        var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        var bytes = BatchCodec.EncodeRequest(body); // the codec refuses unequal lengths before the wire
+        using var response = await RawAsync(HttpMethod.Post, path, () =>
+        {
+            var content = new ByteArrayContent(bytes);
+            content.Headers.ContentType = new MediaTypeHeaderValue(BatchCodec.MediaType);
+            return content;
+        }, idempotent: true, cancellationToken, BatchCodec.MediaType);
+        var result = await response.Content.ReadAsByteArrayAsync(cancellationToken);
         try
         {
-            return BatchCodec.ReadResult(bytes);
+            return BatchCodec.ReadResult(result);
         }
         catch (FormatException ex)
         {
@@ -128,35 +155,26 @@ public sealed class LensHttpClient
 
     public async Task<string> GetModelJsonAsync(string device, string deployment, CancellationToken cancellationToken = default)
     {
-        using var response = await RawAsync(HttpMethod.Get, $"{Deployment(device, deployment)}/model", null, cancellationToken);
+        using var response = await RawAsync(HttpMethod.Get, $"{Deployment(device, deployment)}/model", () => null, idempotent: true, cancellationToken);
         return await response.Content.ReadAsStringAsync(cancellationToken);
     }
 
-    private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    /// <param name="idempotent">Retry under <see cref="Retry"/>; reads (GET) always are.</param>
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken cancellationToken, bool idempotent = false)
     {
-        using var response = await RawAsync(method, path, body, cancellationToken);
+        using var response = await RawAsync(method, path, () => body is null ? null : JsonContent.Create(body, body.GetType(), options: LensJson.Options),
+            idempotent || method == HttpMethod.Get, cancellationToken);
         return await response.Content.ReadFromJsonAsync<T>(LensJson.Options, cancellationToken)
                ?? throw new LensApiException((int)response.StatusCode, "Empty response", $"{method} {path} returned no body");
     }
 
-    private async Task<HttpResponseMessage> RawAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken,
-        string? accept = null)
+    /// <param name="content">Builds the body for each attempt (a sent request's content cannot be sent again).</param>
+    private async Task<HttpResponseMessage> RawAsync(HttpMethod method, string path, Func<HttpContent?> content, bool idempotent,
+        CancellationToken cancellationToken, string? accept = null)
     {
-        using var request = new HttpRequestMessage(method, path);
-        request.Headers.Add(ApiKeyHeader, _apiKey);
-        if (accept is not null)
-        {
-            request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(accept));
-        }
-
-        request.Content = body switch
-        {
-            null => null,
-            HttpContent content => content,
-            _ => JsonContent.Create(body, body.GetType(), options: LensJson.Options),
-        };
-
-        var response = await _http.SendAsync(request, cancellationToken);
+        var response = idempotent
+            ? await Retry.ExecuteAsync(async ct => await SendOnceAsync(method, path, content, accept, ct), cancellationToken)
+            : await SendOnceAsync(method, path, content, accept, cancellationToken);
         if (response.IsSuccessStatusCode)
         {
             return response;
@@ -166,6 +184,20 @@ public sealed class LensHttpClient
         {
             throw await ToExceptionAsync(response, cancellationToken);
         }
+    }
+
+    private async Task<HttpResponseMessage> SendOnceAsync(HttpMethod method, string path, Func<HttpContent?> content, string? accept,
+        CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        request.Headers.Add(ApiKeyHeader, _apiKey);
+        if (accept is not null)
+        {
+            request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(accept));
+        }
+
+        request.Content = content();
+        return await _http.SendAsync(request, cancellationToken);
     }
 
     private static async Task<LensApiException> ToExceptionAsync(HttpResponseMessage response, CancellationToken cancellationToken)

@@ -16,6 +16,7 @@ namespace Lens.Grains;
 public sealed class DeviceGrain(
     [PersistentState("device", LensGrainOptions.StorageName)] IPersistentState<DeviceState> state,
     IMeasurementBackendFactory backends,
+    TenantBackends tenantBackends,
     IOptions<LensGrainOptions> options,
     TimeProvider time,
     ILogger<DeviceGrain> logger) : Grain, IDeviceGrain, IDeviceProfileSteps, IRemindable
@@ -68,6 +69,12 @@ public sealed class DeviceGrain(
         if (errors.Count > 0)
         {
             throw LensException.Validation(errors);
+        }
+
+        // The tenant of this grain's key, not the request, says which backends exist (architecture.md, "Tenancy").
+        if (spec.Backend.Kind == BackendSpec.OpenAi && tenantBackends.Check(_key.Tenant, spec.Backend.Name) is { } backendError)
+        {
+            throw LensException.Validation("backend.name", backendError);
         }
 
         var s = state.State;
@@ -490,7 +497,7 @@ public sealed class DeviceGrain(
         var device = _key.Format();
 
         // Task.Run leaves the grain's scheduler: the measurement runs outside any grain turn, each step calls back in.
-        _worker = Task.Run(() => ProfileWorker.RunAsync(self, workerId, backends, _options, time, logger, device, stop.Token), CancellationToken.None);
+        _worker = Task.Run(() => ProfileWorker.RunAsync(self, workerId, backends, _options, time, logger, _key.Tenant, device, stop.Token), CancellationToken.None);
     }
 
     private void StopWorker()

@@ -7,7 +7,8 @@ namespace Lens.Grains;
 public static class LensGrainsExtensions
 {
     /// <summary>
-    /// Adds <see cref="LensGrainOptions"/>, the default <see cref="IMeasurementBackendFactory"/> (unless one is registered already)
+    /// Adds <see cref="LensGrainOptions"/>, the default <see cref="IMeasurementBackendFactory"/> and <see cref="TenantBackends"/>
+    /// (<see cref="TenantBackends.None"/>) unless registered already,
     /// and <see cref="TimeProvider.System"/> (unless one is registered). The silo must also have a grain storage named
     /// <see cref="LensGrainOptions.StorageName"/> and a reminder service.
     /// </summary>
@@ -26,6 +27,7 @@ public static class LensGrainsExtensions
             return true;
         });
         builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.TryAddSingleton(TenantBackends.None);
         builder.Services.TryAddSingleton<IMeasurementBackendFactory, MeasurementBackendFactory>();
         builder.Services.AddSingleton<ModelCache>();
         builder.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(sp => sp.GetRequiredService<ModelCache>());

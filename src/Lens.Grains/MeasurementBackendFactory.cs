@@ -9,40 +9,45 @@ namespace Lens.Grains;
 public interface IMeasurementBackendFactory
 {
     /// <summary>
-    /// A backend for <paramref name="spec"/>. Throws <see cref="NotSupportedException"/> for a kind this silo cannot create and
-    /// <see cref="ArgumentException"/> for a spec it cannot use. The caller disposes the backend when it is <see cref="IDisposable"/>.
+    /// A backend for <paramref name="spec"/> of a deployment of <paramref name="tenant"/> (from the device grain's key: the authority).
+    /// Throws <see cref="NotSupportedException"/> for a kind this silo cannot create and <see cref="ArgumentException"/> for a spec it
+    /// cannot use. The caller disposes the backend when it is <see cref="IDisposable"/>.
     /// </summary>
-    IMeasurementBackend Create(BackendSpec spec);
+    IMeasurementBackend Create(string tenant, BackendSpec spec);
 }
 
 /// <summary>
 /// The silo's factory: <c>openai</c> (<see cref="OpenAiCompletionsBackend"/>), <c>replay</c> (<see cref="ModelReplayBackend"/> over
 /// the spec's model JSON) and <c>reference</c> through <see cref="ReferenceFactory"/>, which the host sets to the built-in engine
-/// (without it that kind is refused with a clear error). Specs are validated again here: an API key variable must be named
-/// <c>LENS_BACKEND_*</c>.
+/// (without it that kind is refused with a clear error). An <c>openai</c> backend is the tenant's configured one of that name in
+/// <see cref="TenantBackends"/>; a spec's own endpoint or key variable (only in specs stored before backends were bound to tenants)
+/// is never used.
 /// </summary>
-public class MeasurementBackendFactory(ILoggerFactory loggerFactory) : IMeasurementBackendFactory
+public class MeasurementBackendFactory(ILoggerFactory loggerFactory, TenantBackends tenantBackends) : IMeasurementBackendFactory
 {
     /// <summary>Creates the built-in reference engine's backend from an engine profile name; null until a host wires it.</summary>
     public Func<string, IMeasurementBackend>? ReferenceFactory { get; init; }
 
-    public virtual IMeasurementBackend Create(BackendSpec spec)
+    public virtual IMeasurementBackend Create(string tenant, BackendSpec spec)
     {
+        ArgumentNullException.ThrowIfNull(tenant);
         ArgumentNullException.ThrowIfNull(spec);
         switch (spec.Kind)
         {
             case BackendSpec.Replay:
                 var model = ModelJson.Deserialize(spec.ModelJson ?? "", "backend.modelJson");
                 return new ModelReplayBackend(model, spec.Noise, spec.Seed);
-            case BackendSpec.OpenAi when spec.ApiKeyEnvironmentVariable is { Length: > 0 } env &&
-                                         !env.StartsWith(BackendSpec.ApiKeyVariablePrefix, StringComparison.Ordinal):
-                throw new ArgumentException($"the API key's environment variable must be named {BackendSpec.ApiKeyVariablePrefix}*");
+            case BackendSpec.OpenAi when spec.Name is null:
+                throw new ArgumentException("this deployment names a free endpoint, which the server no longer calls; create it again " +
+                                            "naming a backend the operator configured for your tenant (backend.name)");
             case BackendSpec.OpenAi:
+                var backend = tenantBackends.Find(tenant, spec.Name) ?? throw new ArgumentException(tenantBackends.Check(tenant, spec.Name));
                 var options = new OpenAiCompletionsOptions
                 {
-                    BaseAddress = new Uri(spec.Endpoint ?? throw new ArgumentException("an openai backend needs an endpoint")),
+                    BaseAddress = backend.Endpoint,
                     Model = spec.ModelName,
-                    ApiKeyEnvironmentVariable = spec.ApiKeyEnvironmentVariable,
+                    ApiKey = backend.ApiKey,
+                    RefuseLocalAddresses = !tenantBackends.AllowLocalAddresses,
                 };
                 return new OpenAiCompletionsBackend(options, logger: loggerFactory.CreateLogger<OpenAiCompletionsBackend>());
             case BackendSpec.Reference when ReferenceFactory is { } reference:

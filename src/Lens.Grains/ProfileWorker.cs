@@ -10,8 +10,11 @@ namespace Lens.Grains;
 /// </summary>
 internal static class ProfileWorker
 {
+    /// <summary>Longest backend error kept in a run's <c>lastError</c>: a tenant reads it, and a backend's answer is not the tenant's to see in full.</summary>
+    internal const int MaxErrorChars = 200;
+
     public static async Task RunAsync(IDeviceProfileSteps device, Guid workerId, IMeasurementBackendFactory factory, LensGrainOptions options,
-        TimeProvider time, ILogger logger, string deviceName, CancellationToken cancellationToken)
+        TimeProvider time, ILogger logger, string tenant, string deviceName, CancellationToken cancellationToken)
     {
         IMeasurementBackend? backend = null;
         BackendSpec? backendSpec = null;
@@ -27,7 +30,7 @@ internal static class ProfileWorker
                     {
                         (backend as IDisposable)?.Dispose();
                         backend = null;
-                        backend = factory.Create(step.Backend);
+                        backend = factory.Create(tenant, step.Backend);
                         backendSpec = step.Backend;
                     }
 
@@ -40,7 +43,7 @@ internal static class ProfileWorker
                 catch (Exception ex) when (ex is NotSupportedException or ArgumentException or FormatException or InvalidOperationException or
                                                MeasurementFailedException or HttpRequestException or IOException)
                 {
-                    outcome = new StepOutcome(step.RunId, step.Index, 0, null, 0, $"{step.Bucket} (I={step.InputLength}, O={step.OutputLength}): {ex.Message}");
+                    outcome = new StepOutcome(step.RunId, step.Index, 0, null, 0, Failure(step, ex.Message, ""));
                 }
 
                 if (cancellationToken.IsCancellationRequested)
@@ -102,9 +105,21 @@ internal static class ProfileWorker
             catch (MeasurementFailedException ex)
             {
                 var why = ex.IsTransient ? $" (still failing after {attempt} attempts)" : "";
-                return new StepOutcome(step.RunId, step.Index, 0, null, attempt - 1,
-                    $"{step.Bucket} (I={step.InputLength}, O={step.OutputLength}): {ex.Message}{why}");
+                return new StepOutcome(step.RunId, step.Index, 0, null, attempt - 1, Failure(step, ex.Message, why));
             }
         }
+    }
+
+    /// <summary>The error a tenant sees: the row, and the first line of the backend's reason cut to <see cref="MaxErrorChars"/>.</summary>
+    internal static string Failure(ProfileStep step, string reason, string suffix)
+    {
+        var line = reason.AsSpan();
+        if (line.IndexOfAny('\r', '\n') is var end and >= 0)
+        {
+            line = line[..end];
+        }
+
+        var text = line.Length <= MaxErrorChars ? line.ToString() : string.Concat(line[..MaxErrorChars], "...");
+        return $"{step.Bucket} (I={step.InputLength}, O={step.OutputLength}): {text}{suffix}";
     }
 }

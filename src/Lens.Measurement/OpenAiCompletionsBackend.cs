@@ -68,7 +68,13 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
         _random = new Random(options.Seed);
         if (httpClient is null)
         {
-            _http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+            var handler = new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
+            if (options.RefuseLocalAddresses)
+            {
+                handler.ConnectCallback = EndpointPolicy.ConnectAsync;
+            }
+
+            _http = new HttpClient(handler)
             {
                 Timeout = Timeout.InfiniteTimeSpan,
             };
@@ -249,6 +255,10 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
         try
         {
             response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+        }
+        catch (HttpRequestException e) when (e.InnerException is EndpointRefusedException refused)
+        {
+            throw new MeasurementFailedException(refused.Message, isTransient: false, e);
         }
         catch (HttpRequestException e)
         {

@@ -40,6 +40,12 @@ public sealed record OpenAiCompletionsOptions
     /// <summary>The name of an environment variable holding the bearer key, read when <see cref="ApiKey"/> is null; it must be set.</summary>
     public string? ApiKeyEnvironmentVariable { get; init; }
 
+    /// <summary>
+    /// Refuse loopback, link-local and unspecified addresses, literal or resolved (<see cref="EndpointPolicy"/>): what a server sets
+    /// when it calls endpoints on a tenant's behalf. Off for the CLI, whose user may profile a server on their own machine.
+    /// </summary>
+    public bool RefuseLocalAddresses { get; init; }
+
     public PromptKind Prompt { get; init; } = PromptKind.TokenIds;
 
     /// <summary>Smallest token id of a <see cref="PromptKind.TokenIds"/> prompt (inclusive).</summary>
@@ -97,6 +103,11 @@ public sealed record OpenAiCompletionsOptions
         if (!BaseAddress.IsAbsoluteUri || (BaseAddress.Scheme != Uri.UriSchemeHttp && BaseAddress.Scheme != Uri.UriSchemeHttps))
         {
             throw new ArgumentException($"base address must be an absolute http(s) URI such as http://127.0.0.1:8000/v1/; got '{Redact(BaseAddress)}'");
+        }
+
+        if (RefuseLocalAddresses && EndpointPolicy.Check(BaseAddress, allowLocal: false) is { } refused)
+        {
+            throw new ArgumentException($"base address: {refused}");
         }
 
         if (PromptTokenIdMin < 0 || PromptTokenIdMax <= PromptTokenIdMin)

@@ -27,6 +27,7 @@ public static class LensApi
 
         var v1 = app.MapGroup("/v1").AddEndpointFilter(Authenticate).WithTags("LENS")
             .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests).ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesValidationProblem();
 
         v1.MapPost("/devices/{device}/deployments", (HttpContext http, string device) => Handle(http, async (tenant, grains) =>
@@ -146,16 +147,26 @@ public static class LensApi
     private static async ValueTask<object?> Authenticate(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        var resolver = http.RequestServices.GetRequiredService<TenantResolver>();
+        var failures = http.RequestServices.GetRequiredService<AuthFailures>();
         var keys = http.Request.Headers[ApiKeyHeader];
-        if (keys.Count == 0)
+        string? tenant = null;
+        if (keys.Count == 1)
         {
-            return Problem(StatusCodes.Status401Unauthorized, "Missing API key", $"send the tenant's API key in the {ApiKeyHeader} header");
+            tenant = http.RequestServices.GetRequiredService<TenantResolver>().Resolve(keys[0]);
         }
 
-        if (keys.Count > 1 || resolver.Resolve(keys[0]) is not { } tenant)
+        if (tenant is null)
         {
-            return Problem(StatusCodes.Status401Unauthorized, "Unknown API key", $"the {ApiKeyHeader} header does not hold a valid API key");
+            // A valid key is never throttled; a client that spent its failure budget gets 429 for every further failure.
+            if (failures.Throttled(http) is { } throttled)
+            {
+                return throttled;
+            }
+
+            failures.Failed(http, keys.Count == 0 ? "missing" : "unknown");
+            return keys.Count == 0
+                ? Problem(StatusCodes.Status401Unauthorized, "Missing API key", $"send the tenant's API key in the {ApiKeyHeader} header")
+                : Problem(StatusCodes.Status401Unauthorized, "Unknown API key", $"the {ApiKeyHeader} header does not hold a valid API key");
         }
 
         http.Items[TenantItem] = tenant;
@@ -181,6 +192,10 @@ public static class LensApi
                 LensErrorKind.Unfitted => Problem(StatusCodes.Status409Conflict, "Bucket not fitted", ex.Message),
                 _ => Problem(StatusCodes.Status400BadRequest, "Bad request", ex.Message),
             };
+        }
+        catch (Exception ex) when (ApiFailures.Classify(http, ex) is { } failure)
+        {
+            return failure;
         }
     }
 

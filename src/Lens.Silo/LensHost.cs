@@ -78,6 +78,7 @@ public static class LensHost
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        OperatorGate.Use(app, options);
         app.MapOpenApi();
         app.MapLensApi();
         if (options.MetricsPath is { Length: > 0 } metrics)
@@ -101,6 +102,10 @@ public static class LensHost
         var tenants = new Dictionary<string, string>(options.Tenants, StringComparer.Ordinal);
         LensServerOptions.AddTenants(tenants, builder.Configuration);
         options.Tenants = tenants;
+        var backends = options.TenantBackends.ToDictionary(t => t.Key, t => new Dictionary<string, LensBackendOptions>(t.Value, StringComparer.Ordinal),
+            StringComparer.Ordinal);
+        LensServerOptions.AddTenantBackends(backends, builder.Configuration);
+        options.TenantBackends = backends;
         options.Validate();
 
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(options.HttpAddress), options.HttpPort));
@@ -110,8 +115,10 @@ public static class LensHost
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(new TenantResolver(tenants));
+        builder.Services.AddSingleton(sp => new AuthFailures(options.AuthFailureLimit, options.AuthFailureWindow,
+            sp.GetService<TimeProvider>() ?? TimeProvider.System, sp.GetRequiredService<ILogger<AuthFailures>>()));
         builder.Services.AddProblemDetails();
-        builder.Services.AddOpenApi();
+        builder.Services.AddOpenApi(o => o.AddDocumentTransformer(ApiKeySecurity.TransformAsync));
         builder.Services.Configure<JsonOptions>(o => LensJson.Configure(o.SerializerOptions));
         AddTelemetry(builder.Services, options);
         builder.UseOrleans(silo => ConfigureSilo(silo, options));
@@ -149,6 +156,14 @@ public static class LensHost
             .WithMetrics(m =>
             {
                 m.AddAspNetCoreInstrumentation();
+                if (!options.Metrics.TenantLabels)
+                {
+                    // Sum every LENS instrument over tenants, devices and deployments: only what the operator opts into names them.
+                    m.AddView(i => i.Meter.Name == LensTelemetry.Name
+                        ? new MetricStreamConfiguration { TagKeys = [LensTelemetry.BucketTag, LensTelemetry.ReasonTag] }
+                        : null);
+                }
+
                 if (options.MetricsPath is { Length: > 0 })
                 {
                     m.AddPrometheusExporter();
@@ -162,7 +177,9 @@ public static class LensHost
     {
         ArgumentNullException.ThrowIfNull(silo);
         ArgumentNullException.ThrowIfNull(options);
-        silo.Services.AddSingleton<IMeasurementBackendFactory>(sp => new MeasurementBackendFactory(sp.GetRequiredService<ILoggerFactory>())
+        silo.Services.AddSingleton(options.ToTenantBackends());
+        silo.Services.AddSingleton<IMeasurementBackendFactory>(sp => new MeasurementBackendFactory(sp.GetRequiredService<ILoggerFactory>(),
+            sp.GetRequiredService<TenantBackends>())
         {
             ReferenceFactory = name => ReferenceBackends.Create(name, options.EngineProfileDirectory),
         });

@@ -1,6 +1,7 @@
 using System.Net;
 using Lens.Abstractions;
 using Lens.Grains;
+using Lens.Measurement;
 using Microsoft.Extensions.Configuration;
 
 namespace Lens.Silo;
@@ -57,6 +58,32 @@ public sealed class LensServerOptions
     /// <summary>Tenant name to API key. Merged with <c>Lens:Tenants:{tenant}:ApiKey</c> from configuration.</summary>
     public Dictionary<string, string> Tenants { get; set; } = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Each tenant's named measurement backends (tenant, then name): what its <c>openai</c> deployments may profile. Merged with
+    /// <c>Lens:Tenants:{tenant}:Backends:{name}:Endpoint</c> (and <c>:ApiKey</c> or <c>:ApiKeyEnvironmentVariable</c>) from configuration.
+    /// </summary>
+    public Dictionary<string, Dictionary<string, LensBackendOptions>> TenantBackends { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Allow backends at loopback, link-local (cloud metadata) and unspecified addresses. Off: such endpoints are refused at start,
+    /// and host names that resolve to them are refused when connecting. Turn on only for tests or a device on the silo's machine.
+    /// </summary>
+    public bool AllowLocalBackendAddresses { get; set; }
+
+    /// <summary>
+    /// The operator's credential for <c>/metrics</c> and the dashboard (header <c>X-Api-Key</c> or <c>Authorization: Bearer</c>),
+    /// at least 16 characters. Unset: both answer 401 to everyone (OTLP export still works).
+    /// </summary>
+    public string? OperatorApiKey { get; set; }
+
+    /// <summary>Failed authentications one client address may make per <see cref="AuthFailureWindow"/> before it is answered 429.</summary>
+    public int AuthFailureLimit { get; set; } = 20;
+
+    public TimeSpan AuthFailureWindow { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>What the metrics show.</summary>
+    public LensMetricsOptions Metrics { get; set; } = new();
+
     /// <summary>Limits and retry settings of the grains.</summary>
     public LensGrainOptions Grains { get; set; } = new();
 
@@ -65,12 +92,12 @@ public sealed class LensServerOptions
     /// </summary>
     public string? OtlpEndpoint { get; set; }
 
-    /// <summary>Path of the Prometheus scrape endpoint on the HTTP port (no API key: metrics carry no tenant data beyond names); empty: off.</summary>
+    /// <summary>Path of the Prometheus scrape endpoint on the HTTP port (needs <see cref="OperatorApiKey"/>); empty: off.</summary>
     public string? MetricsPath { get; set; } = "/metrics";
 
     /// <summary>
-    /// Path the Orleans Dashboard is mounted at on the HTTP port (e.g. <c>/dashboard</c>); off unless set. The dashboard is an operator
-    /// tool without tenant isolation or API key: enable it only where the HTTP port is not reachable by tenants.
+    /// Path the Orleans Dashboard is mounted at on the HTTP port (e.g. <c>/dashboard</c>); off unless set. It shows every tenant's
+    /// grains, so like <see cref="MetricsPath"/> it needs <see cref="OperatorApiKey"/>.
     /// </summary>
     public string? DashboardPath { get; set; }
 
@@ -82,9 +109,36 @@ public sealed class LensServerOptions
         var section = configuration.GetSection("Lens");
         section.Bind(options, o => o.ErrorOnUnknownConfiguration = false);
         options.Tenants = new Dictionary<string, string>(StringComparer.Ordinal);
+        options.TenantBackends = new Dictionary<string, Dictionary<string, LensBackendOptions>>(StringComparer.Ordinal);
         AddTenants(options.Tenants, configuration);
+        AddTenantBackends(options.TenantBackends, configuration);
         return options;
     }
+
+    internal static void AddTenantBackends(Dictionary<string, Dictionary<string, LensBackendOptions>> backends, IConfiguration configuration)
+    {
+        foreach (var tenant in configuration.GetSection("Lens:Tenants").GetChildren())
+        {
+            foreach (var backend in tenant.GetSection("Backends").GetChildren())
+            {
+                if (!backends.TryGetValue(tenant.Key, out var named))
+                {
+                    backends[tenant.Key] = named = new Dictionary<string, LensBackendOptions>(StringComparer.Ordinal);
+                }
+
+                named[backend.Key] = backend.Get<LensBackendOptions>() ?? new LensBackendOptions();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The configured backends with their keys read (from <see cref="LensBackendOptions.ApiKey"/> or the operator's variable);
+    /// call after <see cref="Validate"/>.
+    /// </summary>
+    public global::Lens.Grains.TenantBackends ToTenantBackends() => new(
+        TenantBackends.ToDictionary(t => t.Key, t => (IReadOnlyDictionary<string, TenantBackend>)t.Value.ToDictionary(
+            b => b.Key, b => new TenantBackend(new Uri(b.Value.Endpoint!), b.Value.ResolveApiKey()), StringComparer.Ordinal), StringComparer.Ordinal),
+        AllowLocalBackendAddresses);
 
     internal static void AddTenants(Dictionary<string, string> tenants, IConfiguration configuration)
     {
@@ -164,6 +218,40 @@ public sealed class LensServerOptions
             }
         }
 
+        foreach (var (tenant, backends) in TenantBackends)
+        {
+            if (!Tenants.ContainsKey(tenant))
+            {
+                errors.Add($"Lens:Tenants:{tenant}:Backends: tenant '{tenant}' has backends but no API key");
+            }
+
+            foreach (var (name, backend) in backends)
+            {
+                var at = $"Lens:Tenants:{tenant}:Backends:{name}";
+                if (LensNames.Check(name, "backend name") is { } nameError)
+                {
+                    errors.Add($"{at}: {nameError}");
+                }
+
+                errors.AddRange(backend.Check(at, AllowLocalBackendAddresses));
+            }
+        }
+
+        if (AuthFailureLimit is < 1 or > 1_000_000 || AuthFailureWindow <= TimeSpan.Zero || AuthFailureWindow > TimeSpan.FromHours(1))
+        {
+            errors.Add($"Lens:AuthFailureLimit must be 1..1000000 and Lens:AuthFailureWindow in (0, 1 h]; got {AuthFailureLimit} per {AuthFailureWindow}");
+        }
+
+        if (OperatorApiKey is { Length: > 0 and < 16 })
+        {
+            errors.Add("Lens:OperatorApiKey must be at least 16 characters");
+        }
+
+        if (OperatorApiKey is { Length: > 0 } && Tenants.ContainsValue(OperatorApiKey))
+        {
+            errors.Add("Lens:OperatorApiKey equals a tenant's API key; the operator needs a key of its own");
+        }
+
         if (Tenants.Values.Distinct(StringComparer.Ordinal).Count() != Tenants.Count)
         {
             errors.Add("Lens:Tenants: two tenants share an API key; every tenant needs its own");
@@ -210,6 +298,57 @@ public sealed class LensServerOptions
             errors.Add($"Lens:{name} is {port}; use 1..65535{(allowZero ? " or 0 for any free port" : "")}");
         }
     }
+}
+
+/// <summary>
+/// One backend the operator gives a tenant (<c>Lens:Tenants:{tenant}:Backends:{name}</c>): its OpenAI-compatible endpoint and the
+/// bearer key sent to it, inline (<see cref="ApiKey"/>) or from a variable of the operator's choosing
+/// (<see cref="ApiKeyEnvironmentVariable"/>); or neither, for an endpoint without a key.
+/// </summary>
+public sealed class LensBackendOptions
+{
+    /// <summary>The API root, e.g. <c>https://npu-a.internal:8000/v1/</c>.</summary>
+    public string? Endpoint { get; set; }
+
+    public string? ApiKey { get; set; }
+
+    public string? ApiKeyEnvironmentVariable { get; set; }
+
+    internal string? ResolveApiKey() =>
+        ApiKey is { Length: > 0 } key ? key :
+        ApiKeyEnvironmentVariable is { Length: > 0 } variable ? Environment.GetEnvironmentVariable(variable) : null;
+
+    /// <summary>Every problem of this backend, each naming the setting at <paramref name="at"/> (never the key).</summary>
+    internal IEnumerable<string> Check(string at, bool allowLocal)
+    {
+        if (!Uri.TryCreate(Endpoint, UriKind.Absolute, out var endpoint))
+        {
+            yield return $"{at}:Endpoint '{Endpoint}' is not an absolute http(s) URL such as https://npu-a.internal:8000/v1/";
+        }
+        else if (EndpointPolicy.Check(endpoint, allowLocal) is { } refused)
+        {
+            yield return $"{at}:Endpoint {refused}{(allowLocal ? "" : " (Lens:AllowLocalBackendAddresses)")}";
+        }
+
+        if (ApiKey is { Length: > 0 } && ApiKeyEnvironmentVariable is { Length: > 0 })
+        {
+            yield return $"{at}: set ApiKey or ApiKeyEnvironmentVariable, not both";
+        }
+        else if (ApiKeyEnvironmentVariable is { Length: > 0 } variable && string.IsNullOrEmpty(Environment.GetEnvironmentVariable(variable)))
+        {
+            yield return $"{at}:ApiKeyEnvironmentVariable names {variable}, which is not set";
+        }
+    }
+}
+
+/// <summary>What the Prometheus and OTLP metrics show (<c>Lens:Metrics</c>).</summary>
+public sealed class LensMetricsOptions
+{
+    /// <summary>
+    /// Export the per-deployment tag <c>lens.deployment</c> (<c>tenant/device/deployment</c>). Off: every LENS metric is summed over
+    /// tenants, devices and deployments, so a scrape names none of them.
+    /// </summary>
+    public bool TenantLabels { get; set; }
 }
 
 /// <summary>The server's settings are wrong; the message names each problem.</summary>

@@ -76,6 +76,47 @@ public sealed class ServiceCliTests : IDisposable
         Assert.DoesNotContain("short", r.Stderr.Replace("shorter", "", StringComparison.Ordinal), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Serve_takes_repeated_tenant_pairs()
+    {
+        _lens.Environment["LENS_SECOND_KEY"] = "second-key-0123456789";
+        int http = FreePort(), silo = FreePort(), gateway = FreePort();
+        using var server = _lens.Start("serve", "--tenant", "acme", "--api-key-env", "LENS_TEST_KEY", "--tenant", "globex",
+            "--api-key-env", "LENS_SECOND_KEY", "--http-port", $"{http}", "--silo-port", $"{silo}", "--gateway-port", $"{gateway}");
+        try
+        {
+            var banner = await server.StandardError.ReadLineAsync();
+            Assert.Contains("2 tenant(s)", banner, StringComparison.Ordinal);
+            var url = $"http://127.0.0.1:{http}";
+            await WaitForHealthAsync(url, server, () => banner ?? "");
+            using var client = new HttpClient();
+            foreach (var key in new[] { Key, "second-key-0123456789" })
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, $"{url}/v1/devices/cpu-0/deployments");
+                request.Headers.Add("X-Api-Key", key);
+                using var response = await client.SendAsync(request);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+            await server.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
+    public void Serve_refuses_unpaired_tenants_as_a_usage_error_and_documents_tenant_settings()
+    {
+        var r = _lens.Run("serve", "--tenant", "acme", "--api-key-env", "LENS_TEST_KEY", "--tenant", "globex");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("got 2 --tenant and 1 --api-key-env", r.Stdout + r.Stderr, StringComparison.Ordinal);
+
+        var help = _lens.Run("serve", "--help");
+        Assert.Equal(0, help.ExitCode);
+        Assert.Contains("Lens__Tenants__NAME__ApiKey", help.Stdout, StringComparison.Ordinal);
+    }
+
     /// <summary>Waits until the server answers /health; <paramref name="output"/> gives its output when it is read asynchronously.</summary>
     internal static async Task WaitForHealthAsync(string url, Process server, Func<string>? output = null)
     {

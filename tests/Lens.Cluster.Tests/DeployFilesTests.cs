@@ -33,10 +33,21 @@ public sealed partial class DeployFilesTests
 
             var options = Validated(settings);
             Assert.Equal(LensStorageMode.AzureTable, options.Storage);
+            Assert.False(string.IsNullOrEmpty(options.OperatorApiKey), $"{silo} has no operator key, so Prometheus cannot scrape it");
             Assert.Equal("lens-compose", options.ClusterId);
             Assert.Contains($"ipv4_address: {options.SiloAddress}", block, StringComparison.Ordinal);
             Assert.True(addresses.Add(options.SiloAddress), $"{silo} advertises the address of another silo");
         }
+    }
+
+    [Fact]
+    public void Prometheus_scrapes_with_the_operator_key_from_a_file()
+    {
+        var prometheus = File.ReadAllText(Path.Combine(Root, "deploy", "compose", "prometheus.yml"));
+        Assert.Contains("credentials_file: /etc/prometheus/operator-key", prometheus, StringComparison.Ordinal);
+        var compose = File.ReadAllText(Path.Combine(Root, "deploy", "compose", "compose.yaml"));
+        Assert.Contains("Lens__OperatorApiKey: ${LENS_OPERATOR_KEY:?", compose, StringComparison.Ordinal);
+        Assert.Contains("/etc/prometheus/operator-key", compose, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -51,6 +62,7 @@ public sealed partial class DeployFilesTests
             {
                 "Lens__SiloAddress" => "10.244.1.7", // $(POD_IP)
                 "Lens__AzureStorageConnectionString" => "UseDevelopmentStorage=true",
+                "Lens__OperatorApiKey" => "operator-key-0123456789abcdef",
                 var tenant => tenant.EndsWith("__ApiKey", StringComparison.Ordinal) ? TestKey : "",
             };
         }
@@ -63,6 +75,7 @@ public sealed partial class DeployFilesTests
         Assert.Contains("terminationGracePeriodSeconds:", deployment, StringComparison.Ordinal);
         Assert.Contains("preStop:", deployment, StringComparison.Ordinal);
         var options = Validated(settings);
+        Assert.Equal("operator-key-0123456789abcdef", options.OperatorApiKey); // /metrics is the operator's
         Assert.Equal(8080, options.HttpPort);
         Assert.Contains("containerPort: 8080", deployment, StringComparison.Ordinal);
         Assert.Contains($"containerPort: {options.SiloPort}", deployment, StringComparison.Ordinal);
@@ -111,7 +124,7 @@ public sealed partial class DeployFilesTests
         foreach (Match m in Setting().Matches(yaml))
         {
             var value = m.Groups[2].Value.Trim().Trim('"');
-            value = Variable().Replace(value, v => v.Groups[2].Value == "-" ? v.Groups[3].Value : TestKey);
+            value = Variable().Replace(value, v => v.Groups[2].Value == "-" ? v.Groups[3].Value : $"{TestKey}-{v.Groups[1].Value}");
             settings[m.Groups[1].Value] = value;
         }
 

@@ -7,6 +7,7 @@ using Lens.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
+using Polly;
 
 namespace Lens.ClusterDrill;
 
@@ -183,7 +184,11 @@ public static class Drill
             var activeAtStart = await ActiveSilosAsync(management, options.Silos, options.Patience, cancellationToken);
             log($"cluster: {activeAtStart} active silos");
 
-            var clients = silos.Select(s => new LensHttpClient(new HttpClient { BaseAddress = s.HttpAddress, Timeout = TimeSpan.FromSeconds(30) }, ApiKey))
+            // The drill's own client moves a failed call to the next silo; the client's retry (same silo) would only slow that down.
+            var clients = silos.Select(s => new LensHttpClient(new HttpClient { BaseAddress = s.HttpAddress, Timeout = TimeSpan.FromSeconds(30) }, ApiKey)
+                {
+                    Retry = ResiliencePipeline<HttpResponseMessage>.Empty,
+                })
                 .ToArray();
             var retrying = new RetryingClient(clients);
 

@@ -156,7 +156,7 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
 
     private sealed class SharedEngineFactory(IMeasurementBackend backend) : IMeasurementBackendFactory
     {
-        public IMeasurementBackend Create(BackendSpec spec) =>
+        public IMeasurementBackend Create(string tenant, BackendSpec spec) =>
             spec.Kind == BackendSpec.Reference ? backend : throw new NotSupportedException($"only the shared reference engine here, not {spec.Kind}");
     }
 }

@@ -94,14 +94,17 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
     }
 
     [Fact]
-    public async Task An_api_key_variable_outside_the_backend_prefix_is_refused()
+    public async Task A_free_endpoint_or_key_variable_in_a_spec_is_refused_by_field()
     {
         var spec = TestModels.Spec("vllm") with
         {
             Backend = new BackendSpec(BackendSpec.OpenAi, "http://127.0.0.1:9/v1/", "m", ApiKeyEnvironmentVariable: "AZURE_STORAGE_KEY"),
         };
         var ex = await Assert.ThrowsAsync<LensApiException>(() => _acme.CreateDeploymentAsync(NewDevice(), spec));
+        Assert.Equal(400, ex.Status);
         Assert.Contains("backend.apiKeyEnvironmentVariable", ex.Errors.Keys);
+        Assert.Contains("backend.endpoint", ex.Errors.Keys);
+        Assert.Contains("backend.name", ex.Errors.Keys);
     }
 
     [Fact]

@@ -11,6 +11,7 @@ public sealed class HttpHostFixture : IAsyncLifetime
 {
     public const string AcmeKey = "acme-key-0123456789abcdef";
     public const string GlobexKey = "globex-key-0123456789abcdef";
+    public const string OperatorKey = "operator-key-0123456789abcdef";
 
     public LensServer Server { get; private set; } = null!;
 
@@ -29,6 +30,8 @@ public sealed class HttpHostFixture : IAsyncLifetime
             HttpPort = 0,
             ServiceId = "lens-http-" + Guid.NewGuid().ToString("N")[..8],
             Tenants = { ["acme"] = AcmeKey, ["globex"] = GlobexKey },
+            OperatorApiKey = OperatorKey,
+            Metrics = { TenantLabels = true }, // the metrics tests look for their own deployment's series
         };
         Server = await LensHost.StartAsync(options, b =>
         {

@@ -153,7 +153,9 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
         var text = "";
         await TestModels.Until(async () =>
         {
-            using var response = await fixture.Http.GetAsync("metrics"); // no API key
+            using var request = new HttpRequestMessage(HttpMethod.Get, "metrics");
+            request.Headers.Add("X-Api-Key", HttpHostFixture.OperatorKey);
+            using var response = await fixture.Http.SendAsync(request);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             text = await response.Content.ReadAsStringAsync();
             return text.Contains(device, StringComparison.Ordinal);
@@ -290,9 +292,16 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
             Tenants = { ["acme"] = HttpHostFixture.AcmeKey },
             DashboardPath = "/dashboard",
             MetricsPath = null,
+            OperatorApiKey = HttpHostFixture.OperatorKey,
         };
         await using var server = await LensHost.StartAsync(options, b => b.Logging.SetMinimumLevel(LogLevel.Warning));
         using var http = new HttpClient { BaseAddress = server.HttpAddress, Timeout = TimeSpan.FromSeconds(30) };
+        using (var anonymous = await http.GetAsync("dashboard/"))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode); // it shows every tenant's grains
+        }
+
+        http.DefaultRequestHeaders.Add("X-Api-Key", HttpHostFixture.OperatorKey);
         using var page = await http.GetAsync("dashboard/");
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);
         using var metrics = await http.GetAsync("metrics");

@@ -114,11 +114,11 @@ internal sealed class ControlledBackendFactory : IMeasurementBackendFactory
 {
     public IMeasurementBackendFactory? Fallback { get; init; }
 
-    public IMeasurementBackend Create(BackendSpec spec)
+    public IMeasurementBackend Create(string tenant, BackendSpec spec)
     {
         if (spec.Kind != BackendSpec.Replay && Fallback is not null)
         {
-            return Fallback.Create(spec);
+            return Fallback.Create(tenant, spec);
         }
 
         var model = ModelJson.Deserialize(spec.ModelJson!, "replay");

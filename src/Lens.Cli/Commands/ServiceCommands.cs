@@ -38,18 +38,27 @@ public sealed class ServeSettings : CommandSettings
     public int? GatewayPort { get; init; }
 
     [CommandOption("--tenant <NAME>")]
-    [Description("Add a tenant whose API key is in the variable named by --api-key-env.")]
-    public string? Tenant { get; init; }
+    [Description("Add a tenant whose API key is in the variable named by the --api-key-env in the same place; repeat the pair for " +
+                 "more tenants. Tenants also come from settings: Lens__Tenants__NAME__ApiKey=... (environment) or " +
+                 "Lens:Tenants:NAME:ApiKey (--config), and their backends from Lens__Tenants__NAME__Backends__BACKEND__Endpoint " +
+                 "and ...__ApiKey (see docs/security.md).")]
+    public string[] Tenant { get; init; } = [];
 
     [CommandOption("--api-key-env <VAR>")]
-    [Description("With --tenant: the environment variable holding its API key (at least 16 characters).")]
-    public string? ApiKeyEnv { get; init; }
+    [Description("With --tenant, once per tenant and in the same order: the environment variable holding its API key (at least 16 characters).")]
+    public string[] ApiKeyEnv { get; init; } = [];
 
     public override ValidationResult Validate()
     {
-        if ((Tenant is null) != (ApiKeyEnv is null))
+        if (Tenant.Length != ApiKeyEnv.Length)
         {
-            return ValidationResult.Error("give --tenant and --api-key-env together");
+            return ValidationResult.Error(
+                $"give one --api-key-env per --tenant, in the same order; got {Tenant.Length} --tenant and {ApiKeyEnv.Length} --api-key-env");
+        }
+
+        if (Tenant.Distinct(StringComparer.Ordinal).Count() != Tenant.Length)
+        {
+            return ValidationResult.Error("each --tenant may be given once");
         }
 
         return Storage is null or "embedded" or "azure-table"
@@ -90,10 +99,10 @@ public sealed class ServeCommand : AsyncCommand<ServeSettings>
         options.HttpAddress = settings.HttpAddress ?? options.HttpAddress;
         options.SiloPort = settings.SiloPort ?? options.SiloPort;
         options.GatewayPort = settings.GatewayPort ?? options.GatewayPort;
-        if (settings.Tenant is not null)
+        foreach (var (tenant, keyVariable) in settings.Tenant.Zip(settings.ApiKeyEnv))
         {
-            options.Tenants[settings.Tenant] = Environment.GetEnvironmentVariable(settings.ApiKeyEnv!)
-                ?? throw new CliException($"environment variable {settings.ApiKeyEnv} (named by --api-key-env) is not set");
+            options.Tenants[tenant] = Environment.GetEnvironmentVariable(keyVariable)
+                ?? throw new CliException($"environment variable {keyVariable} (named by --api-key-env for tenant {tenant}) is not set");
         }
 
         options.Validate(); // before anything starts: every wrong setting named at once
