@@ -151,6 +151,28 @@ public sealed class GroupProfilingTests : IDisposable
     }
 
     [Fact]
+    public async Task A_transient_fault_of_one_request_re_runs_the_whole_group()
+    {
+        // The second request to arrive gets a 503; the group's other requests of that attempt are cancelled, and all four go again.
+        await using var server = await FakeOpenAiServer.StartAsync((ctx, call) => call.Number == 2
+            ? FakeOpenAiServer.ErrorAsync(ctx, 503, "busy")
+            : FakeOpenAiServer.StreamAsync(ctx, call.PromptTokens, call.MaxTokens));
+        var retries = new List<MeasurementRetry>();
+        using var backend = new OpenAiCompletionsBackend(new OpenAiCompletionsOptions
+        {
+            BaseAddress = server.BaseAddress, Model = "fake-model", MaxRetries = 1, RetryBaseDelay = TimeSpan.Zero, OnRetry = retries.Add,
+        });
+
+        var results = await ((IMeasurementBackend)backend).MeasureGroupAsync(3, 2, 4);
+
+        Assert.Equal(4, results.Count);
+        Assert.All(results, r => Assert.Equal((3, 2), (r.InputLength, r.OutputLength)));
+        var retry = Assert.Single(retries);
+        Assert.Contains("503", retry.Reason);
+        Assert.InRange(server.CompletionRequests, 6, 8); // the failed one and at least one more in the first attempt, then four
+    }
+
+    [Fact]
     public async Task Resume_re_runs_an_interrupted_group_whole_and_drops_its_partial_rows()
     {
         var device = new FakeBatchedDevice(Buckets, 1, (_, _) => 0.2);
