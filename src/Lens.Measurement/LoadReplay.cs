@@ -12,6 +12,9 @@ public sealed record LoadReplayOptions(double TimeScale = 1, int MaxConcurrency 
 {
     public const int MaxConcurrencyLimit = 65536;
 
+    /// <summary>The latest arrival a replay schedules, after the time scale (about 116 days), so that clock arithmetic cannot overflow.</summary>
+    public const double MaxArrivalMs = 1e10;
+
     internal void Validate()
     {
         if (!double.IsFinite(TimeScale) || TimeScale < 0 || TimeScale > 1e6)
@@ -73,6 +76,14 @@ public static class LoadReplay
         ArgumentNullException.ThrowIfNull(trace);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        for (var n = 0; n < trace.Count; n++)
+        {
+            if (trace[n].ArrivalMs * options.TimeScale > LoadReplayOptions.MaxArrivalMs)
+            {
+                throw new ArgumentException(
+                    $"request #{n + 1} arrives at {trace[n].ArrivalMs * options.TimeScale} ms after the time scale; a replay spans at most {LoadReplayOptions.MaxArrivalMs} ms");
+            }
+        }
 
         // Send in arrival order; equal arrivals keep the trace's order.
         var order = Enumerable.Range(0, trace.Count).OrderBy(n => trace[n].ArrivalMs).ThenBy(n => n).ToArray();

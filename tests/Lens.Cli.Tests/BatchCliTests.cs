@@ -148,5 +148,10 @@ public sealed class BatchCliTests : IDisposable
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("azure.csv:3: column 'ContextTokens': 0 is out of range", r.Stderr);
         Assert.False(File.Exists(_lens.PathOf("out.csv")));
+
+        _lens.Write("far.csv", "arrival_ms,input_len,output_len\n0,1,1\n20000000,1,1\n");
+        var far = _lens.Run("replay", "--endpoint", "http://127.0.0.1:9/v1", "--trace", "far.csv", "--out", "out.csv", "--time-scale", "1000");
+        Assert.Equal(1, far.ExitCode);
+        Assert.Contains("far.csv:3: arrival 20000000 ms times --time-scale 1000 is beyond the longest replay", far.Stderr);
     }
 }

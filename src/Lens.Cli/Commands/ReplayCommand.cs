@@ -97,6 +97,16 @@ public sealed class ReplayCommand : AsyncCommand<ReplaySettings>
             throw new CliException($"{settings.Trace}: the trace has no requests");
         }
 
+        for (var n = 0; n < trace.Rows.Count; n++)
+        {
+            if (trace.Rows[n].ArrivalMs * settings.TimeScale > LoadReplayOptions.MaxArrivalMs)
+            {
+                throw new CliException(
+                    $"{settings.Trace}:{trace.Lines[n]}: arrival {trace.Rows[n].ArrivalMs} ms times --time-scale {settings.TimeScale} is beyond the " +
+                    $"longest replay, {LoadReplayOptions.MaxArrivalMs} ms (about 116 days); lower --time-scale or split the trace");
+            }
+        }
+
         // No retries: a retried request would be sent late; a failure is recorded instead.
         using var backend = EndpointOptions.CreateBackend(settings.Endpoint!, settings.Model, settings.ApiKeyEnv, settings.TokenIdMax,
             settings.TimeoutSeconds, retries: 0);
