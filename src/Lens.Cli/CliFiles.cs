@@ -79,12 +79,28 @@ internal static class CliFiles
     /// <summary>Checks every measurement against the bucket set, naming the file and line of the first one outside it.</summary>
     public static void EnsureInBuckets(CsvRows<Measurement> rows, BucketSet buckets)
     {
+        // A group is one observation only when whole: the rows of an interrupted group would fit a wrong end time.
+        if (MeasurementGroups.PartialRows(rows.Rows) is [var first, ..])
+        {
+            var m = rows.Rows[first];
+            throw new CliException(
+                $"{rows.Source}:{rows.Lines[first]}: column 'group': group {m.Group} has {MeasurementGroups.RowsOf(rows.Rows, m.Group!.Value)} rows " +
+                $"but batch {m.Batch}; a group is used only whole (run lens profile again to re-measure an interrupted group, or remove its rows)");
+        }
+
         for (var n = 0; n < rows.Rows.Count; n++)
         {
             var m = rows.Rows[n];
             if (buckets.CheckRequest(m.InputLength, m.OutputLength) is { } reason)
             {
                 throw new CliException($"{rows.Source}:{rows.Lines[n]}: {reason}");
+            }
+
+            if (buckets.BatchIndex(m.Batch) is var at && (at < 0 || buckets.Batch[at] != m.Batch))
+            {
+                throw new CliException(
+                    $"{rows.Source}:{rows.Lines[n]}: column 'batch': {m.Batch} is not one of the batch buckets {string.Join(',', buckets.Batch)} " +
+                    "(give the deployment's --batch-buckets)");
             }
 
             if (m.Bucket is { } b && !buckets.Contains(b))

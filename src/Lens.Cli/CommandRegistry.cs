@@ -13,6 +13,9 @@ internal static class CommandRegistry
             .WithExample("profile", "--endpoint", "http://127.0.0.1:8000/v1", "--model", "llama", "--plan", "plan.csv", "--out", "m.csv")
             .WithExample("profile", "--endpoint", "http://127.0.0.1:8000/v1", "--preset", "nxdi", "--max-context", "1024", "--seq-len", "2048",
                 "--repeats", "3", "--out", "m.csv", "--fit", "model.json");
+        config.AddCommand<ReplayCommand>("replay")
+            .WithDescription("Replay a trace against a live OpenAI-compatible server at its arrival times: per-request TTFT/TPOT/E2E, percentiles, throughput.")
+            .WithExample("replay", "--endpoint", "http://127.0.0.1:8000/v1", "--model", "llama", "--trace", "trace.csv", "--out", "measured.csv");
         config.AddCommand<DemoCommand>("demo")
             .WithDescription("The main job on the embedded default: profile the built-in reference engine, fit, score held-out requests.");
         config.AddCommand<ServeCommand>("serve")

@@ -100,6 +100,41 @@ public static class LensCsv
             return new TraceRequest(arrival, cells.Int("input_len", 1, int.MaxValue), cells.Int("output_len", 1, int.MaxValue));
         });
 
+    /// <summary>
+    /// Reads the public Azure LLM inference trace format: <c>TIMESTAMP,ContextTokens,GeneratedTokens</c>, the timestamp a date-time
+    /// such as <c>2023-11-16 18:15:46.6805900</c> (read as UTC). Arrivals are in ms from the earliest row (the file need not be sorted);
+    /// rows keep the file's order. ContextTokens is the prompt length, GeneratedTokens the output length (both from 1).
+    /// </summary>
+    public static CsvRows<TraceRequest> ReadAzureTrace(TextReader reader, string source)
+    {
+        var stamped = Read(reader, source, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], (cells, line) =>
+        {
+            var text = cells.Text("TIMESTAMP").Trim('"');
+            if (!DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var at))
+            {
+                throw new CsvFormatException(source, line, "TIMESTAMP", $"'{text}' is not a date-time such as 2023-11-16 18:15:46.6805900");
+            }
+
+            return (At: at.Ticks, Input: cells.Int("ContextTokens", 1, int.MaxValue), Output: cells.Int("GeneratedTokens", 1, int.MaxValue));
+        });
+        var first = stamped.Rows.Count == 0 ? 0 : stamped.Rows.Min(r => r.At);
+        var rows = stamped.Rows.Select(r => new TraceRequest((r.At - first) / (double)TimeSpan.TicksPerMillisecond, r.Input, r.Output)).ToArray();
+        return new CsvRows<TraceRequest>(source, rows, stamped.Lines);
+    }
+
+    /// <summary>
+    /// Reads a trace in either format, told apart by the header: a <c>TIMESTAMP</c> column means the Azure format
+    /// (<see cref="ReadAzureTrace"/>), anything else the LENS one (<see cref="ReadTrace"/>).
+    /// </summary>
+    public static CsvRows<TraceRequest> ReadAnyTrace(TextReader reader, string source)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        var text = reader.ReadToEnd();
+        var header = text.Split('\n').FirstOrDefault(l => !string.IsNullOrWhiteSpace(l) && !l.TrimStart().StartsWith('#'));
+        var azure = header is not null && header.Split(',').Any(c => c.Trim().Trim('"').Equals("timestamp", StringComparison.OrdinalIgnoreCase));
+        return azure ? ReadAzureTrace(new StringReader(text), source) : ReadTrace(new StringReader(text), source);
+    }
+
     /// <summary>Reads a plan written by <see cref="WritePlan"/>.</summary>
     public static CsvRows<PlanRow> ReadPlan(TextReader reader, string source) =>
         Read(reader, source, ["bucket", "input_len", "output_len"], (cells, line) =>

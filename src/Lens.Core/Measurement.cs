@@ -13,3 +13,38 @@ public readonly record struct Measurement(
 
 /// <summary>A request to predict: prompt and output lengths.</summary>
 public readonly record struct RequestPair(int InputLength, int OutputLength);
+
+/// <summary>Rules about groups of requests released at once (method.md, "Batched serving").</summary>
+public static class MeasurementGroups
+{
+    /// <summary>
+    /// Indexes of the rows whose group is not whole: the rows sharing its <see cref="Measurement.Group"/> are not exactly its
+    /// <see cref="Measurement.Batch"/> (an interrupted group). Such a group's end is not the group's end, so it must never be fitted.
+    /// </summary>
+    public static IReadOnlyList<int> PartialRows(IReadOnlyList<Measurement> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var counts = new Dictionary<long, int>();
+        foreach (var m in rows)
+        {
+            if (m.Group is { } g)
+            {
+                counts[g] = counts.GetValueOrDefault(g) + 1;
+            }
+        }
+
+        var partial = new List<int>();
+        for (var n = 0; n < rows.Count; n++)
+        {
+            if (rows[n].Group is { } g && counts[g] != rows[n].Batch)
+            {
+                partial.Add(n);
+            }
+        }
+
+        return partial;
+    }
+
+    /// <summary>How many rows carry group <paramref name="group"/>.</summary>
+    public static int RowsOf(IReadOnlyList<Measurement> rows, long group) => rows.Count(m => m.Group == group);
+}

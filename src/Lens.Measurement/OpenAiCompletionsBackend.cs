@@ -20,7 +20,8 @@ namespace Lens.Measurement;
 /// the stream, both on the monotonic clock from just before the request is sent; the gaps between token chunks are kept.
 /// The server's <c>usage</c> must report exactly <c>I</c> and <c>O</c> tokens, or the measurement fails.
 /// Transient faults (5xx, 408, 429, timeouts, refused or dropped connections) are retried with exponential backoff; only the final,
-/// successful attempt is timed. Not for concurrent use on one device: callers serialize calls (an NPU is exclusive).
+/// successful attempt is timed. Safe for concurrent calls (groups of batch buckets, load replay); a profiler still serializes its
+/// measurements per device (an NPU is exclusive).
 /// </summary>
 public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
 {
@@ -68,7 +69,8 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
         _random = new Random(options.Seed);
         if (httpClient is null)
         {
-            var handler = new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
+            // No limit on connections per server: a group of b requests needs b connections at once (HTTP/1.1).
+            var handler = new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5), MaxConnectionsPerServer = int.MaxValue };
             if (options.RefuseLocalAddresses)
             {
                 handler.ConnectCallback = EndpointPolicy.ConnectAsync;
@@ -95,16 +97,56 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
 
     public async Task<TimedRequest> MeasureAsync(int inputLength, int outputLength, CancellationToken cancellationToken = default)
     {
+        CheckLengths(inputLength, outputLength);
+
+        var model = await EnsureModelAsync(cancellationToken);
+        return await RunAsync(
+            ct => AttemptAsync(model, inputLength, outputLength, null, ct),
+            $"measuring I = {inputLength}, O = {outputLength}",
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// Times one request from <paramref name="releaseTimestamp"/>: TTFT and E2E run from that instant, and the send lag is the time
+    /// from it to the send. A retry would start late, so replays use <see cref="OpenAiCompletionsOptions.MaxRetries"/> = 0.
+    /// </summary>
+    public async Task<TimedRequest> MeasureFromAsync(int inputLength, int outputLength, long releaseTimestamp,
+        CancellationToken cancellationToken = default)
+    {
+        CheckLengths(inputLength, outputLength);
+        var model = await EnsureModelAsync(cancellationToken);
+        return await RunAsync(
+            ct => AttemptAsync(model, inputLength, outputLength, releaseTimestamp, ct),
+            $"measuring I = {inputLength}, O = {outputLength}",
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// A group of <paramref name="batch"/> identical requests released at once, each with its own random prompt (so none hits a prefix
+    /// cache), all sent concurrently over the client's connection pool (no per-server connection limit) and timed from the common
+    /// release. A transient fault of any member re-runs the whole group under the retry policy; only the successful attempt is timed.
+    /// </summary>
+    public async Task<IReadOnlyList<TimedRequest>> MeasureGroupAsync(int inputLength, int outputLength, int batch,
+        CancellationToken cancellationToken = default)
+    {
+        CheckLengths(inputLength, outputLength);
+        var model = await EnsureModelAsync(cancellationToken);
+        return await RunAsync(
+            async ct => await MeasurementGroup.RunAsync(batch, (release, mct) => AttemptAsync(model, inputLength, outputLength, release, mct).AsTask(), ct),
+            $"measuring a group of {batch} x (I = {inputLength}, O = {outputLength})",
+            cancellationToken);
+    }
+
+    /// <summary>The model measured: the option's, or the only one the server lists (asked once, under the retry policy).</summary>
+    public async Task<string> EnsureModelAsync(CancellationToken cancellationToken = default) =>
+        _model ?? await RunAsync(ResolveModelAsync, "listing the served models", cancellationToken);
+
+    private static void CheckLengths(int inputLength, int outputLength)
+    {
         if (inputLength < 1 || outputLength < 1)
         {
             throw new MeasurementFailedException($"lengths must be at least 1; got I = {inputLength}, O = {outputLength}", isTransient: false);
         }
-
-        var model = _model ?? await RunAsync(ResolveModelAsync, "listing the served models", cancellationToken);
-        return await RunAsync(
-            ct => AttemptAsync(model, inputLength, outputLength, ct),
-            $"measuring I = {inputLength}, O = {outputLength}",
-            cancellationToken);
     }
 
     public void Dispose()
@@ -210,7 +252,8 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
         return model;
     }
 
-    private async ValueTask<TimedRequest> AttemptAsync(string model, int inputLength, int outputLength, CancellationToken ct)
+    /// <param name="release">The instant the times run from; null: just before the send.</param>
+    private async ValueTask<TimedRequest> AttemptAsync(string model, int inputLength, int outputLength, long? release, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, _completions)
         {
@@ -221,13 +264,14 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         Authorize(request);
 
-        var start = Stopwatch.GetTimestamp();
+        var sent = Stopwatch.GetTimestamp();
+        var start = release ?? sent;
         using var response = await SendAsync(request, ct);
         try
         {
             var streamed = response.Content.Headers.ContentType?.MediaType?.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase) == true;
             var seen = streamed ? await ReadStreamAsync(response, start, ct) : await ReadWholeAsync(response, start, ct);
-            return Check(seen, inputLength, outputLength);
+            return Check(seen, inputLength, outputLength) with { SendLagMs = Stopwatch.GetElapsedTime(start, sent).TotalMilliseconds };
         }
         catch (Exception e) when (e is IOException or HttpRequestException)
         {

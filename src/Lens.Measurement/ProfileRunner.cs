@@ -75,6 +75,7 @@ public sealed record ProfileFailure(PlanRow Row, string Reason, bool IsTransient
 /// <param name="DeviceTime">Time spent waiting on the backend (warm-ups, retries and failures included).</param>
 /// <param name="Elapsed">Wall time of the run.</param>
 /// <param name="DroppedPartialLine">Whether the output file ended in a cut-off line (an earlier crash) that was removed.</param>
+/// <param name="DroppedPartialGroupRows">Rows of groups the file held only in part (an interrupted group), removed and measured again.</param>
 public sealed record ProfileSummary(
     int Total,
     int Measured,
@@ -83,7 +84,8 @@ public sealed record ProfileSummary(
     int WarmUpRequests,
     TimeSpan DeviceTime,
     TimeSpan Elapsed,
-    bool DroppedPartialLine)
+    bool DroppedPartialLine,
+    int DroppedPartialGroupRows = 0)
 {
     /// <summary>Rows still to measure; a re-run measures exactly these.</summary>
     public int Remaining => Total - Measured - Skipped;
@@ -101,6 +103,12 @@ public sealed record ProfileSummary(
         if (DroppedPartialLine)
         {
             text.Append("\nthe output file ended in a cut-off line (an earlier run was interrupted); it was removed and measured again");
+        }
+
+        if (DroppedPartialGroupRows > 0)
+        {
+            text.Append(CultureInfo.InvariantCulture,
+                $"\n{DroppedPartialGroupRows} rows of interrupted groups were removed from the output file; their groups were measured again whole");
         }
 
         foreach (var f in Failures.Take(maxFailures))
@@ -131,6 +139,13 @@ public sealed class ProfileRunException(string message, ProfileSummary summary, 
 /// (<see cref="LensCsv.MeasurementHeader"/>, bucket filled from the plan row) and flushed at once, in a single write, so the file never
 /// holds a partial line of this run's. Resumable: rows already in the file are skipped, matched by bucket, input and output length and
 /// counted by occurrence, so a plan with repeats resumes exactly where it stopped.
+/// <para>
+/// A plan with batch buckets (any row with <see cref="PlanRow.Batch"/> above 1; method.md, "Batched serving") runs each row as a
+/// group of <c>b</c> identical requests released at once (<see cref="IMeasurementBackend.MeasureGroupAsync"/>) and writes one row per
+/// request (<see cref="LensCsv.BatchedMeasurementHeader"/>), all of a group in one write. The group id is the row's index in the
+/// plan expanded by the repeat multiplier (round * rows + index), so a re-run knows which groups are whole: a group the file holds in
+/// part is removed from the file and measured again whole, and the fit never sees a partial group.
+/// </para>
 /// </summary>
 public sealed class ProfileRunner
 {
@@ -170,7 +185,7 @@ public sealed class ProfileRunner
 
         try
         {
-            using var output = MeasurementFile.Open(outputPath, _options.FlushToDisk);
+            using var output = MeasurementFile.Open(outputPath, _options.FlushToDisk, IsGrouped(rows));
             return await RunAsync(rows, output, cancellationToken);
         }
         finally
@@ -223,6 +238,60 @@ public sealed class ProfileRunner
         return pending;
     }
 
+    /// <summary>Whether a plan runs its rows as groups (it has batch buckets above 1): then every row gets a group id.</summary>
+    public static bool IsGrouped(IReadOnlyList<PlanRow> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        return rows.Any(r => r.Batch != 1);
+    }
+
+    /// <summary>
+    /// The groups of a grouped plan (times <paramref name="repeatMultiplier"/>) that <paramref name="done"/> does not hold whole, in run
+    /// order, each with its group id (round * rows + index). A group is done when the file holds exactly <c>b</c> rows with its id; those
+    /// rows must match the plan row (bucket, lengths, batch), or the file belongs to another plan and this throws. Ids beyond the plan
+    /// and rows without a group are other measurements: they cover nothing.
+    /// </summary>
+    public static IReadOnlyList<(PlanRow Row, long Group)> PendingGroups(IReadOnlyList<PlanRow> rows, IEnumerable<Measurement> done,
+        int repeatMultiplier = 1)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        ArgumentNullException.ThrowIfNull(done);
+        var total = (long)rows.Count * repeatMultiplier;
+        var counts = new Dictionary<long, int>();
+        foreach (var m in done)
+        {
+            if (m.Group is not { } g || g >= total)
+            {
+                continue;
+            }
+
+            var row = rows[(int)(g % rows.Count)];
+            if (m.Bucket != row.Bucket || m.InputLength != row.InputLength || m.OutputLength != row.OutputLength || m.Batch != row.Batch)
+            {
+                throw new InvalidDataException(
+                    $"the output file's group {g} is {m.Bucket} I = {m.InputLength}, O = {m.OutputLength}, batch {m.Batch}, but the plan's group " +
+                    $"{g} is {row.Bucket} I = {row.InputLength}, O = {row.OutputLength}, batch {row.Batch}: the file was written for another plan. " +
+                    "Write to a new file");
+            }
+
+            counts[g] = counts.GetValueOrDefault(g) + 1;
+        }
+
+        var pending = new List<(PlanRow, long)>();
+        long id = 0;
+        foreach (var row in Expand(rows, repeatMultiplier))
+        {
+            if (counts.GetValueOrDefault(id) != row.Batch)
+            {
+                pending.Add((row, id));
+            }
+
+            id++;
+        }
+
+        return pending;
+    }
+
     private static IEnumerable<PlanRow> Expand(IReadOnlyList<PlanRow> rows, int repeatMultiplier)
     {
         for (var round = 0; round < repeatMultiplier; round++)
@@ -237,31 +306,34 @@ public sealed class ProfileRunner
     private async Task<ProfileSummary> RunAsync(IReadOnlyList<PlanRow> rows, MeasurementFile output, CancellationToken cancellationToken)
     {
         var total = rows.Count * _options.RepeatMultiplier;
-        var pending = Pending(rows, output.Existing, _options.RepeatMultiplier);
-        var state = new RunState(total, total - pending.Count, output.DroppedPartialLine);
+        IReadOnlyList<(PlanRow Row, long? Group)> pending = output.Grouped
+            ? [.. PendingGroups(rows, output.Existing, _options.RepeatMultiplier).Select(p => (p.Row, (long?)p.Group))]
+            : [.. Pending(rows, output.Existing, _options.RepeatMultiplier).Select(r => (r, (long?)null))];
+        var state = new RunState(total, total - pending.Count, output.DroppedPartialLine, output.DroppedPartialGroupRows);
         var clock = state.Clock;
 
         if (pending.Count > 0 && _options.WarmupsPerBucket > 0)
         {
-            await WarmUpAsync(pending, state, clock, cancellationToken);
+            await WarmUpAsync([.. pending.Select(p => p.Row)], state, clock, cancellationToken);
         }
 
         var measuredDevice = TimeSpan.Zero;
         var processed = state.Skipped;
-        foreach (var row in pending)
+        foreach (var (row, group) in pending)
         {
             cancellationToken.ThrowIfCancellationRequested();
             TimeSpan? eta = state.Measured > 0 ? measuredDevice / state.Measured * (total - processed) : null;
             _options.Progress?.Report(new ProfileProgress(ProfilePhase.Measure, processed, total, row, clock.Elapsed, eta));
-            var (result, took) = await MeasureAsync(row, state, cancellationToken);
+            var (results, took) = await MeasureAsync(row, state, cancellationToken);
             processed++;
-            if (result is null)
+            if (results is null)
             {
                 continue;
             }
 
             measuredDevice += took;
-            output.Append(new Measurement(row.InputLength, row.OutputLength, result.E2eMs, result.TtftMs, row.Bucket));
+            output.Append([.. results.Select(r => new Measurement(row.InputLength, row.OutputLength, r.E2eMs, r.TtftMs, row.Bucket,
+                group is null ? 1 : row.Batch, group))]);
             state.Measured++;
         }
 
@@ -287,10 +359,10 @@ public sealed class ProfileRunner
                 cancellationToken.ThrowIfCancellationRequested();
                 TimeSpan? eta = done > 0 ? deviceTime / done * (total - done) : null;
                 _options.Progress?.Report(new ProfileProgress(ProfilePhase.WarmUp, done, total, row, clock.Elapsed, eta));
-                var (result, took) = await MeasureAsync(row, state, cancellationToken, warmUp: true);
+                var (results, took) = await MeasureAsync(row, state, cancellationToken, warmUp: true);
                 deviceTime += took;
                 done++;
-                if (result is not null)
+                if (results is not null)
                 {
                     state.WarmUps++;
                 }
@@ -298,9 +370,12 @@ public sealed class ProfileRunner
         }
     }
 
-    /// <summary>One request; a failure is recorded (and may stop the run), a success resets the run of failures.</summary>
-    private async Task<(TimedRequest? Result, TimeSpan Took)> MeasureAsync(PlanRow row, RunState state, CancellationToken cancellationToken,
-        bool warmUp = false)
+    /// <summary>
+    /// One plan row: a request, or a group of <see cref="PlanRow.Batch"/> requests released at once. A failure is recorded (and may
+    /// stop the run), a success resets the run of failures.
+    /// </summary>
+    private async Task<(IReadOnlyList<TimedRequest>? Results, TimeSpan Took)> MeasureAsync(PlanRow row, RunState state,
+        CancellationToken cancellationToken, bool warmUp = false)
     {
         var start = Stopwatch.GetTimestamp();
         string reason;
@@ -308,13 +383,18 @@ public sealed class ProfileRunner
         Exception? fault;
         try
         {
-            var result = await _backend.MeasureAsync(row.InputLength, row.OutputLength, cancellationToken);
+            IReadOnlyList<TimedRequest> results = row.Batch == 1
+                ? [await _backend.MeasureAsync(row.InputLength, row.OutputLength, cancellationToken)]
+                : await _backend.MeasureGroupAsync(row.InputLength, row.OutputLength, row.Batch, cancellationToken);
             var took = Stopwatch.GetElapsedTime(start);
             state.DeviceTime += took;
-            if (Invalid(result, row) is not { } problem)
+            var problem = results.Count != row.Batch
+                ? $"the backend answered {results.Count} requests for a group of {row.Batch}"
+                : results.Select(r => Invalid(r, row)).FirstOrDefault(p => p is not null);
+            if (problem is null)
             {
                 state.ConsecutiveFailures = 0;
-                return (result, took);
+                return (results, took);
             }
 
             (reason, transient, fault) = (problem, false, null);
@@ -363,7 +443,7 @@ public sealed class ProfileRunner
         return null;
     }
 
-    private sealed class RunState(int total, int skipped, bool droppedPartialLine)
+    private sealed class RunState(int total, int skipped, bool droppedPartialLine, int droppedPartialGroupRows)
     {
         public int Skipped { get; } = skipped;
 
@@ -380,7 +460,7 @@ public sealed class ProfileRunner
         public Stopwatch Clock { get; } = Stopwatch.StartNew();
 
         public ProfileSummary Summary() =>
-            new(total, Measured, Skipped, Failures.ToArray(), WarmUps, DeviceTime, Clock.Elapsed, droppedPartialLine);
+            new(total, Measured, Skipped, Failures.ToArray(), WarmUps, DeviceTime, Clock.Elapsed, droppedPartialLine, droppedPartialGroupRows);
     }
 }
 
@@ -391,24 +471,30 @@ public sealed class ProfileRunner
 internal sealed class MeasurementFile : IDisposable
 {
     private static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false);
-    private readonly FileStream _stream;
     private readonly FileStream _guard;
     private readonly bool _flushToDisk;
+    private FileStream _stream;
 
-    private MeasurementFile(FileStream stream, FileStream guard, bool flushToDisk, IReadOnlyList<Measurement> existing, bool dropped)
+    private MeasurementFile(FileStream stream, FileStream guard, bool flushToDisk, bool grouped)
     {
         _stream = stream;
         _guard = guard;
         _flushToDisk = flushToDisk;
-        Existing = existing;
-        DroppedPartialLine = dropped;
+        Grouped = grouped;
     }
 
-    public IReadOnlyList<Measurement> Existing { get; }
+    public IReadOnlyList<Measurement> Existing { get; private set; } = [];
 
-    public bool DroppedPartialLine { get; }
+    public bool DroppedPartialLine { get; private set; }
 
-    public static MeasurementFile Open(string path, bool flushToDisk)
+    /// <summary>Whether rows carry <c>batch</c> and <c>group</c> (<see cref="LensCsv.BatchedMeasurementHeader"/>).</summary>
+    public bool Grouped { get; }
+
+    public int DroppedPartialGroupRows { get; private set; }
+
+    private string Header => LensCsv.MeasurementHeaderFor(Grouped);
+
+    public static MeasurementFile Open(string path, bool flushToDisk, bool grouped = false)
     {
         var full = Path.GetFullPath(path);
         if (Path.GetDirectoryName(full) is { Length: > 0 } directory)
@@ -432,11 +518,20 @@ internal sealed class MeasurementFile : IDisposable
         try
         {
             stream = new FileStream(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
-            var (existing, dropped) = ReadExisting(stream, path);
-            var file = new MeasurementFile(stream, guard, flushToDisk, existing, dropped);
-            if (stream.Length == 0)
+            var file = new MeasurementFile(stream, guard, flushToDisk, grouped);
+            stream = null;
+            try
             {
-                file.Write(LensCsv.MeasurementHeader + "\n");
+                file.ReadExisting(full, path);
+                if (file._stream.Length == 0)
+                {
+                    file.Write(file.Header + "\n");
+                }
+            }
+            catch
+            {
+                file._stream.Dispose();
+                throw;
             }
 
             return file;
@@ -449,7 +544,19 @@ internal sealed class MeasurementFile : IDisposable
         }
     }
 
-    public void Append(Measurement measurement) => Write(LensCsv.FormatMeasurement(measurement) + "\n");
+    public void Append(Measurement measurement) => Write(LensCsv.FormatMeasurement(measurement, Grouped) + "\n");
+
+    /// <summary>Appends the rows of one group in a single write: a crash leaves at most a cut-off last line, never a torn group.</summary>
+    public void Append(IReadOnlyList<Measurement> measurements)
+    {
+        var text = new StringBuilder();
+        foreach (var m in measurements)
+        {
+            text.Append(LensCsv.FormatMeasurement(m, Grouped)).Append('\n');
+        }
+
+        Write(text.ToString());
+    }
 
     public void Dispose()
     {
@@ -465,27 +572,31 @@ internal sealed class MeasurementFile : IDisposable
         _stream.Flush(_flushToDisk);
     }
 
-    private static (IReadOnlyList<Measurement> Rows, bool Dropped) ReadExisting(FileStream stream, string path)
+    /// <summary>
+    /// Reads what the file holds: removes a cut-off last line, checks the header, and in a grouped file removes the rows of every group
+    /// it holds in part (rewritten through a temporary file and a rename, so a crash now loses nothing whole).
+    /// </summary>
+    private void ReadExisting(string full, string path)
     {
+        var stream = _stream;
         if (stream.Length == 0)
         {
-            return ([], false);
+            return;
         }
 
         var bytes = new byte[stream.Length];
         stream.Position = 0;
         stream.ReadExactly(bytes);
-        var dropped = false;
         if (bytes[^1] != (byte)'\n')
         {
             // A crash while appending: the last line is incomplete. Its numbers may look whole (cut at a comma), so never trust it.
             var keep = Array.LastIndexOf(bytes, (byte)'\n') + 1;
             stream.SetLength(keep);
             bytes = bytes[..keep];
-            dropped = true;
+            DroppedPartialLine = true;
             if (keep == 0)
             {
-                return ([], true); // not even the header was complete: start afresh
+                return; // not even the header was complete: start afresh
             }
         }
 
@@ -494,16 +605,54 @@ internal sealed class MeasurementFile : IDisposable
         var header = text.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.Length > 0 && !l.StartsWith('#'));
         if (header is null)
         {
-            throw new InvalidDataException($"{path} holds no header; expected '{LensCsv.MeasurementHeader}' (or an empty or missing file)");
+            throw new InvalidDataException($"{path} holds no header; expected '{Header}' (or an empty or missing file)");
         }
 
-        if (!string.Equals(header, LensCsv.MeasurementHeader, StringComparison.OrdinalIgnoreCase))
+        if (!string.Equals(header, Header, StringComparison.OrdinalIgnoreCase))
         {
+            var why = Grouped ? "this plan runs groups (batch buckets), whose rows carry batch and group" : "this plan runs single requests";
             throw new InvalidDataException(
-                $"{path} has the header '{header}', not '{LensCsv.MeasurementHeader}'; appending would misplace columns. " +
+                $"{path} has the header '{header}', not '{Header}' ({why}); appending would misplace columns. " +
                 "Write to a new file, or convert this one first");
         }
 
-        return (LensCsv.ReadMeasurements(new StringReader(text), path).Rows, dropped);
+        var rows = LensCsv.ReadMeasurements(new StringReader(text), path);
+        Existing = rows.Rows;
+        if (Grouped)
+        {
+            DropPartialGroups(rows, text, full);
+        }
+    }
+
+    private void DropPartialGroups(CsvRows<Measurement> rows, string text, string full)
+    {
+        var drop = MeasurementGroups.PartialRows(rows.Rows).Select(n => rows.Lines[n]).ToHashSet();
+        if (drop.Count == 0)
+        {
+            return;
+        }
+
+        var lines = text.Split('\n');
+        var rewritten = new StringBuilder(text.Length);
+        for (var n = 0; n < lines.Length - 1; n++) // the text ends in '\n': the last element is empty
+        {
+            if (!drop.Contains(n + 1))
+            {
+                rewritten.Append(lines[n]).Append('\n');
+            }
+        }
+
+        var temp = full + ".rewrite";
+        using (var writer = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            writer.Write(Utf8.GetBytes(rewritten.ToString()));
+            writer.Flush(flushToDisk: true);
+        }
+
+        _stream.Dispose();
+        File.Move(temp, full, overwrite: true);
+        _stream = new FileStream(full, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
+        Existing = [.. rows.Rows.Where((_, n) => !drop.Contains(rows.Lines[n]))];
+        DroppedPartialGroupRows = drop.Count;
     }
 }

@@ -15,7 +15,8 @@ namespace Lens.Measurement.Tests;
 /// <summary>What the fake server read from one completions request.</summary>
 /// <param name="Number">1-based count of completions requests so far, this one included.</param>
 /// <param name="PromptTokens">Token ids in the prompt list, or words in a text prompt.</param>
-public sealed record CompletionCall(int Number, JsonElement Body, int PromptTokens, int MaxTokens, string? Authorization);
+/// <param name="ArrivedAt">When the server began reading it (<see cref="System.Diagnostics.Stopwatch.GetTimestamp"/>; one process, one clock).</param>
+public sealed record CompletionCall(int Number, JsonElement Body, int PromptTokens, int MaxTokens, string? Authorization, long ArrivedAt = 0);
 
 /// <summary>
 /// A real Kestrel server on a loopback port speaking just enough of the OpenAI completions API to test the profiler against
@@ -27,6 +28,8 @@ public sealed class FakeOpenAiServer : IAsyncDisposable
     private readonly ConcurrentQueue<CompletionCall> _calls = new();
     private int _completions;
     private int _modelCalls;
+    private int _inFlight;
+    private int _maxInFlight;
 
     private FakeOpenAiServer(WebApplication app, Uri baseAddress)
     {
@@ -42,6 +45,9 @@ public sealed class FakeOpenAiServer : IAsyncDisposable
     public int ModelRequests => Volatile.Read(ref _modelCalls);
 
     public IReadOnlyList<CompletionCall> Calls => [.. _calls];
+
+    /// <summary>The most completions requests the server was answering at one time.</summary>
+    public int MaxInFlight => Volatile.Read(ref _maxInFlight);
 
     /// <param name="completions">Answers a completions request; null streams a correct answer.</param>
     /// <param name="models">Ids listed by <c>GET /v1/models</c>.</param>
@@ -61,16 +67,30 @@ public sealed class FakeOpenAiServer : IAsyncDisposable
         });
         app.MapPost("/v1/completions", async ctx =>
         {
-            using var doc = await JsonDocument.ParseAsync(ctx.Request.Body, cancellationToken: ctx.RequestAborted);
-            var body = doc.RootElement.Clone();
-            var prompt = body.GetProperty("prompt");
-            var promptTokens = prompt.ValueKind == JsonValueKind.Array
-                ? prompt.GetArrayLength()
-                : prompt.GetString()!.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
-            var call = new CompletionCall(Interlocked.Increment(ref server!._completions), body, promptTokens,
-                body.GetProperty("max_tokens").GetInt32(), ctx.Request.Headers.Authorization.FirstOrDefault());
-            server._calls.Enqueue(call);
-            await completions(ctx, call);
+            var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
+            var inFlight = Interlocked.Increment(ref server!._inFlight);
+            for (var max = Volatile.Read(ref server._maxInFlight); inFlight > max; max = Volatile.Read(ref server._maxInFlight))
+            {
+                Interlocked.CompareExchange(ref server._maxInFlight, inFlight, max);
+            }
+
+            try
+            {
+                using var doc = await JsonDocument.ParseAsync(ctx.Request.Body, cancellationToken: ctx.RequestAborted);
+                var body = doc.RootElement.Clone();
+                var prompt = body.GetProperty("prompt");
+                var promptTokens = prompt.ValueKind == JsonValueKind.Array
+                    ? prompt.GetArrayLength()
+                    : prompt.GetString()!.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length;
+                var call = new CompletionCall(Interlocked.Increment(ref server!._completions), body, promptTokens,
+                    body.GetProperty("max_tokens").GetInt32(), ctx.Request.Headers.Authorization.FirstOrDefault(), arrived);
+                server._calls.Enqueue(call);
+                await completions(ctx, call);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref server._inFlight);
+            }
         });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

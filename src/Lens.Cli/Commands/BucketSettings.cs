@@ -45,6 +45,30 @@ public class BucketSettings : CommandSettings
     [DefaultValue("after-append")]
     public string Convention { get; init; } = "after-append";
 
+    [CommandOption("--batch-buckets <LIST>")]
+    [Description("Compiled batch sizes, comma-separated and ascending, e.g. 1,2,4,8 (the largest is max_num_seqs; NxD " +
+                 "token_generation_batches, RBLN decoder_batch_sizes). Default 1: one request at a time.")]
+    public string? BatchBuckets { get; init; }
+
+    [CommandOption("--batch-rule <NAME>")]
+    [Description("Generate the batch buckets by a serving stack's rule up to --max-num-seqs: pow2 (vLLM on Neuron num_seqs_buckets), " +
+                 "exp or lin (vLLM on Gaudi, with --batch-min and --batch-step).")]
+    public string? BatchRule { get; init; }
+
+    [CommandOption("--max-num-seqs <N>")]
+    [Description("With --batch-rule: the most sequences in flight (the largest batch bucket).")]
+    public int? MaxNumSeqs { get; init; }
+
+    [CommandOption("--batch-min <N>")]
+    [Description("With --batch-rule exp or lin: the smallest batch bucket.")]
+    [DefaultValue(1)]
+    public int BatchMin { get; init; } = 1;
+
+    [CommandOption("--batch-step <N>")]
+    [Description("With --batch-rule lin: the step between batch buckets (powers of two from --batch-min below it).")]
+    [DefaultValue(32)]
+    public int BatchStep { get; init; } = 32;
+
     /// <summary>Whether bucket options were given at all (commands where they are optional check this first).</summary>
     public bool HasBuckets => Preset is not null || PrefillBuckets is not null || DecodeBuckets is not null;
 
@@ -82,10 +106,74 @@ public class BucketSettings : CommandSettings
             _buckets = CreateBuckets();
             return ValidationResult.Success();
         }
+        catch (BucketSetException ex) when (ex.Message.StartsWith("--", StringComparison.Ordinal))
+        {
+            return ValidationResult.Error(ex.Message);
+        }
         catch (BucketSetException ex)
         {
             var options = Preset is not null ? $"--preset {Preset}" : "--prefill-buckets/--decode-buckets";
             return ValidationResult.Error($"{options}: {ex.Message}");
+        }
+    }
+
+    /// <summary>
+    /// The batch buckets from <c>--batch-buckets</c> or <c>--batch-rule</c>; null (batch bucket [1], today's single requests) when
+    /// neither is given. Throws <see cref="BucketSetException"/> naming the option and its allowed form.
+    /// </summary>
+    public int[]? BuildBatch()
+    {
+        if (BatchBuckets is not null && BatchRule is not null)
+        {
+            throw new BucketSetException("give either --batch-buckets (an explicit list such as 1,2,4,8) or --batch-rule with --max-num-seqs, not both");
+        }
+
+        if (BatchRule is null && (MaxNumSeqs is not null || BatchMin != 1 || BatchStep != 32))
+        {
+            throw new BucketSetException("--max-num-seqs, --batch-min and --batch-step go with --batch-rule pow2|exp|lin");
+        }
+
+        if (BatchBuckets is not null)
+        {
+            int[] edges;
+            try
+            {
+                edges = BucketSet.ParseEdges(BatchBuckets, "batch");
+            }
+            catch (BucketSetException ex)
+            {
+                throw new BucketSetException($"--batch-buckets: {ex.Message} (expected ascending sizes in 1..{LensCsv.MaxBatch}, e.g. 1,2,4,8)");
+            }
+
+            for (var i = 0; i < edges.Length; i++)
+            {
+                if (edges[i] is < 1 or > LensCsv.MaxBatch || (i > 0 && edges[i] <= edges[i - 1]))
+                {
+                    throw new BucketSetException(
+                        $"--batch-buckets: #{i + 1} is {edges[i]}; expected distinct ascending sizes in 1..{LensCsv.MaxBatch}, e.g. 1,2,4,8");
+                }
+            }
+
+            return edges;
+        }
+
+        if (BatchRule is null)
+        {
+            return null;
+        }
+
+        if (MaxNumSeqs is null)
+        {
+            throw new BucketSetException($"--batch-rule {BatchRule} needs --max-num-seqs N (the largest batch bucket, 1..{LensCsv.MaxBatch})");
+        }
+
+        try
+        {
+            return BucketPresets.BatchBuckets(BatchRule, MaxNumSeqs.Value, BatchMin, BatchStep);
+        }
+        catch (BucketSetException ex)
+        {
+            throw new BucketSetException($"--batch-rule: {ex.Message}");
         }
     }
 
@@ -101,8 +189,9 @@ public class BucketSettings : CommandSettings
     private BucketSet CreateBuckets()
     {
         var convention = Convention == "before-append" ? DecodeConvention.BeforeAppend : DecodeConvention.AfterAppend;
-        return Preset is not null
+        var lengths = Preset is not null
             ? BucketPresets.Create(Preset, MaxContext ?? SeqLen!.Value, SeqLen!.Value, LinearMin, LinearStep, convention)
             : new BucketSet(BucketSet.ParseEdges(PrefillBuckets!, "prefill"), BucketSet.ParseEdges(DecodeBuckets!, "decode"), convention);
+        return BuildBatch() is { } batch ? lengths.WithBatch(batch) : lengths;
     }
 }

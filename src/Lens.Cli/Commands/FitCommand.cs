@@ -9,7 +9,7 @@ namespace Lens.Cli.Commands;
 public sealed class FitSettings : BucketSettings
 {
     [CommandOption("--measurements <FILE>")]
-    [Description("Measurements CSV: input_len,output_len,e2e_ms and optional ttft_ms, bucket.")]
+    [Description("Measurements CSV: input_len,output_len,e2e_ms and optional ttft_ms, bucket, batch and group (grouped requests of batch buckets).")]
     public string? Measurements { get; init; }
 
     [CommandOption("--out <FILE>")]
@@ -94,7 +94,7 @@ public sealed class FitCommand : Command<FitSettings>
 
         foreach (var d in model.DecodeBuckets)
         {
-            table.AddRow($"decode-{d.Edge}", $"S = {F(d.StepMs)}", F(d.StepStandardError), "");
+            table.AddRow(new BucketId(BucketKind.Decode, d.Edge, d.Batch).ToString(), $"S = {F(d.StepMs)}", F(d.StepStandardError), "");
         }
 
         AnsiConsole.Write(table);

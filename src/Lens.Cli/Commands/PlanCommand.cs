@@ -8,7 +8,7 @@ namespace Lens.Cli.Commands;
 public sealed class PlanSettings : BucketSettings
 {
     [CommandOption("--out <FILE>")]
-    [Description("Where to write the plan CSV (bucket,input_len,output_len,repeat,role).")]
+    [Description("Where to write the plan CSV (bucket,input_len,output_len,repeat,role, and batch with batch buckets).")]
     public string? Out { get; init; }
 
     [CommandOption("--repeats <R>")]
@@ -46,6 +46,8 @@ public sealed class PlanCommand : Command<PlanSettings>
         {
             buckets = buckets.ToString(),
             requests = plan.Cost.Requests,
+            groups = plan.Rows.Count,
+            batchBuckets = buckets.Batch,
             decodeSteps = plan.Cost.DecodeSteps,
             stepsPerBucketWidth = Math.Round(plan.Cost.StepsPerWidth(settings.Repeats), 4),
             output = settings.Out,
@@ -56,10 +58,21 @@ public sealed class PlanCommand : Command<PlanSettings>
         }
         else
         {
-            AnsiConsole.MarkupLineInterpolated(
-                $"Wrote [bold]{plan.Cost.Requests}[/] requests for {buckets.Prefill.Length} prefill and {buckets.Decode.Length} decode buckets to [bold]{settings.Out}[/].");
-            AnsiConsole.MarkupLineInterpolated(
-                $"Device time: {plan.Cost.DecodeSteps} decode steps, {summary.stepsPerBucketWidth:0.###}x one pass over every decode bucket's width per repeat.");
+            if (buckets.IsBatched)
+            {
+                // A group's requests step together: its decode steps are counted once, like the compiled graph it exercises.
+                AnsiConsole.MarkupLineInterpolated(
+                    $"Wrote [bold]{plan.Rows.Count}[/] groups ({plan.Cost.Requests} requests) for {buckets.Prefill.Length} prefill and {buckets.Decode.Length} decode buckets x {buckets.Batch.Length} batch buckets ({string.Join(',', buckets.Batch)}) to [bold]{settings.Out}[/].");
+                AnsiConsole.MarkupLineInterpolated(
+                    $"Device time: {plan.Cost.DecodeSteps} decode steps, {summary.stepsPerBucketWidth:0.###}x one pass over every decode bucket's width per repeat and batch bucket.");
+            }
+            else
+            {
+                AnsiConsole.MarkupLineInterpolated(
+                    $"Wrote [bold]{plan.Cost.Requests}[/] requests for {buckets.Prefill.Length} prefill and {buckets.Decode.Length} decode buckets to [bold]{settings.Out}[/].");
+                AnsiConsole.MarkupLineInterpolated(
+                    $"Device time: {plan.Cost.DecodeSteps} decode steps, {summary.stepsPerBucketWidth:0.###}x one pass over every decode bucket's width per repeat.");
+            }
         }
 
         return LensApp.Ok;

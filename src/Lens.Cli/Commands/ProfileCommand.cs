@@ -120,9 +120,9 @@ public sealed class ProfileSettings : BucketSettings
             return ValidationResult.Error("--endpoint and --out are required (or --server to have a LENS server profile)");
         }
 
-        if (!Uri.TryCreate(Endpoint, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+        if (EndpointOptions.Check(Endpoint) is { } bad)
         {
-            return ValidationResult.Error($"--endpoint '{Endpoint}' is not an http(s) URL such as http://127.0.0.1:8000/v1");
+            return bad;
         }
 
         if (Plan is null && !HasBuckets)
@@ -173,20 +173,12 @@ public sealed class ProfileCommand : AsyncCommand<ProfileSettings>
             rows = ProfilingPlanner.Create(buckets!, new PlanOptions(settings.Repeats, settings.MaxSpan, settings.Seed)).Rows;
         }
 
-        var endpoint = settings.Endpoint!.EndsWith('/') ? settings.Endpoint : settings.Endpoint + "/";
-        using var backend = new OpenAiCompletionsBackend(new OpenAiCompletionsOptions
-        {
-            BaseAddress = new Uri(endpoint),
-            Model = settings.Model,
-            ApiKeyEnvironmentVariable = settings.ApiKeyEnv,
-            Prompt = settings.TextPrompt ? PromptKind.Text : PromptKind.TokenIds,
-            PromptTokenIdMax = settings.TokenIdMax,
-            PromptTokenIdMin = Math.Min(100, settings.TokenIdMax - 1),
-            AttemptTimeout = TimeSpan.FromSeconds(settings.TimeoutSeconds),
-            MaxRetries = settings.Retries,
-        });
+        using var backend = EndpointOptions.CreateBackend(settings.Endpoint!, settings.Model, settings.ApiKeyEnv, settings.TokenIdMax,
+            settings.TimeoutSeconds, settings.Retries, settings.TextPrompt);
 
-        AnsiConsole.MarkupLineInterpolated($"Profiling {backend.Describe}: {rows.Count * multiplier} requests -> [bold]{settings.Out}[/]");
+        var requests = rows.Sum(r => r.Batch) * multiplier;
+        var groups = ProfileRunner.IsGrouped(rows) ? $" in {rows.Count * multiplier} groups released at once" : "";
+        AnsiConsole.MarkupLineInterpolated($"Profiling {backend.Describe}: {requests} requests{groups} -> [bold]{settings.Out}[/]");
         var summary = await ProgressDisplay.RunAsync("profiling", async progress =>
         {
             var runner = new ProfileRunner(backend, new ProfileRunOptions
