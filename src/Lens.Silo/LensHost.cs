@@ -2,6 +2,7 @@ using System.Net;
 using Azure.Data.Tables;
 using Lens.Abstractions;
 using Lens.Client;
+using Lens.WebConsole;
 using Lens.Grains;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -80,6 +81,7 @@ public static class LensHost
         app.UseStatusCodePages();
         app.MapOpenApi();
         app.MapLensApi();
+        app.MapLensConsole();
         if (options.MetricsPath is { Length: > 0 } metrics)
         {
             app.MapPrometheusScrapingEndpoint(metrics);
@@ -109,7 +111,9 @@ public static class LensHost
         builder.Logging.AddFilter("Polly", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(new TenantResolver(tenants));
+        var tenantResolver = new TenantResolver(tenants);
+        builder.Services.AddSingleton(tenantResolver);
+        builder.Services.AddLensConsole(tenantResolver.Resolve);
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
         builder.Services.Configure<JsonOptions>(o => LensJson.Configure(o.SerializerOptions));
