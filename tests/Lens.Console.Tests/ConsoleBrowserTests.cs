@@ -142,6 +142,16 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         Assert.Equal(4, await page.Locator("#chart-whatif rect.bar").CountAsync());
         await Shot(page, "what-if");
 
+        // The same with an uploaded trace.
+        await page.Locator("#wi-use-trace").CheckAsync();
+        await page.Locator("#wi-trace").SetInputFilesAsync(new FilePayload
+        {
+            Name = "trace.csv", MimeType = "text/csv", Buffer = System.Text.Encoding.UTF8.GetBytes("arrival_ms,input_len,output_len\n0,10,20\n5,40,30\n9,60,4\n"),
+        });
+        await page.GetByText("trace.csv: 3 requests").WaitForAsync();
+        await page.Locator("#run-whatif").ClickAsync();
+        await page.Locator("#whatif-results tbody tr:first-child td:text-is('3')").WaitForAsync();
+
         // Narrow window: still usable (no horizontal scroll of the page itself).
         await page.SetViewportSizeAsync(390, 844);
         await page.GotoAsync(deploymentPath);
