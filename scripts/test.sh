@@ -9,6 +9,14 @@ if [ -x scripts/azurite.sh ]; then
   trap 'scripts/azurite.sh stop >/dev/null 2>&1 || true' EXIT
 fi
 
+# The web console's browser tests drive Debian's chromium (tests/Lens.Console.Tests): install it once when it is missing.
+if [ ! -x "${LENS_CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "installing chromium for the console's browser tests"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; } \
+    || { echo "could not install chromium (apt-get install chromium)"; exit 1; }
+fi
+
 log=$(mktemp)
 # Build in parallel, then run the test projects one after another: several of them time real requests (the reference engine,
 # drift detection), and two suites competing for the two cores would make those timings noisier than the machine already is.

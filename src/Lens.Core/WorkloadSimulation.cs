@@ -54,6 +54,22 @@ public static class WorkloadSimulation
         int? maxNumSeqs = null) =>
         ServingSimulation.Simulate(model, trace, maxNumSeqs, replicas).Summarize(slo);
 
+    /// <summary>The first request of <paramref name="trace"/> that the buckets cannot serve, with the reason, or null when all fit.</summary>
+    public static (int Index, string Reason)? FirstOutOfRange(BucketSet buckets, IReadOnlyList<TraceRequest> trace)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        ArgumentNullException.ThrowIfNull(trace);
+        for (var n = 0; n < trace.Count; n++)
+        {
+            if (buckets.CheckRequest(trace[n].InputLength, trace[n].OutputLength) is { } reason)
+            {
+                return (n, reason);
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>A Poisson arrival trace with lengths drawn uniformly over what the buckets serve (capped by <paramref name="maxOutput"/>).</summary>
     public static IReadOnlyList<TraceRequest> PoissonTrace(BucketSet buckets, double requestsPerSecond, int count, int seed, int? maxOutput = null)
     {

@@ -2,6 +2,7 @@ using System.Net;
 using Azure.Data.Tables;
 using Lens.Abstractions;
 using Lens.Client;
+using Lens.WebConsole;
 using Lens.Grains;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -81,6 +82,7 @@ public static class LensHost
         OperatorGate.Use(app, options);
         app.MapOpenApi();
         app.MapLensApi();
+        app.MapLensConsole();
         if (options.MetricsPath is { Length: > 0 } metrics)
         {
             app.MapPrometheusScrapingEndpoint(metrics);
@@ -114,9 +116,11 @@ public static class LensHost
         builder.Logging.AddFilter("Polly", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(new TenantResolver(tenants));
+        var tenantResolver = new TenantResolver(tenants);
+        builder.Services.AddSingleton(tenantResolver);
         builder.Services.AddSingleton(sp => new AuthFailures(options.AuthFailureLimit, options.AuthFailureWindow,
             sp.GetService<TimeProvider>() ?? TimeProvider.System, sp.GetRequiredService<ILogger<AuthFailures>>()));
+        builder.Services.AddLensConsole(tenantResolver.Resolve);
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi(o => o.AddDocumentTransformer(ApiKeySecurity.TransformAsync));
         builder.Services.Configure<JsonOptions>(o => LensJson.Configure(o.SerializerOptions));

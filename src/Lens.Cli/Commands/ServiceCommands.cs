@@ -109,6 +109,8 @@ public sealed class ServeCommand : AsyncCommand<ServeSettings>
         Console.Error.WriteLine(
             $"lens serve: {options.Storage} storage, HTTP on {options.HttpAddress}:{options.HttpPort}, silo {options.SiloPort}, gateway {options.GatewayPort}, " +
             $"{options.Tenants.Count} tenant(s); Ctrl+C stops.");
+        var host = options.HttpAddress is "0.0.0.0" or "::" ? "127.0.0.1" : options.HttpAddress.Contains(':', StringComparison.Ordinal) ? $"[{options.HttpAddress}]" : options.HttpAddress;
+        Console.Error.WriteLine($"lens serve: web console at http://{host}:{options.HttpPort}/ui (sign in with a tenant's API key)");
 
         // Ctrl+C and SIGTERM reach the host's own lifetime, which LensHost.RunAsync watches.
         await LensHost.RunAsync(options, cancellationToken);

@@ -131,12 +131,9 @@ public sealed class SimulateCommand : Command<SimulateSettings>
 
             foreach (var (path, model) in models)
             {
-                for (var n = 0; n < rows.Rows.Count; n++)
+                if (WorkloadSimulation.FirstOutOfRange(model.Buckets, rows.Rows) is { } bad)
                 {
-                    if (model.Buckets.CheckRequest(rows.Rows[n].InputLength, rows.Rows[n].OutputLength) is { } reason)
-                    {
-                        throw new CliException($"{settings.Trace}:{rows.Lines[n]}: {reason} (model {path})");
-                    }
+                    throw new CliException($"{settings.Trace}:{rows.Lines[bad.Index]}: {bad.Reason} (model {path})");
                 }
             }
 

@@ -1,0 +1,165 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+
+namespace Lens.WebConsole.Charts;
+
+/// <summary>A series of bars of a grouped bar chart: one value per group.</summary>
+public sealed record BarSeries(string Name, double[] Values);
+
+/// <summary>
+/// Hand-built SVG charts, rendered on the server (nothing loads from elsewhere, no script): a step curve with bucket edges and
+/// measured points, and grouped bars. Every edge carries <c>data-edge</c> and <c>data-kind</c>, every measured point <c>data-x</c>
+/// and <c>data-y</c>, so that tests (and users' scripts) can read what is drawn.
+/// </summary>
+public static class SvgChart
+{
+    private const double Width = 720, Height = 300, Left = 64, Right = 16, Top = 28, Bottom = 44;
+    private static readonly string[] Palette = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2"];
+
+    public static string StepCurve(string id, string title, string xLabel, string yLabel, IReadOnlyList<CurvePoint> curve,
+        IReadOnlyList<CurvePoint> measured, IReadOnlyList<ChartEdge> edges)
+    {
+        ArgumentNullException.ThrowIfNull(curve);
+        ArgumentNullException.ThrowIfNull(measured);
+        ArgumentNullException.ThrowIfNull(edges);
+        var all = curve.Concat(measured).ToArray();
+        var xMax = all.Length == 0 ? 1 : Math.Max(1, all.Max(p => p.X));
+        var yMax = all.Length == 0 ? 1 : NiceCeiling(all.Max(p => p.Y));
+        var svg = Open(id, title);
+        Axes(svg, xMax, yMax, xLabel, yLabel);
+        foreach (var edge in edges)
+        {
+            var x = X(edge.Edge, xMax);
+            svg.Append(Invariant($"<line class=\"edge edge-{edge.Kind}\" data-edge=\"{edge.Edge}\" data-kind=\"{edge.Kind}\" x1=\"{x:0.#}\" y1=\"{Top}\" x2=\"{x:0.#}\" y2=\"{Height - Bottom}\"><title>{edge.Kind} edge {edge.Edge}</title></line>"));
+        }
+
+        if (curve.Count > 0)
+        {
+            // Each value holds until the next length: horizontal, then vertical (a step function).
+            var path = new StringBuilder(Invariant($"M{X(curve[0].X, xMax):0.##},{Y(curve[0].Y, yMax):0.##}"));
+            for (var n = 1; n < curve.Count; n++)
+            {
+                path.Append(Invariant($"H{X(curve[n].X, xMax):0.##}V{Y(curve[n].Y, yMax):0.##}"));
+            }
+
+            svg.Append($"<path class=\"curve\" d=\"{path}\" />");
+        }
+
+        foreach (var p in measured)
+        {
+            svg.Append(Invariant($"<circle class=\"measured\" data-x=\"{p.X}\" data-y=\"{p.Y:0.###}\" cx=\"{X(p.X, xMax):0.##}\" cy=\"{Y(p.Y, yMax):0.##}\" r=\"3.5\"><title>I = {p.X}: {p.Y:0.##} ms measured</title></circle>"));
+        }
+
+        Legend(svg, [("predicted", "curve"), ("measured", "measured"), ("prefill edge", "edge-prefill"), ("decode edge", "edge-decode")]);
+        return svg.Append("</svg>").ToString();
+    }
+
+    public static string Bars(string id, string title, string yLabel, IReadOnlyList<string> groups, IReadOnlyList<BarSeries> series)
+    {
+        ArgumentNullException.ThrowIfNull(groups);
+        ArgumentNullException.ThrowIfNull(series);
+        var finite = series.SelectMany(s => s.Values).Where(double.IsFinite).ToArray();
+        var yMax = finite.Length == 0 ? 1 : NiceCeiling(finite.Max());
+        var svg = Open(id, title);
+        Axes(svg, xMax: null, yMax, xLabel: null, yLabel);
+        var plotWidth = Width - Left - Right;
+        var groupWidth = plotWidth / Math.Max(groups.Count, 1);
+        var barWidth = groupWidth * 0.8 / Math.Max(series.Count, 1);
+        for (var g = 0; g < groups.Count; g++)
+        {
+            var x0 = Left + g * groupWidth + groupWidth * 0.1;
+            for (var s = 0; s < series.Count; s++)
+            {
+                var value = g < series[s].Values.Length ? series[s].Values[g] : double.NaN;
+                if (!double.IsFinite(value))
+                {
+                    continue;
+                }
+
+                var y = Y(value, yMax);
+                svg.Append(Invariant($"<rect class=\"bar\" data-group=\"{Escape(groups[g])}\" data-series=\"{Escape(series[s].Name)}\" data-value=\"{value:0.###}\" x=\"{x0 + s * barWidth:0.##}\" y=\"{y:0.##}\" width=\"{barWidth * 0.92:0.##}\" height=\"{Height - Bottom - y:0.##}\" fill=\"{Palette[s % Palette.Length]}\"><title>{Escape(groups[g])}, {Escape(series[s].Name)}: {value:0.##}</title></rect>"));
+            }
+
+            svg.Append(Invariant($"<text class=\"tick\" x=\"{x0 + groupWidth * 0.4:0.##}\" y=\"{Height - Bottom + 16}\" text-anchor=\"middle\">{Escape(Shorten(groups[g]))}</text>"));
+        }
+
+        var legend = 0;
+        foreach (var s in series)
+        {
+            var x = Left + legend * 130;
+            svg.Append(Invariant($"<rect x=\"{x}\" y=\"8\" width=\"10\" height=\"10\" fill=\"{Palette[legend % Palette.Length]}\" /><text class=\"legend\" x=\"{x + 14}\" y=\"17\">{Escape(s.Name)}</text>"));
+            legend++;
+        }
+
+        return svg.Append("</svg>").ToString();
+    }
+
+    /// <summary>A round number at or above <paramref name="value"/> (1, 2, 2.5 or 5 times a power of ten).</summary>
+    public static double NiceCeiling(double value)
+    {
+        if (!(value > 0) || !double.IsFinite(value))
+        {
+            return 1;
+        }
+
+        var power = Math.Pow(10, Math.Floor(Math.Log10(value)));
+        foreach (var step in new[] { 1, 2, 2.5, 5, 10 })
+        {
+            if (step * power >= value)
+            {
+                return step * power;
+            }
+        }
+
+        return 10 * power;
+    }
+
+    private static StringBuilder Open(string id, string title) =>
+        new StringBuilder().Append(Invariant(
+            $"<svg id=\"{Escape(id)}\" class=\"chart\" viewBox=\"0 0 {Width} {Height}\" role=\"img\" aria-labelledby=\"{Escape(id)}-title\" xmlns=\"http://www.w3.org/2000/svg\"><title id=\"{Escape(id)}-title\">{Escape(title)}</title>"));
+
+    private static void Axes(StringBuilder svg, double? xMax, double yMax, string? xLabel, string yLabel)
+    {
+        svg.Append(Invariant($"<line class=\"axis\" x1=\"{Left}\" y1=\"{Height - Bottom}\" x2=\"{Width - Right}\" y2=\"{Height - Bottom}\" />"));
+        svg.Append(Invariant($"<line class=\"axis\" x1=\"{Left}\" y1=\"{Top}\" x2=\"{Left}\" y2=\"{Height - Bottom}\" />"));
+        for (var k = 0; k <= 4; k++)
+        {
+            var v = yMax * k / 4;
+            var y = Y(v, yMax);
+            svg.Append(Invariant($"<line class=\"grid\" x1=\"{Left}\" y1=\"{y:0.##}\" x2=\"{Width - Right}\" y2=\"{y:0.##}\" /><text class=\"tick\" x=\"{Left - 6}\" y=\"{y + 4:0.##}\" text-anchor=\"end\">{v:0.##}</text>"));
+            if (xMax is { } max)
+            {
+                var xv = Math.Round(max * k / 4);
+                svg.Append(Invariant($"<text class=\"tick\" x=\"{X(xv, max):0.##}\" y=\"{Height - Bottom + 16}\" text-anchor=\"middle\">{xv:0}</text>"));
+            }
+        }
+
+        if (xLabel is not null)
+        {
+            svg.Append(Invariant($"<text class=\"label\" x=\"{(Left + Width - Right) / 2}\" y=\"{Height - 6}\" text-anchor=\"middle\">{Escape(xLabel)}</text>"));
+        }
+
+        svg.Append(Invariant($"<text class=\"label\" transform=\"rotate(-90)\" x=\"{-(Top + Height - Bottom) / 2}\" y=\"14\" text-anchor=\"middle\">{Escape(yLabel)}</text>"));
+    }
+
+    private static void Legend(StringBuilder svg, (string Name, string Class)[] items)
+    {
+        var x = Left;
+        foreach (var (name, css) in items)
+        {
+            svg.Append(Invariant($"<rect class=\"key {css}\" x=\"{x}\" y=\"8\" width=\"12\" height=\"8\" /><text class=\"legend\" x=\"{x + 16}\" y=\"16\">{name}</text>"));
+            x += 110;
+        }
+    }
+
+    private static double X(double value, double max) => Left + value / max * (Width - Left - Right);
+
+    private static double Y(double value, double max) => Height - Bottom - Math.Max(value, 0) / max * (Height - Top - Bottom);
+
+    private static string Escape(string text) => WebUtility.HtmlEncode(text);
+
+    private static string Shorten(string text) => text.Length <= 28 ? text : text[..27] + "…";
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}

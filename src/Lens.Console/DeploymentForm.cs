@@ -1,0 +1,63 @@
+using Lens.Abstractions;
+using Lens.Core;
+
+namespace Lens.WebConsole;
+
+/// <summary>
+/// The console's form for a reference-engine deployment (the built-in engine, method.md's bucketed transformer on the CPU). Bucket
+/// lists are typed as text (<c>16,32,64</c>); <see cref="ToSpec"/> parses them and leaves every other rule to
+/// <see cref="DeploymentSpec.Validate"/>, the same check the HTTP API runs, so the console and the API refuse the same specs.
+/// </summary>
+public sealed class DeploymentForm
+{
+    public string Name { get; set; } = "llama";
+
+    public string Model { get; set; } = "tiny-llama";
+
+    public string PrefillBuckets { get; set; } = "16,32,64";
+
+    public string DecodeBuckets { get; set; } = "16,32,64,128";
+
+    public string EngineProfile { get; set; } = "tiny";
+
+    public int Repeats { get; set; } = 1;
+
+    public string Statistic { get; set; } = "min";
+
+    public string SdkVersion { get; set; } = "";
+
+    public string Dtype { get; set; } = "";
+
+    public int TensorParallel { get; set; } = 1;
+
+    /// <summary>The spec, or null with every problem by field in <paramref name="errors"/>.</summary>
+    public DeploymentSpec? ToSpec(out IReadOnlyDictionary<string, string[]> errors)
+    {
+        var found = new Dictionary<string, string[]>();
+        var prefill = Edges(PrefillBuckets, "prefill", found);
+        var decode = Edges(DecodeBuckets, "decode", found);
+        if (prefill is null || decode is null)
+        {
+            errors = found;
+            return null;
+        }
+
+        var spec = new DeploymentSpec(Name.Trim(), Model.Trim(), prefill, decode, new BackendSpec(BackendSpec.Reference, EngineProfile: EngineProfile.Trim()),
+            TensorParallel: TensorParallel, SdkVersion: SdkVersion.Trim(), Dtype: Dtype.Trim(), Statistic: Statistic.Trim(), Repeats: Repeats).Normalized();
+        errors = spec.Validate();
+        return errors.Count == 0 ? spec : null;
+    }
+
+    private static int[]? Edges(string text, string what, Dictionary<string, string[]> errors)
+    {
+        try
+        {
+            return BucketSet.ParseEdges(text, what);
+        }
+        catch (BucketSetException ex)
+        {
+            errors[what + "Buckets"] = [ex.Message];
+            return null;
+        }
+    }
+}
