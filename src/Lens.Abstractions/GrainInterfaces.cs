@@ -39,6 +39,10 @@ public interface IBucketGrain : IGrainWithStringKey
     [Alias("RecordProfile")]
     Task<BucketWriteResult> RecordProfileAsync(BucketContext context, string runId, MeasurementRecord record, bool commit);
 
+    /// <summary>The same for every request of one plan row at once: a group of identical requests released together is one write.</summary>
+    [Alias("RecordProfileRows")]
+    Task<BucketWriteResult> RecordProfileRowsAsync(BucketContext context, string runId, MeasurementRecord[] records, bool commit);
+
     /// <summary>Replaces all fitted measurements (a re-profile done elsewhere); idempotent per <paramref name="replaceId"/>; bumps the version.</summary>
     [Alias("ReplaceMeasurements")]
     Task<BucketSnapshot> ReplaceMeasurementsAsync(BucketContext context, string replaceId, MeasurementRecord[] records);

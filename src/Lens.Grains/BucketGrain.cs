@@ -99,9 +99,13 @@ public sealed class BucketGrain(
         return new BucketWriteResult(_snapshot, fresh.Length, records.Length - fresh.Length, fresh.Length > 0);
     }
 
-    public async Task<BucketWriteResult> RecordProfileAsync(BucketContext context, string runId, MeasurementRecord record, bool commit)
+    public Task<BucketWriteResult> RecordProfileAsync(BucketContext context, string runId, MeasurementRecord record, bool commit) =>
+        RecordProfileRowsAsync(context, runId, [record], commit);
+
+    public async Task<BucketWriteResult> RecordProfileRowsAsync(BucketContext context, string runId, MeasurementRecord[] records, bool commit)
     {
-        Validate(context, [record]);
+        ArgumentNullException.ThrowIfNull(records);
+        Validate(context, records);
         ArgumentException.ThrowIfNullOrEmpty(runId);
         var s = state.State;
         if (s.CommittedIds.Contains(runId))
@@ -115,11 +119,10 @@ public sealed class BucketGrain(
             s.PendingRunId = runId;
         }
 
-        var duplicate = s.Pending.Exists(m => m.Id == record.Id);
-        if (!duplicate)
-        {
-            s.Pending.Add(record);
-        }
+        var pending = s.Pending.Select(m => m.Id).ToHashSet(StringComparer.Ordinal);
+        var fresh = records.Where(r => pending.Add(r.Id)).ToArray();
+        var duplicate = fresh.Length == 0;
+        s.Pending.AddRange(fresh);
 
         s.Context = context;
         if (commit)
@@ -142,7 +145,7 @@ public sealed class BucketGrain(
 
         await state.WriteStateAsync();
         _snapshot = Refit();
-        return new BucketWriteResult(_snapshot, duplicate ? 0 : 1, duplicate ? 1 : 0, commit);
+        return new BucketWriteResult(_snapshot, fresh.Length, records.Length - fresh.Length, commit);
     }
 
     public async Task<BucketSnapshot> ReplaceMeasurementsAsync(BucketContext context, string replaceId, MeasurementRecord[] records)

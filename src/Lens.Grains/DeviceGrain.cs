@@ -246,11 +246,16 @@ public sealed class DeviceGrain(
             var rows = RowsOf(run, entry.Spec);
             var row = rows[run.NextIndex];
             var commit = LastOfBucket(rows, run.NextIndex);
-            var record = new MeasurementRecord($"{run.RunId}:{run.NextIndex}", row.Bucket.ToString(), row.InputLength, row.OutputLength,
-                outcome.E2eMs, outcome.TtftMs, MeasurementSource.Profile, time.GetUtcNow());
+            var now = time.GetUtcNow();
+            MeasurementRecord[] records = outcome.GroupE2eMs is { } group
+                ? [.. group.Select((e2e, k) => new MeasurementRecord($"{run.RunId}:{run.NextIndex}:{k}", row.Bucket.ToString(), row.InputLength,
+                    row.OutputLength, e2e, outcome.GroupTtftMs?[k], MeasurementSource.Profile, now, row.Batch,
+                    Placement.ScopedGroup(run.RunId, run.NextIndex)))]
+                : [new MeasurementRecord($"{run.RunId}:{run.NextIndex}", row.Bucket.ToString(), row.InputLength, row.OutputLength,
+                    outcome.E2eMs, outcome.TtftMs, MeasurementSource.Profile, now)];
 
-            // The bucket stores the row before this grain advances: a crash in between measures it again under the same id.
-            var result = await BucketGrain(run.DeploymentId, row.Bucket).RecordProfileAsync(entry.Spec.Context, run.RunId, record, commit);
+            // The bucket stores the row before this grain advances: a crash in between measures it again under the same ids.
+            var result = await BucketGrain(run.DeploymentId, row.Bucket).RecordProfileRowsAsync(entry.Spec.Context, run.RunId, records, commit);
             if (result.FitChanged)
             {
                 entry.ModelVersion++;
@@ -384,7 +389,7 @@ public sealed class DeviceGrain(
     /// </summary>
     private async Task<string?> ReprofileDriftingAsync(string deploymentId, DeploymentEntry entry, MonitorVerdict verdict)
     {
-        if (!_options.AutoReprofile || verdict.Sustained.Length == 0 ||
+        if (!_options.AutoReprofile || verdict.Sustained.Length == 0 || entry.Spec.IsBatched ||
             (state.State.Runs.TryGetValue(deploymentId, out var current) && !current.ToProgress().IsFinished))
         {
             return null;
@@ -451,7 +456,7 @@ public sealed class DeviceGrain(
 
         var row = RowsOf(run, entry.Spec)[run.NextIndex];
         return new ProfileStep(run.RunId, run.DeploymentId, run.NextIndex, row.Bucket.ToString(), row.InputLength, row.OutputLength,
-            entry.Spec.Backend);
+            entry.Spec.Backend, row.Batch);
     }
 
     private bool TryHead(out ProfileRun run, out DeploymentEntry entry)

@@ -82,7 +82,8 @@ public sealed record ProfileStep(
     [property: Id(3)] string Bucket,
     [property: Id(4)] int InputLength,
     [property: Id(5)] int OutputLength,
-    [property: Id(6)] BackendSpec Backend);
+    [property: Id(6)] BackendSpec Backend,
+    [property: Id(7)] int Batch = 1);
 
 /// <summary>What measuring a <see cref="ProfileStep"/> gave: the latencies, or the error that ended the run.</summary>
 [GenerateSerializer, Immutable, Alias("lens.StepOutcome.v1")]
@@ -92,7 +93,9 @@ public sealed record StepOutcome(
     [property: Id(2)] double E2eMs,
     [property: Id(3)] double? TtftMs,
     [property: Id(4)] int Retries,
-    [property: Id(5)] string? Error);
+    [property: Id(5)] string? Error,
+    [property: Id(6)] double[]? GroupE2eMs = null,
+    [property: Id(7)] double?[]? GroupTtftMs = null);
 
 /// <summary>The device grain's side of its profile worker: each step calls back in, so no measurement holds a grain turn.</summary>
 [Alias("lens.IDeviceProfileSteps")]

@@ -81,20 +81,34 @@ internal static class ProfileWorker
         {
             try
             {
-                var timed = await backend.MeasureAsync(step.InputLength, step.OutputLength, cancellationToken);
-                if (timed.InputLength != step.InputLength || timed.OutputLength != step.OutputLength)
+                // A batch bucket's point is a group of identical requests released at once; a retry runs the whole group again.
+                var timed = step.Batch > 1
+                    ? await backend.MeasureGroupAsync(step.InputLength, step.OutputLength, step.Batch, cancellationToken)
+                    : [await backend.MeasureAsync(step.InputLength, step.OutputLength, cancellationToken)];
+                if (timed.Count != step.Batch)
                 {
-                    throw new MeasurementFailedException(
-                        $"the backend timed I={timed.InputLength}, O={timed.OutputLength} instead of I={step.InputLength}, O={step.OutputLength}",
-                        isTransient: false);
+                    throw new MeasurementFailedException($"the backend timed {timed.Count} requests of a group of {step.Batch}", isTransient: false);
                 }
 
-                if (MeasurementRecord.CheckValues(timed.E2eMs, timed.TtftMs) is { } bad)
+                foreach (var t in timed)
                 {
-                    throw new MeasurementFailedException($"the backend reported an impossible latency: {bad}", isTransient: false);
+                    if (t.InputLength != step.InputLength || t.OutputLength != step.OutputLength)
+                    {
+                        throw new MeasurementFailedException(
+                            $"the backend timed I={t.InputLength}, O={t.OutputLength} instead of I={step.InputLength}, O={step.OutputLength}",
+                            isTransient: false);
+                    }
+
+                    if (MeasurementRecord.CheckValues(t.E2eMs, t.TtftMs) is { } bad)
+                    {
+                        throw new MeasurementFailedException($"the backend reported an impossible latency: {bad}", isTransient: false);
+                    }
                 }
 
-                return new StepOutcome(step.RunId, step.Index, timed.E2eMs, timed.TtftMs, attempt - 1, null);
+                return step.Batch > 1
+                    ? new StepOutcome(step.RunId, step.Index, timed.Max(t => t.E2eMs), timed.Min(t => t.TtftMs), attempt - 1, null,
+                        [.. timed.Select(t => t.E2eMs)], [.. timed.Select(t => t.TtftMs)])
+                    : new StepOutcome(step.RunId, step.Index, timed[0].E2eMs, timed[0].TtftMs, attempt - 1, null);
             }
             catch (MeasurementFailedException ex) when (ex.IsTransient && attempt < options.MaxAttempts)
             {

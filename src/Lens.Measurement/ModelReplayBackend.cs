@@ -43,4 +43,32 @@ public sealed class ModelReplayBackend(DeploymentModel model, double noise = 0, 
 
         return Task.FromResult(new TimedRequest(inputLength, outputLength, e2e * jitter, p.TtftMs * jitter));
     }
+
+    /// <summary>
+    /// A group of <paramref name="batch"/> identical requests released at once, as the model's continuous-batching scheduler serves them
+    /// (<see cref="ServingSimulation.StaticBatch"/>): prefills in turn, then every decode step at the group's batch bucket.
+    /// </summary>
+    public Task<IReadOnlyList<TimedRequest>> MeasureGroupAsync(int inputLength, int outputLength, int batch, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (model.Buckets.CheckRequest(inputLength, outputLength) is { } reason)
+        {
+            throw new MeasurementFailedException(reason, isTransient: false);
+        }
+
+        if (batch < 1 || batch > model.Buckets.MaxBatch)
+        {
+            throw new MeasurementFailedException($"a group of {batch} is outside the replayed model's batch buckets 1..{model.Buckets.MaxBatch}", false);
+        }
+
+        var run = ServingSimulation.StaticBatch(model, [.. Enumerable.Repeat(new RequestPair(inputLength, outputLength), batch)]);
+        double jitter;
+        lock (_gate)
+        {
+            jitter = 1 + (noise * _random.NextDouble());
+        }
+
+        return Task.FromResult<IReadOnlyList<TimedRequest>>(
+            [.. run.Requests.Select(r => new TimedRequest(inputLength, outputLength, r.E2eMs * jitter, r.TtftMs * jitter))]);
+    }
 }

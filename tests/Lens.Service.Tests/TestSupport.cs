@@ -147,5 +147,19 @@ internal sealed class ControlledBackendFactory : IMeasurementBackendFactory
             control.Count();
             return timed;
         }
+
+        public async Task<IReadOnlyList<TimedRequest>> MeasureGroupAsync(int inputLength, int outputLength, int batch,
+            CancellationToken cancellationToken = default)
+        {
+            await control.WaitWhilePausedAsync(cancellationToken);
+            if (control.TakeFailure())
+            {
+                throw new MeasurementFailedException("injected transient fault", isTransient: true);
+            }
+
+            var timed = await new ModelReplayBackend(model).MeasureGroupAsync(inputLength, outputLength, batch, cancellationToken);
+            control.Count();
+            return timed;
+        }
     }
 }

@@ -13,7 +13,7 @@ public sealed class SimulateSettings : CommandSettings
     public string[] Models { get; init; } = [];
 
     [CommandOption("--trace <FILE>")]
-    [Description("Workload trace CSV: arrival_ms,input_len,output_len.")]
+    [Description("Workload trace CSV: arrival_ms,input_len,output_len, or the Azure LLM inference trace (TIMESTAMP,ContextTokens,GeneratedTokens).")]
     public string? Trace { get; init; }
 
     [CommandOption("--rate <RPS>")]
@@ -121,7 +121,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             CsvRows<TraceRequest> rows;
             using (var reader = CliFiles.Open(settings.Trace, "--trace"))
             {
-                rows = LensCsv.ReadTrace(reader, settings.Trace);
+                rows = LensCsv.ReadAnyTrace(reader, settings.Trace);
             }
 
             if (rows.Rows.Count == 0)
