@@ -42,6 +42,20 @@ public sealed class SimulateCliTests : IDisposable
     }
 
     [Fact]
+    public void A_static_batch_prefills_in_turn_and_ends_together()
+    {
+        WriteBatchedModel("model.json");
+        var run = _lens.Run("predict", "--model", "model.json", "--input-len", "5", "--output-len", "11", "--static-batch", "3", "--json");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        using var doc = JsonDocument.Parse(run.Stdout);
+        // Prefills at 10, 20, 30; then 10 steps at B = bat(3) = 4, decode-64: S = 5.
+        Assert.Equal([10.0, 20, 30], doc.RootElement.GetProperty("ttftMs").EnumerateArray().Select(e => e.GetDouble()));
+        Assert.All(doc.RootElement.GetProperty("e2eMs").EnumerateArray(), e => Assert.Equal(80, e.GetDouble(), 9));
+        var bad = _lens.Run("predict", "--model", "model.json", "--input-len", "5", "--output-len", "11", "--static-batch", "0");
+        Assert.Equal(2, bad.ExitCode);
+    }
+
+    [Fact]
     public void Bad_traces_and_batch_limits_are_named_and_nothing_is_written()
     {
         WriteBatchedModel("model.json");

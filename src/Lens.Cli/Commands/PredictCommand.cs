@@ -28,6 +28,11 @@ public sealed class PredictSettings : CommandSettings
     [Description("Output tokens of one request (the first one comes from prefill).")]
     public int? OutputLength { get; init; }
 
+    [CommandOption("--static-batch <N>")]
+    [Description("With --input-len/--output-len: N such requests started together (the paper's batch mode), each one's TTFT and E2E " +
+                 "under the model's continuous-batching scheduler.")]
+    public int? StaticBatch { get; init; }
+
     [CommandOption("--json")]
     [Description("Print the single prediction as JSON.")]
     public bool Json { get; init; }
@@ -71,6 +76,11 @@ public sealed class PredictSettings : CommandSettings
             return ValidationResult.Error("a single prediction needs both --input-len and --output-len");
         }
 
+        if (StaticBatch is { } n && (!single || n is < 1 or > 4096))
+        {
+            return ValidationResult.Error($"--static-batch goes with --input-len/--output-len and must be in 1..4096; got {n}");
+        }
+
         return Pairs is not null && Out is null ? ValidationResult.Error("--pairs needs --out") : ValidationResult.Success();
     }
 }
@@ -112,6 +122,14 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
         }
 
         int i = settings.InputLength!.Value, o = settings.OutputLength!.Value;
+        if (settings.StaticBatch is { } batch)
+        {
+            model.Buckets.EnsureRequest(i, o);
+            var run = ServingSimulation.StaticBatch(model, [.. Enumerable.Repeat(new RequestPair(i, o), batch)]);
+            PrintStaticBatch(settings, i, o, [.. run.Requests.Select(r => r.TtftMs)], [.. run.Requests.Select(r => r.E2eMs)], null);
+            return LensApp.Ok;
+        }
+
         var p = model.Predict(i, o);
         var breakdown = model.Breakdown(i, o);
         if (settings.Json)
@@ -158,6 +176,15 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
             return LensApp.Ok;
         }
 
+        if (settings.StaticBatch is { } batch)
+        {
+            int i = settings.InputLength!.Value, o = settings.OutputLength!.Value;
+            var report = await client.PredictStaticBatchAsync(device, deployment,
+                new Abstractions.StaticBatchRequest([.. Enumerable.Repeat(i, batch)], [.. Enumerable.Repeat(o, batch)]), ct);
+            PrintStaticBatch(settings, i, o, report.TtftMs!, report.E2eMs!, report.ModelVersion);
+            return LensApp.Ok;
+        }
+
         var p = await client.PredictAsync(device, deployment, settings.InputLength!.Value, settings.OutputLength!.Value, ct);
         if (settings.Json)
         {
@@ -169,6 +196,26 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
             new Prediction(p.E2eMs, p.TtftMs, p.TpotMs ?? double.NaN, p.E2eLowMs, p.E2eHighMs, p.TtftLowMs ?? double.NaN, p.TtftHighMs ?? double.NaN),
             p.IntervalLevel);
         return LensApp.Ok;
+    }
+
+    /// <summary>A static batch, the same for a model file and a server: each request in admission order.</summary>
+    private static void PrintStaticBatch(PredictSettings settings, int i, int o, double[] ttft, double[] e2e, long? version)
+    {
+        if (settings.Json)
+        {
+            CliJson.Write(new { inputLen = i, outputLen = o, batch = ttft.Length, modelVersion = version, ttftMs = ttft, e2eMs = e2e });
+            return;
+        }
+
+        AnsiConsole.MarkupLineInterpolated(
+            $"[bold]{ttft.Length} requests of I = {i}, O = {o} started together{(version is { } v ? $" (model version {v})" : "")}[/]");
+        var table = new Table().AddColumns("request", "TTFT ms", "E2E ms", "TPOT ms");
+        for (var k = 0; k < ttft.Length; k++)
+        {
+            table.AddRow((k + 1).ToString(CultureInfo.InvariantCulture), F(ttft[k]), F(e2e[k]), o > 1 ? F((e2e[k] - ttft[k]) / (o - 1)) : "-");
+        }
+
+        AnsiConsole.Write(table);
     }
 
     /// <summary>One prediction for people, the same for a model file and a server.</summary>
