@@ -57,9 +57,18 @@ internal static class Placement
             throw LensException.Validation(errors);
         }
 
-        return MeasurementTagger.Assign(buckets,
-            [.. items.Select(m => new Core.Measurement(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs,
-                m.Bucket is { } named ? BucketId.Parse(named) : null, m.Batch, m.Group))]);
+        var measurements = items.Select(m => new Core.Measurement(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs,
+            m.Bucket is { } named ? BucketId.Parse(named) : null, m.Batch, m.Group)).ToArray();
+
+        // A group's end is its last request's: a group sent in part (or split over two imports) would be fitted as a shorter one.
+        if (MeasurementGroups.PartialRows(measurements) is [var first, ..])
+        {
+            var g = measurements[first].Group;
+            throw LensException.Validation($"measurements[{first}]",
+                $"group {g} has {measurements.Count(m => m.Group == g)} rows but batch {measurements[first].Batch}; send every request of a group in one import");
+        }
+
+        return MeasurementTagger.Assign(buckets, measurements);
     }
 
     /// <summary>

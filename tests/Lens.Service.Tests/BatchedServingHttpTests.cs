@@ -83,6 +83,10 @@ public sealed class BatchedServingHttpTests(HttpHostFixture fixture) : IClassFix
         var badGroup = await Assert.ThrowsAsync<LensApiException>(() => _acme.ImportMeasurementsAsync(device, created.Id,
             new MeasurementBatch([new MeasurementInput(10, 10, 50, Batch: 3)])));
         Assert.Equal(400, badGroup.Status);
+        var partial = await Assert.ThrowsAsync<LensApiException>(() => _acme.ImportMeasurementsAsync(device, created.Id,
+            new MeasurementBatch([new MeasurementInput(10, 10, 50, Batch: 4, Group: 7), new MeasurementInput(10, 10, 51, Batch: 4, Group: 7)])));
+        Assert.Equal(400, partial.Status);
+        Assert.Contains("group 7 has 2 rows but batch 4", partial.Detail);
     }
 
     [Fact]
