@@ -111,7 +111,7 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
         var deployment = random.Next(4) == 0 ? Pick(random, BadNames) : id;
         var root = $"v1/devices/{device}/deployments";
         var one = $"{root}/{deployment}";
-        var route = index % 14;
+        var route = index % 16;
         var (method, path, body) = route switch
         {
             0 => (HttpMethod.Post, root, CreateBody(random)),
@@ -127,6 +127,8 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
             10 => (HttpMethod.Post, $"{one}/predict", PredictBody(random)),
             11 => (HttpMethod.Post, $"{one}/predict/batch", BatchPredictBody(random)),
             12 => (HttpMethod.Get, $"{one}/model", null),
+            13 => (HttpMethod.Post, $"{one}/simulate", SimulateBody(random)),
+            14 => (HttpMethod.Post, $"{one}/predict/static-batch", BatchPredictBody(random)),
             _ => (Pick(random, [HttpMethod.Put, HttpMethod.Delete, HttpMethod.Patch, HttpMethod.Head, HttpMethod.Options]),
                 Pick(random, [root, one, $"{one}/predict", $"{one}/model", $"{one}/profile", "health", "openapi/v1.json"]), "{}"),
         };
@@ -217,6 +219,20 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
         3 => "LNSQ" + new string('\u0001', random.Next(0, 64)),
         _ => Pick(random, ["{}", "[]", "null", "<oversized>", "{\"inputLengths\":null,\"outputLengths\":null}"]),
     };
+
+    private static string SimulateBody(Random random) => random.Next(7) switch
+    {
+        0 => Pick(random, BadJson),
+        1 => "{\"workload\":{\"requestsPerSecond\":" + Pick(random, BadNumbers) + ",\"count\":" + Pick(random, BadNumbers) + "}}",
+        2 => "{\"workload\":{\"requestsPerSecond\":5,\"count\":100,\"burstiness\":" + Pick(random, BadNumbers) + ",\"inputDist\":\"" +
+             Pick(random, BadDists) + "\"}}",
+        3 => $$"""{"arrivalMs":[{{Pick(random, BadNumbers)}}],"inputLengths":[{{Pick(random, BadNumbers)}}],"outputLengths":[1,2]}""",
+        4 => $$"""{"arrivalMs":[0],"inputLengths":[10],"outputLengths":[10],"replicas":{{Pick(random, BadNumbers)}},"maxNumSeqs":{{Pick(random, BadNumbers)}}}""",
+        5 => """{"arrivalMs":[0],"inputLengths":[10],"outputLengths":[10],"workload":{"requestsPerSecond":1,"count":1},"sloTtftMs":-1}""",
+        _ => Pick(random, ["{}", "[]", "null", "<oversized>", "{\"workload\":null}"]),
+    };
+
+    private static readonly string[] BadDists = ["zipf:1", "uniform:9-1", "fixed:0", "normal:1e308,1", "lognormal:-1,2", "uniform:", ":", "fixed:1,2,3"];
 
     /// <summary>A body past the server's 30 MB limit, now and then; otherwise a few megabytes of JSON digits.</summary>
     private static byte[] Oversized(Random random)
