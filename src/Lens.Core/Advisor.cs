@@ -136,7 +136,13 @@ public sealed record Advice(
     ReplicaAdvice? Replicas,
     CurveSummary PrefillCurve,
     CurveSummary DecodeCurve,
-    int Granularity);
+    int Granularity)
+{
+    /// <summary>Every deployment scored: the current one (when scored), the frontier, then the batch search.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IEnumerable<ScoredDeployment> Scored =>
+        (Current is null ? Enumerable.Empty<ScoredDeployment>() : [Current]).Concat(Frontier).Concat(BatchSearch);
+}
 
 /// <summary>
 /// The deployment advisor: from one profiled model (through its <see cref="BucketCostModel"/>) and a workload, the bucket edges that
@@ -274,21 +280,33 @@ public static class Advisor
             throw new ArgumentException("sizing replicas for a target rate needs the SLO (TTFT and TPOT)");
         }
 
-        for (var n = 0; n < request.Trace.Count; n++)
+        if (FirstUnsupported(costs, request.Trace) is { } bad)
         {
-            var r = request.Trace[n];
+            throw new RequestOutOfRangeException($"request #{bad.Index + 1}: {bad.Reason}");
+        }
+    }
+
+    /// <summary>The first request of <paramref name="trace"/> the profile cannot plan buckets for, with the reason; null when all can.</summary>
+    public static (int Index, string Reason)? FirstUnsupported(BucketCostModel costs, IReadOnlyList<TraceRequest> trace)
+    {
+        ArgumentNullException.ThrowIfNull(costs);
+        ArgumentNullException.ThrowIfNull(trace);
+        for (var n = 0; n < trace.Count; n++)
+        {
+            var r = trace[n];
             if (r.InputLength < 1 || r.OutputLength < 1 || !double.IsFinite(r.ArrivalMs) || r.ArrivalMs < 0)
             {
-                throw new RequestOutOfRangeException($"request #{n + 1}: lengths must be at least 1 and the arrival a finite time >= 0");
+                return (n, "lengths must be at least 1 and the arrival a finite time >= 0");
             }
 
-            if (r.InputLength > costs.MaxPrefillEdge || (long)r.InputLength + r.OutputLength > MaxLength || (long)r.InputLength + r.OutputLength > costs.MaxDecodeEdge)
+            if (r.InputLength > costs.MaxPrefillEdge || (long)r.InputLength + r.OutputLength > Math.Min(costs.MaxDecodeEdge, MaxLength))
             {
-                throw new RequestOutOfRangeException(
-                    $"request #{n + 1} (I = {r.InputLength}, O = {r.OutputLength}) needs buckets beyond what the profile supports " +
-                    $"(prompt at most {costs.MaxPrefillEdge}, I + O at most {costs.MaxDecodeEdge}: {BucketCostModel.MaxLengthFactor}x the profiled buckets)");
+                return (n, $"I = {r.InputLength}, O = {r.OutputLength} needs buckets beyond what the profile supports (prompt at most " +
+                           $"{costs.MaxPrefillEdge}, I + O at most {costs.MaxDecodeEdge}: {BucketCostModel.MaxLengthFactor}x the profiled buckets)");
             }
         }
+
+        return null;
     }
 
     private static int[] SearchedBatch(BucketCostModel costs, IReadOnlyList<int>? given)
