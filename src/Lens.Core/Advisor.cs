@@ -475,3 +475,21 @@ public static class Advisor
         return new ReplicaAdvice(target, request.Goal, high, atHigh, null);
     }
 }
+
+/// <summary>The advice document (<c>advice.json</c>, and the service's answer): the source model, its buckets and the advice.</summary>
+public static class AdviceJson
+{
+    private static readonly System.Text.Json.JsonSerializerOptions Options = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public static string Serialize(Advice advice, string source, BucketSet sourceBuckets)
+    {
+        ArgumentNullException.ThrowIfNull(advice);
+        ArgumentNullException.ThrowIfNull(sourceBuckets);
+        return System.Text.Json.JsonSerializer.Serialize(new { source, sourceBuckets = sourceBuckets.ToString(), advice }, Options);
+    }
+}

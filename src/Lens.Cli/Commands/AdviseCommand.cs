@@ -170,13 +170,13 @@ public sealed class AdviseCommand : Command<AdviseSettings>
             throw new CliException($"{WhatIfCommand.OptionOf(ex)}: {ex.Message}");
         }
 
-        var document = new { source = Path.GetFileName(settings.Model!), sourceBuckets = source.Buckets.ToString(), advice };
+        var document = AdviceJson.Serialize(advice, Path.GetFileName(settings.Model!), source.Buckets);
         var plot = Path.ChangeExtension(settings.Out!, ".png");
         AdvisePlot.Write(plot, advice);
-        CliFiles.WriteAtomically(settings.Out!, w => w.Write(System.Text.Json.JsonSerializer.Serialize(document, CliJson.Options)));
+        CliFiles.WriteAtomically(settings.Out!, w => w.Write(document));
         if (settings.Json)
         {
-            CliJson.Write(document);
+            Console.Out.WriteLine(document);
             return LensApp.Ok;
         }
 
