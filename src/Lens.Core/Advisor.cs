@@ -359,20 +359,30 @@ public static class Advisor
             {
                 prefillTop,
             };
-            prefill.UnionWith(costs.Source.Buckets.Prefill.Where(e => e < prefillTop));
             var decode = new SortedSet<int> { decodeTop };
             for (var e = g; e < decodeTop; e += g)
             {
                 decode.Add(e); // decode steps cover every length below the longest sequence
             }
 
-            decode.UnionWith(costs.Source.Buckets.Decode.Where(e => e < decodeTop));
             if (prefill.Count <= AdviceRequest.MaxCandidates && decode.Count <= AdviceRequest.MaxCandidates)
             {
+                // The profiled edges too (their costs are measured), while the cap allows: a coarser grid always fits at last.
+                AddWithin(prefill, costs.Source.Buckets.Prefill.Where(e => e < prefillTop));
+                AddWithin(decode, costs.Source.Buckets.Decode.Where(e => e < decodeTop));
                 return (g, [.. prefill], [.. decode]);
             }
 
             granularity *= 2;
+        }
+    }
+
+    private static void AddWithin(SortedSet<int> candidates, IEnumerable<int> edges)
+    {
+        var more = edges.Where(e => !candidates.Contains(e)).ToArray();
+        if (candidates.Count + more.Length <= AdviceRequest.MaxCandidates)
+        {
+            candidates.UnionWith(more);
         }
     }
 

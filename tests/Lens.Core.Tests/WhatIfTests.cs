@@ -107,8 +107,14 @@ public class WhatIfTests
         var rng = new Random(3);
         var source = Model(Pow2, Pow2, p => (3 + (0.01 * p)) * (1 + (0.05 * rng.NextDouble())), (_, d) => 0.5 + (0.001 * d));
         var costs = new BucketCostModel(source);
-        Assert.True(costs.PrefillCost(384).StandardError > costs.PrefillCost(256).StandardError);
-        Assert.True(costs.PrefillCost(3000).StandardError > costs.PrefillCost(1536).StandardError * 0.99);
+        Assert.True(costs.PrefillCost(384).StandardError > costs.PrefillCost(256).StandardError); // predicted vs profiled
+        Assert.False(costs.PrefillCost(384).Predicted && costs.PrefillCost(256).Predicted);
+        // The curve's own uncertainty grows away from the profiled edges: more, relative to the cost, beyond them than between them.
+        Assert.True(costs.PrefillCost(3000).StandardError / costs.PrefillCost(3000).Ms > costs.PrefillCost(1100).StandardError / costs.PrefillCost(1100).Ms);
+        var model = WhatIfModels.Predict(costs, new BucketSet([128, 384, 2048], [2048]));
+        var profiled = model.Predict(100, 1);
+        var predicted = model.Predict(300, 1);
+        Assert.True((predicted.E2eHighMs - predicted.E2eLowMs) / predicted.E2eMs > (profiled.E2eHighMs - profiled.E2eLowMs) / profiled.E2eMs);
     }
 
     [Theory]

@@ -79,3 +79,32 @@ public sealed class WhatIfHttpTests(HttpHostFixture fixture) : IClassFixture<Htt
         Assert.Contains("1..20000", tooMany.Detail, StringComparison.Ordinal);
     }
 }
+
+[Collection(ClusterCollection.Name)]
+public sealed class WhatIfClusterTests(ClusterFixture fixture)
+{
+    [Fact]
+    public async Task Whatif_and_advise_through_the_orleans_client()
+    {
+        var lens = new LensClusterClient(fixture.Client, "acme");
+        var device = "npu-" + Guid.NewGuid().ToString("N")[..8];
+        var spec = TestModels.Spec("llama");
+        var id = (await lens.CreateDeploymentAsync(device, spec)).Deployment.Id;
+        var source = TestModels.Source();
+        await lens.ImportMeasurementsAsync(device, id, new MeasurementBatch([.. spec.CreatePlan().Rows.Select(r =>
+            new MeasurementInput(r.InputLength, r.OutputLength, source.Predict(r.InputLength, r.OutputLength).E2eMs))], "import1"));
+
+        var model = ModelJson.Deserialize(await lens.WhatIfAsync(device, id, new WhatIfRequest([128, 512], [512, 768, 1024])), "whatif");
+        Assert.Equal(source.Predict(100, 300).TtftMs, model.Predict(100, 300).TtftMs, 9); // prefill-128 was profiled
+        Assert.NotNull(ModelJson.ReadPredicted(await lens.WhatIfAsync(device, id, new WhatIfRequest([128], [1024]))));
+
+        using var advice = JsonDocument.Parse(await lens.AdviseAsync(device, id, new AdviseRequest([0, 10], [100, 200], [10, 20], MaxBuckets: 1)));
+        Assert.Equal(208, advice.RootElement.GetProperty("advice").GetProperty("recommended").GetProperty("prefill")[0].GetInt32());
+
+        var ex = await Assert.ThrowsAsync<LensException>(() => lens.WhatIfAsync(device, id, new WhatIfRequest([128], [4096])));
+        Assert.Equal(LensErrorKind.Validation, ex.Kind);
+        var other = await Assert.ThrowsAsync<LensException>(() => new LensClusterClient(fixture.Client, "globex").AdviseAsync(device, id,
+            new AdviseRequest([0], [10], [10])));
+        Assert.Equal(LensErrorKind.NotFound, other.Kind);
+    }
+}
