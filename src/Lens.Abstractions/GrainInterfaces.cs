@@ -173,4 +173,12 @@ public interface IPredictorGrain : IGrainWithStringKey
     /// <summary>Serves a trace or a generated workload on the deployment's fitted model (continuous batching, method.md "Batched serving").</summary>
     [Alias("Simulate")]
     Task<SimulationReport> SimulateAsync(string deploymentKey, SimulateRequest request);
+
+    /// <summary>The model of a bucket set never profiled, read from the deployment's cost curves (model file JSON with a predicted block).</summary>
+    [Alias("WhatIf")]
+    Task<string> WhatIfAsync(string deploymentKey, WhatIfRequest request);
+
+    /// <summary>The advisor's recommendation for a workload (the advice document's JSON, as <c>lens advise</c> writes it).</summary>
+    [Alias("Advise")]
+    Task<string> AdviseAsync(string deploymentKey, AdviseRequest request);
 }

@@ -34,10 +34,20 @@ internal static class CliFiles
     /// Writes through a temporary file and renames, so a failure never leaves a half-written output. A failure names
     /// <paramref name="path"/> as given, never the temporary file.
     /// </summary>
-    public static void WriteAtomically(string path, Action<TextWriter> write)
+    public static void WriteAtomically(string path, Action<TextWriter> write) => ReplaceAtomically(path, "", temp =>
+    {
+        using var writer = new StreamWriter(temp, append: false, new UTF8Encoding(false));
+        write(writer);
+    });
+
+    /// <summary>
+    /// Has <paramref name="writeTemp"/> write a temporary file beside <paramref name="path"/> (named with <paramref name="extension"/>,
+    /// for writers that choose the format by it), then renames it over <paramref name="path"/>.
+    /// </summary>
+    public static void ReplaceAtomically(string path, string extension, Action<string> writeTemp)
     {
         var full = Path.GetFullPath(path);
-        var temp = full + ".tmp-" + Environment.ProcessId;
+        var temp = full + ".tmp-" + Environment.ProcessId + extension;
         try
         {
             if (Directory.Exists(full))
@@ -46,11 +56,7 @@ internal static class CliFiles
             }
 
             Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-            using (var writer = new StreamWriter(temp, append: false, new UTF8Encoding(false)))
-            {
-                write(writer);
-            }
-
+            writeTemp(temp);
             File.Move(temp, full, overwrite: true);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

@@ -42,6 +42,14 @@ public static class LensApp
                 .WithDescription("Simulate a workload trace on fitted deployments: TTFT/TPOT/E2E percentiles, throughput, SLO attainment.")
                 .WithExample("simulate", "--model", "a.json", "--model", "b.json", "--rate", "2", "--slo-ttft", "500", "--slo-tpot", "50")
                 .WithExample("simulate", "--model", "model.json", "--trace", "trace.csv", "--out", "pred.csv", "--max-num-seqs", "8");
+            config.AddCommand<WhatIfCommand>("whatif")
+                .WithDescription("Write the model of a bucket set never profiled, from a profiled model's cost curves A(p), S(B, D).")
+                .WithExample("whatif", "--model", "model.json", "--prefill-buckets", "128,384,640", "--decode-buckets", "256,768,1280",
+                    "--out", "whatif.json");
+            config.AddCommand<AdviseCommand>("advise")
+                .WithDescription("Recommend bucket edges under a budget, batch buckets for goodput, and replicas for a target rate.")
+                .WithExample("advise", "--model", "model.json", "--trace", "trace.csv", "--slo-ttft", "500", "--slo-tpot", "50",
+                    "--max-buckets", "4", "--out", "advice.json");
             CommandRegistry.Register(config);
         });
 

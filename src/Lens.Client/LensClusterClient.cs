@@ -75,6 +75,12 @@ public sealed class LensClusterClient
     public Task<SimulationReport> SimulateAsync(string device, string deployment, SimulateRequest request) =>
         Predictor.SimulateAsync(Key(device, deployment), request);
 
+    /// <summary>The model JSON of a bucket set never profiled, read from the deployment's cost curves.</summary>
+    public Task<string> WhatIfAsync(string device, string deployment, WhatIfRequest request) => Predictor.WhatIfAsync(Key(device, deployment), request);
+
+    /// <summary>The advisor's recommendation for a workload, as the advice document's JSON.</summary>
+    public Task<string> AdviseAsync(string device, string deployment, AdviseRequest request) => Predictor.AdviseAsync(Key(device, deployment), request);
+
     /// <summary>Requests started together: each one's TTFT and E2E.</summary>
     public Task<SimulationReport> PredictStaticBatchAsync(string device, string deployment, StaticBatchRequest request) =>
         Predictor.SimulateAsync(Key(device, deployment), new SimulateRequest(new double[request.InputLengths?.Length ?? 0], request.InputLengths,

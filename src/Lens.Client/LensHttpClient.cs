@@ -153,9 +153,25 @@ public sealed class LensHttpClient
         CancellationToken cancellationToken = default) =>
         await SendAsync<SimulationReport>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict/static-batch", request, cancellationToken);
 
+    /// <summary>The model JSON of a bucket set never profiled, read from the deployment's cost curves.</summary>
+    public Task<string> WhatIfAsync(string device, string deployment, WhatIfRequest request, CancellationToken cancellationToken = default) =>
+        PostForJsonTextAsync($"{Deployment(device, deployment)}/whatif", request, cancellationToken);
+
+    /// <summary>The advisor's recommendation for a workload, as the advice document's JSON.</summary>
+    public Task<string> AdviseAsync(string device, string deployment, AdviseRequest request, CancellationToken cancellationToken = default) =>
+        PostForJsonTextAsync($"{Deployment(device, deployment)}/advise", request, cancellationToken);
+
     public async Task<string> GetModelJsonAsync(string device, string deployment, CancellationToken cancellationToken = default)
     {
         using var response = await RawAsync(HttpMethod.Get, $"{Deployment(device, deployment)}/model", () => null, idempotent: true, cancellationToken);
+        return await response.Content.ReadAsStringAsync(cancellationToken);
+    }
+
+    /// <summary>POSTs <paramref name="body"/> and returns the answer's JSON text as it came (documents the SDK does not re-type).</summary>
+    private async Task<string> PostForJsonTextAsync(string path, object body, CancellationToken cancellationToken)
+    {
+        using var response = await RawAsync(HttpMethod.Post, path, () => JsonContent.Create(body, body.GetType(), options: LensJson.Options),
+            idempotent: true, cancellationToken);
         return await response.Content.ReadAsStringAsync(cancellationToken);
     }
 

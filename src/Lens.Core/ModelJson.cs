@@ -8,6 +8,7 @@ namespace Lens.Core;
 /// statistic of the profile (the point prediction is that statistic), the interval calibration, and each bucket's fitted values
 /// with standard errors. Unknown members are ignored, so later versions
 /// can add fields; a different <see cref="ModelDocument.Format"/> or a newer major <see cref="ModelDocument.Version"/> is refused.
+/// A what-if model carries a <c>predicted</c> block (<see cref="PredictedBlock"/>), which older readers ignore.
 /// Version 2 adds batch buckets (<c>batchBuckets</c>, and <c>batch</c> on each decode value); a model without batch buckets is still
 /// written as version 1, which earlier releases read, and version 1 files load as batch bucket <c>[1]</c>.
 /// </summary>
@@ -27,7 +28,8 @@ public static class ModelJson
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
     };
 
-    public static string Serialize(DeploymentModel model)
+    /// <param name="predicted">Marks a what-if model (<see cref="WhatIfModels"/>): written as the <c>predicted</c> block.</param>
+    public static string Serialize(DeploymentModel model, PredictedBlock? predicted = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var doc = new ModelDocument
@@ -43,8 +45,22 @@ public static class ModelJson
             Calibration = model.Calibration,
             Prefill = [.. model.PrefillBuckets],
             Decode = [.. model.DecodeBuckets.Select(d => new DecodeDocument(d.Edge, d.StepMs, d.StepStandardError, model.Buckets.IsBatched ? d.Batch : null))],
+            Predicted = predicted,
         };
         return JsonSerializer.Serialize(doc, Options);
+    }
+
+    /// <summary>The <c>predicted</c> block of a model file (null for a profiled model or unreadable JSON).</summary>
+    public static PredictedBlock? ReadPredicted(string json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<ModelDocument>(json, Options)?.Predicted;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Reads a model; <paramref name="source"/> names the file in errors.</summary>
@@ -112,6 +128,10 @@ public static class ModelJson
         public PrefillValues[]? Prefill { get; set; }
 
         public DecodeDocument[]? Decode { get; set; }
+
+        /// <summary>Present on a what-if model (never profiled; read from another profile's cost curves), absent otherwise.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public PredictedBlock? Predicted { get; set; }
     }
 
     /// <summary>One decode value in the file; <see cref="Batch"/> is written by version 2 only.</summary>

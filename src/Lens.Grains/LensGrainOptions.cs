@@ -21,6 +21,9 @@ public sealed class LensGrainOptions
     /// <summary>Most requests one simulation may serve (a trace's rows or a generated workload's count).</summary>
     public int MaxSimulateRequests { get; set; } = 1_000_000;
 
+    /// <summary>Most requests in one advice's workload: the advisor simulates it a few dozen times (budgets, batch buckets, replicas).</summary>
+    public int MaxAdviseRequests { get; set; } = 20_000;
+
     /// <summary>Tries of one planned measurement when the backend fails transiently (<c>MeasurementFailedException.IsTransient</c>).</summary>
     public int MaxAttempts { get; set; } = 5;
 

@@ -43,6 +43,18 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
         return ServingWorkloads.Report(run, request, version);
     }
 
+    public async Task<string> WhatIfAsync(string deploymentKey, WhatIfRequest request)
+    {
+        var (model, _) = await ModelAsync(deploymentKey, false);
+        return Guard(() => WhatIfAdvice.WhatIf(model, request, DeploymentKey.Parse(deploymentKey).Deployment));
+    }
+
+    public async Task<string> AdviseAsync(string deploymentKey, AdviseRequest request)
+    {
+        var (model, _) = await ModelAsync(deploymentKey, false);
+        return Guard(() => WhatIfAdvice.Advise(model, request, _options.MaxAdviseRequests, DeploymentKey.Parse(deploymentKey).Deployment));
+    }
+
     public async Task<BatchPredictionResult> PredictBatchAsync(string deploymentKey, BatchPredictRequest request)
     {
         if (request?.InputLengths is not { } inputs || request.OutputLengths is not { } outputs)

@@ -135,6 +135,22 @@ public static class LensApi
         })).Accepts<StaticBatchRequest>("application/json").Produces<SimulationReport>().ProducesProblem(409).WithName("PredictStaticBatch")
             .WithSummary("Requests started together (the paper's batch mode): each one's TTFT and E2E, in the given order");
 
+        v1.MapPost(Deployment + "/whatif", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var request = await ReadBodyAsync<WhatIfRequest>(http);
+            var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
+            return Results.Content(await grains.GetGrain<IPredictorGrain>(tenant).WhatIfAsync(key, request), "application/json");
+        })).Accepts<WhatIfRequest>("application/json").Produces<string>(200, "application/json").ProducesProblem(409).WithName("WhatIf")
+            .WithSummary("The model of a bucket set never profiled, from the deployment's cost curves (lens-model format, predicted block)");
+
+        v1.MapPost(Deployment + "/advise", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var request = await ReadBodyAsync<AdviseRequest>(http);
+            var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
+            return Results.Content(await grains.GetGrain<IPredictorGrain>(tenant).AdviseAsync(key, request), "application/json");
+        })).Accepts<AdviseRequest>("application/json").Produces<string>(200, "application/json").ProducesProblem(409).WithName("Advise")
+            .WithSummary("Bucket edges under a budget, batch buckets for goodput, replicas for a target rate (the advice document)");
+
         v1.MapGet(Deployment + "/model", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
         {
             var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();

@@ -1,0 +1,257 @@
+using System.ComponentModel;
+using System.Globalization;
+using Lens.Core;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Lens.Cli.Commands;
+
+public sealed class AdviseSettings : CommandSettings
+{
+    [CommandOption("--model <FILE>")]
+    [Description("The profiled model JSON (its cost curves score bucket sets that were never compiled).")]
+    public string? Model { get; init; }
+
+    [CommandOption("--trace <FILE>")]
+    [Description("The workload: arrival_ms,input_len,output_len (or the Azure trace format).")]
+    public string? Trace { get; init; }
+
+    [CommandOption("--rate <RPS>")]
+    [Description("Instead of --trace: Poisson arrivals at this rate, with --input-dist and --output-dist.")]
+    public double? Rate { get; init; }
+
+    [CommandOption("--input-dist <DIST>")]
+    [Description("With --rate: prompt lengths, fixed:N, uniform:MIN-MAX, normal:MEAN,SD or lognormal:MEDIAN,SIGMA.")]
+    public string? InputDist { get; init; }
+
+    [CommandOption("--output-dist <DIST>")]
+    [Description("With --rate: output lengths, in the same forms.")]
+    public string? OutputDist { get; init; }
+
+    [CommandOption("--count <N>")]
+    [Description("With --rate: requests in the synthetic workload.")]
+    [DefaultValue(2000)]
+    public int Count { get; init; } = 2000;
+
+    [CommandOption("--seed <S>")]
+    [Description("With --rate: seed of the synthetic workload.")]
+    [DefaultValue(0)]
+    public int Seed { get; init; }
+
+    [CommandOption("--slo-ttft <MS>")]
+    [Description("TTFT objective (ms); with --slo-tpot, goodput is the serving objective.")]
+    public double? SloTtft { get; init; }
+
+    [CommandOption("--slo-tpot <MS>")]
+    [Description("TPOT objective (ms).")]
+    public double? SloTpot { get; init; }
+
+    [CommandOption("--max-buckets <K>")]
+    [Description("Budget: at most K prefill and K decode buckets.")]
+    [DefaultValue(4)]
+    public int MaxBuckets { get; init; } = 4;
+
+    [CommandOption("--batch-buckets <LIST>")]
+    [Description("Batch buckets whose prefixes are searched for goodput (default: powers of two up to the profiled largest).")]
+    public string? BatchBuckets { get; init; }
+
+    [CommandOption("--target-rate <RPS>")]
+    [Description("Size replicas for this rate: the fewest whose simulated SLO attainment reaches --goal (needs the SLO).")]
+    public double? TargetRate { get; init; }
+
+    [CommandOption("--goal <FRACTION>")]
+    [Description("SLO attainment the replica count must reach.")]
+    [DefaultValue(0.99)]
+    public double Goal { get; init; } = 0.99;
+
+    [CommandOption("--granularity <N>")]
+    [Description("Candidate edges are needed lengths rounded up to a multiple of N (plus the profiled edges).")]
+    [DefaultValue(16)]
+    public int Granularity { get; init; } = 16;
+
+    [CommandOption("--out <FILE>")]
+    [Description("Where to write advice.json (and the Pareto plot beside it, same name with .png).")]
+    public string? Out { get; init; }
+
+    [CommandOption("--json")]
+    [Description("Print the advice as JSON.")]
+    public bool Json { get; init; }
+
+    public override ValidationResult Validate()
+    {
+        if (Model is null || Out is null)
+        {
+            return ValidationResult.Error("give --model (the profiled model) and --out (advice.json)");
+        }
+
+        if ((Trace is null) == (Rate is null))
+        {
+            return ValidationResult.Error("give either --trace or --rate with --input-dist and --output-dist");
+        }
+
+        if (Rate is not null && (InputDist is null || OutputDist is null))
+        {
+            return ValidationResult.Error("--rate needs --input-dist and --output-dist (e.g. lognormal:300,0.6 and uniform:16-256)");
+        }
+
+        if (Rate is { } r && (!(r > 0) || !double.IsFinite(r)) || Count is < 1 or > 1_000_000)
+        {
+            return ValidationResult.Error("--rate must be a positive number and --count in 1..1000000");
+        }
+
+        if ((SloTtft is null) != (SloTpot is null) || SloTtft is <= 0 || SloTpot is <= 0)
+        {
+            return ValidationResult.Error("give --slo-ttft and --slo-tpot together, both positive (ms)");
+        }
+
+        if (MaxBuckets is < 1 or > AdviceRequest.MaxBudget)
+        {
+            return ValidationResult.Error($"--max-buckets must be in 1..{AdviceRequest.MaxBudget}; got {MaxBuckets}");
+        }
+
+        if (Granularity is < 1 or > 4096)
+        {
+            return ValidationResult.Error($"--granularity must be in 1..4096; got {Granularity}");
+        }
+
+        if (!(Goal is > 0 and <= 1))
+        {
+            return ValidationResult.Error($"--goal must be in (0, 1]; got {Goal}");
+        }
+
+        if (TargetRate is { } t && (!(t > 0) || !double.IsFinite(t)))
+        {
+            return ValidationResult.Error($"--target-rate must be a positive number; got {t}");
+        }
+
+        if (TargetRate is not null && SloTtft is null)
+        {
+            return ValidationResult.Error("--target-rate sizes replicas at the SLO: give --slo-ttft and --slo-tpot too");
+        }
+
+        if (BatchBuckets is not null)
+        {
+            try
+            {
+                _ = new BucketSet([1], [1], batch: BucketSet.ParseEdges(BatchBuckets, "batch"));
+            }
+            catch (BucketSetException ex)
+            {
+                return ValidationResult.Error($"--batch-buckets: {ex.Message}");
+            }
+        }
+
+        return ValidationResult.Success();
+    }
+}
+
+/// <summary>
+/// Recommends what to compile and run for a workload (issue 12): the best bucket edges under a budget, the batch buckets with the most
+/// goodput, and replicas for a target rate, all scored on what-if models from the profiled model's cost curves.
+/// </summary>
+public sealed class AdviseCommand : Command<AdviseSettings>
+{
+    public override int Execute(CommandContext context, AdviseSettings settings, CancellationToken cancellationToken)
+    {
+        var source = CliFiles.ReadModel(settings.Model!);
+        var costs = WhatIfCommand.CostModelOf(source, settings.Model!);
+        var trace = ReadWorkload(settings, costs);
+        var request = new AdviceRequest(trace, settings.MaxBuckets,
+            settings.SloTtft is { } ttft ? new ServiceObjectives(ttft, settings.SloTpot!.Value) : null,
+            settings.BatchBuckets is null ? null : BucketSet.ParseEdges(settings.BatchBuckets, "batch"),
+            settings.TargetRate, settings.Goal, settings.Granularity);
+        Advice advice;
+        try
+        {
+            advice = Advisor.Advise(costs, request);
+        }
+        catch (WhatIfRangeException ex)
+        {
+            throw new CliException($"{WhatIfCommand.OptionOf(ex)}: {ex.Message}");
+        }
+
+        var document = AdviceJson.Serialize(advice, Path.GetFileName(settings.Model!), source.Buckets);
+        var plot = Path.ChangeExtension(settings.Out!, ".png");
+        AdvisePlot.Write(plot, advice);
+        CliFiles.WriteAtomically(settings.Out!, w => w.Write(document));
+        if (settings.Json)
+        {
+            Console.Out.WriteLine(document);
+            return LensApp.Ok;
+        }
+
+        WriteTable(advice);
+        AnsiConsole.MarkupLine($"wrote [green]{Markup.Escape(settings.Out!)}[/] and [green]{Markup.Escape(plot)}[/]");
+        return LensApp.Ok;
+    }
+
+    private static IReadOnlyList<TraceRequest> ReadWorkload(AdviseSettings settings, BucketCostModel costs)
+    {
+        if (settings.Trace is { } path)
+        {
+            CsvRows<TraceRequest> rows;
+            using (var reader = CliFiles.Open(path, "--trace"))
+            {
+                rows = LensCsv.ReadAnyTrace(reader, path);
+            }
+
+            if (rows.Rows.Count == 0)
+            {
+                throw new CliException($"{path}: the trace has no requests");
+            }
+
+            if (Advisor.FirstUnsupported(costs, rows.Rows) is { } bad)
+            {
+                throw new CliException($"{path}:{rows.Lines[bad.Index]}: {bad.Reason}");
+            }
+
+            return rows.Rows;
+        }
+
+        try
+        {
+            var supported = new BucketSet([costs.MaxPrefillEdge], [Math.Max(costs.MaxPrefillEdge, costs.MaxDecodeEdge)]);
+            return TraceGenerator.Generate(supported, new ArrivalProcess(settings.Rate!.Value),
+                LengthDistribution.Parse(settings.InputDist!, "--input-dist"), LengthDistribution.Parse(settings.OutputDist!, "--output-dist"),
+                settings.Count, settings.Seed, out _);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new CliException(ex.Message);
+        }
+    }
+
+    private static void WriteTable(Advice advice)
+    {
+        var serving = advice.Slo is null ? "throughput (req/s)" : $"goodput (req/s, TTFT <= {advice.Slo.TtftMs}, TPOT <= {advice.Slo.TpotMs})";
+        var table = new Table().Title($"{advice.Requests} requests at {F(advice.RequestsPerSecond)} req/s")
+            .AddColumns("deployment", "prefill", "decode", "batch", "graphs", "mean E2E alone (ms)", "p90 E2E served (ms)", serving);
+        var rows = advice.Scored.Append(advice.Recommended); // the recommendation last, under what it was chosen from
+        foreach (var s in rows)
+        {
+            table.AddRow(s.Name, string.Join(',', s.Prefill), string.Join(',', s.Decode), string.Join(',', s.Batch),
+                s.BucketsCompiled.ToString(CultureInfo.InvariantCulture), F(s.MeanE2eMs), F(s.Serving.E2e.P90),
+                F(advice.Slo is null ? s.Serving.RequestsPerSecond : s.Serving.GoodputPerSecond!.Value));
+        }
+
+        AnsiConsole.Write(table);
+        if (advice.CurrentReason is not null)
+        {
+            AnsiConsole.MarkupLine($"[yellow]current deployment not scored: {Markup.Escape(advice.CurrentReason)}[/]");
+        }
+
+        if (advice.Replicas is { } r)
+        {
+            AnsiConsole.MarkupLine(r.Replicas is { } n
+                ? $"replicas for {F(r.TargetRate)} req/s: [bold]{n}[/] ({r.Attainment:P1} within the SLO, goal {r.Goal:P1})"
+                : $"[yellow]replicas for {F(r.TargetRate)} req/s: {Markup.Escape(r.Reason ?? "")}[/]");
+        }
+
+        AnsiConsole.MarkupLine($"cost curves: A(p) {advice.PrefillCurve.Form}, leave-one-bucket-out {Pct(advice.PrefillCurve.LoboMape)}; " +
+                               $"S {advice.DecodeCurve.Form}, leave-one-bucket-out {Pct(advice.DecodeCurve.LoboMape)}");
+    }
+
+    private static string Pct(double? v) => v is { } x ? x.ToString("P2", CultureInfo.InvariantCulture) : "n/a";
+
+    private static string F(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);
+}
