@@ -35,12 +35,15 @@ public sealed record MeasurementRecord(
     /// <summary>The core's measurement; records stored before batch buckets existed read as batch 1.</summary>
     public Measurement ToMeasurement() => new(InputLength, OutputLength, E2eMs, TtftMs, BucketId.Parse(Bucket), Math.Max(1, Batch), Group);
 
+    /// <summary>The longest latency a measurement may report (a day, in ms): a larger one is a unit error or an attack on the fit.</summary>
+    public const double MaxLatencyMs = 86_400_000;
+
     /// <summary>Why the numbers cannot be a latency, or null when they can.</summary>
     public static string? CheckValues(double e2eMs, double? ttftMs)
     {
-        if (!double.IsFinite(e2eMs) || e2eMs <= 0)
+        if (!double.IsFinite(e2eMs) || e2eMs <= 0 || e2eMs > MaxLatencyMs)
         {
-            return $"e2eMs must be a positive finite number; got {e2eMs}";
+            return $"e2eMs must be a positive finite number of at most {MaxLatencyMs} (a day); got {e2eMs}";
         }
 
         if (ttftMs is { } t && (!double.IsFinite(t) || t <= 0 || t > e2eMs))

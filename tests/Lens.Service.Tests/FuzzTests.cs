@@ -66,6 +66,11 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
                 using var response = await fixture.Http.SendAsync(request);
                 var status = (int)response.StatusCode;
                 statuses[status] = statuses.GetValueOrDefault(status) + 1;
+                if (status == 202 || (status == 200 && request.RequestUri!.ToString().EndsWith("/measurements", StringComparison.Ordinal)))
+                {
+                    output.WriteLine($"accepted: {what} {(request.Content is null ? "" : Shorten(await request.Content.ReadAsStringAsync()))}");
+                }
+
                 if (status >= 500)
                 {
                     failures.Add($"{what}: {status} {Shorten(await response.Content.ReadAsStringAsync())}");
@@ -111,7 +116,7 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
         var deployment = random.Next(4) == 0 ? Pick(random, BadNames) : id;
         var root = $"v1/devices/{device}/deployments";
         var one = $"{root}/{deployment}";
-        var route = index % 16;
+        var route = index % 18;
         var (method, path, body) = route switch
         {
             0 => (HttpMethod.Post, root, CreateBody(random)),
@@ -129,6 +134,8 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
             12 => (HttpMethod.Get, $"{one}/model", null),
             13 => (HttpMethod.Post, $"{one}/simulate", SimulateBody(random)),
             14 => (HttpMethod.Post, $"{one}/predict/static-batch", BatchPredictBody(random)),
+            15 => (HttpMethod.Post, $"{one}/whatif", WhatIfBody(random)),
+            16 => (HttpMethod.Post, $"{one}/advise", AdviseBody(random)),
             _ => (Pick(random, [HttpMethod.Put, HttpMethod.Delete, HttpMethod.Patch, HttpMethod.Head, HttpMethod.Options]),
                 Pick(random, [root, one, $"{one}/predict", $"{one}/model", $"{one}/profile", "health", "openapi/v1.json"]), "{}"),
         };
@@ -189,8 +196,9 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
     {
         0 => Pick(random, BadJson),
         1 => $$"""{"bucket":"{{Pick(random, ["decode-9999", "prefill-0", "decode--1", "../x", new string('d', 1000), "decode-2147483648"])}}"}""",
-        2 => $$$"""{"bucket":{{{Pick(random, BadNumbers)}}}}""",
-        _ => Pick(random, ["[]", "null", "\"decode-128\"", "[{\"bucket\":\"decode-128\"}]", "<oversized>"]),
+        2 => $$$"""{"bucket":{{{Pick(random, BadNumbers.Where(n => n != "null").ToArray())}}}}""", // {"bucket":null}: every bucket, valid
+        // Not "null": a JSON null, like no body, is a valid request to profile every bucket.
+        _ => Pick(random, ["[]", "\"decode-128\"", "[{\"bucket\":\"decode-128\"}]", "<oversized>"]),
     };
 
     private static string BatchBody(Random random) => random.Next(6) switch
@@ -230,6 +238,25 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
         4 => $$"""{"arrivalMs":[0],"inputLengths":[10],"outputLengths":[10],"replicas":{{Pick(random, BadNumbers)}},"maxNumSeqs":{{Pick(random, BadNumbers)}}}""",
         5 => """{"arrivalMs":[0],"inputLengths":[10],"outputLengths":[10],"workload":{"requestsPerSecond":1,"count":1},"sloTtftMs":-1}""",
         _ => Pick(random, ["{}", "[]", "null", "<oversized>", "{\"workload\":null}"]),
+    };
+
+    private static string WhatIfBody(Random random) => random.Next(4) switch
+    {
+        0 => Pick(random, BadJson),
+        1 => "{\"prefillBuckets\":[" + Pick(random, BadNumbers) + "],\"decodeBuckets\":[" + Pick(random, BadNumbers) + "]}",
+        2 => Pick(random, ["{\"prefillBuckets\":[64,32],\"decodeBuckets\":[128]}", "{\"prefillBuckets\":[],\"decodeBuckets\":[]}",
+            "{\"prefillBuckets\":[128],\"decodeBuckets\":[1000000000]}", "{\"prefillBuckets\":[128],\"decodeBuckets\":[256],\"batchBuckets\":[0]}"]),
+        _ => Pick(random, ["{}", "[]", "null", "<oversized>"]),
+    };
+
+    private static string AdviseBody(Random random) => random.Next(4) switch
+    {
+        0 => Pick(random, BadJson),
+        1 => "{\"workload\":{\"requestsPerSecond\":" + Pick(random, BadNumbers) + ",\"count\":" + Pick(random, BadNumbers) + "},\"maxBuckets\":" +
+             Pick(random, BadNumbers) + "}",
+        2 => "{\"arrivalMs\":[0],\"inputLengths\":[10],\"outputLengths\":[10],\"granularity\":" + Pick(random, BadNumbers) + ",\"goal\":" +
+             Pick(random, BadNumbers) + ",\"targetRate\":" + Pick(random, BadNumbers) + "}",
+        _ => Pick(random, ["{}", "[]", "null", "<oversized>"]),
     };
 
     private static readonly string[] BadDists = ["zipf:1", "uniform:9-1", "fixed:0", "normal:1e308,1", "lognormal:-1,2", "uniform:", ":", "fixed:1,2,3"];
