@@ -15,7 +15,7 @@ public sealed class ServingDemoTests : IDisposable
     [Fact]
     public void Serving_demo_runs_end_to_end_and_its_table_follows_from_its_files()
     {
-        var r = _lens.Run("demo", "--serving", "--engine", "tiny-batch", "--requests", "12", "--repeats", "1", "--loads", "0.3,0.85",
+        var r = _lens.Run("demo", "--serving", "--engine", "tiny-batch", "--requests", "12", "--repeats", "2", "--loads", "0.3,0.85",
             "--out-dir", "out", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
         using var doc = JsonDocument.Parse(r.Stdout);
@@ -62,7 +62,9 @@ public sealed class ServingDemoTests : IDisposable
             }
         }
 
-        Assert.True(new FileInfo(_lens.PathOf("out/profile.csv")).Length > 0);
+        // Two rounds of the grouped plan (one before each replay pass), every request one row.
+        var profiled = LensCsv.ReadMeasurements(new StringReader(_lens.Read("out/profile.csv")), "profile.csv").Rows;
+        Assert.Equal(2 * ProfilingPlanner.Create(model.Buckets, new PlanOptions(1, null, 1)).Rows.Sum(p => p.Batch), profiled.Count);
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(_lens.PathOf("out/serving.png")).Take(4));
     }
 

@@ -43,35 +43,43 @@ internal static class ServingDemo
         var buckets = engine.ServingBuckets;
         ui.MarkupLineInterpolated($"[bold]LENS serving demo[/] on {engine.Describe}: {buckets}, max_num_seqs {buckets.MaxBatch}");
 
-        // 1. Profile in groups (a fresh file: the runner would resume an old one), fit.
-        var plan = ProfilingPlanner.Create(buckets, new PlanOptions(settings.Repeats, null, settings.Seed));
+        // 1. Profile in groups, one round of the plan per repeat, the rounds interleaved with the replay passes (round 1, pass 1,
+        // round 2, pass 2, the other rounds), so that drift of the machine hits profile and replays alike (method.md, "Profiling").
+        // Each round resumes the same file (a fresh one: the runner would resume an old one); round 1 alone sets the replay rates.
+        var plan = ProfilingPlanner.Create(buckets, new PlanOptions(1, null, settings.Seed));
         var profilePath = Path.Combine(outDir, "profile.csv");
         File.Delete(profilePath);
-        var clock = Stopwatch.StartNew();
-        var summary = await ProgressDisplay.RunAsync("profiling", progress =>
-            new ProfileRunner(backend, new ProfileRunOptions { WarmupsPerBucket = 1, Progress = progress }).RunAsync(plan, profilePath, ct), ui);
-        if (!summary.Complete)
+        var profiled = TimeSpan.Zero;
+        DeploymentModel FitProfile() => BucketFitter.Fit(buckets, CliFiles.ReadMeasurements(profilePath, "profile").Rows, statistic);
+        async Task ProfileRoundAsync(int round)
         {
-            throw new CliException($"profiling stopped with {summary.Remaining} requests left: {summary.Describe()}");
+            var clock = Stopwatch.StartNew();
+            var summary = await ProgressDisplay.RunAsync($"profiling, round {round} of {settings.Repeats}", progress =>
+                new ProfileRunner(backend, new ProfileRunOptions { WarmupsPerBucket = round == 1 ? 1 : 0, RepeatMultiplier = round, Progress = progress })
+                    .RunAsync(plan.Rows, profilePath, ct), ui);
+            if (!summary.Complete)
+            {
+                throw new CliException($"profiling stopped with {summary.Remaining} requests left: {summary.Describe()}");
+            }
+
+            profiled += clock.Elapsed;
         }
 
-        var model = BucketFitter.Fit(buckets, CliFiles.ReadMeasurements(profilePath, "profile").Rows, statistic);
-        CliFiles.WriteAtomically(Path.Combine(outDir, "model.json"), w => w.Write(ModelJson.Serialize(model)));
-        ui.MarkupLineInterpolated(
-            $"Profiled {plan.Rows.Sum(r => r.Batch)} requests in {plan.Rows.Count} groups ({statistic} of {settings.Repeats} repeats) in {clock.Elapsed.TotalSeconds:0.0} s; fitted.");
+        await ProfileRoundAsync(1);
+        var model = FitProfile();
 
         // 2. The sustainable rate of the mix, and one trace per load: the same seeded requests, time-scaled by the rate.
         var mix = TraceGenerator.Generate(buckets, new ArrivalProcess(1), input, output, SimulatedRequests, settings.Seed, out var clamped);
-        var capacity = ServingComparison.SaturatedRequestsPerSecond(model, mix);
+        var firstCapacity = ServingComparison.SaturatedRequestsPerSecond(model, mix);
         var runs = loads.Select(f =>
         {
-            var rate = f * capacity;
+            var rate = f * firstCapacity;
             var count = settings.Requests > 0 ? settings.Requests : Math.Clamp((int)Math.Round(rate * settings.Duration), MinRequests, MaxRequests);
             var trace = TraceGenerator.Generate(buckets, new ArrivalProcess(rate), input, output, count, settings.Seed, out _);
             return new LoadRun(f, rate, trace);
         }).ToArray();
         ui.MarkupLineInterpolated(
-            $"Mix: prompts {input}, outputs {output} (seed {settings.Seed}; {clamped} of {SimulatedRequests} clamped into the buckets). Sustainable rate (fitted model, queue never empty): {capacity:0.00} requests/s.");
+            $"Mix: prompts {input}, outputs {output} (seed {settings.Seed}; {clamped} of {SimulatedRequests} clamped into the buckets). Sustainable rate after round 1 (fitted model, queue never empty): {firstCapacity:0.00} requests/s.");
 
         foreach (var run in runs)
         {
@@ -82,6 +90,11 @@ internal static class ServingDemo
         await backend.EnsureModelAsync(ct);
         for (var pass = 0; pass < 2; pass++)
         {
+            if (pass > 0 && settings.Repeats > 1)
+            {
+                await ProfileRoundAsync(2);
+            }
+
             foreach (var run in runs)
             {
                 var span = run.Trace[^1].ArrivalMs / 1000;
@@ -98,6 +111,17 @@ internal static class ServingDemo
                 run.Replays.Add(replay);
             }
         }
+
+        for (var round = 3; round <= settings.Repeats; round++)
+        {
+            await ProfileRoundAsync(round);
+        }
+
+        model = FitProfile();
+        CliFiles.WriteAtomically(Path.Combine(outDir, "model.json"), w => w.Write(ModelJson.Serialize(model)));
+        var capacity = ServingComparison.SaturatedRequestsPerSecond(model, mix);
+        ui.MarkupLineInterpolated(
+            $"Profiled {plan.Rows.Sum(r => r.Batch) * settings.Repeats} requests in {plan.Rows.Count * settings.Repeats} groups ({statistic} of {settings.Repeats} rounds) in {profiled.TotalSeconds:0.0} s; the final fit sustains {capacity:0.00} requests/s.");
 
         // 4. Predict every trace with the fitted model, compare.
         foreach (var run in runs)
@@ -120,6 +144,7 @@ internal static class ServingDemo
                 repeats = settings.Repeats,
                 mix = new { input = input.Text, output = output.Text, seed = settings.Seed, clamped, of = SimulatedRequests },
                 capacityPerSecond = capacity,
+                capacityAfterFirstRoundPerSecond = firstCapacity,
                 loads = runs.Select(r => new
                 {
                     fraction = r.Fraction,
