@@ -69,25 +69,49 @@ public sealed class ServingDemoTests : IDisposable
     }
 
     /// <summary>
-    /// A trace released at once, more requests than max_num_seqs, lengths that cross decode edges and finish at different steps:
-    /// the engine's recorded admissions and (B, D) steps, costed with a model's A and S (binary fractions, so sums are exact), give
-    /// every request the same start, first token and finish as <see cref="ServingSimulation"/> with that model.
+    /// A trace in three stages: the first released at once (more requests than max_num_seqs), the others submitted while the engine
+    /// is held between two iterations with sequences in flight; lengths cross decode edges and finish at different steps. The
+    /// engine's recorded admissions and (B, D) steps, costed with a model's A and S (binary fractions, so every sum is exact), give
+    /// every request the same start, first token and finish as <see cref="ServingSimulation"/> with that model, each stage arriving
+    /// at the virtual time of the iteration boundary where the engine was held.
     /// </summary>
     [Fact]
     public async Task Engine_scheduler_and_serving_simulation_agree_exactly_on_the_order_of_events()
     {
         using var engine = ReferenceEngine.Create(EngineProfiles.Load("tiny-batch"));
         var buckets = engine.Buckets.WithBatch(engine.BatchBuckets);
-        (int I, int O)[] requests = [(5, 20), (30, 3), (12, 40), (60, 10), (2, 2), (40, 50), (16, 17), (63, 65), (1, 100), (33, 9)];
+        (int I, int O)[][] stages =
+        [
+            [(5, 20), (30, 3), (12, 40), (60, 10), (2, 2), (40, 50)],
+            [(16, 17), (63, 65), (1, 100)],
+            [(33, 9), (7, 60), (20, 30)],
+        ];
+        var requests = stages.SelectMany(q => q).ToArray();
         var since = engine.Counters.DecodeSteps;
-        Task<GenerationResult>[] running;
-        using (engine.Pause())
+        var running = new List<Task<GenerationResult>>();
+        var held = new List<long>(); // per stage: the engine step before which it was submitted
+        foreach (var stage in stages)
         {
-            running = [.. requests.Select(q => engine.GenerateAsync(q.I, q.O))];
+            if (held.Count > 0)
+            {
+                // Let the engine run some steps (or finish what it has), bounded; then hold it at an iteration boundary.
+                var target = engine.Counters.DecodeSteps + 12;
+                for (var wait = 0; wait < 30_000 && engine.Counters.DecodeSteps < target && running.Any(t => !t.IsCompleted); wait++)
+                {
+                    await Task.Delay(1);
+                }
+            }
+
+            using (engine.Pause())
+            {
+                held.Add(engine.Counters.DecodeSteps);
+                running.AddRange(stage.Select(q => engine.GenerateAsync(q.I, q.O)));
+            }
         }
 
         var results = await Task.WhenAll(running);
         var steps = engine.StepsSince(since);
+        Assert.Equal(steps.Count, (int)(steps[^1].Index - steps[0].Index + 1));
 
         // A model with distinct, exactly representable costs: A[p] = 8 (p + 1), S[b, d] = 1 + b / 2 + d / 4 (indices).
         var prefill = buckets.Prefill.Select((edge, p) => new PrefillValues(edge, 8.0 * (p + 1), 0, 8.0 * (p + 1), 0, 0)).ToArray();
@@ -96,14 +120,21 @@ public sealed class ServingDemoTests : IDisposable
         var model = new DeploymentModel(buckets, prefill, decode, RepeatStatistic.Min, 0);
         double StepCost(BatchStepTrace s) => model.StepMs(buckets.Batch.IndexOf(s.Batch), buckets.Decode.IndexOf(s.Bucket.Edge));
 
-        // The engine's events on a virtual clock: before step i, the prefills of the requests whose first step is i (in order).
+        // The engine's events on a virtual clock: before step i, the prefills of the requests whose first step is i (in submission
+        // order); a stage held before step i arrived when step i - 1 ended.
         var start = new double[requests.Length];
         var first = new double[requests.Length];
         var finish = new double[requests.Length];
+        var arrival = new double[requests.Length];
+        var stageOf = stages.SelectMany((stage, k) => stage.Select(_ => k)).ToArray();
         var now = 0.0;
-        Assert.Equal(steps.Count, (int)(steps[^1].Index - steps[0].Index + 1));
         foreach (var step in steps)
         {
+            for (var n = 0; n < requests.Length; n++)
+            {
+                arrival[n] = held[stageOf[n]] == step.Index ? now : arrival[n];
+            }
+
             for (var n = 0; n < requests.Length; n++)
             {
                 if (results[n].Steps[0].Index == step.Index)
@@ -124,12 +155,13 @@ public sealed class ServingDemoTests : IDisposable
             }
         }
 
-        var simulated = ServingSimulation.Simulate(model, [.. requests.Select(q => new TraceRequest(0, q.I, q.O))]);
+        var simulated = ServingSimulation.Simulate(model, [.. requests.Select((q, n) => new TraceRequest(arrival[n], q.I, q.O))]);
         Assert.Equal(start, simulated.Requests.Select(s => s.StartMs));
         Assert.Equal(first, simulated.Requests.Select(s => s.FirstTokenMs));
         Assert.Equal(finish, simulated.Requests.Select(s => s.FinishMs));
         Assert.Equal(steps.Count, simulated.DecodeSteps);
-        Assert.Contains(steps, s => s.Rows < s.Batch);              // padded rows were costed
+        Assert.True(arrival.Distinct().Count() == 3, $"each stage arrives at its own time: held before steps {string.Join(", ", held)} of {steps[0].Index}..{steps[^1].Index}, arrivals {string.Join(", ", arrival)}");
+        Assert.Contains(steps, s => s.Rows < s.Batch);                        // padded rows were costed
         Assert.True(steps.Select(s => s.Bucket.Edge).Distinct().Count() >= 2); // and D changed
     }
 
