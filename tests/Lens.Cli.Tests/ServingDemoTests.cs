@@ -68,6 +68,20 @@ public sealed class ServingDemoTests : IDisposable
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(_lens.PathOf("out/serving.png")).Take(4));
     }
 
+    [Theory]
+    [InlineData("--direct", "--direct")]
+    [InlineData("--loads 0.3,x", "--loads '0.3,x': 'x'")]
+    [InlineData("--loads 0", "in (0, 2]")]
+    [InlineData("--input uniform:5-1", "--input 'uniform:5-1'")]
+    [InlineData("--duration 0", "--duration")]
+    public void Serving_demo_refuses_bad_options_as_usage_errors(string options, string named)
+    {
+        var r = _lens.Run(["demo", "--serving", .. options.Split(' ')]);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains(named, r.Stderr + r.Stdout);
+        Assert.False(Directory.Exists(_lens.PathOf("lens-demo-serving")));
+    }
+
     /// <summary>
     /// A trace in three stages: the first released at once (more requests than max_num_seqs), the others submitted while the engine
     /// is held between two iterations with sequences in flight; lengths cross decode edges and finish at different steps. The
