@@ -49,7 +49,7 @@ public sealed class DemoSettings : CommandSettings
     public int HeldOut { get; init; } = 100;
 
     [CommandOption("--repeats <R>")]
-    [Description("Repeats of every point; the profile's statistic reduces them.")]
+    [Description("Repeats of every point; the profile's statistic reduces them. With --serving: profile rounds, interleaved with the replays.")]
     [DefaultValue(3)]
     public int Repeats { get; init; } = 3;
 
@@ -69,7 +69,7 @@ public sealed class DemoSettings : CommandSettings
     public int Sweep { get; init; } = 24;
 
     [CommandOption("--seed <S>")]
-    [Description("Seed of held-out pairs and of the interleaved order.")]
+    [Description("Seed of held-out pairs and of the interleaved order; with --serving, of the plan and the workload mix.")]
     [DefaultValue(1)]
     public int Seed { get; init; } = 1;
 
