@@ -17,7 +17,8 @@ internal static class CommandRegistry
             .WithDescription("Replay a trace against a live OpenAI-compatible server at its arrival times: per-request TTFT/TPOT/E2E, percentiles, throughput.")
             .WithExample("replay", "--endpoint", "http://127.0.0.1:8000/v1", "--model", "llama", "--trace", "trace.csv", "--out", "measured.csv");
         config.AddCommand<DemoCommand>("demo")
-            .WithDescription("The main job on the embedded default: profile the built-in reference engine, fit, score held-out requests.");
+            .WithDescription("The main job on the embedded default: profile the built-in reference engine, fit, score held-out requests; --serving: predictions under load.")
+            .WithExample("demo", "--serving");
         config.AddCommand<ServeCommand>("serve")
             .WithDescription("Run a LENS silo with its HTTP API (embedded by default; azure-table for durable, multi-silo clusters).")
             .WithExample("serve", "--tenant", "acme", "--api-key-env", "LENS_ACME_KEY", "--http-port", "5080");

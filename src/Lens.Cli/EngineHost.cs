@@ -28,6 +28,12 @@ internal sealed class EngineHost : IAsyncDisposable
 
     public BucketSet Buckets => _engine.Buckets;
 
+    /// <summary>The length buckets with the engine's batch buckets: what a batched profile, fit and simulation use.</summary>
+    public BucketSet ServingBuckets => _engine.Buckets.WithBatch(_engine.BatchBuckets);
+
+    /// <summary>The OpenAI-compatible backend of the engine's server (null when timed in-process).</summary>
+    public OpenAiCompletionsBackend? Http => _http;
+
     public string Describe => $"reference engine '{_engine.Profile.Name}' ({Backend.Describe})";
 
     /// <summary>Loads a shipped profile by name, or a profile file by path.</summary>

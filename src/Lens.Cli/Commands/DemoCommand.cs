@@ -11,9 +11,37 @@ namespace Lens.Cli.Commands;
 public sealed class DemoSettings : CommandSettings
 {
     [CommandOption("--engine <PROFILE>")]
-    [Description("Reference engine profile: a shipped name (see 'lens engine profiles') or a JSON file.")]
-    [DefaultValue(EngineHost.DefaultProfile)]
-    public string Engine { get; init; } = EngineHost.DefaultProfile;
+    [Description("Reference engine profile: a shipped name (see 'lens engine profiles') or a JSON file. Default nxdi-small, or nxdi-small-batch with --serving.")]
+    public string? Engine { get; init; }
+
+    [CommandOption("--serving")]
+    [Description("The serving demo: profile the batched engine in groups, replay Poisson traces at three loads twice each, compare with the serving simulation.")]
+    public bool Serving { get; init; }
+
+    [CommandOption("--loads <FRACTIONS>")]
+    [Description("--serving: request rates as fractions of the fitted model's sustainable rate, comma-separated.")]
+    [DefaultValue("0.3,0.6,0.85")]
+    public string Loads { get; init; } = "0.3,0.6,0.85";
+
+    [CommandOption("--duration <SECONDS>")]
+    [Description("--serving: the length each replay aims at; its request count is rate x duration, within 100..300.")]
+    [DefaultValue(30)]
+    public int Duration { get; init; } = 30;
+
+    [CommandOption("--requests <N>")]
+    [Description("--serving: requests per replay, the same at every load (0: from --duration).")]
+    [DefaultValue(0)]
+    public int Requests { get; init; }
+
+    [CommandOption("--input <DIST>")]
+    [Description("--serving: prompt lengths of the mix (fixed:N, uniform:MIN-MAX, normal:MEAN,SD, lognormal:MEDIAN,SIGMA), clamped into the buckets.")]
+    [DefaultValue("uniform:1-256")]
+    public string Input { get; init; } = "uniform:1-256";
+
+    [CommandOption("--output <DIST>")]
+    [Description("--serving: output lengths of the mix, clamped into the buckets.")]
+    [DefaultValue("uniform:16-128")]
+    public string Output { get; init; } = "uniform:16-128";
 
     [CommandOption("--heldout <N>")]
     [Description("Held-out request pairs to score on (half near bucket edges).")]
@@ -21,7 +49,7 @@ public sealed class DemoSettings : CommandSettings
     public int HeldOut { get; init; } = 100;
 
     [CommandOption("--repeats <R>")]
-    [Description("Repeats of every point; the profile's statistic reduces them.")]
+    [Description("Repeats of every point; the profile's statistic reduces them. With --serving: profile rounds, interleaved with the replays.")]
     [DefaultValue(3)]
     public int Repeats { get; init; } = 3;
 
@@ -41,7 +69,7 @@ public sealed class DemoSettings : CommandSettings
     public int Sweep { get; init; } = 24;
 
     [CommandOption("--seed <S>")]
-    [Description("Seed of held-out pairs and of the interleaved order.")]
+    [Description("Seed of held-out pairs and of the interleaved order; with --serving, of the plan and the workload mix.")]
     [DefaultValue(1)]
     public int Seed { get; init; } = 1;
 
@@ -50,9 +78,14 @@ public sealed class DemoSettings : CommandSettings
     public bool Direct { get; init; }
 
     [CommandOption("--out-dir <DIR>")]
-    [Description("Where to write measurements, model.json and demo.png.")]
-    [DefaultValue("lens-demo")]
-    public string OutDir { get; init; } = "lens-demo";
+    [Description("Where to write measurements, model.json and the plot. Default lens-demo, or lens-demo-serving with --serving.")]
+    public string? OutDir { get; init; }
+
+    /// <summary>The engine profile to start: the option, else the default of the chosen demo.</summary>
+    public string EngineProfile => Engine ?? (Serving ? ServingDemo.DefaultProfile : EngineHost.DefaultProfile);
+
+    /// <summary>The output folder: the option, else the default of the chosen demo.</summary>
+    public string OutputFolder => OutDir ?? (Serving ? "lens-demo-serving" : "lens-demo");
 
     [CommandOption("--json")]
     [Description("Print the result as JSON (progress still goes to stderr).")]
@@ -65,14 +98,31 @@ public sealed class DemoSettings : CommandSettings
             return ValidationResult.Error("--heldout and --repeats must be at least 1, --sweep and --max-output at least 0");
         }
 
+        if (Serving && Direct)
+        {
+            return ValidationResult.Error("--direct times single requests in-process; the --serving demo replays load through the HTTP server only");
+        }
+
+        if (Duration is < 1 or > 3600 || Requests is < 0 or > 100_000)
+        {
+            return ValidationResult.Error($"--duration must be in 1..3600 s and --requests in 0..100000; got {Duration} and {Requests}");
+        }
+
         try
         {
             RepeatStatistic.Parse(Statistic);
+            ServingDemo.ParseLoads(Loads);
+            LengthDistribution.Parse(Input, "--input");
+            LengthDistribution.Parse(Output, "--output");
             return ValidationResult.Success();
         }
         catch (FormatException ex)
         {
             return ValidationResult.Error($"--statistic: {ex.Message}");
+        }
+        catch (ArgumentException ex)
+        {
+            return ValidationResult.Error(ex.Message);
         }
     }
 }
@@ -96,9 +146,14 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
     {
         var statistic = RepeatStatistic.Parse(settings.Statistic);
         var ui = settings.Json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
-        Directory.CreateDirectory(settings.OutDir);
+        var outDir = settings.OutputFolder;
+        Directory.CreateDirectory(outDir);
+        if (settings.Serving)
+        {
+            return await ServingDemo.RunAsync(settings, statistic, ui, cancellationToken);
+        }
 
-        await using var engine = await EngineHost.StartAsync(settings.Engine, settings.Direct, cancellationToken);
+        await using var engine = await EngineHost.StartAsync(settings.EngineProfile, settings.Direct, cancellationToken);
         var buckets = engine.Buckets;
         var plan = EvaluationPlan.Create(buckets, new EvaluationOptions(settings.HeldOut, settings.Repeats, settings.MaxOutput == 0 ? null : settings.MaxOutput,
             settings.Sweep, SweepOutput, settings.Seed));
@@ -107,11 +162,11 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
             $"{buckets}; {plan.Profile.Rows.Count} profiling requests (two per decode bucket), {plan.HeldOutPairs.Count} held-out pairs measured twice, {plan.SweepInputs.Count} sweep points; x{settings.Repeats} repeats, interleaved: {plan.Rows.Count} requests, {plan.DecodeSteps} decode steps.");
 
         var measured = await MeasureAsync(ui, engine.Backend, plan, cancellationToken);
-        WriteMeasurements(settings.OutDir, measured);
+        WriteMeasurements(outDir, measured);
 
         var score = EvaluationScore.Compute(buckets, measured, statistic);
-        CliFiles.WriteAtomically(Path.Combine(settings.OutDir, "model.json"), w => w.Write(ModelJson.Serialize(score.Model)));
-        var png = Path.Combine(settings.OutDir, "demo.png");
+        CliFiles.WriteAtomically(Path.Combine(outDir, "model.json"), w => w.Write(ModelJson.Serialize(score.Model)));
+        var png = Path.Combine(outDir, "demo.png");
         DemoPlot.Write(png, score.Model, score.Sweep, statistic, SweepOutput);
 
         var lens = score.Evaluations[0];
@@ -134,7 +189,7 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
                     level = score.HeldOutCoverage.Level, heldOut = score.HeldOutCoverage, twins = score.TwinCoverage,
                     withinTolerance = CoverageMet(score.HeldOutCoverage), tolerance = CoverageTolerance,
                 },
-                outputs = new { model = Path.Combine(settings.OutDir, "model.json"), plot = png },
+                outputs = new { model = Path.Combine(outDir, "model.json"), plot = png },
             });
         }
         else
@@ -145,7 +200,7 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
                 $"Goal: MAPE at most {PublishedMape}% (published) or {NoiseFloorFactor}x the noise floor: E2E {lens.E2e.Mean:0.00}% vs {goalE2e:0.00}%, TTFT {lens.Ttft.Mean:0.00}% vs {goalTtft:0.00}% -> ");
             ui.MarkupLine(met ? "[green]met[/]" : "[red]not met[/]");
             WriteCoverage(ui, score.HeldOutCoverage, score.TwinCoverage);
-            ui.MarkupLineInterpolated($"Wrote {settings.OutDir}/profile.csv, heldout.csv, heldout-twin.csv, model.json and demo.png.");
+            ui.MarkupLineInterpolated($"Wrote {outDir}/profile.csv, heldout.csv, heldout-twin.csv, model.json and demo.png.");
         }
 
         return LensApp.Ok;

@@ -223,7 +223,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     }
 
     /// <summary>The trace's rows in its order, with each request's simulated TTFT, E2E and TPOT.</summary>
-    private static void WriteServed(TextWriter writer, IReadOnlyList<TraceRequest> trace, ServingRun run)
+    internal static void WriteServed(TextWriter writer, IReadOnlyList<TraceRequest> trace, ServingRun run)
     {
         writer.WriteLine("arrival_ms,input_len,output_len,ttft_ms,e2e_ms,tpot_ms");
         for (var n = 0; n < trace.Count; n++)
