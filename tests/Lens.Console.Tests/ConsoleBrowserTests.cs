@@ -144,11 +144,25 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
 
         // The same with an uploaded trace.
         await page.Locator("#wi-use-trace").CheckAsync();
-        await page.Locator("#wi-trace").SetInputFilesAsync(new FilePayload
+        var trace = new FilePayload
         {
             Name = "trace.csv", MimeType = "text/csv", Buffer = System.Text.Encoding.UTF8.GetBytes("arrival_ms,input_len,output_len\n0,10,20\n5,40,30\n9,60,4\n"),
-        });
-        await page.GetByText("trace.csv: 3 requests").WaitForAsync();
+        };
+
+        // The file input appears when the box is ticked; a file set before Blazor has bound its change handler is not seen, so set
+        // it again (bounded) until the page reports it.
+        for (var attempt = 1; ; attempt++)
+        {
+            await page.Locator("#wi-trace").SetInputFilesAsync(trace);
+            try
+            {
+                await page.GetByText("trace.csv: 3 requests").WaitForAsync(new() { Timeout = 10_000 });
+                break;
+            }
+            catch (TimeoutException) when (attempt < 3)
+            {
+            }
+        }
         await page.Locator("#run-whatif").ClickAsync();
         await page.Locator("#whatif-results tbody tr:first-child td:text-is('3')").WaitForAsync();
 
