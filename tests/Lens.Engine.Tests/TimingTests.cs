@@ -68,15 +68,19 @@ public sealed class TimingTests(MediumEngineFixture fixture) : IClassFixture<Med
     [Fact]
     public async Task E2e_is_linear_in_output_length_inside_a_decode_bucket()
     {
+        // The median of 9 interleaved repeats per point: a minimum was once taken from a single run that went a third faster than
+        // every other (the virtual machine's clock or frequency), which bent the line; the median ignores up to 4 odd runs either way.
         int[] outputs = [50, 250, 450, 650];
-        var best = outputs.ToDictionary(o => o, _ => double.MaxValue);
-        for (var r = 0; r < 7; r++)
+        var runs = outputs.ToDictionary(o => o, _ => new List<double>());
+        for (var r = 0; r < 9; r++)
         {
             foreach (var o in r % 2 == 0 ? outputs : outputs.Reverse())
             {
-                best[o] = Math.Min(best[o], (await Engine.GenerateAsync(65, o)).E2eMs);
+                runs[o].Add((await Engine.GenerateAsync(65, o)).E2eMs);
             }
         }
+
+        var best = runs.ToDictionary(p => p.Key, p => TestProfiles.Quantile(p.Value, 0.5));
 
         var text = string.Join(", ", outputs.Select(o => $"E2E({o}) = {best[o]:F1} ms"));
         var slope = (best[650] - best[50]) / 600;
