@@ -26,6 +26,25 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
     [Fact]
     public async Task A_slowed_bucket_of_the_reference_engine_is_found_reprofiled_alone_and_the_error_returns()
     {
+        // Timed on the real engine: a profile taken in a disturbed stretch of the shared machine (steady errors of 20% were seen in
+        // full runs, against 1.5-10% otherwise) can hide the drift. Such a run is tried once more with a fresh engine, profile and
+        // monitor; a broken monitor fails both attempts, so the test still fails on a real fault.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await SlowedBucketScenarioAsync();
+                return;
+            }
+            catch (Exception ex) when (attempt < 2 && ex is Xunit.Sdk.XunitException)
+            {
+                output.WriteLine($"attempt {attempt} failed ({ex.Message.Split('\n')[0]}); once more on a fresh engine");
+            }
+        }
+    }
+
+    private async Task SlowedBucketScenarioAsync()
+    {
         using var engine = ReferenceEngine.Create(EngineProfiles.Load("nxdi-small"));
         var backend = new ReferenceEngineBackend(engine);
         await using var server = await StartAsync(backend);
