@@ -111,18 +111,26 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
         await using var server = await StartAsync(backend);
         var (lens, id) = await ProfiledDeploymentAsync(server, engine);
 
+        // Drift is the sustained rule (the same bucket flagged in consecutive windows): a bucket flagged in one noisy window of a
+        // shared machine is what that rule tolerates (seen once in a full run), so no window may be flagged twice running and nothing
+        // may be re-profiled or marked stale.
         var random = new Random(11);
+        var flagged = new HashSet<string>();
         for (var batch = 0; batch < 8; batch++)
         {
             var result = await lens.ReportTelemetryAsync(Device, id, new MeasurementBatch(await ObserveAsync(backend, random, 40), $"s{batch}"));
-            Assert.Empty(result.Drifting ?? []);
+            var now = (result.Drifting ?? []).ToHashSet();
+            output.WriteLine($"window {batch}: drifting [{string.Join(", ", now)}]");
+            Assert.Empty(now.Intersect(flagged));
             Assert.Null(result.Reprofiling);
+            flagged = now;
         }
 
         var health = await lens.GetHealthAsync(Device, id);
         output.WriteLine($"320 observations of a stable engine: common shift {health.CommonShift:P1}, window {health.WindowObservations}");
         Assert.Equal(320, health.WindowObservations);
         Assert.All(health.Buckets, b => Assert.False(b.Stale));
+        Assert.All(health.Buckets, b => Assert.True(b.ConsecutiveDrift < health.ConsecutiveRequired, $"{b.Bucket}: {b.ConsecutiveDrift} in a row"));
     }
 
     /// <summary>A server whose reference backends all use the test's engine, so the test can slow it down.</summary>
