@@ -96,6 +96,20 @@ public static class TraceGenerator
     public const int MaxCount = 10_000_000;
 
     /// <summary>
+    /// A trace from distributions given as text (see <see cref="LengthDistribution.Parse"/>); an absent one is uniform over what the
+    /// buckets serve (prompts 1..min(pm, dn - 1), outputs 1..<paramref name="maxOutput"/> or dn - 1). The option names go into errors.
+    /// </summary>
+    public static IReadOnlyList<TraceRequest> Generate(BucketSet buckets, ArrivalProcess arrivals, string? inputDist, string inputOption,
+        string? outputDist, string outputOption, int count, int seed, out int clamped, int? maxOutput = null)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        var maxInput = Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1);
+        var input = LengthDistribution.Parse(inputDist ?? $"uniform:1-{maxInput}", inputOption);
+        var output = LengthDistribution.Parse(outputDist ?? $"uniform:1-{maxOutput ?? buckets.MaxSequence - 1}", outputOption);
+        return Generate(buckets, arrivals, input, output, count, seed, out clamped);
+    }
+
+    /// <summary>
     /// A trace of <paramref name="count"/> requests. Lengths that the buckets cannot serve are clamped into them (prompt at most
     /// <c>min(pm, dn - 1)</c>, output at most <c>dn - I</c>); <paramref name="clamped"/> counts the requests that were.
     /// </summary>

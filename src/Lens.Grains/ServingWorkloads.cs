@@ -44,10 +44,8 @@ internal static class ServingWorkloads
 
             try
             {
-                var maxInput = Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1);
-                var input = LengthDistribution.Parse(w.InputDist ?? $"uniform:1-{maxInput}", "workload.inputDist");
-                var output = LengthDistribution.Parse(w.OutputDist ?? $"uniform:1-{buckets.MaxSequence - 1}", "workload.outputDist");
-                return TraceGenerator.Generate(buckets, new ArrivalProcess(w.RequestsPerSecond, w.Burstiness), input, output, w.Count, w.Seed, out _);
+                return TraceGenerator.Generate(buckets, new ArrivalProcess(w.RequestsPerSecond, w.Burstiness), w.InputDist, "workload.inputDist",
+                    w.OutputDist, "workload.outputDist", w.Count, w.Seed, out _);
             }
             catch (ArgumentException ex)
             {

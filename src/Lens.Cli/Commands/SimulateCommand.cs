@@ -204,10 +204,8 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         try
         {
             var maxInput = Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1);
-            var input = LengthDistribution.Parse(settings.InputDist ?? $"uniform:1-{maxInput}", "--input-dist");
-            var output = LengthDistribution.Parse(settings.OutputDist ?? $"uniform:1-{settings.MaxOutput ?? buckets.MaxSequence - 1}", "--output-dist");
-            var trace = TraceGenerator.Generate(buckets, new ArrivalProcess(settings.Rate!.Value, settings.Burstiness), input, output, settings.Count,
-                settings.Seed, out var clamped);
+            var trace = TraceGenerator.Generate(buckets, new ArrivalProcess(settings.Rate!.Value, settings.Burstiness), settings.InputDist, "--input-dist",
+                settings.OutputDist, "--output-dist", settings.Count, settings.Seed, out var clamped, settings.MaxOutput);
             if (clamped > 0 && !settings.Json)
             {
                 AnsiConsole.MarkupLine($"[yellow]{clamped} of {trace.Count} generated requests were clamped into the buckets " +
