@@ -29,9 +29,14 @@ status=${PIPESTATUS[0]}
 passed=$(grep -E '^\s+Passed: +[0-9]+\s*$' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^\s+Failed: +[0-9]+\s*$' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
 projects=$(grep -cE '^Total tests: ' "$log")
-rm -f "$log"
 echo "test projects run: $projects"
 echo "$passed passed, $failed failed"
+# Repeat each failure (name and the first lines of its message) last, where a run's tail is all a reader may see.
+if [ "$failed" -gt 0 ]; then
+  echo "failed tests:"
+  awk '/^[[:space:]]+Failed [A-Za-z_]/ {n=8} n > 0 {print; n--}' "$log"
+fi
+rm -f "$log"
 if [ "$status" -eq 0 ] && [ "$projects" -eq 0 ]; then
   echo "no test project ran"; exit 1
 fi

@@ -2,16 +2,6 @@ using MathNet.Numerics.LinearAlgebra;
 
 namespace Lens.Core;
 
-/// <summary>The shape of a cost curve over a bucket's edge (and batch size).</summary>
-public enum CurveForm
-{
-    /// <summary>Constant + linear in length: <c>c0 + c1 L</c>; with a batch axis <c>c0 + c1 B + c2 L + c3 B L</c>.</summary>
-    Linear,
-
-    /// <summary>Adds the quadratic term of attention: <c>+ c2 L^2</c>; with a batch axis <c>+ c4 L^2 + c5 B L^2</c>.</summary>
-    Quadratic,
-}
-
 /// <summary>One profiled bucket as a point of a cost curve: its edge, batch bucket (1 for prefill) and fitted cost (ms).</summary>
 public readonly record struct CostPoint(int Edge, int Batch, double Ms);
 
@@ -19,11 +9,15 @@ public readonly record struct CostPoint(int Edge, int Batch, double Ms);
 /// A bucket's cost as a function of its edge <c>L</c> (and batch bucket <c>B</c>), fitted by least squares on relative error
 /// (rows weighted by <c>1 / y</c>, so a 1 ms bucket and a 100 ms bucket count alike) over the profiled buckets, with every
 /// coefficient at least zero: costs are a fixed overhead plus work that grows with length and batch, so the curve is positive and
-/// monotone non-decreasing in <c>L</c> and <c>B</c>. The non-negative least squares is exact: the optimum is the best feasible
-/// unconstrained fit over subsets of the terms (at most 6 terms, 63 subsets). Nothing in the forms is tuned to an engine.
+/// monotone non-decreasing in <c>L</c> and <c>B</c>. The terms are a subset of <c>1, L, L^2</c> (attention's quadratic term), and with
+/// a batch axis <c>1, B, L, B L, L^2, B L^2</c>; the subset is the one whose leave-one-bucket-out error is lowest (fewer terms on a
+/// tie), so the data choose between, say, a fixed overhead and a quadratic term, and few buckets do not overfit. The non-negative
+/// least squares is exact: the optimum is the best feasible unconstrained fit over subsets of the chosen terms. Nothing in the basis
+/// is tuned to an engine.
 /// </summary>
-/// <param name="Form">The chosen form.</param>
-/// <param name="Coefficients">Coefficients of the terms in <see cref="Terms"/> order, over scaled <c>L / LengthScale</c> and <c>B / BatchScale</c>.</param>
+/// <param name="TermMask">The chosen terms: bit <c>t</c> set when term <c>t</c> of <see cref="Terms"/> is in the form.</param>
+/// <param name="Coefficients">Coefficients of the terms in <see cref="Terms"/> order (0 for terms outside the form or held at 0), over
+/// scaled <c>L / LengthScale</c> and <c>B / BatchScale</c>.</param>
 /// <param name="Covariance">Their covariance (row-major, terms x terms), <c>s^2 (X'WX)^-1</c> on the free terms, 0 on terms held at 0.</param>
 /// <param name="RelativeResidual">Residual standard deviation of the relative error, <c>s</c> (0 when no degrees of freedom remain).</param>
 /// <param name="Points">Profiled buckets fitted.</param>
@@ -34,7 +28,7 @@ public readonly record struct CostPoint(int Edge, int Batch, double Ms);
 /// <param name="LengthScale">Lengths are divided by this (the largest profiled edge) for a well-conditioned fit.</param>
 /// <param name="BatchScale">Batch sizes are divided by this (the largest profiled batch bucket).</param>
 public sealed record CostCurve(
-    CurveForm Form,
+    int TermMask,
     double[] Coefficients,
     double[] Covariance,
     double RelativeResidual,
@@ -45,13 +39,26 @@ public sealed record CostCurve(
     double LengthScale,
     double BatchScale)
 {
-    /// <summary>Names of the terms, in coefficient order.</summary>
-    public IReadOnlyList<string> Terms => TermNames(Form, Batched);
+    private static readonly string[] LengthTerms = ["1", "L", "L^2"];
+    private static readonly string[] BatchedTerms = ["1", "B", "L", "B*L", "L^2", "B*L^2"];
+
+    /// <summary>Names of every term of the basis, in coefficient order.</summary>
+    public IReadOnlyList<string> Terms => Basis(Batched);
+
+    /// <summary>The chosen form as its terms, e.g. <c>L + L^2</c>.</summary>
+    public string Form => Describe(TermMask, Batched);
+
+    /// <summary>The form of <paramref name="mask"/>'s terms, e.g. <c>1 + L</c>.</summary>
+    public static string Describe(int mask, bool batched)
+    {
+        var names = Basis(batched);
+        return string.Join(" + ", Enumerable.Range(0, names.Length).Where(t => (mask & (1 << t)) != 0).Select(t => names[t]));
+    }
 
     /// <summary>The curve's cost at edge <paramref name="edge"/> and batch bucket <paramref name="batch"/>.</summary>
     public double Ms(int edge, int batch = 1)
     {
-        var phi = Features(Form, Batched, edge / LengthScale, batch / BatchScale);
+        var phi = Features(Batched, edge / LengthScale, batch / BatchScale);
         var sum = 0.0;
         for (var t = 0; t < phi.Length; t++)
         {
@@ -68,7 +75,7 @@ public sealed record CostCurve(
     /// </summary>
     public double PredictionStandardError(int edge, int batch = 1)
     {
-        var phi = Features(Form, Batched, edge / LengthScale, batch / BatchScale);
+        var phi = Features(Batched, edge / LengthScale, batch / BatchScale);
         var variance = 0.0;
         for (var r = 0; r < phi.Length; r++)
         {
@@ -83,8 +90,9 @@ public sealed record CostCurve(
     }
 
     /// <summary>
-    /// Fits both forms and keeps the one with the lower leave-one-bucket-out error (the linear one on a tie, or when the quadratic one
-    /// has too few buckets to leave one out), so that few buckets do not overfit. Needs at least two points with positive costs.
+    /// Fits every subset of the basis that leaves a bucket to spare and keeps the one with the lowest leave-one-bucket-out error (fewer
+    /// terms on a tie). With too few buckets for the line <c>1 + L</c> to leave one out, the line is kept unless a smaller form predicts
+    /// every left-out bucket exactly. Needs at least two points with positive costs.
     /// </summary>
     /// <param name="what">Names the curve in errors (e.g. "prefill cost A(p)").</param>
     public static CostCurve Fit(IReadOnlyList<CostPoint> points, string what)
@@ -105,38 +113,47 @@ public sealed record CostCurve(
 
         var batched = points.Select(p => p.Batch).Distinct().Count() > 1;
         double lengthScale = points.Max(p => p.Edge), batchScale = points.Max(p => p.Batch);
+        var line = batched ? 0b1111 : 0b11; // 1 + L (+ B + B*L): the fallback when no form can leave a bucket out
         CostCurve? best = null;
-        foreach (var form in new[] { CurveForm.Linear, CurveForm.Quadratic })
+        for (var mask = 1; mask < 1 << Basis(batched).Length; mask++)
         {
-            var terms = TermNames(form, batched).Count;
-            if (points.Count < terms && form != CurveForm.Linear)
+            if (BitCount(mask) > points.Count - 1)
             {
-                continue;
+                continue; // no bucket to spare for the leave-one-out error
             }
 
-            var curve = FitForm(points, form, batched, lengthScale, batchScale);
-            if (best is null || (curve.LoboMape is { } e && (best.LoboMape is not { } b || e < b - 1e-12)))
+            var curve = FitForm(points, mask, batched, lengthScale, batchScale);
+            if (best is null || curve.LoboMape < best.LoboMape - 1e-12
+                || (curve.LoboMape <= best.LoboMape + 1e-12 && BitCount(mask) < BitCount(best.TermMask)))
             {
                 best = curve;
             }
         }
 
-        return best!;
+        // Too few buckets for the line to leave one out (two; with a batch axis, four or fewer): only smaller forms competed. The line
+        // is kept unless one of them predicted every left-out bucket exactly.
+        if (best is null || (best.LoboMape > 1e-9 && BitCount(line) > points.Count - 1))
+        {
+            return FitForm(points, line, batched, lengthScale, batchScale);
+        }
+
+        return best;
     }
 
-    /// <summary>Fits one form and its leave-one-bucket-out error.</summary>
-    internal static CostCurve FitForm(IReadOnlyList<CostPoint> points, CurveForm form, bool batched, double lengthScale, double batchScale)
+    /// <summary>Fits the form of <paramref name="mask"/>'s terms and its leave-one-bucket-out error.</summary>
+    public static CostCurve FitForm(IReadOnlyList<CostPoint> points, int mask, bool batched, double lengthScale, double batchScale)
     {
-        var (coefficients, covariance, residual) = Solve(points, form, batched, lengthScale, batchScale, skip: -1);
+        ArgumentNullException.ThrowIfNull(points);
+        var (coefficients, covariance, residual) = Solve(points, mask, batched, lengthScale, batchScale, skip: -1);
         var terms = coefficients.Length;
         double? mape = null, max = null;
-        if (points.Count - 1 >= terms)
+        if (points.Count - 1 >= BitCount(mask))
         {
             double sum = 0, worst = 0;
             for (var i = 0; i < points.Count; i++)
             {
-                var (left, _, _) = Solve(points, form, batched, lengthScale, batchScale, skip: i);
-                var phi = Features(form, batched, points[i].Edge / lengthScale, points[i].Batch / batchScale);
+                var (left, _, _) = Solve(points, mask, batched, lengthScale, batchScale, skip: i);
+                var phi = Features(batched, points[i].Edge / lengthScale, points[i].Batch / batchScale);
                 var predicted = 0.0;
                 for (var t = 0; t < terms; t++)
                 {
@@ -151,22 +168,26 @@ public sealed record CostCurve(
             (mape, max) = (sum / points.Count, worst);
         }
 
-        return new CostCurve(form, coefficients, covariance, residual, points.Count, mape, max, batched, lengthScale, batchScale);
+        return new CostCurve(mask, coefficients, covariance, residual, points.Count, mape, max, batched, lengthScale, batchScale);
     }
 
-    /// <summary>Non-negative least squares on relative error over every subset of the terms; point <paramref name="skip"/> left out.</summary>
-    private static (double[] Coefficients, double[] Covariance, double RelativeResidual) Solve(IReadOnlyList<CostPoint> points, CurveForm form,
+    private static int BitCount(int mask) => System.Numerics.BitOperations.PopCount((uint)mask);
+
+    /// <summary>
+    /// Non-negative least squares on relative error over <paramref name="mask"/>'s terms (the best feasible fit over its subsets);
+    /// point <paramref name="skip"/> left out.
+    /// </summary>
+    private static (double[] Coefficients, double[] Covariance, double RelativeResidual) Solve(IReadOnlyList<CostPoint> points, int mask,
         bool batched, double lengthScale, double batchScale, int skip)
     {
-        var terms = TermNames(form, batched).Count;
-        var rows = new List<(double[] Phi, double Y)>(points.Count);
+        var terms = Basis(batched).Length;
+        var rows = new List<double[]>(points.Count);
         for (var i = 0; i < points.Count; i++)
         {
             if (i != skip)
             {
                 var p = points[i];
-                var phi = Features(form, batched, p.Edge / lengthScale, p.Batch / batchScale);
-                rows.Add(([.. phi.Select(v => v / p.Ms)], 1.0)); // row scaled by 1 / y: relative error
+                rows.Add([.. Features(batched, p.Edge / lengthScale, p.Batch / batchScale).Select(v => v / p.Ms)]); // scaled by 1 / y
             }
         }
 
@@ -174,15 +195,15 @@ public sealed record CostCurve(
         int bestMask = 0, bestSize = int.MaxValue;
         double[]? bestCoefficients = null;
         Matrix<double>? bestX = null;
-        for (var mask = 1; mask < 1 << terms; mask++)
+        for (var sub = mask; sub > 0; sub = (sub - 1) & mask)
         {
-            var columns = Enumerable.Range(0, terms).Where(t => (mask & (1 << t)) != 0).ToArray();
+            var columns = Enumerable.Range(0, terms).Where(t => (sub & (1 << t)) != 0).ToArray();
             if (columns.Length > rows.Count)
             {
                 continue;
             }
 
-            var x = Matrix<double>.Build.Dense(rows.Count, columns.Length, (r, c) => rows[r].Phi[columns[c]]);
+            var x = Matrix<double>.Build.Dense(rows.Count, columns.Length, (r, c) => rows[r][columns[c]]);
             var y = Vector<double>.Build.Dense(rows.Count, 1.0);
             var qr = x.QR();
             if (!qr.IsFullRank)
@@ -201,7 +222,7 @@ public sealed record CostCurve(
             // Ties (an exact fit by several subsets): the fewer terms.
             if (rss < bestRss - 1e-15 || (rss <= bestRss + 1e-15 && columns.Length < bestSize))
             {
-                (bestRss, bestMask, bestSize, bestX) = (rss, mask, columns.Length, x);
+                (bestRss, bestMask, bestSize, bestX) = (rss, sub, columns.Length, x);
                 bestCoefficients = new double[terms];
                 for (var c = 0; c < columns.Length; c++)
                 {
@@ -234,21 +255,11 @@ public sealed record CostCurve(
         return (bestCoefficients, covariance, Math.Sqrt(s2));
     }
 
-    private static double[] Features(CurveForm form, bool batched, double length, double batch) => (form, batched) switch
-    {
-        (CurveForm.Linear, false) => [1, length],
-        (CurveForm.Quadratic, false) => [1, length, length * length],
-        (CurveForm.Linear, true) => [1, batch, length, batch * length],
-        _ => [1, batch, length, batch * length, length * length, batch * length * length],
-    };
+    private static double[] Features(bool batched, double length, double batch) => batched
+        ? [1, batch, length, batch * length, length * length, batch * length * length]
+        : [1, length, length * length];
 
-    private static IReadOnlyList<string> TermNames(CurveForm form, bool batched) => (form, batched) switch
-    {
-        (CurveForm.Linear, false) => ["1", "L"],
-        (CurveForm.Quadratic, false) => ["1", "L", "L^2"],
-        (CurveForm.Linear, true) => ["1", "B", "L", "B*L"],
-        _ => ["1", "B", "L", "B*L", "L^2", "B*L^2"],
-    };
+    private static string[] Basis(bool batched) => batched ? BatchedTerms : LengthTerms;
 }
 
 /// <summary>A bucket's cost and its standard error, and whether it was read from the curve (not profiled).</summary>

@@ -1,7 +1,7 @@
 namespace Lens.Core;
 
 /// <summary>A summary of one cost curve for the model file and reports.</summary>
-/// <param name="Form">linear or quadratic.</param>
+/// <param name="Form">The chosen terms, e.g. <c>L + L^2</c> (L: the edge, B: the batch bucket).</param>
 /// <param name="Terms">The curve's terms (L: the edge, B: the batch bucket) and their coefficients (ms at <c>L / LengthScale</c>,
 /// <c>B / BatchScale</c>).</param>
 /// <param name="Points">Profiled buckets fitted.</param>
@@ -14,7 +14,7 @@ public sealed record CurveSummary(string Form, IReadOnlyDictionary<string, doubl
     public static CurveSummary Of(CostCurve curve)
     {
         ArgumentNullException.ThrowIfNull(curve);
-        return new(curve.Form == CurveForm.Linear ? "linear" : "quadratic",
+        return new(curve.Form,
             curve.Terms.Select((t, k) => (t, k)).ToDictionary(x => x.t, x => curve.Coefficients[x.k]), curve.LengthScale, curve.BatchScale,
             curve.Points, curve.LoboMape, curve.LoboMax, curve.RelativeResidual);
     }

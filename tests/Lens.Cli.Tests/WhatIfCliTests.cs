@@ -35,7 +35,7 @@ public sealed class WhatIfCliTests : IDisposable
         {
             var predicted = doc.RootElement.GetProperty("predicted");
             Assert.Equal("model.json", predicted.GetProperty("source").GetString());
-            Assert.Equal("linear", predicted.GetProperty("prefill").GetProperty("form").GetString());
+            Assert.Equal("1 + L", predicted.GetProperty("prefill").GetProperty("form").GetString());
             Assert.True(predicted.GetProperty("decode").GetProperty("loboMape").GetDouble() < 1e-6);
         }
 

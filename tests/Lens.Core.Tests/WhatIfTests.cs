@@ -17,7 +17,7 @@ public class WhatIfTests
     {
         static double Truth(int p) => 3 + (0.01 * p) + (2e-6 * p * p);
         var curve = CostCurve.Fit([.. Pow2.Select(p => new CostPoint(p, 1, Truth(p)))], "A");
-        Assert.Equal(CurveForm.Quadratic, curve.Form);
+        Assert.Equal("1 + L + L^2", curve.Form);
         foreach (var p in new[] { 1, 100, 384, 768, 1536, 3000 })
         {
             Assert.Equal(Truth(p), curve.Ms(p), 1e-9);
@@ -31,7 +31,7 @@ public class WhatIfTests
     public void Linear_truth_keeps_the_linear_form()
     {
         var curve = CostCurve.Fit([.. Pow2.Select(d => new CostPoint(d, 1, 0.5 + (0.001 * d)))], "S");
-        Assert.Equal(CurveForm.Linear, curve.Form);
+        Assert.Equal("1 + L", curve.Form);
         Assert.Equal(0.5 + (0.001 * 640), curve.Ms(640), 1e-9);
     }
 
@@ -50,13 +50,43 @@ public class WhatIfTests
     [Fact]
     public void Leave_one_bucket_out_error_matches_a_hand_computation()
     {
-        // Leave out 100: the line through (200, 14), (300, 20) gives 8 (error 0.2); leave out 200: through (100, 10), (300, 20) gives 15
-        // (1/14); leave out 300: through (100, 10), (200, 14) gives 18 (0.1).
+        // The line 1 + L: leave out 100: the line through (200, 14), (300, 20) gives 8 (error 0.2); leave out 200: through (100, 10),
+        // (300, 20) gives 15 (1/14); leave out 300: through (100, 10), (200, 14) gives 18 (0.1).
         CostPoint[] points = [new(100, 1, 10), new(200, 1, 14), new(300, 1, 20)];
-        var curve = CostCurve.Fit(points, "A");
-        Assert.Equal(CurveForm.Linear, curve.Form); // the quadratic form has no bucket to spare
-        Assert.Equal((0.2 + (1.0 / 14) + 0.1) / 3, curve.LoboMape!.Value, 1e-12);
-        Assert.Equal(0.2, curve.LoboMax!.Value, 1e-12);
+        var line = CostCurve.FitForm(points, 0b011, batched: false, lengthScale: 300, batchScale: 1);
+        Assert.Equal("1 + L", line.Form);
+        Assert.Equal((0.2 + (1.0 / 14) + 0.1) / 3, line.LoboMape!.Value, 1e-12);
+        Assert.Equal(0.2, line.LoboMax!.Value, 1e-12);
+
+        // 1 + L^2 bends upward with the costs: leave out 100: through (200, 14), (300, 20) gives 10.4 (0.04); leave out 200: 13.75
+        // (0.25/14); leave out 300: 20 2/3 (1/30). The lowest of every two-term and one-term form, so it is chosen.
+        var chosen = CostCurve.Fit(points, "A");
+        Assert.Equal("1 + L^2", chosen.Form);
+        Assert.Equal((0.04 + (0.25 / 14) + (1.0 / 30)) / 3, chosen.LoboMape!.Value, 1e-12);
+    }
+
+    [Fact]
+    public void The_chosen_form_has_the_lowest_leave_one_bucket_out_error_of_all_forms()
+    {
+        var rng = new Random(8);
+        for (var trial = 0; trial < 40; trial++)
+        {
+            var edges = Enumerable.Range(1, rng.Next(3, 7)).Select(k => k * 128).ToArray();
+            var points = edges.Select(e => new CostPoint(e, 1, (1 + (0.01 * e) + (1e-5 * e * e)) * (1 + (0.1 * rng.NextDouble())))).ToArray();
+            var chosen = CostCurve.Fit(points, "A");
+            var lowest = Enumerable.Range(1, 7).Where(m => System.Numerics.BitOperations.PopCount((uint)m) <= points.Length - 1)
+                .Min(m => CostCurve.FitForm(points, m, false, edges[^1], 1).LoboMape!.Value);
+            Assert.Equal(lowest, chosen.LoboMape!.Value, 1e-12);
+        }
+    }
+
+    [Fact]
+    public void Two_buckets_keep_the_line_through_them()
+    {
+        var curve = CostCurve.Fit([new CostPoint(128, 1, 10), new CostPoint(256, 1, 14)], "A");
+        Assert.Equal("1 + L", curve.Form);
+        Assert.Equal(12, curve.Ms(192), 1e-9);
+        Assert.Null(curve.LoboMape);
     }
 
     [Fact]

@@ -91,7 +91,7 @@ public sealed class WhatIfCommand : Command<WhatIfSettings>
         {
             if (c is not null)
             {
-                table.AddRow(name, c.Form.ToString().ToLowerInvariant(), c.Points.ToString(CultureInfo.InvariantCulture),
+                table.AddRow(name, c.Form, c.Points.ToString(CultureInfo.InvariantCulture),
                     c.LoboMape is { } m ? $"{m:P2} / {c.LoboMax:P2}" : "n/a (too few buckets)", c.RelativeResidual.ToString("P2", CultureInfo.InvariantCulture));
             }
         }
