@@ -47,6 +47,28 @@ public sealed class WhatIfHttpTests(HttpHostFixture fixture) : IClassFixture<Htt
     }
 
     [Fact]
+    public async Task A_whatif_model_becomes_a_deployment_the_service_predicts_with()
+    {
+        // The service takes a what-if model like any model: as a replay backend, profiled without waiting, then served.
+        var (device, id) = await FittedAsync();
+        int[] prefill = [128, 384, 512], decode = [256, 768, 1024];
+        var json = await _acme.WhatIfAsync(device, id, new WhatIfRequest(prefill, decode));
+        var whatIf = ModelJson.Deserialize(json, "whatif");
+        var spec = new DeploymentSpec("llama-whatif", "llama-3.1-8b", prefill, decode, new BackendSpec(BackendSpec.Replay, ModelJson: json),
+            SdkVersion: "2.19", Dtype: "bf16");
+        var created = await _acme.CreateDeploymentAsync(device, spec);
+        await _acme.StartProfileAsync(device, created.Id);
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        Assert.Equal(ProfileState.Completed, (await _acme.WaitForProfileAsync(device, created.Id, TimeSpan.FromMilliseconds(50), wait.Token)).State);
+
+        foreach (var (i, o) in new[] { (300, 200), (100, 900), (500, 10) })
+        {
+            var served = await _acme.PredictAsync(device, created.Id, i, o);
+            Assert.Equal(whatIf.Predict(i, o).E2eMs, served.E2eMs, 6);
+        }
+    }
+
+    [Fact]
     public async Task Bad_whatif_and_advise_bodies_are_400_problems_naming_the_field()
     {
         var (device, id) = await FittedAsync();
