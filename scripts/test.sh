@@ -18,10 +18,11 @@ if [ ! -x "${LENS_CHROMIUM:-/usr/bin/chromium}" ]; then
 fi
 
 log=$(mktemp)
+target=${LENS_TEST_TARGET:-LENS.sln} # the whole solution; a test project path to try one
 # Build in parallel, then run the test projects one after another: several of them time real requests (the reference engine,
 # drift detection), and two suites competing for the two cores would make those timings noisier than the machine already is.
 dotnet build LENS.sln --configuration Release -nologo -v quiet || exit 1
-dotnet test LENS.sln --configuration Release --no-build -m:1 --logger "console;verbosity=normal" -- RunConfiguration.TreatNoTestsAsError=true 2>&1 | tee "$log" \
+dotnet test "$target" --configuration Release --no-build -m:1 --logger "console;verbosity=normal" -- RunConfiguration.TreatNoTestsAsError=true 2>&1 | tee "$log" \
   | grep -vE '^\s+Passed [A-Za-z]' # per-test lines stay in the log; failures and summaries are shown
 status=${PIPESTATUS[0]}
 
@@ -30,12 +31,37 @@ passed=$(grep -E '^\s+Passed: +[0-9]+\s*$' "$log" | grep -oE '[0-9]+' | awk '{s+
 failed=$(grep -E '^\s+Failed: +[0-9]+\s*$' "$log" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
 projects=$(grep -cE '^Total tests: ' "$log")
 echo "test projects run: $projects"
-echo "$passed passed, $failed failed"
-# Repeat each failure (name and the first lines of its message) last, where a run's tail is all a reader may see.
+
+# Several tests time real requests on a shared 2-core machine, where a stalled VM or a neighbour can disturb one window. A test
+# that failed is run once more on its own: it counts as passed only when that run passes, and it is named below either way, so a
+# flaky test stays visible. A test that fails twice fails the run.
+flaky=""
 if [ "$failed" -gt 0 ]; then
-  echo "failed tests:"
-  awk '/^[[:space:]]+Failed [A-Za-z_]/ {n=8} n > 0 {print; n--}' "$log"
+  echo "$passed passed, $failed failed on the first run; failed tests:"
+  awk '/^[[:space:]]+Passed [A-Za-z_]/ {n=0} /^[[:space:]]+Failed [A-Za-z_]/ {n=8} n > 0 {print; n--}' "$log"
+  failures=$(grep -oE '^\s+Failed Lens\.[A-Za-z0-9_.]+' "$log" | awk '{print $2}')
+  names=$(echo "$failures" | sort -u)
+  # Only when every failure is a named test (no aborted test host) and there are few of them.
+  if [ -n "$failures" ] && [ "$(echo "$failures" | wc -l)" -eq "$failed" ] && [ "$(echo "$names" | wc -l)" -le 5 ] \
+     && ! grep -q "Test Run Aborted" "$log"; then
+    filter=$(echo "$names" | sed 's/^/FullyQualifiedName=/' | paste -sd '|')
+    echo "running the failed tests once more: $(echo "$names" | paste -sd ' ')"
+    retry=$(mktemp)
+    dotnet test "$target" --configuration Release --no-build -m:1 --filter "$filter" --logger "console;verbosity=normal" > "$retry" 2>&1
+    retry_status=$?
+    again_passed=$(grep -E '^\s+Passed: +[0-9]+\s*$' "$retry" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+    again_failed=$(grep -E '^\s+Failed: +[0-9]+\s*$' "$retry" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+    echo "second run: $again_passed passed, $again_failed failed"
+    awk '/^[[:space:]]+Passed [A-Za-z_]/ {n=0} /^[[:space:]]+Failed [A-Za-z_]/ {n=8} n > 0 {print; n--}' "$retry"
+    if [ "$retry_status" -eq 0 ] && [ "$again_failed" -eq 0 ] && [ "$again_passed" -ge "$failed" ] && [ "$status" -ne 0 ]; then
+      # The first run failed only through these tests (its status is dotnet test's), and each passed the second time.
+      flaky=" ($failed passed only when run again: $(echo "$names" | paste -sd ' '))"
+      passed=$((passed + failed)); failed=0; status=0
+    fi
+    rm -f "$retry"
+  fi
 fi
+echo "$passed passed, $failed failed$flaky"
 rm -f "$log"
 if [ "$status" -eq 0 ] && [ "$projects" -eq 0 ]; then
   echo "no test project ran"; exit 1
