@@ -123,7 +123,7 @@ public sealed record ReplicaAdvice(double TargetRate, double Goal, int? Replicas
 /// <param name="Current">The profiled deployment's own buckets on the workload (null when they cannot serve it: <paramref name="CurrentReason"/>).</param>
 /// <param name="Recommended">The best edges under the budget (and the best batch buckets, when the deployment batches).</param>
 /// <param name="Frontier">The best edges for each budget 1..K: buckets compiled against p90 E2E and goodput.</param>
-/// <param name="BatchSearch">Each batch-bucket candidate with the recommended edges (empty when the deployment does not batch).</param>
+/// <param name="BatchSearch">Each budget's edges with each prefix of the batch list, served (empty when the deployment does not batch).</param>
 public sealed record Advice(
     int Requests,
     double RequestsPerSecond,
@@ -148,8 +148,8 @@ public sealed record Advice(
 /// The deployment advisor: from one profiled model (through its <see cref="BucketCostModel"/>) and a workload, the bucket edges that
 /// minimise the workload's mean single-request E2E under a budget of K prefill and K decode buckets (exact: <see cref="EdgeProgram"/>;
 /// prefill and decode separate, because a request's prefill cost depends only on the prefill edges and its decode steps only on the
-/// decode edges), the batch buckets that maximise goodput under the SLO (the serving simulation as the objective, over prefixes of
-/// a batch list), and the replicas a target rate needs.
+/// decode edges), and, when the deployment batches, the edges and batch buckets that maximise goodput under the SLO (the serving
+/// simulation as the objective, over each budget's edges with each prefix of a batch list), and the replicas a target rate needs.
 /// </summary>
 public static class Advisor
 {
@@ -188,16 +188,19 @@ public static class Advisor
         var batchSearch = new List<ScoredDeployment>();
         if (batch.Length > 1)
         {
-            for (var n = 1; n <= batch.Length; n++)
+            // With batching the serving simulation is the objective: each budget's edges (the single-request optimum for that budget)
+            // with each prefix of the batch list, served at the workload's arrivals.
+            foreach (var edges in frontier)
             {
-                var prefix = batch[..n];
-                batchSearch.Add(Score($"B={string.Join(',', prefix)}", costs, new BucketSet(best.Prefill, best.Decode, convention, prefix), trace,
-                    request.Slo));
+                for (var n = 1; n <= batch.Length; n++)
+                {
+                    var prefix = batch[..n];
+                    batchSearch.Add(Score($"{edges.Name} B={string.Join(',', prefix)}", costs,
+                        new BucketSet(edges.Prefill, edges.Decode, convention, prefix), trace, request.Slo));
+                }
             }
 
-            // Goodput under the SLO (throughput without one); ties: fewer graphs to compile.
-            best = batchSearch.OrderByDescending(s => Math.Round(request.Slo is null ? s.Serving.RequestsPerSecond : s.Serving.GoodputPerSecond!.Value, 9))
-                .ThenBy(s => s.BucketsCompiled).First();
+            best = BestServing(batchSearch, request.Slo is not null);
         }
 
         best = best with { Name = "recommended" };
@@ -221,6 +224,19 @@ public static class Advisor
         var replicas = request.TargetRate is { } rate ? SizeReplicas(WhatIfModels.Predict(costs, recommendedSet), trace, rate, request) : null;
         return new Advice(trace.Count, RateOf(trace), request.Slo, current, reason, best, frontier, batchSearch, replicas,
             CurveSummary.Of(costs.Prefill), CurveSummary.Of(costs.Decode), granularity);
+    }
+
+    /// <summary>
+    /// The most goodput under the SLO (throughput without one); among equals, the lowest p90 E2E, where p90s within 1% of the lowest
+    /// count as equal and the fewest graphs to compile wins.
+    /// </summary>
+    internal static ScoredDeployment BestServing(IReadOnlyList<ScoredDeployment> scored, bool hasSlo)
+    {
+        double Served(ScoredDeployment s) => Math.Round(hasSlo ? s.Serving.GoodputPerSecond!.Value : s.Serving.RequestsPerSecond, 9);
+        var most = scored.Max(Served);
+        var top = scored.Where(s => Served(s) >= most).ToArray();
+        var lowest = top.Min(s => s.Serving.E2e.P90);
+        return top.Where(s => s.Serving.E2e.P90 <= lowest * 1.01).OrderBy(s => s.BucketsCompiled).ThenBy(s => s.Serving.E2e.P90).First();
     }
 
     /// <summary>Mean E2E of the trace's requests, each run alone (single requests decode at the smallest batch bucket).</summary>

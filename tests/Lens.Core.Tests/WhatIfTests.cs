@@ -246,6 +246,28 @@ public class WhatIfTests
     }
 
     [Fact]
+    public void Serving_choice_is_goodput_then_p90_within_one_percent_then_fewest_graphs()
+    {
+        static ScoredDeployment Candidate(string name, double goodput, double p90, int graphs)
+        {
+            var e2e = new LatencyPercentiles(p90 / 2, p90, p90 * 1.5, p90 * 2);
+            var serving = new SimulationResult(100, 1, e2e, e2e, e2e, e2e, 10, 100, 0.5, 0.9) { GoodputPerSecond = goodput };
+            return new ScoredDeployment(name, [128], [256], [1], graphs, 10, serving);
+        }
+
+        ScoredDeployment[] scored =
+        [
+            Candidate("less goodput, fastest", 8, 50, 2),
+            Candidate("most goodput, slow", 9, 120, 3),
+            Candidate("most goodput, fast, many graphs", 9, 100, 12),
+            Candidate("most goodput, 0.5% slower, fewer graphs", 9, 100.5, 6),
+        ];
+        Assert.Equal("most goodput, 0.5% slower, fewer graphs", Advisor.BestServing(scored, hasSlo: true).Name);
+        Assert.Equal("most goodput, fast, many graphs", Advisor.BestServing(scored[..3], hasSlo: true).Name);
+        Assert.Equal("most goodput, fast, many graphs", Advisor.BestServing([.. scored[..3], Candidate("x", 9, 102, 1)], hasSlo: true).Name);
+    }
+
+    [Fact]
     public void Advisor_prefers_the_batch_buckets_with_more_goodput_and_sizes_replicas()
     {
         // Batching is nearly free per row: more sequences in flight serve the rate that one at a time cannot.
@@ -253,8 +275,9 @@ public class WhatIfTests
         var trace = Enumerable.Range(0, 300).Select(n => new TraceRequest(n * 50.0, 100, 64)).ToArray();
         var slo = new ServiceObjectives(2000, 20);
         var advice = Advisor.Advise(new BucketCostModel(source), new AdviceRequest(trace, MaxBuckets: 2, Slo: slo, TargetRate: 60));
-        Assert.Equal(4, advice.BatchSearch.Count);
+        Assert.Equal(advice.Frontier.Count * 4, advice.BatchSearch.Count); // each budget's edges with each prefix of 1, 2, 4, 8
         Assert.Equal([1, 2, 4, 8], advice.Recommended.Batch);
+        Assert.Equal(advice.BatchSearch.Max(s => s.Serving.GoodputPerSecond), advice.Recommended.Serving.GoodputPerSecond);
         Assert.True(advice.Recommended.Serving.GoodputPerSecond > advice.BatchSearch[0].Serving.GoodputPerSecond);
         Assert.NotNull(advice.Replicas!.Replicas);
         Assert.True(advice.Replicas.Attainment >= 0.99);
