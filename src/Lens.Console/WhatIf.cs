@@ -22,6 +22,37 @@ public sealed class WorkloadForm
     public double? SloTtftMs { get; set; } = 500;
 
     public double? SloTpotMs { get; set; } = 50;
+
+    /// <summary>The SLO (null for none), or <paramref name="error"/> when only one half is given or a value is not positive.</summary>
+    public ServiceObjectives? Slo(out string? error)
+    {
+        var bad = (SloTtftMs is null) != (SloTpotMs is null) || SloTtftMs is <= 0 || SloTpotMs is <= 0;
+        error = bad ? "give both SLO values (TTFT and TPOT, ms, positive) or neither" : null;
+        return !bad && SloTtftMs is { } ttft ? new ServiceObjectives(ttft, SloTpotMs!.Value) : null;
+    }
+
+    /// <summary>
+    /// The workload's requests: the uploaded <paramref name="trace"/>'s rows, or Poisson arrivals with lengths uniform over what
+    /// <paramref name="buckets"/> serve; null with <paramref name="error"/> for an empty trace or a bad rate, count or output cap.
+    /// </summary>
+    public IReadOnlyList<TraceRequest>? Requests(BucketSet buckets, CsvRows<TraceRequest>? trace, string traceName, out string? error)
+    {
+        ArgumentNullException.ThrowIfNull(buckets);
+        error = null;
+        if (trace is not null)
+        {
+            error = trace.Rows.Count == 0 ? $"{traceName}: the trace has no requests" : null;
+            return error is null ? trace.Rows : null;
+        }
+
+        if (!(Rate > 0) || !double.IsFinite(Rate) || Count is < 1 or > MaxCount || MaxOutput is < 1)
+        {
+            error = $"the rate must be positive, the count in 1..{MaxCount} and the output cap at least 1";
+            return null;
+        }
+
+        return WorkloadSimulation.PoissonTrace(buckets, Rate, Count, Seed, MaxOutput);
+    }
 }
 
 /// <summary>One deployment's result of a what-if run.</summary>
@@ -50,48 +81,29 @@ public static class WhatIf
             return ([], $"replicas must be in 1..1024; got {form.Replicas}");
         }
 
-        if ((form.SloTtftMs is null) != (form.SloTpotMs is null) || form.SloTtftMs is <= 0 || form.SloTpotMs is <= 0)
+        var slo = form.Slo(out var sloError);
+        if (sloError is not null)
         {
-            return ([], "give both SLO values (TTFT and TPOT, ms, positive) or neither");
+            return ([], sloError);
         }
 
-        IReadOnlyList<TraceRequest> requests;
-        if (trace is not null)
+        if (form.Requests(models[0].Model.Buckets, trace, traceName, out var workloadError) is not { } requests)
         {
-            if (trace.Rows.Count == 0)
-            {
-                return ([], $"{traceName}: the trace has no requests");
-            }
-
-            foreach (var (name, model) in models)
-            {
-                if (WorkloadSimulation.FirstOutOfRange(model.Buckets, trace.Rows) is { } bad)
-                {
-                    return ([], $"{traceName}:{trace.Lines[bad.Index]}: {bad.Reason} (deployment {name})");
-                }
-            }
-
-            requests = trace.Rows;
+            return ([], workloadError);
         }
-        else
-        {
-            if (!(form.Rate > 0) || form.Count is < 1 or > WorkloadForm.MaxCount || form.MaxOutput is < 1)
-            {
-                return ([], $"the rate must be positive, the count in 1..{WorkloadForm.MaxCount} and the output cap at least 1");
-            }
 
-            requests = WorkloadSimulation.PoissonTrace(models[0].Model.Buckets, form.Rate, form.Count, form.Seed, form.MaxOutput);
-            foreach (var (name, model) in models.Skip(1))
+        // A trace names its line; a generated workload fits the first deployment's buckets by construction.
+        foreach (var (name, model) in trace is null ? models.Skip(1) : models)
+        {
+            if (WorkloadSimulation.FirstOutOfRange(model.Buckets, requests) is { } bad)
             {
-                if (WorkloadSimulation.FirstOutOfRange(model.Buckets, requests) is { } bad)
-                {
-                    return ([], $"the generated request #{bad.Index + 1} fits {models[0].Name} but not {name}: {bad.Reason}; " +
-                                "put the deployment with the smallest buckets first, or cap the output length");
-                }
+                return ([], trace is not null
+                    ? $"{traceName}:{trace.Lines[bad.Index]}: {bad.Reason} (deployment {name})"
+                    : $"the generated request #{bad.Index + 1} fits {models[0].Name} but not {name}: {bad.Reason}; " +
+                      "put the deployment with the smallest buckets first, or cap the output length");
             }
         }
 
-        var slo = form.SloTtftMs is { } t ? new ServiceObjectives(t, form.SloTpotMs!.Value) : null;
         return ([.. models.Select(m => new WhatIfResult(m.Name, WorkloadSimulation.Run(m.Model, requests, form.Replicas, slo)))], null);
     }
 }

@@ -60,6 +60,21 @@ public sealed class ChartTests
         Assert.DoesNotContain("http://", svg.Replace("http://www.w3.org/2000/svg", "", StringComparison.Ordinal), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Scatter_joins_one_kind_in_x_order_marks_the_rest_and_lists_only_drawn_kinds()
+    {
+        ChartPoint[] points = [new(9, 40, "k=2", "frontier"), new(5, 60, "k=1", "frontier"), new(7, 55, "cur <1>", "current"), new(3, double.NaN, "bad", "frontier")];
+        var svg = SvgChart.Scatter("s1", "t", "x", "y", points, [("frontier", "frontier"), ("batch", "batch"), ("current", "current")], joined: "frontier");
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Count(svg, "<circle ")); // the NaN point is left out
+        Assert.Contains("data-name=\"cur &lt;1&gt;\" data-x=\"7\" data-y=\"55\"", svg, StringComparison.Ordinal);
+        var line = System.Text.RegularExpressions.Regex.Match(svg, "<polyline class=\"join join-frontier\" points=\"([^\"]+)\"").Groups[1].Value;
+        var xs = line.Split(' ').Select(p => double.Parse(p.Split(',')[0], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(2, xs.Length);
+        Assert.True(xs[0] < xs[1]); // k=1 (5 graphs) before k=2 (9 graphs)
+        Assert.Contains(">current</text>", svg, StringComparison.Ordinal);
+        Assert.DoesNotContain(">batch</text>", svg, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(0.7, 1)]
     [InlineData(1.3, 2)]

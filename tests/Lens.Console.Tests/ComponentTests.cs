@@ -102,4 +102,46 @@ public sealed class ComponentTests : BunitContext
         Assert.Contains("data-edge=\"64\" data-kind=\"prefill\"", charts.TtftSvg, StringComparison.Ordinal);
         Assert.Equal(8, DeploymentPageModel.DefaultOutput([], model.Buckets));
     }
+
+    [Fact]
+    public void Advice_view_shows_current_each_budget_and_the_recommendation_with_curves_and_the_pareto_chart()
+    {
+        // Bimodal prompts: one bucket near 10 tokens and one near 60 beat the profile's 16, 32, 64 on mean E2E.
+        var model = Models.Tiny();
+        var trace = Enumerable.Range(0, 120).Select(n => new Lens.Core.TraceRequest(n * 200.0, n % 2 == 0 ? 10 : 60, 8)).ToArray();
+        var advice = Lens.Core.Advisor.Advise(new Lens.Core.BucketCostModel(model),
+            new Lens.Core.AdviceRequest(trace, MaxBuckets: 3, Slo: new(500, 50), TargetRate: 20));
+        advice = Lens.Core.AdviceJson.Deserialize(Lens.Core.AdviceJson.Serialize(advice, "d", model.Buckets)); // as the page reads it
+
+        var cut = Render<AdviceView>(p => p.Add(v => v.Advice, advice).Add(v => v.Deployment, "llama-1"));
+        var rows = cut.FindAll("#advice-table tbody tr").Select(r => r.GetAttribute("data-row") ?? "").ToArray();
+        Assert.Equal(["current", .. advice.Frontier.Select(f => f.Name), "recommended"], rows.AsEnumerable());
+        Assert.Equal("k=1", rows[1]);
+        var recommended = cut.Find("tr[data-row='recommended']");
+        Assert.Contains("recommended", recommended.ClassList);
+        Assert.Contains(string.Join(", ", advice.Recommended.Prefill), recommended.TextContent, StringComparison.Ordinal);
+        Assert.Contains("within the SLO", recommended.TextContent, StringComparison.Ordinal); // replicas for the target rate
+        Assert.Contains("goodput (req/s)", cut.Find("#advice-table thead").TextContent, StringComparison.Ordinal);
+        Assert.Contains($"form {advice.PrefillCurve.Form},", cut.Find("[data-curve=prefill]").TextContent, StringComparison.Ordinal);
+        Assert.Contains("leave-one-bucket-out error", cut.Find("[data-curve=decode]").TextContent, StringComparison.Ordinal);
+
+        var current = cut.Find("#chart-advice circle.point-current");
+        Assert.Equal(advice.Current!.BucketsCompiled.ToString(System.Globalization.CultureInfo.InvariantCulture), current.GetAttribute("data-x"));
+        Assert.Equal("recommended", cut.Find("#chart-advice circle.point-recommended").GetAttribute("data-name"));
+        Assert.Equal(advice.Frontier.Count, cut.FindAll("#chart-advice circle.point-frontier").Count);
+    }
+
+    [Fact]
+    public void Advice_view_says_why_the_current_deployment_is_not_scored()
+    {
+        var model = Models.Tiny();
+        // I + O = 150 is beyond the profiled decode buckets (128) but within what the cost curves support (1.5 x 128).
+        Lens.Core.TraceRequest[] trace = [new(0, 60, 90), new(100, 10, 5)];
+        var advice = Lens.Core.Advisor.Advise(new Lens.Core.BucketCostModel(model), new Lens.Core.AdviceRequest(trace, MaxBuckets: 2));
+        var cut = Render<AdviceView>(p => p.Add(v => v.Advice, advice));
+        Assert.Contains("not scored: the profiled buckets cannot serve request #1", cut.Find("tr[data-row='current']").TextContent, StringComparison.Ordinal);
+        Assert.Empty(cut.FindAll("#chart-advice circle.point-current"));
+        Assert.Single(cut.FindAll("#chart-advice circle.point-recommended"));
+        Assert.DoesNotContain("goodput", cut.Find("#advice-table thead").TextContent, StringComparison.Ordinal); // no SLO
+    }
 }

@@ -5,8 +5,8 @@ namespace Lens.Console.Tests;
 
 /// <summary>
 /// The console end to end in a real browser (Debian's chromium, driven by Playwright) against a real LENS server with two tenants:
-/// sign-in, a reference-engine deployment profiled live, the curves' bucket edges, a single-bucket re-profile, monitoring, what-if,
-/// downloads, sign-out, tenant isolation and the wrong-key limit. Screenshots of every page go to the test output folder
+/// sign-in, a reference-engine deployment profiled live, the curves' bucket edges, a single-bucket re-profile, monitoring, what-if
+/// and its advice, downloads, sign-out, tenant isolation and the wrong-key limit. Screenshots of every page go to the test output folder
 /// (<c>screenshots/</c>). Every wait is bounded.
 /// </summary>
 public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<ConsoleHost>
@@ -142,6 +142,25 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         Assert.Equal(4, await page.Locator("#chart-whatif rect.bar").CountAsync());
         await Shot(page, "what-if");
 
+        // Advise on the profiled deployment for the same workload: a bad batch list is refused in place, then the table ends with the
+        // recommendation and the Pareto chart marks it beside the current deployment.
+        Assert.Equal(deploymentId, await page.Locator("#adv-deployment").InputValueAsync());
+        await page.Locator("#adv-batch").FillAsync("4,2");
+        await page.Locator("#run-advise").ClickAsync();
+        Assert.Contains("batch buckets: ", await page.Locator("#advise-error[role=alert]").InnerTextAsync(), StringComparison.Ordinal);
+        await page.Locator("#adv-batch").FillAsync("");
+        await page.Locator("#adv-k").FillAsync("3");
+        await page.Locator("#run-advise").ClickAsync();
+        await page.Locator("#advice-table tr[data-row=recommended]").WaitForAsync();
+        Assert.Equal(0, await page.Locator("#advise-error").CountAsync());
+        var adviceRows = await page.Locator("#advice-table tbody tr").EvaluateAllAsync<string[]>("els => els.map(e => e.dataset.row)");
+        Assert.Equal(["current", "k=1"], adviceRows[..2]);
+        Assert.Equal("recommended", adviceRows[^1]);
+        Assert.Equal(1, await page.Locator("#chart-advice circle.point-current").CountAsync());
+        Assert.Equal(1, await page.Locator("#chart-advice circle.point-recommended").CountAsync());
+        Assert.Contains("leave-one-bucket-out", await page.Locator("#advice-curves").InnerTextAsync(), StringComparison.Ordinal);
+        await Shot(page, "what-if-advise");
+
         // The same with an uploaded trace.
         await page.Locator("#wi-use-trace").CheckAsync();
         var trace = new FilePayload
@@ -195,6 +214,8 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         await page.GotoAsync("/ui/what-if");
         await Live(page);
         Assert.Equal(0, await page.Locator("#whatif-form input[type=checkbox]").CountAsync());
+        Assert.Equal(0, await page.Locator("#advise-form").CountAsync());
+        Assert.Contains("No profiled deployment", await page.Locator("#advise-empty").InnerTextAsync(), StringComparison.Ordinal);
 
         // A bad device name is refused with the rule it breaks.
         await page.GotoAsync("/ui?device=no%20spaces");

@@ -46,6 +46,63 @@ public sealed class LogicTests
     }
 
     [Fact]
+    public void Advise_form_sends_the_page_s_workload_slo_budget_and_batch_list()
+    {
+        var buckets = Models.Tiny().Buckets;
+        var workload = new WorkloadForm { Rate = 4, Count = 50, Seed = 3, SloTtftMs = 500, SloTpotMs = 50 };
+        var form = new AdviseForm { MaxBuckets = 3, BatchBuckets = " 1, 2 ,4 ", TargetRate = 10 };
+        var request = form.ToRequest(workload, buckets, null, "trace", out var error);
+        Assert.Null(error);
+        Assert.NotNull(request);
+        var drawn = WorkloadSimulation.PoissonTrace(buckets, 4, 50, 3); // the same draw the what-if run simulates
+        Assert.Equal(drawn.Select(r => r.InputLength), request.InputLengths!);
+        Assert.Equal(drawn.Select(r => r.ArrivalMs), request.ArrivalMs!);
+        Assert.Equal((500.0, 50.0), (request.SloTtftMs!.Value, request.SloTpotMs!.Value));
+        Assert.Equal((3, 10.0), (request.MaxBuckets, request.TargetRate!.Value));
+        Assert.Equal([1, 2, 4], request.BatchBuckets!);
+
+        // A trace is sent as it is, even beyond the profiled buckets (the advisor reads longer edges from the cost curves).
+        var trace = LensCsv.ReadTrace(new StringReader("arrival_ms,input_len,output_len\n0,90,10\n5,10,5\n"), "t.csv");
+        var fromTrace = new AdviseForm().ToRequest(new WorkloadForm { SloTtftMs = null, SloTpotMs = null }, buckets, trace, "t.csv", out error);
+        Assert.Null(error);
+        Assert.Equal([90, 10], fromTrace!.InputLengths!);
+        Assert.Null(fromTrace.SloTtftMs);
+        Assert.Null(fromTrace.BatchBuckets);
+        Assert.Equal(4, fromTrace.MaxBuckets);
+    }
+
+    [Theory]
+    [InlineData(0, null, null, true, "1..32; got 0")]
+    [InlineData(33, null, null, true, "1..32; got 33")]
+    [InlineData(4, "4,2", null, true, "batch buckets: ")]
+    [InlineData(4, "1,x", null, true, "'x' is not an integer")]
+    [InlineData(4, "1,2,0", null, true, "batch buckets: ")]
+    [InlineData(4, null, -1.0, true, "target rate must be a positive")]
+    [InlineData(4, null, 5.0, false, "needs the SLO")]
+    public void Advise_form_refuses_bad_inputs_naming_them(int k, string? batch, double? target, bool slo, string expected)
+    {
+        var workload = new WorkloadForm { Count = 10, SloTtftMs = slo ? 500 : null, SloTpotMs = slo ? 50 : null };
+        var request = new AdviseForm { MaxBuckets = k, BatchBuckets = batch, TargetRate = target }.ToRequest(workload, Models.Tiny().Buckets, null, "trace", out var error);
+        Assert.Null(request);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Advise_form_refuses_an_empty_trace_a_long_batch_text_and_half_an_slo()
+    {
+        var buckets = Models.Tiny().Buckets;
+        var empty = LensCsv.ReadTrace(new StringReader("arrival_ms,input_len,output_len\n"), "e.csv");
+        Assert.Null(new AdviseForm().ToRequest(new WorkloadForm(), buckets, empty, "e.csv", out var error));
+        Assert.Equal("e.csv: the trace has no requests", error);
+        Assert.Null(new AdviseForm { BatchBuckets = string.Join(',', Enumerable.Range(1, 100)) }.ToRequest(new WorkloadForm(), buckets, null, "t", out error));
+        Assert.Contains("at most 200 characters", error, StringComparison.Ordinal);
+        Assert.Null(new AdviseForm().ToRequest(new WorkloadForm { SloTpotMs = null }, buckets, null, "t", out error));
+        Assert.Contains("both SLO values", error, StringComparison.Ordinal);
+        Assert.Null(new AdviseForm().ToRequest(new WorkloadForm { Rate = double.PositiveInfinity }, buckets, null, "t", out error));
+        Assert.Contains("rate must be positive", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Sign_in_accepts_a_tenant_key_and_limits_wrong_keys_per_address()
     {
         using var signIn = new ConsoleSignIn(key => key == "right-key-0123456789" ? "acme" : null, TimeProvider.System);

@@ -284,6 +284,23 @@ public class WhatIfTests
     }
 
     [Fact]
+    public void Advice_document_reads_back_to_the_same_advice()
+    {
+        var source = Model(Pow2, Pow2, p => 2 + (0.002 * p), (b, d) => 5 + (0.1 * b) + (0.0001 * d), [1, 2, 4]);
+        var trace = Enumerable.Range(0, 100).Select(n => new TraceRequest(n * 50.0, 50 + n, n % 3 == 0 ? 1 : 40)).ToArray();
+        var advice = Advisor.Advise(new BucketCostModel(source), new AdviceRequest(trace, MaxBuckets: 3, Slo: new(2000, 20), TargetRate: 40));
+        var json = AdviceJson.Serialize(advice, "m.json", source.Buckets);
+
+        var back = AdviceJson.Deserialize(json);
+        Assert.Equal(json, AdviceJson.Serialize(back, "m.json", source.Buckets));
+        Assert.Equal(advice.Recommended.Serving, back.Recommended.Serving); // goodput and the init-only figures included
+        Assert.Equal(advice.Frontier.Select(f => f.Name), back.Frontier.Select(f => f.Name));
+        Assert.Equal(advice.PrefillCurve.Form, back.PrefillCurve.Form);
+        Assert.Throws<FormatException>(() => AdviceJson.Deserialize("{\"source\": \"m\"}"));
+        Assert.Throws<FormatException>(() => AdviceJson.Deserialize("not json"));
+    }
+
+    [Fact]
     public void Advisor_refuses_an_empty_workload_and_lengths_beyond_the_profile()
     {
         var costs = new BucketCostModel(Model(Pow2, Pow2, p => 3 + (0.01 * p), (_, d) => 0.5 + (0.001 * d)));

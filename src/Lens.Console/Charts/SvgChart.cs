@@ -7,9 +7,12 @@ namespace Lens.WebConsole.Charts;
 /// <summary>A series of bars of a grouped bar chart: one value per group.</summary>
 public sealed record BarSeries(string Name, double[] Values);
 
+/// <summary>A labelled point of a scatter chart; <see cref="Kind"/> names its class (<c>point-{Kind}</c>) and its legend entry.</summary>
+public readonly record struct ChartPoint(double X, double Y, string Label, string Kind);
+
 /// <summary>
 /// Hand-built SVG charts, rendered on the server (nothing loads from elsewhere, no script): a step curve with bucket edges and
-/// measured points, and grouped bars. Every edge carries <c>data-edge</c> and <c>data-kind</c>, every measured point <c>data-x</c>
+/// measured points, grouped bars, and labelled points. Every edge carries <c>data-edge</c> and <c>data-kind</c>, every measured point <c>data-x</c>
 /// and <c>data-y</c>, so that tests (and users' scripts) can read what is drawn.
 /// </summary>
 public static class SvgChart
@@ -95,6 +98,35 @@ public static class SvgChart
         return svg.Append("</svg>").ToString();
     }
 
+    /// <summary>
+    /// Labelled points on axes from 0, each a circle with <c>data-name</c>, <c>data-x</c> and <c>data-y</c>; the points of kind
+    /// <paramref name="joined"/> are joined in order of x. The legend lists the kinds of <paramref name="legend"/> that are drawn.
+    /// </summary>
+    public static string Scatter(string id, string title, string xLabel, string yLabel, IReadOnlyList<ChartPoint> points,
+        IReadOnlyList<(string Name, string Kind)> legend, string? joined = null)
+    {
+        ArgumentNullException.ThrowIfNull(points);
+        ArgumentNullException.ThrowIfNull(legend);
+        var drawn = points.Where(p => double.IsFinite(p.X) && double.IsFinite(p.Y)).ToArray();
+        var xMax = drawn.Length == 0 ? 1 : NiceCeiling(drawn.Max(p => p.X));
+        var yMax = drawn.Length == 0 ? 1 : NiceCeiling(drawn.Max(p => p.Y));
+        var svg = Open(id, title);
+        Axes(svg, xMax, yMax, xLabel, yLabel);
+        var line = drawn.Where(p => p.Kind == joined).OrderBy(p => p.X).ToArray();
+        if (line.Length > 1)
+        {
+            svg.Append($"<polyline class=\"join join-{Escape(joined!)}\" points=\"{string.Join(' ', line.Select(p => Invariant($"{X(p.X, xMax):0.##},{Y(p.Y, yMax):0.##}")))}\" />");
+        }
+
+        foreach (var p in drawn)
+        {
+            svg.Append(Invariant($"<circle class=\"point point-{Escape(p.Kind)}\" data-name=\"{Escape(p.Label)}\" data-x=\"{p.X:0.###}\" data-y=\"{p.Y:0.###}\" cx=\"{X(p.X, xMax):0.##}\" cy=\"{Y(p.Y, yMax):0.##}\" r=\"{(p.Kind == "recommended" ? 8 : 5)}\"><title>{Escape(p.Label)}: {p.X:0.##}, {p.Y:0.##}</title></circle>"));
+        }
+
+        Legend(svg, [.. legend.Where(l => drawn.Any(p => p.Kind == l.Kind)).Select(l => (l.Name, "point-" + l.Kind))]);
+        return svg.Append("</svg>").ToString();
+    }
+
     /// <summary>A round number at or above <paramref name="value"/> (1, 2, 2.5 or 5 times a power of ten).</summary>
     public static double NiceCeiling(double value)
     {
@@ -148,8 +180,8 @@ public static class SvgChart
         var x = Left;
         foreach (var (name, css) in items)
         {
-            svg.Append(Invariant($"<rect class=\"key {css}\" x=\"{x}\" y=\"8\" width=\"12\" height=\"8\" /><text class=\"legend\" x=\"{x + 16}\" y=\"16\">{name}</text>"));
-            x += 110;
+            svg.Append(Invariant($"<rect class=\"key {css}\" x=\"{x}\" y=\"8\" width=\"12\" height=\"8\" /><text class=\"legend\" x=\"{x + 16}\" y=\"16\">{Escape(name)}</text>"));
+            x += Math.Max(110, 24 + (7 * name.Length));
         }
     }
 
