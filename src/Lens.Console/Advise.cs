@@ -111,13 +111,12 @@ public static class AdviceDisplay
     public static string Pareto(Advice advice, string id = "chart-advice")
     {
         ArgumentNullException.ThrowIfNull(advice);
-        static string KindOf(ScoredDeployment s) => s.Name switch
-        {
-            "current" => "current",
-            "recommended" => "recommended",
-            _ when s.Name.StartsWith("k=", StringComparison.Ordinal) => "frontier",
-            _ => "batch",
-        };
+        // By which list a row comes from, not its name: batch-search rows are named after their budget too ("k=2 B=1,2").
+        var frontier = advice.Frontier.ToHashSet(ReferenceEqualityComparer.Instance);
+        string KindOf(ScoredDeployment s) => ReferenceEquals(s, advice.Current) ? "current"
+            : ReferenceEquals(s, advice.Recommended) ? "recommended"
+            : frontier.Contains(s) ? "frontier"
+            : "batch";
 
         return SvgChart.Scatter(id, "Buckets compiled against predicted p90 E2E (served, one replica)",
             "graphs compiled (prefill + decode x batch)", "p90 E2E (ms)",

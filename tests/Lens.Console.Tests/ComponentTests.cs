@@ -132,6 +132,21 @@ public sealed class ComponentTests : BunitContext
     }
 
     [Fact]
+    public void Advice_chart_tells_batch_search_points_from_the_frontier()
+    {
+        // Batch-search rows are named after their budget ("k=1 B=1,2"): the chart must not join them into the frontier.
+        var model = Models.TinyBatched();
+        var trace = Enumerable.Range(0, 120).Select(n => new Lens.Core.TraceRequest(n * 20.0, n % 2 == 0 ? 10 : 60, 8)).ToArray();
+        var advice = Lens.Core.Advisor.Advise(new Lens.Core.BucketCostModel(model), new Lens.Core.AdviceRequest(trace, MaxBuckets: 2, Slo: new(500, 50)));
+        advice = Lens.Core.AdviceJson.Deserialize(Lens.Core.AdviceJson.Serialize(advice, "d", model.Buckets));
+        Assert.NotEmpty(advice.BatchSearch);
+
+        var cut = Render<AdviceView>(p => p.Add(v => v.Advice, advice).Add(v => v.Deployment, "llama-b"));
+        Assert.Equal(advice.Frontier.Count, cut.FindAll("#chart-advice circle.point-frontier").Count);
+        Assert.Equal(advice.BatchSearch.Count(s => !double.IsNaN(s.Serving.E2e.P90)), cut.FindAll("#chart-advice circle.point-batch").Count);
+    }
+
+    [Fact]
     public void Advice_view_says_why_the_current_deployment_is_not_scored()
     {
         var model = Models.Tiny();

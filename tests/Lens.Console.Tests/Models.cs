@@ -14,4 +14,14 @@ internal static class Models
             [new DecodeValues(16, 1, 0.01), new DecodeValues(32, 2, 0.01), new DecodeValues(64, 3, 0.01), new DecodeValues(128, 4, 0.01)],
             RepeatStatistic.Min, 0.01);
     }
+
+    /// <summary><see cref="Tiny"/>'s edges with batch buckets 1, 2, 4: a step at batch b costs (1 + b / 4) times the batch-1 step.</summary>
+    public static DeploymentModel TinyBatched()
+    {
+        var tiny = Tiny();
+        var buckets = new BucketSet([16, 32, 64], [16, 32, 64, 128], batch: [1, 2, 4]);
+        return new DeploymentModel(buckets, [.. tiny.PrefillBuckets],
+            [.. buckets.Batch.SelectMany(b => tiny.DecodeBuckets.Select(d => d with { StepMs = d.StepMs * (1 + (b / 4.0)), Batch = b }))],
+            RepeatStatistic.Min, 0.01);
+    }
 }
