@@ -58,7 +58,7 @@ public sealed class DeviceGrain(
     {
         try
         {
-            if (!await Directory().RegisterAsync(_key.Device, state.State.Deployments.Count, refuseWhenFull: false))
+            if (!await DeviceDirectory().RegisterAsync(_key.Device, state.State.Deployments.Count, refuseWhenFull: false))
             {
                 GrainLog.DirectoryUnlisted(logger, _key.Format(), "the tenant has the most devices allowed");
             }
@@ -69,7 +69,7 @@ public sealed class DeviceGrain(
         }
     }
 
-    private IDeviceDirectoryGrain Directory() => GrainFactory.GetGrain<IDeviceDirectoryGrain>(_key.Tenant);
+    private IDeviceDirectoryGrain DeviceDirectory() => GrainFactory.GetGrain<IDeviceDirectoryGrain>(_key.Tenant);
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
@@ -118,7 +118,7 @@ public sealed class DeviceGrain(
         }
 
         // Listed before it is stored: a tenant with the most devices allowed is refused a new one (409) before anything is written.
-        await Directory().RegisterAsync(_key.Device, s.Deployments.Count + 1, refuseWhenFull: true);
+        await DeviceDirectory().RegisterAsync(_key.Device, s.Deployments.Count + 1, refuseWhenFull: true);
         var entry = new DeploymentEntry { Spec = spec, CreatedAt = time.GetUtcNow() };
         s.Deployments[spec.DeploymentId] = entry;
         await state.WriteStateAsync();
