@@ -23,6 +23,9 @@ public sealed class LensClusterClient
 
     public Task<DeploymentInfo> GetDeploymentAsync(string device, string deployment) => Device(device).GetDeploymentAsync(deployment);
 
+    /// <summary>The tenant's devices (each listed from its first deployment on) with their deployment counts, sorted by name.</summary>
+    public Task<DeviceSummary[]> ListDevicesAsync() => _client.GetGrain<IDeviceDirectoryGrain>(Tenant).ListAsync();
+
     public Task<DeploymentInfo[]> ListDeploymentsAsync(string device) => Device(device).ListDeploymentsAsync();
 
     public Task<ProfileProgress> StartProfileAsync(string device, string deployment, string? bucket = null) =>

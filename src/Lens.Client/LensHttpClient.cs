@@ -57,6 +57,10 @@ public sealed class LensHttpClient
     public async Task<DeploymentInfo> CreateDeploymentAsync(string device, DeploymentSpec spec, CancellationToken cancellationToken = default) =>
         await SendAsync<DeploymentInfo>(HttpMethod.Post, $"{Device(device)}/deployments", spec, cancellationToken);
 
+    /// <summary>The tenant's devices (each listed from its first deployment on) with their deployment counts, sorted by name.</summary>
+    public async Task<DeviceSummary[]> ListDevicesAsync(CancellationToken cancellationToken = default) =>
+        await SendAsync<DeviceSummary[]>(HttpMethod.Get, "v1/devices", null, cancellationToken);
+
     public async Task<DeploymentInfo[]> ListDeploymentsAsync(string device, CancellationToken cancellationToken = default) =>
         await SendAsync<DeploymentInfo[]>(HttpMethod.Get, $"{Device(device)}/deployments", null, cancellationToken);
 

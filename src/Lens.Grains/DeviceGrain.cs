@@ -38,7 +38,7 @@ public sealed class DeviceGrain(
     private Task? _worker;
     private CancellationTokenSource? _workerStop;
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _key = DeviceKey.Parse(this.GetPrimaryKeyString());
         if (state.State.Queue.Count > 0)
@@ -47,8 +47,29 @@ public sealed class DeviceGrain(
             EnsureWorker();
         }
 
-        return Task.CompletedTask;
+        if (state.State.Deployments.Count > 0)
+        {
+            await ListInDirectoryAsync();
+        }
     }
+
+    // Devices stored before the directory existed list themselves when they next activate; the device works whatever happens here.
+    private async Task ListInDirectoryAsync()
+    {
+        try
+        {
+            if (!await DeviceDirectory().RegisterAsync(_key.Device, state.State.Deployments.Count, refuseWhenFull: false))
+            {
+                GrainLog.DirectoryUnlisted(logger, _key.Format(), "the tenant has the most devices allowed");
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            GrainLog.DirectoryUnlisted(logger, _key.Format(), ex.Message);
+        }
+    }
+
+    private IDeviceDirectoryGrain DeviceDirectory() => GrainFactory.GetGrain<IDeviceDirectoryGrain>(_key.Tenant);
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
@@ -96,6 +117,8 @@ public sealed class DeviceGrain(
             throw LensException.Conflict($"device '{_key.Device}' has {MaxDeployments} deployments, the most allowed");
         }
 
+        // Listed before it is stored: a tenant with the most devices allowed is refused a new one (409) before anything is written.
+        await DeviceDirectory().RegisterAsync(_key.Device, s.Deployments.Count + 1, refuseWhenFull: true);
         var entry = new DeploymentEntry { Spec = spec, CreatedAt = time.GetUtcNow() };
         s.Deployments[spec.DeploymentId] = entry;
         await state.WriteStateAsync();

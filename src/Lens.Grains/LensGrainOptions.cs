@@ -6,6 +6,9 @@ public sealed class LensGrainOptions
     /// <summary>Name of the grain storage provider the grains persist through.</summary>
     public const string StorageName = "lens";
 
+    /// <summary>Most devices one tenant may have: the tenant's device directory is one table row (a device past it is refused, 409).</summary>
+    public int MaxDevicesPerTenant { get; set; } = 1000;
+
     /// <summary>Most fitted measurements a bucket keeps; the oldest go first (state must stay well under a table row's 1 MB).</summary>
     public int MaxMeasurementsPerBucket { get; set; } = 1000;
 
@@ -80,7 +83,7 @@ public sealed class LensGrainOptions
         }
 
         if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxBatch < 1 || MaxPredictBatch < 1 || PredictorCacheSize < 1 ||
-            ModelLease <= TimeSpan.Zero)
+            MaxDevicesPerTenant < 1 || ModelLease <= TimeSpan.Zero)
         {
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
         }

@@ -30,6 +30,12 @@ public static class LensApi
             .ProducesProblem(StatusCodes.Status429TooManyRequests).ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesValidationProblem();
 
+        // Typed as a route handler (a bare HttpContext lambda would bind as a RequestDelegate and drop its result).
+        v1.MapGet("/devices", (Func<HttpContext, Task<IResult>>)(http => Handle(http, async (tenant, grains) =>
+                Results.Ok(await grains.GetGrain<IDeviceDirectoryGrain>(tenant).ListAsync()))))
+            .Produces<DeviceSummary[]>().WithName("ListDevices")
+            .WithSummary("The tenant's devices (each listed from its first deployment on) with their deployment counts, sorted by name");
+
         v1.MapPost("/devices/{device}/deployments", (HttpContext http, string device) => Handle(http, async (tenant, grains) =>
         {
             var spec = await ReadBodyAsync<DeploymentSpec>(http);

@@ -33,6 +33,30 @@ public sealed class ComponentTests : BunitContext
     }
 
     [Fact]
+    public void Device_list_links_each_device_marks_the_shown_one_and_says_when_there_are_none()
+    {
+        var cut = Render<DeviceList>(p => p
+            .Add(l => l.Devices, [new DeviceSummary("cpu-0", 2), new DeviceSummary("npu 7?", 1)])
+            .Add(l => l.Current, "cpu-0"));
+
+        var links = cut.FindAll("#device-list li a");
+        Assert.Equal(["cpu-0", "npu 7?"], links.Select(a => a.TextContent));
+        Assert.Equal("/ui?device=npu%207%3F", links[1].GetAttribute("href")); // names are escaped into the link
+        Assert.Equal("page", links[0].GetAttribute("aria-current"));
+        Assert.Null(links[1].GetAttribute("aria-current"));
+        Assert.Equal("2 deployments", cut.Find("li[data-device='cpu-0'] small").TextContent);
+        Assert.Equal("1 deployment", cut.Find("li[data-device='npu 7?'] small").TextContent);
+        Assert.Empty(cut.FindAll("#devices-empty"));
+
+        cut.Render(p => p.Add(l => l.Devices, []));
+        Assert.Empty(cut.FindAll("#device-list li"));
+        Assert.Contains("No devices yet", cut.Find("#devices-empty").TextContent, StringComparison.Ordinal);
+
+        cut.Render(p => p.Add(l => l.Devices, null));
+        Assert.Contains("Loading devices", cut.Find("#device-list [role=status]").TextContent, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Re_profile_button_names_its_bucket_and_reports_it()
     {
         string? asked = null;

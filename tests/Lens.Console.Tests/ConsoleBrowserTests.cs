@@ -58,6 +58,7 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         Assert.DoesNotContain(ConsoleHost.AcmeKey, cookie.Value, StringComparison.Ordinal);
         await Live(page);
         Assert.Contains("No deployments yet", await page.Locator("#empty-state").InnerTextAsync(), StringComparison.Ordinal);
+        Assert.Contains("No devices yet", await page.Locator("#devices-empty").InnerTextAsync(), StringComparison.Ordinal);
         await Shot(page, "deployments-empty");
 
         // A reference-engine deployment on the tiny profile (the form's defaults: P = 16,32,64, D = 16,32,64,128).
@@ -130,11 +131,17 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         await page.GotoAsync("/ui");
         await Live(page);
         Assert.Equal(1, await page.Locator("#deployments tbody tr").CountAsync());
+        // The device of the first deployment is listed now, a link to its deployments.
+        Assert.Equal(0, await page.Locator("#devices-empty").CountAsync());
+        var listed = page.Locator("#device-list li[data-device='cpu-0'] a");
+        Assert.Equal("cpu-0", await listed.InnerTextAsync());
+        Assert.Equal("/ui?device=cpu-0", await listed.GetAttributeAsync("href"));
         await Shot(page, "deployments");
 
         // What-if: a Poisson workload and an SLO on the deployment.
         await page.GotoAsync("/ui/what-if");
         await Live(page);
+        Assert.Equal(["cpu-0"], await page.Locator("#wi-devices option").EvaluateAllAsync<string[]>("els => els.map(e => e.value)"));
         await page.Locator("#wi-count").FillAsync("300");
         await page.Locator("#run-whatif").ClickAsync();
         await page.Locator("#whatif-results").WaitForAsync();
@@ -206,6 +213,8 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         await Live(page);
         Assert.Equal("globex", await page.Locator("#tenant-name").InnerTextAsync());
         Assert.Equal(1, await page.Locator("#empty-state").CountAsync());
+        Assert.Equal(1, await page.Locator("#devices-empty").CountAsync());
+        Assert.Equal(0, await page.Locator("#device-list li[data-device='cpu-0']").CountAsync());
         await page.GotoAsync(deploymentPath);
         await Live(page);
         Assert.Contains("does not exist", await page.Locator("#page-error").InnerTextAsync(), StringComparison.Ordinal);
@@ -214,6 +223,7 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         await page.GotoAsync("/ui/what-if");
         await Live(page);
         Assert.Equal(0, await page.Locator("#whatif-form input[type=checkbox]").CountAsync());
+        Assert.Equal(0, await page.Locator("#wi-devices option").CountAsync());
         Assert.Equal(0, await page.Locator("#advise-form").CountAsync());
         Assert.Contains("No profiled deployment", await page.Locator("#advise-empty").InnerTextAsync(), StringComparison.Ordinal);
 

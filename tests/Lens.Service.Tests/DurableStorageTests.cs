@@ -56,11 +56,64 @@ public sealed class DurableStorageTests(AzuriteFixture azurite)
         var rows = 0;
         await foreach (var row in tables.GetTableClient(options.TablePrefix + "grains").QueryAsync<TableEntity>(maxPerPage: 100))
         {
-            Assert.Contains("acme|", row.PartitionKey, StringComparison.Ordinal);
+            Assert.True(row.PartitionKey.Contains("acme|", StringComparison.Ordinal) || row.PartitionKey.Contains("device-directory", StringComparison.Ordinal) && row.PartitionKey.EndsWith("acme", StringComparison.Ordinal), row.PartitionKey);
             rows++;
         }
 
         Assert.True(rows >= 1 + TestModels.Decode.Length, $"{rows} grain rows"); // the device and every profiled bucket
+    }
+
+    [Fact]
+    public async Task The_device_list_survives_a_restart_and_a_device_stored_before_the_directory_lists_itself_when_it_activates()
+    {
+        var options = Options();
+        string[] devices = ["npu-b-" + Guid.NewGuid().ToString("N")[..8], "npu-a-" + Guid.NewGuid().ToString("N")[..8]];
+        DeviceSummary[] listed;
+        await using (var first = await StartAsync(options))
+        {
+            var lens = Client(first, out var http);
+            using (http)
+            {
+                foreach (var device in devices)
+                {
+                    await lens.CreateDeploymentAsync(device, TestModels.Spec("llama"));
+                }
+
+                listed = await lens.ListDevicesAsync();
+                Assert.Equal([new DeviceSummary(devices[1], 1), new DeviceSummary(devices[0], 1)], listed);
+            }
+        }
+
+        await using (var second = await StartAsync(Options(options)))
+        {
+            var lens = Client(second, out var http);
+            using (http)
+            {
+                Assert.Equal(listed, await lens.ListDevicesAsync());
+            }
+        }
+
+        // As if the devices were stored before the directory existed: its row goes, and a device lists itself when it next activates.
+        var table = new TableServiceClient(azurite.ConnectionString).GetTableClient(options.TablePrefix + "grains");
+        var removed = 0;
+        await foreach (var row in table.QueryAsync<TableEntity>(maxPerPage: 100))
+        {
+            if (row.PartitionKey.Contains("device-directory", StringComparison.Ordinal))
+            {
+                await table.DeleteEntityAsync(row.PartitionKey, row.RowKey);
+                removed++;
+            }
+        }
+
+        Assert.Equal(1, removed);
+        await using var third = await StartAsync(Options(options));
+        var again = Client(third, out var http3);
+        using (http3)
+        {
+            Assert.Empty(await again.ListDevicesAsync());
+            Assert.Single(await again.ListDeploymentsAsync(devices[0])); // activates the device grain
+            Assert.Equal([new DeviceSummary(devices[0], 1)], await again.ListDevicesAsync());
+        }
     }
 
     [Fact]

@@ -96,6 +96,7 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
     private static async Task<string> SnapshotAsync(LensHttpClient acme, string id)
     {
         var text = new StringBuilder();
+        text.AppendLine(JsonSerializer.Serialize(await acme.ListDevicesAsync(), LensJson.Options));
         text.AppendLine(JsonSerializer.Serialize(await acme.ListDeploymentsAsync(Device), LensJson.Options));
         var progress = await acme.GetProfileProgressAsync(Device, id);
         text.AppendLine(JsonSerializer.Serialize(progress, LensJson.Options));
@@ -116,7 +117,7 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
         var deployment = random.Next(4) == 0 ? Pick(random, BadNames) : id;
         var root = $"v1/devices/{device}/deployments";
         var one = $"{root}/{deployment}";
-        var route = index % 18;
+        var route = index % 19;
         var (method, path, body) = route switch
         {
             0 => (HttpMethod.Post, root, CreateBody(random)),
@@ -136,6 +137,8 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
             14 => (HttpMethod.Post, $"{one}/predict/static-batch", BatchPredictBody(random)),
             15 => (HttpMethod.Post, $"{one}/whatif", WhatIfBody(random)),
             16 => (HttpMethod.Post, $"{one}/advise", AdviseBody(random)),
+            17 => (random.Next(2) == 0 ? HttpMethod.Get : Pick(random, [HttpMethod.Post, HttpMethod.Put, HttpMethod.Delete]), "v1/devices",
+                random.Next(2) == 0 ? null : CreateBody(random)),
             _ => (Pick(random, [HttpMethod.Put, HttpMethod.Delete, HttpMethod.Patch, HttpMethod.Head, HttpMethod.Options]),
                 Pick(random, [root, one, $"{one}/predict", $"{one}/model", $"{one}/profile", "health", "openapi/v1.json"]), "{}"),
         };

@@ -94,6 +94,8 @@ public sealed class OperatorSurfaceTests
         }
 
         Assert.True(operations >= 12, $"{operations} /v1 operations");
+        var listDevices = doc.RootElement.GetProperty("paths").GetProperty("/v1/devices").GetProperty("get");
+        Assert.Equal("ListDevices", listDevices.GetProperty("operationId").GetString());
     }
 
     /// <summary>Profiles a replayed deployment on a new device of acme and reports one observation; returns the device.</summary>

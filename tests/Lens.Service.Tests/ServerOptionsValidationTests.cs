@@ -30,6 +30,7 @@ public sealed class ServerOptionsValidationTests
         { "TablePrefix", "9lives", "Lens:TablePrefix '9lives' must be 1..40 letters and digits starting with a letter" },
         { "TablePrefix", "lens-prod", "Lens:TablePrefix 'lens-prod' must be 1..40 letters and digits" },
         { "Grains:MaxMeasurementsPerBucket", "1", "Lens:Grains limits must be positive" },
+        { "Grains:MaxDevicesPerTenant", "0", "Lens:Grains limits must be positive" },
         { "Grains:MaxAttempts", "0", "Lens:Grains retry settings are invalid" },
         { "Grains:ResumeCheckPeriod", "00:00:00.5", "Lens:Grains retry settings are invalid" },
     };
