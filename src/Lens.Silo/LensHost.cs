@@ -254,6 +254,7 @@ public static class LensHost
         to.DriftConsecutive = from.DriftConsecutive;
         to.AutoReprofile = from.AutoReprofile;
         to.RefinementNoise = from.RefinementNoise;
+        to.HealthHistoryLength = from.HealthHistoryLength;
     }
 }
 
