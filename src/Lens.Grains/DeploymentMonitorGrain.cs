@@ -13,6 +13,10 @@ namespace Lens.Grains;
 /// the re-profiled bucket is judged on fresh observations only.
 /// </para>
 /// <para>
+/// The history: each analysis appends a compact entry (<see cref="HealthHistory.Sample"/>) to a ring of at most
+/// <see cref="HealthHistory.Capacity"/> entries, persisted in a state of its own (so it survives restarts, unlike the window).
+/// </para>
+/// <para>
 /// The rule: after each batch the window is analysed by <see cref="DriftAnalysis.Analyze"/> with <see cref="DriftOptions"/> of
 /// <c>(DriftMinObservations, DriftZ, DriftMinRelativeShift)</c>: bucket <c>b</c> is flagged when at least <c>MinObservations</c>
 /// observations touched it and <c>|shift_b - common| &gt; max(band_b, Z * se_b)</c>. Its consecutive count becomes

@@ -25,6 +25,7 @@ public sealed record TimeSeries(string Name, string Kind, double?[] Values, stri
 public static class SvgChart
 {
     private const double Width = 720, Height = 300, Left = 64, Right = 16, Top = 28, Bottom = 44;
+    private const int MaxDots = 60; // a timeline dots every point up to this many analyses (each titled with its figures)
     private static readonly string[] Palette = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2"];
 
     public static string StepCurve(string id, string title, string xLabel, string yLabel, IReadOnlyList<CurvePoint> curve,
@@ -190,7 +191,8 @@ public static class SvgChart
         var colour = 0;
         foreach (var line in series)
         {
-            var stroke = line.Kind == "common" ? "" : Invariant($" stroke=\"{Palette[colour++ % Palette.Length]}\"");
+            var fill = line.Kind == "common" ? "#111827" : Palette[colour++ % Palette.Length];
+            var stroke = line.Kind == "common" ? "" : $" stroke=\"{fill}\"";
             var path = new StringBuilder();
             var pen = false;
             for (var i = 0; i < n && i < line.Values.Length; i++)
@@ -213,6 +215,15 @@ public static class SvgChart
             }
 
             svg.Append(Invariant($"<path class=\"line line-{Escape(line.Kind)}\" data-series=\"{Escape(line.Name)}\" data-points=\"{count}\" d=\"{path}\"{stroke}><title>{Escape(line.Name)}</title></path>"));
+            for (var i = 0; i < n && i < line.Values.Length && n <= MaxDots; i++)
+            {
+                if (line.Values[i] is { } v && double.IsFinite(v) && line.Marks?.ElementAtOrDefault(i) is null)
+                {
+                    var tip = line.Titles?.ElementAtOrDefault(i) ?? $"{line.Name} at {times[i].UtcDateTime:HH:mm:ss}: {v:0.##}";
+                    svg.Append(Invariant($"<circle class=\"dot\" data-series=\"{Escape(line.Name)}\" cx=\"{Tx(i):0.##}\" cy=\"{Ty(v):0.##}\" r=\"2.5\" fill=\"{fill}\"><title>{Escape(tip)}</title></circle>"));
+                }
+            }
+
             for (var i = 0; i < n && i < line.Values.Length; i++)
             {
                 if (line.Marks?.ElementAtOrDefault(i) is { } mark && line.Values[i] is { } v && double.IsFinite(v))
@@ -223,7 +234,12 @@ public static class SvgChart
             }
         }
 
-        var legend = new List<(string, string)> { ("common shift", "line-common") };
+        var legend = new List<(string, string)>();
+        if (series.Any(s => s.Kind == "common"))
+        {
+            legend.Add(("common shift", "line-common"));
+        }
+
         if (hasBand)
         {
             legend.Add((bandName, "band"));
@@ -231,6 +247,19 @@ public static class SvgChart
 
         legend.AddRange(series.SelectMany(s => s.Marks ?? []).OfType<string>().Distinct().Order(StringComparer.Ordinal).Select(m => (m, "point-" + m)));
         Legend(svg, [.. legend]);
+
+        // The lines' own names on a second legend row when they fit (otherwise each line's title names it).
+        var named = series.Where(s => s.Kind != "common").ToArray();
+        if (named.Length is > 0 and <= 8)
+        {
+            var x = Left;
+            foreach (var (line, k) in named.Select((l, k) => (l, k)))
+            {
+                svg.Append(Invariant($"<rect class=\"key\" x=\"{x}\" y=\"{Top - 6}\" width=\"12\" height=\"3\" fill=\"{Palette[k % Palette.Length]}\" /><text class=\"legend\" x=\"{x + 16}\" y=\"{Top - 2}\">{Escape(line.Name)}</text>"));
+                x += Math.Max(80, 24 + (6 * line.Name.Length));
+            }
+        }
+
         return svg.Append("</svg>").ToString();
     }
 
