@@ -414,6 +414,11 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
         Assert.Contains("Lens:OtlpEndpoint", ex.Message, StringComparison.Ordinal);
         Assert.Contains("Lens:MetricsPath", ex.Message, StringComparison.Ordinal);
 
+        var longHistory = Options();
+        longHistory.Grains.HealthHistoryLength = DeploymentHealthHistory.MaxLast + 1;
+        Assert.Contains("Lens:Grains:HealthHistoryLength", Assert.Throws<LensConfigurationException>(() => LensHost.Build(longHistory)).Message,
+            StringComparison.Ordinal);
+
         var good = Options();
         good.OtlpEndpoint = "http://127.0.0.1:4317";
         await using var app = LensHost.Build(good); // built, never started: nothing is exported or listened on
