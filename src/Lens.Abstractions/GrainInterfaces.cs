@@ -77,6 +77,10 @@ public interface IDeploymentMonitorGrain : IGrainWithStringKey
     [Alias("GetStatus"), ReadOnly]
     Task<MonitorStatus> GetStatusAsync();
 
+    /// <summary>The newest <paramref name="last"/> entries of the health history (all when null), oldest first.</summary>
+    [Alias("GetHealthHistory"), ReadOnly]
+    Task<HealthHistoryEntry[]> GetHealthHistoryAsync(int? last);
+
     /// <summary>The observations in the window, for refinement.</summary>
     [Alias("GetWindow"), ReadOnly]
     Task<ObservationWindow> GetWindowAsync();
@@ -131,6 +135,10 @@ public interface IDeviceGrain : IGrainWithStringKey
     /// <summary>Per-bucket health against observed latencies (drift statistics, staleness, last profile) and the monitor's status.</summary>
     [Alias("GetHealth")]
     Task<DeploymentHealth> GetHealthAsync(string deploymentId);
+
+    /// <summary>The deployment's bounded history of drift analyses, oldest first: the newest <paramref name="last"/> (all when null).</summary>
+    [Alias("GetHealthHistory")]
+    Task<DeploymentHealthHistory> GetHealthHistoryAsync(string deploymentId, int? last);
 
     /// <summary>Snapshots of every bucket of the deployment, prefill first, each ascending.</summary>
     [Alias("GetBuckets")]

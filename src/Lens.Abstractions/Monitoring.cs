@@ -75,3 +75,43 @@ public sealed record DeploymentHealth(
     [property: Id(7)] bool AutoReprofile,
     [property: Id(8)] ProfileProgress Profile,
     [property: Id(9)] BucketHealthView[] Buckets);
+
+/// <summary>
+/// One drift analysis in a deployment's health history (Core's <c>HealthSample</c>): arrays aligned with
+/// <see cref="DeploymentHealthHistory.Buckets"/>; MAPE and shift are null for a bucket no observation touched.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.HealthHistoryEntry.v1")]
+public sealed record HealthHistoryEntry(
+    [property: Id(0)] DateTimeOffset At,
+    [property: Id(1)] double CommonShift,
+    [property: Id(2)] int Drifting,
+    [property: Id(3)] int[] Observations,
+    [property: Id(4)] double?[] MeanApe,
+    [property: Id(5)] double?[] Shift,
+    [property: Id(6)] double[] Band,
+    [property: Id(7)] int[] ConsecutiveDrift,
+    [property: Id(8)] bool[] Stale)
+{
+    public static HealthHistoryEntry From(Core.HealthSample s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        return new(s.At, s.CommonShift, s.Drifting, s.Observations, s.MeanApe, s.Shift, s.Band, s.ConsecutiveDrift, s.Stale);
+    }
+}
+
+/// <summary>
+/// <c>GET .../health/history</c>: the deployment's drift analyses, oldest first, at most <see cref="Capacity"/> of them kept (the
+/// configured length, fewer for a deployment with very many buckets so that the stored history stays bounded).
+/// </summary>
+/// <param name="Buckets">The deployment's buckets, prefill first: the order of every entry's arrays.</param>
+[GenerateSerializer, Immutable, Alias("lens.DeploymentHealthHistory.v1")]
+public sealed record DeploymentHealthHistory(
+    [property: Id(0)] string DeploymentId,
+    [property: Id(1)] int Capacity,
+    [property: Id(2)] int ConsecutiveRequired,
+    [property: Id(3)] string[] Buckets,
+    [property: Id(4)] HealthHistoryEntry[] Entries)
+{
+    /// <summary>Largest <c>last</c> a history request may ask for.</summary>
+    public const int MaxLast = 10_000;
+}

@@ -63,6 +63,10 @@ public sealed class LensClusterClient
     /// <summary>Per-bucket health against observed latencies: observed MAPE, shift, band, drift counts, staleness, last profile.</summary>
     public Task<DeploymentHealth> GetHealthAsync(string device, string deployment) => Device(device).GetHealthAsync(deployment);
 
+    /// <summary>The deployment's drift analyses over time, oldest first: the newest <paramref name="last"/> (all when null).</summary>
+    public Task<DeploymentHealthHistory> GetHealthHistoryAsync(string device, string deployment, int? last = null) =>
+        Device(device).GetHealthHistoryAsync(deployment, last);
+
     /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
     public Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength, bool refined = false) =>
         Predictor.PredictAsync(Key(device, deployment), new PredictRequest(inputLength, outputLength, refined));

@@ -106,6 +106,12 @@ public sealed class LensHttpClient
     public async Task<DeploymentHealth> GetHealthAsync(string device, string deployment, CancellationToken cancellationToken = default) =>
         await SendAsync<DeploymentHealth>(HttpMethod.Get, $"{Deployment(device, deployment)}/health", null, cancellationToken);
 
+    /// <summary>The deployment's drift analyses over time, oldest first: the newest <paramref name="last"/> (all when null).</summary>
+    public async Task<DeploymentHealthHistory> GetHealthHistoryAsync(string device, string deployment, int? last = null,
+        CancellationToken cancellationToken = default) =>
+        await SendAsync<DeploymentHealthHistory>(HttpMethod.Get,
+            $"{Deployment(device, deployment)}/health/history{(last is { } k ? FormattableString.Invariant($"?last={k}") : "")}", null, cancellationToken);
+
     public async Task<MeasurementRecord[]> GetBucketMeasurementsAsync(string device, string deployment, string bucket,
         CancellationToken cancellationToken = default) =>
         await SendAsync<MeasurementRecord[]>(HttpMethod.Get,

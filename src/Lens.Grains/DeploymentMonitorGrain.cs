@@ -13,6 +13,10 @@ namespace Lens.Grains;
 /// the re-profiled bucket is judged on fresh observations only.
 /// </para>
 /// <para>
+/// The history: each analysis appends a compact entry (<see cref="HealthHistory.Sample"/>) to a ring of at most
+/// <see cref="HealthHistory.Capacity"/> entries, persisted in a state of its own (so it survives restarts, unlike the window).
+/// </para>
+/// <para>
 /// The rule: after each batch the window is analysed by <see cref="DriftAnalysis.Analyze"/> with <see cref="DriftOptions"/> of
 /// <c>(DriftMinObservations, DriftZ, DriftMinRelativeShift)</c>: bucket <c>b</c> is flagged when at least <c>MinObservations</c>
 /// observations touched it and <c>|shift_b - common| &gt; max(band_b, Z * se_b)</c>. Its consecutive count becomes
@@ -23,7 +27,10 @@ namespace Lens.Grains;
 /// </para>
 /// </summary>
 [GrainType("monitor")]
-public sealed class DeploymentMonitorGrain(IOptions<LensGrainOptions> options, TimeProvider time) : Grain, IDeploymentMonitorGrain
+public sealed class DeploymentMonitorGrain(
+    IOptions<LensGrainOptions> options,
+    TimeProvider time,
+    [PersistentState("healthHistory", LensGrainOptions.StorageName)] IPersistentState<HealthHistoryState> history) : Grain, IDeploymentMonitorGrain
 {
     private readonly LensGrainOptions _options = options.Value;
     private readonly LinkedList<Entry> _window = new();
@@ -91,6 +98,7 @@ public sealed class DeploymentMonitorGrain(IOptions<LensGrainOptions> options, T
         _commonShift = report.CommonShift;
         _analyzedAt = time.GetUtcNow();
 
+        var counts = new int[all.Length];
         var writes = new List<Task<BucketSnapshot>>();
         var drifting = new List<string>();
         var sustained = new List<(string Bucket, double Own)>();
@@ -104,6 +112,7 @@ public sealed class DeploymentMonitorGrain(IOptions<LensGrainOptions> options, T
             }
 
             var count = health.Drifting ? (previous?.ConsecutiveDrift ?? 0) + 1 : 0;
+            counts[i] = count;
             var name = all[i].ToString();
             if (health.Drifting)
             {
@@ -121,11 +130,27 @@ public sealed class DeploymentMonitorGrain(IOptions<LensGrainOptions> options, T
         }
 
         await Task.WhenAll(writes);
+        await AppendHistoryAsync(HealthHistory.Sample(_analyzedAt.Value, report, counts, [.. snapshots.Select(b => b.Stale)]), all.Length);
         activity?.SetTag("lens.drifting", drifting.Count);
         return new MonitorVerdict(true, [.. drifting], [.. sustained.OrderByDescending(s => s.Own).Select(s => s.Bucket)]);
     }
 
     public Task<MonitorStatus> GetStatusAsync() => Task.FromResult(new MonitorStatus(_window.Count, _analyses, _commonShift, _analyzedAt));
+
+    public Task<HealthHistoryEntry[]> GetHealthHistoryAsync(int? last) => Task.FromResult(HealthHistory.Newest(history.State.Entries, last));
+
+    /// <summary>Appends one analysis to the stored ring (bounded by <see cref="HealthHistory.Capacity"/>) and writes it.</summary>
+    private async Task AppendHistoryAsync(HealthSample sample, int bucketCount)
+    {
+        var capacity = HealthHistory.Capacity(_options.HealthHistoryLength, bucketCount);
+        if (capacity == 0 && history.State.Entries.Count == 0)
+        {
+            return; // nothing kept: no write
+        }
+
+        history.State.Entries = [.. HealthHistory.Append(history.State.Entries, HealthHistoryEntry.From(sample), capacity)];
+        await history.WriteStateAsync();
+    }
 
     public Task<ObservationWindow> GetWindowAsync() =>
         Task.FromResult(new ObservationWindow(_windowVersion,
@@ -197,4 +222,12 @@ public sealed class DeploymentMonitorGrain(IOptions<LensGrainOptions> options, T
     private IBucketGrain Bucket(BucketId bucket) => GrainFactory.GetGrain<IBucketGrain>(_key.Bucket(bucket).Format());
 
     private sealed record Entry(string Id, Observation Observation, HashSet<BucketId>? Touched);
+}
+
+/// <summary>The stored health history of one deployment: its drift analyses, oldest first (a state of its own, so it never crowds the buckets').</summary>
+[GenerateSerializer, Alias("lens.HealthHistoryState.v1")]
+public sealed class HealthHistoryState
+{
+    [Id(0)]
+    public List<HealthHistoryEntry> Entries { get; set; } = [];
 }

@@ -219,6 +219,19 @@ public sealed class DeviceGrain(
                 b.Drift?.Drifting ?? false, b.Drift?.ConsecutiveDrift ?? 0, b.Stale, b.LastProfiled, b.Version))]);
     }
 
+    public async Task<DeploymentHealthHistory> GetHealthHistoryAsync(string deploymentId, int? last)
+    {
+        if (last is < 0 or > DeploymentHealthHistory.MaxLast)
+        {
+            throw LensException.Validation("last", $"last must be in 0..{DeploymentHealthHistory.MaxLast}; got {last}");
+        }
+
+        var buckets = Entry(deploymentId).Spec.ToBucketSet().AllBuckets().Select(b => b.ToString()).ToArray();
+        var entries = await Monitor(deploymentId).GetHealthHistoryAsync(last);
+        return new DeploymentHealthHistory(deploymentId, HealthHistory.Capacity(_options.HealthHistoryLength, buckets.Length),
+            _options.DriftConsecutive, buckets, entries);
+    }
+
     public Task<ModelSubscription> SubscribeModelAsync(string deploymentId, IModelObserver observer)
     {
         ArgumentNullException.ThrowIfNull(observer);

@@ -1,3 +1,5 @@
+using Lens.Abstractions;
+
 namespace Lens.Grains;
 
 /// <summary>Limits and retry settings of the LENS grains (bound from <c>Lens:Grains</c> by the silo host).</summary>
@@ -69,6 +71,12 @@ public sealed class LensGrainOptions
     /// <summary>Whether sustained drift re-profiles the bucket; when off it is only reported (health, metrics).</summary>
     public bool AutoReprofile { get; set; } = true;
 
+    /// <summary>
+    /// Drift analyses per deployment its health history keeps (the newest; one per telemetry batch), persisted with the monitor. A
+    /// deployment with very many buckets keeps fewer, so that its stored history stays bounded (<c>Lens.Core.HealthHistory.Capacity</c>).
+    /// </summary>
+    public int HealthHistoryLength { get; set; } = 288;
+
     /// <summary>Relative standard deviation of one observation when predictions are refined with telemetry (<c>ModelRefinement.Refine</c>).</summary>
     public double RefinementNoise { get; set; } = 0.05;
 
@@ -80,6 +88,11 @@ public sealed class LensGrainOptions
             throw new InvalidOperationException(
                 "Lens:Grains drift settings are invalid: DriftWindow, DriftMinObservations, DriftConsecutive >= 1, DriftZ > 0, " +
                 "DriftMinRelativeShift >= 0, RefinementNoise > 0");
+        }
+
+        if (HealthHistoryLength is < 0 or > DeploymentHealthHistory.MaxLast)
+        {
+            throw new InvalidOperationException($"Lens:Grains:HealthHistoryLength must be in 0..{DeploymentHealthHistory.MaxLast}; got {HealthHistoryLength}");
         }
 
         if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxBatch < 1 || MaxPredictBatch < 1 || PredictorCacheSize < 1 ||

@@ -90,6 +90,12 @@ public static class LensApi
             .Produces<DeploymentHealth>().WithName("GetHealth")
             .WithSummary("Per-bucket health against observed latencies: observed MAPE, shift, noise band, drift count, stale flag, last profile");
 
+        v1.MapGet(Deployment + "/health/history", (HttpContext http, string device, string deployment, string? last) => Handle(http, async (tenant, grains) =>
+                Results.Ok(await Device(grains, tenant, device).GetHealthHistoryAsync(Name(deployment, "deployment"), Last(last)))))
+            .Produces<DeploymentHealthHistory>().WithName("GetHealthHistory")
+            .WithSummary("The deployment's drift analyses over time, oldest first (?last=K: the newest K): common shift and, per bucket, " +
+                         "observed MAPE, shift, noise band, drift count and stale flag");
+
         v1.MapGet(Deployment + "/buckets/{bucket}/measurements", (HttpContext http, string device, string deployment, string bucket) =>
                 Handle(http, async (tenant, grains) =>
                 {
@@ -309,6 +315,12 @@ public static class LensApi
     private static string FirstLine(string text) => text.Split('\n')[0].Trim();
 
     private static string Name(string value, string what) => LensNames.Ensure(value, what);
+
+    /// <summary>The <c>last</c> query parameter: absent for all, else a whole number in 0..<see cref="DeploymentHealthHistory.MaxLast"/>.</summary>
+    private static int? Last(string? text) =>
+        text is null ? null
+        : int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var k) && k <= DeploymentHealthHistory.MaxLast ? k
+        : throw LensException.Validation("last", $"last must be a whole number in 0..{DeploymentHealthHistory.MaxLast}");
 
     private static IDeviceGrain Device(IGrainFactory grains, string tenant, string device) =>
         grains.GetGrain<IDeviceGrain>(new DeviceKey(tenant, device).Format());

@@ -126,6 +126,11 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         Assert.Equal(0, await page.Locator("#no-telemetry").CountAsync());
         var observations = await page.Locator("#health tbody tr td:nth-of-type(1)").EvaluateAllAsync<int[]>("els => els.map(e => +e.textContent)");
         Assert.True(observations.Sum() >= 40, $"observations per bucket: {string.Join(", ", observations)}"); // each touches 1-3 buckets
+        Assert.Equal("1", await page.Locator("#health-history").GetAttributeAsync("data-entries")); // one batch: one analysis
+        Assert.Equal("1", await page.Locator("#chart-history path.line-common").GetAttributeAsync("data-points"));
+        Assert.True(await page.Locator("#chart-history path.line-bucket").CountAsync() >= 2);
+        Assert.True(await page.Locator("#chart-history").IsVisibleAsync());
+        Assert.Equal(0, await page.Locator("#no-history").CountAsync());
         await Shot(page, "monitoring");
 
         await page.GotoAsync("/ui");

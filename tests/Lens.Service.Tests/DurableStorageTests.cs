@@ -7,6 +7,7 @@ using Lens.Grains;
 using Lens.Silo;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Orleans.Storage;
 
 namespace Lens.Service.Tests;
 
@@ -62,6 +63,67 @@ public sealed class DurableStorageTests(AzuriteFixture azurite)
 
         Assert.True(rows >= 1 + TestModels.Decode.Length, $"{rows} grain rows"); // the device and every profiled bucket
     }
+
+    [Fact]
+    public async Task Health_history_survives_a_restart_and_its_worst_case_fits_a_table_row()
+    {
+        var options = Options();
+        var device = "npu-" + Guid.NewGuid().ToString("N")[..8];
+        static MeasurementBatch Batch(int k) =>
+            new([.. Enumerable.Range(0, 20).Select(n => new MeasurementInput(10 + 7 * n, 5 + n, 60 + 3 * n + k))], $"h{k}");
+        string id, before;
+        await using (var first = await StartAsync(options))
+        {
+            var lens = Client(first, out var http);
+            using (http)
+            {
+                id = (await lens.CreateDeploymentAsync(device, TestModels.Spec("llama", control: device))).Id;
+                await lens.StartProfileAsync(device, id);
+                using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(device, id, TimeSpan.FromMilliseconds(50), wait.Token)).State);
+                for (var k = 0; k < 3; k++)
+                {
+                    await lens.ReportTelemetryAsync(device, id, Batch(k));
+                }
+
+                var history = await lens.GetHealthHistoryAsync(device, id);
+                Assert.Equal((288, 3), (history.Capacity, history.Entries.Length)); // the default length
+                before = Json(history.Entries);
+            }
+
+            // The worst case the capacity allows, written and read through the silo's own Azure Table storage: 288 entries of a
+            // 20-bucket deployment, and as many as fit of a 512-bucket one, every value at its widest.
+            var storage = first.Services.GetRequiredKeyedService<IGrainStorage>(LensGrainOptions.StorageName);
+            foreach (var buckets in new[] { 20, 512 })
+            {
+                var capacity = Core.HealthHistory.Capacity(288, buckets);
+                var widest = new HealthHistoryEntry(DateTimeOffset.MaxValue.AddDays(-1), -98.9999, int.MaxValue, Filled(buckets, int.MaxValue),
+                    Filled<double?>(buckets, 99998.99), Filled<double?>(buckets, -98.9999), Filled(buckets, 98.9999), Filled(buckets, int.MaxValue),
+                    Filled(buckets, false));
+                var state = new GrainState<HealthHistoryState>(new HealthHistoryState { Entries = [.. Enumerable.Repeat(widest, capacity)] });
+                var grain = GrainId.Create("monitor", $"acme/worst-{buckets}/d-0123456789");
+                await storage.WriteStateAsync("healthHistory", grain, state);
+                var read = new GrainState<HealthHistoryState>(new HealthHistoryState());
+                await storage.ReadStateAsync("healthHistory", grain, read);
+                Assert.Equal(capacity, read.State!.Entries.Count);
+                Assert.Equal(int.MaxValue, read.State.Entries[^1].ConsecutiveDrift[^1]);
+            }
+        }
+
+        await using var second = await StartAsync(Options(options));
+        var again = Client(second, out var http2);
+        using (http2)
+        {
+            Assert.Equal(before, Json((await again.GetHealthHistoryAsync(device, id)).Entries)); // the window is gone; the history is not
+            await again.ReportTelemetryAsync(device, id, Batch(3));
+            var after = await again.GetHealthHistoryAsync(device, id);
+            Assert.Equal(4, after.Entries.Length);
+            Assert.Equal(before, Json(after.Entries[..3]));
+            Assert.Equal(20, after.Entries[^1].Observations.Where((_, b) => after.Buckets[b].StartsWith("prefill", StringComparison.Ordinal)).Sum());
+        }
+    }
+
+    private static T[] Filled<T>(int length, T value) => Enumerable.Repeat(value, length).ToArray();
 
     [Fact]
     public async Task The_device_list_survives_a_restart_and_a_device_stored_before_the_directory_lists_itself_when_it_activates()

@@ -128,7 +128,7 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
             5 => (HttpMethod.Post, $"{one}/measurements", BatchBody(random)),
             6 => (HttpMethod.Post, $"{one}/telemetry", BatchBody(random)),
             7 => (HttpMethod.Get, $"{one}/buckets", null),
-            8 => (HttpMethod.Get, $"{one}/health", null),
+            8 => (HttpMethod.Get, random.Next(2) == 0 ? $"{one}/health" : $"{one}/health/history?last={Pick(random, ["2", "-1", "x", "99999999999", ""])}", null),
             9 => (HttpMethod.Get, $"{one}/buckets/{(random.Next(2) == 0 ? Pick(random, BadNames) : "decode-9999")}/measurements", null),
             10 => (HttpMethod.Post, $"{one}/predict", PredictBody(random)),
             11 => (HttpMethod.Post, $"{one}/predict/batch", BatchPredictBody(random)),

@@ -32,6 +32,7 @@ public sealed class HttpHostFixture : IAsyncLifetime
             Tenants = { ["acme"] = AcmeKey, ["globex"] = GlobexKey },
             OperatorApiKey = OperatorKey,
             Metrics = { TenantLabels = true }, // the metrics tests look for their own deployment's series
+            Grains = { HealthHistoryLength = 5 }, // the health-history tests see the ring wrap
         };
         Server = await LensHost.StartAsync(options, b =>
         {

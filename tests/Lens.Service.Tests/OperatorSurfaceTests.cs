@@ -96,6 +96,9 @@ public sealed class OperatorSurfaceTests
         Assert.True(operations >= 12, $"{operations} /v1 operations");
         var listDevices = doc.RootElement.GetProperty("paths").GetProperty("/v1/devices").GetProperty("get");
         Assert.Equal("ListDevices", listDevices.GetProperty("operationId").GetString());
+        var history = doc.RootElement.GetProperty("paths").GetProperty("/v1/devices/{device}/deployments/{deployment}/health/history").GetProperty("get");
+        Assert.Equal("GetHealthHistory", history.GetProperty("operationId").GetString());
+        Assert.Contains(history.GetProperty("parameters").EnumerateArray(), p => p.GetProperty("name").GetString() == "last" && p.GetProperty("in").GetString() == "query");
     }
 
     /// <summary>Profiles a replayed deployment on a new device of acme and reports one observation; returns the device.</summary>

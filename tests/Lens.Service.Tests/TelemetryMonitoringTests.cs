@@ -109,6 +109,17 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
         Assert.True(repaired.Observations > 0);
         Assert.All(health.Buckets, b => Assert.False(b.Drifting));
 
+        // The history holds the newest 5 of the 6 analyses (the fixture's HealthHistoryLength), oldest first: decode-256's drift count
+        // climbing to K, then reset by its re-profile; no other bucket ever flagged.
+        var history = await _acme.GetHealthHistoryAsync(device, id);
+        Assert.Equal(5, history.Entries.Length);
+        var slot = Array.IndexOf(history.Buckets, "decode-256");
+        Assert.Equal([2, 3, 0, 0, 0], history.Entries.Select(e => e.ConsecutiveDrift[slot]));
+        Assert.All(history.Entries, e => Assert.Equal(e.ConsecutiveDrift[slot] > 0 ? 1 : 0, e.Drifting));
+        Assert.All(history.Entries, e => Assert.Equal(0, e.ConsecutiveDrift.Where((_, b) => b != slot).Sum()));
+        Assert.InRange(history.Entries[1].Shift[slot]!.Value - history.Entries[1].CommonShift, 0.2, 0.4);
+        Assert.Equal(health.AnalyzedAt, history.Entries[^1].At);
+
         output.WriteLine($"held-out E2E MAPE, profile before the slowdown: {staleMape:F2}%; refined with one batch of telemetry: " +
                          $"{refinedMape:F2}%; after the drift-triggered re-profile of decode-256 (batch {batches}): {repairedMape:F2}% " +
                          $"(refined: {repairedRefinedMape:F2}%)");
@@ -309,6 +320,66 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
     }
 
     [Fact]
+    public async Task Health_history_grows_with_each_analysis_is_capped_oldest_first_and_only_the_tenant_s()
+    {
+        var device = NewDevice();
+        var id = await ProfiledDeploymentAsync(device);
+        var empty = await _acme.GetHealthHistoryAsync(device, id);
+        Assert.Equal((id, 5, 3), (empty.DeploymentId, empty.Capacity, empty.ConsecutiveRequired));
+        Assert.Equal((await _acme.GetBucketsAsync(device, id)).Select(b => b.Bucket), empty.Buckets);
+        Assert.Empty(empty.Entries);
+
+        var stable = new Traffic(TestModels.Source(), noise: 0.02, seed: 5);
+        var seen = new List<HealthHistoryEntry>();
+        for (var k = 1; k <= 7; k++)
+        {
+            await _acme.ReportTelemetryAsync(device, id, new MeasurementBatch(stable.Next(50), $"h{k}"));
+            var history = await _acme.GetHealthHistoryAsync(device, id);
+            Assert.Equal(Math.Min(k, 5), history.Entries.Length);
+            var health = await _acme.GetHealthAsync(device, id);
+            var newest = history.Entries[^1];
+            Assert.Equal(health.AnalyzedAt, newest.At);
+            Assert.Equal(health.CommonShift, newest.CommonShift, 4);
+            foreach (var (b, i) in health.Buckets.Select((b, i) => (b, i)))
+            {
+                Assert.Equal(b.Observations, newest.Observations[i]);
+                Assert.Equal(b.ConsecutiveDrift, newest.ConsecutiveDrift[i]);
+                Assert.Equal(b.Observations > 0 ? b.Shift : null, newest.Shift[i], new ToleranceComparer(1e-4));
+            }
+
+            if (k > 1)
+            {
+                Assert.Equal(Json(seen[^Math.Min(k - 1, 4)..]), Json(history.Entries[..^1][^Math.Min(k - 1, 4)..])); // the older ones unchanged
+            }
+
+            seen.Add(newest);
+        }
+
+        var all = await _acme.GetHealthHistoryAsync(device, id);
+        Assert.Equal(Json(seen[^5..]), Json(all.Entries)); // analyses 3..7, oldest first
+        Assert.True(all.Entries.Zip(all.Entries.Skip(1)).All(p => p.First.At <= p.Second.At));
+        Assert.Equal(Enumerable.Range(1, 5).Select(n => 50 * (n + 2)), all.Entries.Select(e => e.Observations.Where((_, b) => all.Buckets[b].StartsWith("prefill", StringComparison.Ordinal)).Sum()));
+        Assert.Equal(Json(all.Entries[^2..]), Json((await _acme.GetHealthHistoryAsync(device, id, last: 2)).Entries));
+        Assert.Empty((await _acme.GetHealthHistoryAsync(device, id, last: 0)).Entries);
+
+        foreach (var bad in new[] { "-1", "abc", "10001", "1.5" })
+        {
+            using var response = await Send($"v1/devices/{device}/deployments/{id}/health/history?last={bad}", HttpHostFixture.AcmeKey);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("last", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        using (var other = await Send($"v1/devices/{device}/deployments/{id}/health/history", HttpHostFixture.GlobexKey))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, other.StatusCode); // another tenant's deployment does not exist for it
+        }
+
+        var unknown = await Assert.ThrowsAsync<LensApiException>(() => _acme.GetHealthHistoryAsync(device, "nope-0123456789"));
+        Assert.Equal(404, unknown.Status);
+        Assert.Equal(404, (await Assert.ThrowsAsync<LensApiException>(() => fixture.Globex.GetHealthHistoryAsync(device, id))).Status);
+    }
+
+    [Fact]
     public async Task Telemetry_before_any_profile_waits_in_the_window_and_is_judged_once_the_model_exists()
     {
         var device = NewDevice();
@@ -320,6 +391,7 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
         var unfitted = await _acme.GetHealthAsync(device, id);
         Assert.Equal((30, 0L), (unfitted.WindowObservations, unfitted.Analyses));
         Assert.All(unfitted.Buckets, b => Assert.Equal(0, b.Observations));
+        Assert.Empty((await _acme.GetHealthHistoryAsync(device, id)).Entries); // nothing analysed: nothing in the history
 
         await _acme.StartProfileAsync(device, id);
         using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
@@ -327,6 +399,7 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
         await _acme.ReportTelemetryAsync(device, id, new MeasurementBatch(traffic.Next(30), "later"));
         var judged = await _acme.GetHealthAsync(device, id);
         Assert.Equal((60, 1L), (judged.WindowObservations, judged.Analyses));
+        Assert.Equal(judged.AnalyzedAt, Assert.Single((await _acme.GetHealthHistoryAsync(device, id)).Entries).At);
         Assert.Equal(60, judged.Buckets.Where(b => b.Bucket.StartsWith("prefill", StringComparison.Ordinal)).Sum(b => b.Observations));
     }
 
@@ -340,6 +413,11 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
         var ex = Assert.Throws<LensConfigurationException>(() => LensHost.Build(bad));
         Assert.Contains("Lens:OtlpEndpoint", ex.Message, StringComparison.Ordinal);
         Assert.Contains("Lens:MetricsPath", ex.Message, StringComparison.Ordinal);
+
+        var longHistory = Options();
+        longHistory.Grains.HealthHistoryLength = DeploymentHealthHistory.MaxLast + 1;
+        Assert.Contains("Lens:Grains:HealthHistoryLength", Assert.Throws<LensConfigurationException>(() => LensHost.Build(longHistory)).Message,
+            StringComparison.Ordinal);
 
         var good = Options();
         good.OtlpEndpoint = "http://127.0.0.1:4317";
@@ -362,6 +440,22 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
         var p = await _acme.PredictBatchAsync(device, id, [.. observed.Select(o => o.InputLength)], [.. observed.Select(o => o.OutputLength)],
             refined: refined);
         return observed.Select((o, i) => Math.Abs(p.E2eMs[i] - o.E2eMs) / o.E2eMs * 100).Average();
+    }
+
+    private async Task<HttpResponseMessage> Send(string path, string key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.Add("X-Api-Key", key);
+        return await fixture.Http.SendAsync(request);
+    }
+
+    private static string Json<T>(T value) => System.Text.Json.JsonSerializer.Serialize(value, LensJson.Options);
+
+    private sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double?>
+    {
+        public bool Equals(double? x, double? y) => x is null ? y is null : y is not null && Math.Abs(x.Value - y.Value) <= tolerance;
+
+        public int GetHashCode(double? obj) => 0;
     }
 
     private static string NewDevice() => "mon-" + Guid.NewGuid().ToString("N")[..8];

@@ -11,6 +11,13 @@ public sealed record BarSeries(string Name, double[] Values);
 public readonly record struct ChartPoint(double X, double Y, string Label, string Kind);
 
 /// <summary>
+/// One line of a <see cref="SvgChart.Timeline"/>: a value per time (null: no value, the line breaks), drawn with class
+/// <c>line line-{Kind}</c>; a point whose <see cref="Marks"/> entry is set is drawn as a circle of class <c>point-{mark}</c>, titled
+/// by its <see cref="Titles"/> entry.
+/// </summary>
+public sealed record TimeSeries(string Name, string Kind, double?[] Values, string?[]? Marks = null, string?[]? Titles = null);
+
+/// <summary>
 /// Hand-built SVG charts, rendered on the server (nothing loads from elsewhere, no script): a step curve with bucket edges and
 /// measured points, grouped bars, and labelled points. Every edge carries <c>data-edge</c> and <c>data-kind</c>, every measured point <c>data-x</c>
 /// and <c>data-y</c>, so that tests (and users' scripts) can read what is drawn.
@@ -18,6 +25,7 @@ public readonly record struct ChartPoint(double X, double Y, string Label, strin
 public static class SvgChart
 {
     private const double Width = 720, Height = 300, Left = 64, Right = 16, Top = 28, Bottom = 44;
+    private const int MaxDots = 60; // a timeline dots every point up to this many analyses (each titled with its figures)
     private static readonly string[] Palette = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2"];
 
     public static string StepCurve(string id, string title, string xLabel, string yLabel, IReadOnlyList<CurvePoint> curve,
@@ -124,6 +132,134 @@ public static class SvgChart
         }
 
         Legend(svg, [.. legend.Where(l => drawn.Any(p => p.Kind == l.Kind)).Select(l => (l.Name, "point-" + l.Kind))]);
+        return svg.Append("</svg>").ToString();
+    }
+
+    /// <summary>
+    /// Lines over time, spaced evenly by entry (one per analysis), on a y axis that spans negative values too (with a zero line);
+    /// an optional band (<paramref name="bandLow"/> to <paramref name="bandHigh"/> per time) shaded behind them. Every line carries
+    /// <c>data-series</c> and <c>data-points</c>, every marked point <c>data-series</c>, <c>data-index</c> and <c>data-y</c>.
+    /// </summary>
+    public static string Timeline(string id, string title, string yLabel, IReadOnlyList<DateTimeOffset> times, IReadOnlyList<TimeSeries> series,
+        IReadOnlyList<double>? bandLow = null, IReadOnlyList<double>? bandHigh = null, string bandName = "band")
+    {
+        ArgumentNullException.ThrowIfNull(times);
+        ArgumentNullException.ThrowIfNull(series);
+        var hasBand = bandLow is not null && bandHigh is not null && bandLow.Count == times.Count && bandHigh.Count == times.Count;
+        var values = series.SelectMany(s => s.Values).Where(v => v is { } x && double.IsFinite(x)).Select(v => v!.Value)
+            .Concat(hasBand ? bandLow!.Concat(bandHigh!).Where(double.IsFinite) : []).Append(0).ToArray();
+        var yMin = values.Min() < 0 ? -NiceCeiling(-values.Min()) : 0;
+        var yMax = values.Max() > 0 ? NiceCeiling(values.Max()) : yMin < 0 ? 0 : 1;
+        var n = times.Count;
+        double Tx(int i) => n <= 1 ? (Left + Width - Right) / 2 : Left + (double)i / (n - 1) * (Width - Left - Right);
+        double Ty(double v) => Height - Bottom - (Math.Clamp(v, yMin, yMax) - yMin) / (yMax - yMin) * (Height - Top - Bottom);
+
+        var svg = Open(id, title);
+        svg.Append(Invariant($"<line class=\"axis\" x1=\"{Left}\" y1=\"{Height - Bottom}\" x2=\"{Width - Right}\" y2=\"{Height - Bottom}\" />"));
+        svg.Append(Invariant($"<line class=\"axis\" x1=\"{Left}\" y1=\"{Top}\" x2=\"{Left}\" y2=\"{Height - Bottom}\" />"));
+        for (var k = 0; k <= 4; k++)
+        {
+            var v = yMin + (yMax - yMin) * k / 4;
+            svg.Append(Invariant($"<line class=\"grid\" x1=\"{Left}\" y1=\"{Ty(v):0.##}\" x2=\"{Width - Right}\" y2=\"{Ty(v):0.##}\" /><text class=\"tick\" x=\"{Left - 6}\" y=\"{Ty(v) + 4:0.##}\" text-anchor=\"end\">{v:0.##}</text>"));
+        }
+
+        if (yMin < 0)
+        {
+            svg.Append(Invariant($"<line class=\"zero\" x1=\"{Left}\" y1=\"{Ty(0):0.##}\" x2=\"{Width - Right}\" y2=\"{Ty(0):0.##}\" />"));
+        }
+
+        // At most five time labels, always the first and the last.
+        var labelled = n == 0 ? [] : Enumerable.Range(0, Math.Min(n, 5)).Select(k => n <= 5 ? k : (int)Math.Round(k * (n - 1) / 4.0)).Distinct();
+        foreach (var i in labelled)
+        {
+            svg.Append(Invariant($"<text class=\"tick\" x=\"{Tx(i):0.##}\" y=\"{Height - Bottom + 16}\" text-anchor=\"middle\">{times[i].UtcDateTime:HH:mm}</text>"));
+        }
+
+        svg.Append(Invariant($"<text class=\"label\" x=\"{(Left + Width - Right) / 2}\" y=\"{Height - 6}\" text-anchor=\"middle\">analysis time (UTC)</text>"));
+        svg.Append(Invariant($"<text class=\"label\" transform=\"rotate(-90)\" x=\"{-(Top + Height - Bottom) / 2}\" y=\"14\" text-anchor=\"middle\">{Escape(yLabel)}</text>"));
+
+        if (hasBand && n > 0)
+        {
+            var upper = Enumerable.Range(0, n).Select(i => Invariant($"{Tx(i):0.##},{Ty(bandHigh![i]):0.##}"));
+            var lower = Enumerable.Range(0, n).Reverse().Select(i => Invariant($"{Tx(i):0.##},{Ty(bandLow![i]):0.##}"));
+            var points = n == 1 // one analysis: a short bar, so the band still shows
+                ? Invariant($"{Tx(0) - 6:0.##},{Ty(bandHigh![0]):0.##} {Tx(0) + 6:0.##},{Ty(bandHigh![0]):0.##} {Tx(0) + 6:0.##},{Ty(bandLow![0]):0.##} {Tx(0) - 6:0.##},{Ty(bandLow![0]):0.##}")
+                : string.Join(' ', upper.Concat(lower));
+            svg.Append($"<polygon class=\"band\" points=\"{points}\"><title>{Escape(bandName)}</title></polygon>");
+        }
+
+        var colour = 0;
+        foreach (var line in series)
+        {
+            var fill = line.Kind == "common" ? "#111827" : Palette[colour++ % Palette.Length];
+            var stroke = line.Kind == "common" ? "" : $" stroke=\"{fill}\"";
+            var path = new StringBuilder();
+            var pen = false;
+            for (var i = 0; i < n && i < line.Values.Length; i++)
+            {
+                if (line.Values[i] is { } v && double.IsFinite(v))
+                {
+                    path.Append(Invariant($"{(pen ? 'L' : 'M')}{Tx(i):0.##},{Ty(v):0.##}"));
+                    pen = true;
+                }
+                else
+                {
+                    pen = false;
+                }
+            }
+
+            var count = line.Values.Take(n).Count(v => v is { } x && double.IsFinite(x));
+            if (count == 1)
+            {
+                path.Append("h0.01"); // a lone point still draws (round caps)
+            }
+
+            svg.Append(Invariant($"<path class=\"line line-{Escape(line.Kind)}\" data-series=\"{Escape(line.Name)}\" data-points=\"{count}\" d=\"{path}\"{stroke}><title>{Escape(line.Name)}</title></path>"));
+            for (var i = 0; i < n && i < line.Values.Length && n <= MaxDots; i++)
+            {
+                if (line.Values[i] is { } v && double.IsFinite(v) && line.Marks?.ElementAtOrDefault(i) is null)
+                {
+                    var tip = line.Titles?.ElementAtOrDefault(i) ?? $"{line.Name} at {times[i].UtcDateTime:HH:mm:ss}: {v:0.##}";
+                    svg.Append(Invariant($"<circle class=\"dot\" data-series=\"{Escape(line.Name)}\" cx=\"{Tx(i):0.##}\" cy=\"{Ty(v):0.##}\" r=\"2.5\" fill=\"{fill}\"><title>{Escape(tip)}</title></circle>"));
+                }
+            }
+
+            for (var i = 0; i < n && i < line.Values.Length; i++)
+            {
+                if (line.Marks?.ElementAtOrDefault(i) is { } mark && line.Values[i] is { } v && double.IsFinite(v))
+                {
+                    var tip = line.Titles?.ElementAtOrDefault(i) ?? $"{line.Name}: {v:0.##}";
+                    svg.Append(Invariant($"<circle class=\"point point-{Escape(mark)}\" data-series=\"{Escape(line.Name)}\" data-index=\"{i}\" data-y=\"{v:0.###}\" cx=\"{Tx(i):0.##}\" cy=\"{Ty(v):0.##}\" r=\"4.5\"><title>{Escape(tip)}</title></circle>"));
+                }
+            }
+        }
+
+        var legend = new List<(string, string)>();
+        if (series.Any(s => s.Kind == "common"))
+        {
+            legend.Add(("common shift", "line-common"));
+        }
+
+        if (hasBand)
+        {
+            legend.Add((bandName, "band"));
+        }
+
+        legend.AddRange(series.SelectMany(s => s.Marks ?? []).OfType<string>().Distinct().Order(StringComparer.Ordinal).Select(m => (m, "point-" + m)));
+        Legend(svg, [.. legend]);
+
+        // The lines' own names on a second legend row when they fit (otherwise each line's title names it).
+        var named = series.Where(s => s.Kind != "common").ToArray();
+        if (named.Length is > 0 and <= 8)
+        {
+            var x = Left;
+            foreach (var (line, k) in named.Select((l, k) => (l, k)))
+            {
+                svg.Append(Invariant($"<rect class=\"key\" x=\"{x}\" y=\"{Top - 6}\" width=\"12\" height=\"3\" fill=\"{Palette[k % Palette.Length]}\" /><text class=\"legend\" x=\"{x + 16}\" y=\"{Top - 2}\">{Escape(line.Name)}</text>"));
+                x += Math.Max(80, 24 + (6 * line.Name.Length));
+            }
+        }
+
         return svg.Append("</svg>").ToString();
     }
 
