@@ -38,7 +38,7 @@ echo "test projects run: $projects"
 flaky=""
 if [ "$failed" -gt 0 ]; then
   echo "$passed passed, $failed failed on the first run; failed tests:"
-  awk '/^[[:space:]]+Passed [A-Za-z_]/ {n=0} /^[[:space:]]+Failed [A-Za-z_]/ {n=8} n > 0 {print; n--}' "$log"
+  awk '/^[[:space:]]+Passed [A-Za-z_]/ {n=0} /^[[:space:]]+Failed Lens\./ {n=8} n > 0 {print; n--}' "$log"
   failures=$(grep -oE '^\s+Failed Lens\.[A-Za-z0-9_.]+' "$log" | awk '{print $2}')
   names=$(echo "$failures" | sort -u)
   # Only when every failure is a named test (no aborted test host) and there are few of them.
@@ -52,7 +52,7 @@ if [ "$failed" -gt 0 ]; then
     again_passed=$(grep -E '^\s+Passed: +[0-9]+\s*$' "$retry" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
     again_failed=$(grep -E '^\s+Failed: +[0-9]+\s*$' "$retry" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
     echo "second run: $again_passed passed, $again_failed failed"
-    awk '/^[[:space:]]+Passed [A-Za-z_]/ {n=0} /^[[:space:]]+Failed [A-Za-z_]/ {n=8} n > 0 {print; n--}' "$retry"
+    awk '/^[[:space:]]+Passed [A-Za-z_]/ {n=0} /^[[:space:]]+Failed Lens\./ {n=8} n > 0 {print; n--}' "$retry"
     if [ "$retry_status" -eq 0 ] && [ "$again_failed" -eq 0 ] && [ "$again_passed" -ge "$failed" ] && [ "$status" -ne 0 ]; then
       # The first run failed only through these tests (its status is dotnet test's), and each passed the second time.
       flaky=" ($failed passed only when run again: $(echo "$names" | paste -sd ' '))"

@@ -32,6 +32,34 @@ public sealed class BenchCommandTests(BenchCommandTests.ServerFixture server) : 
     }
 
     [Fact]
+    public void A_wrong_key_flood_alongside_is_answered_401_then_429_while_valid_calls_all_succeed()
+    {
+        using var doc = Bench(server, ["--server", server.Url, "--api-key-env", "LENS_TEST_KEY", "--bad-key-rate", "500"]);
+        var flood = doc.RootElement.GetProperty("badKey");
+        var (sent, unauthorized, throttled) = (flood.GetProperty("sent").GetInt64(), flood.GetProperty("unauthorized").GetInt64(),
+            flood.GetProperty("throttled").GetInt64());
+        Assert.True(sent > 0, flood.ToString());
+        Assert.Equal(sent, unauthorized + throttled); // every wrong key refused, none let through or failing otherwise
+        Assert.Equal(0, flood.GetProperty("other").GetInt64());
+        // The address may fail 20 times per 1-second window (the default); the flood ran about as long as the timed calls.
+        var windows = Math.Ceiling(doc.RootElement.GetProperty("seconds").GetDouble()) + 2;
+        Assert.InRange(unauthorized, 1, 20 * windows);
+        Assert.Equal(sent - unauthorized, throttled);
+    }
+
+    [Theory]
+    [InlineData("--bad-key-rate", "0")]
+    [InlineData("--bad-key-rate", "200000")]
+    public void A_flood_rate_out_of_range_is_a_usage_error(string option, string value)
+    {
+        using var lens = new LensProcess();
+        var r = lens.Run("bench", "--server", "http://127.0.0.1:5190", "--api-key-env", "LENS_TEST_KEY", "--device", "cpu-0", "--deployment", "x",
+            option, value);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--bad-key-rate needs --server and a rate in 1..100000", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void An_unknown_batch_format_is_a_usage_error()
     {
         using var lens = new LensProcess();

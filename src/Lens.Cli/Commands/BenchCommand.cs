@@ -80,6 +80,10 @@ public sealed class BenchSettings : CommandSettings
     [DefaultValue(0)]
     public int Seed { get; init; }
 
+    [CommandOption("--bad-key-rate <R>")]
+    [Description("Transport http: during the timed run, also send about R requests/s with a wrong API key (at most 64 in flight) to the first --server URL, as a failed-authentication flood; their answers (401, 429) are counted.")]
+    public double? BadKeyRate { get; init; }
+
     [CommandOption("--json")]
     public bool Json { get; init; }
 
@@ -103,6 +107,11 @@ public sealed class BenchSettings : CommandSettings
         if (Device is null || Deployment is null)
         {
             return ValidationResult.Error("--device and --deployment are required");
+        }
+
+        if (BadKeyRate is { } flood && (Server is null || !(flood is >= 1 and <= 100_000)))
+        {
+            return ValidationResult.Error($"--bad-key-rate needs --server and a rate in 1..100000 requests/s; got {flood}");
         }
 
         if (Server is not null)
@@ -147,8 +156,12 @@ public sealed class BenchSettings : CommandSettings
 
 /// <summary>Figures of one load run.</summary>
 /// <param name="Targets">How many --server URLs or --gateway ports (a repeated one counts each time) the calls were spread over.</param>
+/// <param name="BadKey">The wrong-key flood sent alongside (--bad-key-rate), null without one.</param>
 public sealed record BenchResult(string Transport, string? BatchFormat, int Targets, int Clients, int Batch, long Calls, long Failed, double Seconds, double CallsPerSecond,
-    double PredictionsPerSecond, double P50Ms, double P90Ms, double P99Ms, double MaxMs);
+    double PredictionsPerSecond, double P50Ms, double P90Ms, double P99Ms, double MaxMs, BadKeyFlood? BadKey = null);
+
+/// <summary>What a wrong-key flood sent and got back: requests sent per second, answers 401 and 429, and any other outcome.</summary>
+public sealed record BadKeyFlood(long Sent, double PerSecond, long Unauthorized, long Throttled, long Other);
 
 /// <summary>
 /// A bounded load generator: N concurrent clients send single or batched predictions to a running LENS service, over HTTP or through
@@ -230,6 +243,11 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
         {
             AnsiConsole.MarkupLineInterpolated(
                 $"[bold]{result.PredictionsPerSecond:N0} predictions/s[/] ({result.CallsPerSecond:N0} calls/s) over {transport} to {result.Targets} {(transport == "http" ? "URL" : "gateway")}(s), {result.Clients} clients, batch {result.Batch}: {result.Calls} calls in {result.Seconds:0.00} s, {result.Failed} failed; per call p50 {result.P50Ms:0.###} ms, p90 {result.P90Ms:0.###} ms, p99 {result.P99Ms:0.###} ms, max {result.MaxMs:0.###} ms");
+            if (result.BadKey is { } flood)
+            {
+                AnsiConsole.MarkupLineInterpolated(
+                    $"wrong-key flood alongside: {flood.Sent} requests answered ({flood.PerSecond:N0}/s): {flood.Unauthorized} x 401, {flood.Throttled} x 429, {flood.Other} other");
+            }
         }
 
         return result.Failed == 0 ? LensApp.Ok : LensApp.Failure;
@@ -289,6 +307,8 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(TimeSpan.FromSeconds(settings.MaxSeconds));
+        using var floodStop = new CancellationTokenSource();
+        var flood = settings.BadKeyRate is { } rate ? Task.Run(() => FloodAsync(settings, rate, floodStop.Token), CancellationToken.None) : null;
         var latencies = new double[settings.Requests];
         long next = -1, failed = 0, done = 0;
         var clock = Stopwatch.StartNew();
@@ -319,10 +339,74 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
         }, CancellationToken.None)).ToArray();
         await Task.WhenAll(workers);
         var seconds = clock.Elapsed.TotalSeconds;
+        await floodStop.CancelAsync();
+        var badKey = flood is null ? null : await flood;
         var sorted = latencies.Take((int)done).Order().ToArray();
         double Q(double q) => sorted.Length == 0 ? double.NaN : RepeatStatistic.QuantileOfSorted(sorted, q);
         return new BenchResult(transport, transport == "http" && settings.Batch > 1 ? settings.BatchFormat : null, calls.Length, settings.Clients, settings.Batch, done, failed, seconds, done / seconds, done * settings.Batch / seconds,
-            Q(0.5), Q(0.9), Q(0.99), sorted.Length == 0 ? double.NaN : sorted[^1]);
+            Q(0.5), Q(0.9), Q(0.99), sorted.Length == 0 ? double.NaN : sorted[^1], badKey);
+    }
+
+    /// <summary>
+    /// Sends requests with a wrong API key at about <paramref name="rate"/> per second (open loop: paced by the clock, not by the
+    /// answers; at most 64 in flight, a tick with all in use sends nothing) until stopped; counts the answers.
+    /// </summary>
+    private static async Task<BadKeyFlood> FloodAsync(BenchSettings settings, double rate, CancellationToken stop)
+    {
+        const int MaxInFlight = 64;
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = MaxInFlight }) { BaseAddress = new Uri(settings.ServerUrls[0]) };
+        http.DefaultRequestHeaders.Add("X-Api-Key", "lens-bench-wrong-key");
+        var path = $"v1/devices/{Uri.EscapeDataString(settings.Device!)}/deployments/{Uri.EscapeDataString(settings.Deployment!)}";
+        long sent = 0, unauthorized = 0, throttled = 0, other = 0;
+        using var slots = new SemaphoreSlim(MaxInFlight);
+        var clock = Stopwatch.StartNew();
+        async Task OneAsync()
+        {
+            try
+            {
+                using var response = await http.GetAsync(path, CancellationToken.None);
+                _ = response.StatusCode switch
+                {
+                    System.Net.HttpStatusCode.Unauthorized => Interlocked.Increment(ref unauthorized),
+                    System.Net.HttpStatusCode.TooManyRequests => Interlocked.Increment(ref throttled),
+                    _ => Interlocked.Increment(ref other),
+                };
+            }
+            catch (HttpRequestException)
+            {
+                Interlocked.Increment(ref other);
+            }
+            finally
+            {
+                slots.Release();
+            }
+        }
+
+        var pending = new List<Task>();
+        while (!stop.IsCancellationRequested)
+        {
+            var due = (long)(clock.Elapsed.TotalSeconds * rate);
+            while (sent < due && slots.Wait(0))
+            {
+                sent++;
+                pending.Add(OneAsync());
+            }
+
+            sent = Math.Max(sent, due); // requests a full window could not send are skipped, not sent late in a burst
+            pending.RemoveAll(t => t.IsCompleted);
+            try
+            {
+                await Task.Delay(1, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+
+        await Task.WhenAll(pending);
+        var answered = unauthorized + throttled + other;
+        return new BadKeyFlood(answered, answered / clock.Elapsed.TotalSeconds, unauthorized, throttled, other);
     }
 
     private static async Task<IHost> StartOrleansClientAsync(BenchSettings settings, int port, CancellationToken ct)
