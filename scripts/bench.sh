@@ -10,6 +10,9 @@
 # per gateway), interleaved and repeated. Every JSONL line carries a "silos" field. Everything started is stopped on exit.
 # Silo settings pass through the environment (Lens__... variables; see docs/performance.md).
 # Sizes: BENCH_SINGLE_REQUESTS (40000 single calls), BENCH_BATCH_REQUESTS (3000 calls of 1000), BENCH_WARMUP (3000 untimed calls).
+# BENCH_BAD_KEY_RATE=R adds, in each round, single HTTP calls with a wrong-key flood of about R requests/s alongside
+# (`lens bench --bad-key-rate`), shown as transport "http+flood"; BENCH_RUNS=http limits each round to the HTTP single and
+# flood runs.
 # Ports: HTTP_PORT/SILO_PORT/GATEWAY_PORT (5181/11181/30181) for one silo; CLUSTER_HTTP_PORT/CLUSTER_SILO_PORT/
 # CLUSTER_GATEWAY_PORT (5190/11190/30190, and the next two of each) for three. LENS_BENCH_STORAGE: the cluster's Azure Storage
 # connection string (default UseDevelopmentStorage=true, Azurite's default ports). BENCH_OUT: the JSONL file.
@@ -36,6 +39,16 @@ warmup=${BENCH_WARMUP:-3000}
 for n in "$single_requests" "$batch_requests" "$warmup"; do
   [[ "$n" =~ ^[0-9]+$ ]] || { echo "bench.sh: BENCH_SINGLE_REQUESTS, BENCH_BATCH_REQUESTS and BENCH_WARMUP must be numbers" >&2; exit 2; }
 done
+bad_key_rate=${BENCH_BAD_KEY_RATE:-}
+[ -z "$bad_key_rate" ] || [[ "$bad_key_rate" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: BENCH_BAD_KEY_RATE must be a whole number of requests/s" >&2; exit 2; }
+runs=("http 1 $single_requests" "http 1000 $batch_requests" "http-json 1000 $batch_requests" "orleans 1 $single_requests" "orleans 1000 $batch_requests")
+case "${BENCH_RUNS:-all}" in
+  all) ;;
+  http) runs=("http 1 $single_requests") ;;
+  *) echo "bench.sh: BENCH_RUNS must be all or http" >&2; exit 2 ;;
+esac
+# The flood run follows the plain HTTP run it is compared with, so the two are interleaved.
+[ -z "$bad_key_rate" ] || runs=("${runs[0]}" "http-flood 1 $single_requests" "${runs[@]:1}")
 
 dotnet build -c Release src/Lens.Cli -v quiet -nologo >/dev/null
 lens_dll=src/Lens.Cli/bin/Release/net10.0/lens.dll
@@ -176,11 +189,12 @@ run_rounds() {
   gateways=$(IFS=,; echo "${gateway_ports[*]}")
   # Round 0 is a warm-up of the silos (their JIT tiers up over the first tens of thousands of calls) and is not recorded.
   for round in $(seq 0 "$rounds"); do
-    for run in "http 1 $single_requests" "http 1000 $batch_requests" "http-json 1000 $batch_requests" "orleans 1 $single_requests" \
-      "orleans 1000 $batch_requests"; do
+    for run in "${runs[@]}"; do
       set -- $run
       if [ "$1" = http ]; then
         target=(--server "$urls" --api-key-env LENS_BENCH_KEY --device bench-0)
+      elif [ "$1" = http-flood ]; then
+        target=(--server "$urls" --api-key-env LENS_BENCH_KEY --device bench-0 --bad-key-rate "$bad_key_rate")
       elif [ "$1" = http-json ]; then
         target=(--server "$urls" --api-key-env LENS_BENCH_KEY --device bench-0 --batch-format json)
       else
@@ -225,7 +239,7 @@ import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 groups = {}
 for r in rows:
-    transport = r["transport"] + ("-" + r["batchFormat"] if r.get("batchFormat") else "")
+    transport = r["transport"] + ("-" + r["batchFormat"] if r.get("batchFormat") else "") + ("+flood" if r.get("badKey") else "")
     groups.setdefault((r["silos"], transport, r["batch"]), []).append(r)
 def rate(x):
     return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x:,.0f}"
@@ -235,5 +249,9 @@ for (silos, transport, batch), rs in sorted(groups.items()):
     pps = sorted(r["predictionsPerSecond"] for r in rs)
     p99 = statistics.median(r["p99Ms"] for r in rs)
     print(f"{silos:>5}  {transport:<11} {batch:>5}  {len(rs):>6}  {rate(pps[0]):>17}  {rate(statistics.median(pps)):>10}  {rate(pps[-1]):>10}  {p99:>15.2f}")
+    if any(r.get("badKey") for r in rs):
+        flood = [r["badKey"] for r in rs]
+        print(f"{'':>5}  flood alongside: {statistics.median(f['perSecond'] for f in flood):,.0f} wrong-key requests/s answered (median), "
+              f"{sum(f['unauthorized'] for f in flood):,} x 401, {sum(f['throttled'] for f in flood):,} x 429, {sum(f['other'] for f in flood):,} other")
 PY
 [ "$failures" = 0 ] || { echo "bench.sh: $failures run(s) had failed calls (see $out)" >&2; exit 1; }
