@@ -8,6 +8,14 @@ public readonly record struct Coverage(int Count, int Below, int Above)
     /// <summary>Inside / Count; NaN without measurements.</summary>
     public double Fraction => Count == 0 ? double.NaN : (double)Inside / Count;
 
+    /// <summary>
+    /// Whether <see cref="Fraction"/> is within <paramref name="tolerance"/> of <paramref name="level"/> (both fractions), the bound
+    /// included: compared in counts, so that 300 of 300 inside is within 0.05 of 0.95 although <c>1 - 0.95</c> exceeds 0.05 in
+    /// binary floating point.
+    /// </summary>
+    public bool Within(double level, double tolerance) =>
+        Count > 0 && Math.Abs(Inside - (level * Count)) <= (tolerance * Count) + 1e-9;
+
     internal Coverage Add(double measured, double low, double high) =>
         new(Count + 1, Below + (measured < low ? 1 : 0), Above + (measured > high ? 1 : 0));
 }

@@ -4,6 +4,15 @@ public sealed class IntervalTests
 {
     private static readonly BucketSet Small = new([8], [8, 16]);
 
+    [Theory]
+    [InlineData(300, 0, true)]    // 100%: 5 points above 95%, the bound included
+    [InlineData(300, 15, true)]   // 95%
+    [InlineData(300, 30, true)]   // 90%: 5 points below
+    [InlineData(300, 31, false)]  // 89.7%
+    [InlineData(0, 0, false)]     // nothing measured
+    public void Coverage_within_a_tolerance_includes_its_bound(int count, int above, bool within) =>
+        Assert.Equal(within, new Coverage(count, 0, above).Within(0.95, 0.05));
+
     /// <summary>Two repeated points (min 10 and 20) and one single one; TTFT streamed on the repeated ones.</summary>
     private static Measurement[] HandSet() =>
     [

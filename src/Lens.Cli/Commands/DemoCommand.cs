@@ -210,7 +210,7 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
         return LensApp.Ok;
     }
 
-    private static bool CoverageMet(IntervalCoverage c) => Math.Abs(c.E2e.Fraction - c.Level) <= CoverageTolerance;
+    private static bool CoverageMet(IntervalCoverage c) => c.E2e.Within(c.Level, CoverageTolerance);
 
     /// <summary>The intervals' coverage of single held-out and twin measurements, beside the stated level.</summary>
     private static void WriteCoverage(IAnsiConsole ui, IntervalCoverage heldOut, IntervalCoverage twins)
