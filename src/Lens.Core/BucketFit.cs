@@ -17,7 +17,7 @@ public readonly record struct LengthEstimate(int InputLength, double ValueMs, do
 /// <param name="Measurements">Raw measurements used.</param>
 /// <param name="Points">Distinct (I, O) points after reducing repeats.</param>
 /// <param name="RelativeNoise">Pooled relative standard deviation of repeats of one point (0 with single repeats).</param>
-/// <param name="Warning">Why the fit is incomplete, when it is.</param>
+/// <param name="Warning">Why the fit is incomplete, when it is, or what was held (a step cost below zero held at 0).</param>
 /// <param name="Excess">The repeats' relative excess over their points' statistic, for the model's interval calibration.</param>
 public sealed record BucketFit(
     BucketId Bucket,

@@ -123,8 +123,11 @@ public static class BucketFitter
             }
         }
 
-        var line = SharedSlopeLeastSquares.Solve(group, x, y, w, groups.Length);
+        // A step costs at least nothing: on a bucket whose span is small against the noise the free slope can come out below zero, and
+        // a negative step would make longer outputs faster (and E2E fall below TTFT); it is held at 0, with a warning.
+        var line = SharedSlopeLeastSquares.Solve(group, x, y, w, groups.Length, minSlope: 0);
         var slopeIndex = groups.Length;
+        var held = line.Coefficients[slopeIndex] == 0 && SharedSlopeLeastSquares.Solve(group, x, y, w, groups.Length).Coefficients[slopeIndex] < 0;
         var lower = buckets.DecodeLowerEdge(buckets.DecodeIndex(bucket.Edge));
         var estimates = new List<LengthEstimate>();
         for (var g = 0; g < groups.Length && prefillSource; g++)
@@ -138,7 +141,7 @@ public static class BucketFitter
         }
 
         return new BucketFit(bucket, line.Coefficients[slopeIndex], line.StandardErrors[slopeIndex], estimates, ttft, count, points.Count,
-            relNoise);
+            relNoise, held ? "the step cost came out below zero (noise larger than the bucket's span): held at 0; measure more repeats" : null);
     }
 
     /// <summary>One (I, O) point: the statistic of its repeats, and the variance of that estimate (0 when unknown).</summary>

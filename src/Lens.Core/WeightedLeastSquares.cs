@@ -74,9 +74,11 @@ public static class SharedSlopeLeastSquares
 {
     /// <param name="group">Each row's group, 0 .. <paramref name="groups"/> - 1; every group must have a row.</param>
     /// <param name="variances">Each row's variance; weighted only when all are positive (as <see cref="WeightedLeastSquares.Solve"/>).</param>
+    /// <param name="minSlope">The least slope allowed: a slope below it is held there, with each intercept the best for that slope
+    /// (the constrained least-squares optimum, as the objective is a parabola in the slope).</param>
     /// <returns>Coefficients <c>c[0] .. c[groups - 1], s</c> and their standard errors.</returns>
     public static LeastSquaresResult Solve(ReadOnlySpan<int> group, ReadOnlySpan<double> x, ReadOnlySpan<double> y, ReadOnlySpan<double> variances,
-        int groups)
+        int groups, double minSlope = double.NegativeInfinity)
     {
         int n = group.Length, k = groups + 1;
         if (x.Length != n || y.Length != n || variances.Length != n)
@@ -132,7 +134,7 @@ public static class SharedSlopeLeastSquares
             throw new ArgumentException("the slope is not determined: every group has a single x");
         }
 
-        var slope = sxy / sxx;
+        var slope = Math.Max(minSlope, sxy / sxx);
         var coefficients = new double[k];
         for (var g = 0; g < groups; g++)
         {

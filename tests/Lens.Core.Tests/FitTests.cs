@@ -68,6 +68,25 @@ public class FitTests
     }
 
     [Fact]
+    public void A_step_cost_that_noise_pushes_below_zero_is_held_at_zero_with_a_warning()
+    {
+        // The longer request measured faster than the shorter (noise larger than 7 tiny steps): a free slope would be -1 ms/step,
+        // and long outputs would be predicted faster than short ones, E2E below TTFT. The fit holds S at 0 and the intercept at the
+        // best value for it (the mean of the two points).
+        var buckets = new BucketSet([8], [8, 16]);
+        var bucket = BucketId.Parse("decode-16");
+        Measurement M(int o, double e2e) => new(8, o, e2e, null, bucket);
+        var fit = BucketFitter.FitBucket(buckets, bucket, [M(1, 50), M(8, 43)], RepeatStatistic.Min);
+        Assert.Equal(0, fit.StepMs!.Value);
+        Assert.Contains("below zero", fit.Warning, StringComparison.Ordinal);
+        Assert.Equal(46.5, fit.PrefillEstimates.Single().ValueMs, 9);
+
+        var steady = BucketFitter.FitBucket(buckets, bucket, [M(1, 43), M(8, 50)], RepeatStatistic.Min);
+        Assert.Equal(1, steady.StepMs!.Value, 9);
+        Assert.Null(steady.Warning);
+    }
+
+    [Fact]
     public void A_bucket_without_a_usable_pair_says_why()
     {
         var buckets = new BucketSet([8], [8, 16]);

@@ -89,6 +89,16 @@ public class LinearFitTests
     }
 
     [Fact]
+    public void A_slope_below_the_least_allowed_is_held_there_with_the_intercepts_best_for_it()
+    {
+        // Group 0: (0, 10), (2, 6); group 1: (0, 20), (2, 18). Free slope -1.5; held at 0 the intercepts are the groups' means.
+        var free = SharedSlopeLeastSquares.Solve([0, 0, 1, 1], [0, 2, 0, 2], [10, 6, 20, 18], [0, 0, 0, 0], 2);
+        Assert.Equal(-1.5, free.Coefficients[2], 12);
+        var held = SharedSlopeLeastSquares.Solve([0, 0, 1, 1], [0, 2, 0, 2], [10, 6, 20, 18], [0, 0, 0, 0], 2, minSlope: 0);
+        Assert.Equal([8.0, 19.0, 0.0], held.Coefficients.Select(c => Math.Round(c, 12)));
+    }
+
+    [Fact]
     public void The_shared_slope_solver_refuses_a_slope_no_group_determines()
     {
         var e = Assert.Throws<ArgumentException>(() => SharedSlopeLeastSquares.Solve([0, 1, 1], [2, 3, 3], [1, 2, 2], [0, 0, 0], 2));
