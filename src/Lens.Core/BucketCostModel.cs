@@ -114,7 +114,9 @@ public sealed record CostCurve(
         var batched = points.Select(p => p.Batch).Distinct().Count() > 1;
         double lengthScale = points.Max(p => p.Edge), batchScale = points.Max(p => p.Batch);
         var line = batched ? 0b1111 : 0b11; // 1 + L (+ B + B*L): the fallback when no form can leave a bucket out
-        CostCurve? best = null;
+        var subsets = new SubsetFits(points, batched, lengthScale, batchScale);
+        int bestMask = 0;
+        double bestLobo = double.PositiveInfinity;
         for (var mask = 1; mask < 1 << Basis(batched).Length; mask++)
         {
             if (BitCount(mask) > points.Count - 1)
@@ -122,137 +124,185 @@ public sealed record CostCurve(
                 continue; // no bucket to spare for the leave-one-out error
             }
 
-            var curve = FitForm(points, mask, batched, lengthScale, batchScale);
-            if (best is null || curve.LoboMape < best.LoboMape - 1e-12
-                || (curve.LoboMape <= best.LoboMape + 1e-12 && BitCount(mask) < BitCount(best.TermMask)))
+            var (lobo, _) = subsets.LeaveOneOut(mask);
+            if (lobo < bestLobo - 1e-12 || (lobo <= bestLobo + 1e-12 && BitCount(mask) < BitCount(bestMask)))
             {
-                best = curve;
+                (bestMask, bestLobo) = (mask, lobo);
             }
         }
 
         // Too few buckets for the line to leave one out (two; with a batch axis, four or fewer): only smaller forms competed. The line
         // is kept unless one of them predicted every left-out bucket exactly.
-        if (best is null || (best.LoboMape > 1e-9 && BitCount(line) > points.Count - 1))
+        if (bestMask == 0 || (bestLobo > 1e-9 && BitCount(line) > points.Count - 1))
         {
-            return FitForm(points, line, batched, lengthScale, batchScale);
+            bestMask = line;
         }
 
-        return best;
+        return subsets.Curve(bestMask);
     }
 
     /// <summary>Fits the form of <paramref name="mask"/>'s terms and its leave-one-bucket-out error.</summary>
     public static CostCurve FitForm(IReadOnlyList<CostPoint> points, int mask, bool batched, double lengthScale, double batchScale)
     {
         ArgumentNullException.ThrowIfNull(points);
-        var (coefficients, covariance, residual) = Solve(points, mask, batched, lengthScale, batchScale, skip: -1);
-        var terms = coefficients.Length;
-        double? mape = null, max = null;
-        if (points.Count - 1 >= BitCount(mask))
-        {
-            double sum = 0, worst = 0;
-            for (var i = 0; i < points.Count; i++)
-            {
-                var (left, _, _) = Solve(points, mask, batched, lengthScale, batchScale, skip: i);
-                var phi = Features(batched, points[i].Edge / lengthScale, points[i].Batch / batchScale);
-                var predicted = 0.0;
-                for (var t = 0; t < terms; t++)
-                {
-                    predicted += left[t] * phi[t];
-                }
-
-                var error = Math.Abs(predicted - points[i].Ms) / points[i].Ms;
-                sum += error;
-                worst = Math.Max(worst, error);
-            }
-
-            (mape, max) = (sum / points.Count, worst);
-        }
-
-        return new CostCurve(mask, coefficients, covariance, residual, points.Count, mape, max, batched, lengthScale, batchScale);
+        return new SubsetFits(points, batched, lengthScale, batchScale).Curve(mask);
     }
 
     private static int BitCount(int mask) => System.Numerics.BitOperations.PopCount((uint)mask);
 
     /// <summary>
-    /// Non-negative least squares on relative error over <paramref name="mask"/>'s terms (the best feasible fit over its subsets);
-    /// point <paramref name="skip"/> left out.
+    /// The unconstrained least-squares fit on relative error of every subset of the basis, on all the points and with each point
+    /// left out, each solved once (lazily): a form's non-negative fit is the best feasible one among its subsets, so the forms, their
+    /// leave-one-bucket-out errors and the chosen curve all read from these instead of solving the same subsets again.
     /// </summary>
-    private static (double[] Coefficients, double[] Covariance, double RelativeResidual) Solve(IReadOnlyList<CostPoint> points, int mask,
-        bool batched, double lengthScale, double batchScale, int skip)
+    private sealed class SubsetFits
     {
-        var terms = Basis(batched).Length;
-        var rows = new List<double[]>(points.Count);
-        for (var i = 0; i < points.Count; i++)
+        private readonly IReadOnlyList<CostPoint> _points;
+        private readonly bool _batched;
+        private readonly double _lengthScale;
+        private readonly double _batchScale;
+        private readonly int _terms;
+        private readonly double[][] _rows; // each point's features, scaled by 1 / y
+        private readonly Fit?[]?[] _fits;   // [skip + 1][subset]; skip -1: every point
+
+        public SubsetFits(IReadOnlyList<CostPoint> points, bool batched, double lengthScale, double batchScale)
         {
-            if (i != skip)
-            {
-                var p = points[i];
-                rows.Add([.. Features(batched, p.Edge / lengthScale, p.Batch / batchScale).Select(v => v / p.Ms)]); // scaled by 1 / y
-            }
+            (_points, _batched, _lengthScale, _batchScale) = (points, batched, lengthScale, batchScale);
+            _terms = Basis(batched).Length;
+            _rows = [.. points.Select(p => Features(batched, p.Edge / lengthScale, p.Batch / batchScale).Select(v => v / p.Ms).ToArray())];
+            _fits = new Fit?[]?[points.Count + 1];
         }
 
-        double bestRss = double.PositiveInfinity;
-        int bestMask = 0, bestSize = int.MaxValue;
-        double[]? bestCoefficients = null;
-        Matrix<double>? bestX = null;
-        for (var sub = mask; sub > 0; sub = (sub - 1) & mask)
+        /// <summary>Leave-one-bucket-out mean and largest relative error of the form <paramref name="mask"/>.</summary>
+        public (double Mean, double Max) LeaveOneOut(int mask)
         {
-            var columns = Enumerable.Range(0, terms).Where(t => (sub & (1 << t)) != 0).ToArray();
-            if (columns.Length > rows.Count)
+            double sum = 0, worst = 0;
+            for (var i = 0; i < _points.Count; i++)
             {
-                continue;
+                var left = Best(mask, skip: i);
+                var phi = Features(_batched, _points[i].Edge / _lengthScale, _points[i].Batch / _batchScale);
+                var predicted = 0.0;
+                for (var t = 0; t < _terms; t++)
+                {
+                    predicted += left.Coefficients[t] * phi[t];
+                }
+
+                var error = Math.Abs(predicted - _points[i].Ms) / _points[i].Ms;
+                sum += error;
+                worst = Math.Max(worst, error);
             }
 
-            var x = Matrix<double>.Build.Dense(rows.Count, columns.Length, (r, c) => rows[r][columns[c]]);
-            var y = Vector<double>.Build.Dense(rows.Count, 1.0);
+            return (sum / _points.Count, worst);
+        }
+
+        /// <summary>The curve of the form <paramref name="mask"/> on every point, with its covariance and leave-one-bucket-out error.</summary>
+        public CostCurve Curve(int mask)
+        {
+            var best = Best(mask, skip: -1);
+            var dof = _points.Count - BitCount(best.Subset);
+            var s2 = dof > 0 ? best.Rss / dof : 0;
+            var covariance = new double[_terms * _terms];
+            if (s2 > 0)
+            {
+                var inverse = best.X.TransposeThisAndMultiply(best.X).Inverse() * s2;
+                var free = Enumerable.Range(0, _terms).Where(t => (best.Subset & (1 << t)) != 0).ToArray();
+                for (var r = 0; r < free.Length; r++)
+                {
+                    for (var c = 0; c < free.Length; c++)
+                    {
+                        covariance[(free[r] * _terms) + free[c]] = inverse[r, c];
+                    }
+                }
+            }
+
+            double? mape = null, max = null;
+            if (_points.Count - 1 >= BitCount(mask))
+            {
+                (mape, max) = LeaveOneOut(mask);
+            }
+
+            return new CostCurve(mask, best.Coefficients, covariance, Math.Sqrt(s2), _points.Count, mape, max, _batched, _lengthScale,
+                _batchScale);
+        }
+
+        /// <summary>
+        /// The non-negative least squares over <paramref name="mask"/>'s terms, point <paramref name="skip"/> left out: the feasible
+        /// subset with the least residual (fewer terms on a tie, as an exact fit by several subsets).
+        /// </summary>
+        private Fit Best(int mask, int skip)
+        {
+            var fits = _fits[skip + 1] ??= new Fit?[1 << _terms];
+            Fit? best = null;
+            for (var sub = mask; sub > 0; sub = (sub - 1) & mask)
+            {
+                var fit = fits[sub] ??= Solve(sub, skip);
+                if (!fit.Feasible)
+                {
+                    continue;
+                }
+
+                if (best is null || fit.Rss < best.Rss - 1e-15 || (fit.Rss <= best.Rss + 1e-15 && BitCount(sub) < BitCount(best.Subset)))
+                {
+                    best = fit;
+                }
+            }
+
+            return best ?? throw new ArgumentException("no non-negative curve fits the buckets' costs");
+        }
+
+        /// <summary>The unconstrained fit of subset <paramref name="sub"/>; infeasible when rank-deficient, underdetermined or negative.</summary>
+        private Fit Solve(int sub, int skip)
+        {
+            var columns = Enumerable.Range(0, _terms).Where(t => (sub & (1 << t)) != 0).ToArray();
+            var n = _points.Count - (skip >= 0 ? 1 : 0);
+            if (columns.Length > n)
+            {
+                return Fit.Infeasible(sub);
+            }
+
+            var x = Matrix<double>.Build.Dense(n, columns.Length);
+            for (int i = 0, r = 0; i < _points.Count; i++)
+            {
+                if (i == skip)
+                {
+                    continue;
+                }
+
+                for (var c = 0; c < columns.Length; c++)
+                {
+                    x[r, c] = _rows[i][columns[c]];
+                }
+
+                r++;
+            }
+
+            var y = Vector<double>.Build.Dense(n, 1.0);
             var qr = x.QR();
             if (!qr.IsFullRank)
             {
-                continue;
+                return Fit.Infeasible(sub);
             }
 
             var b = qr.Solve(y);
             if (b.Any(v => v < -1e-12))
             {
-                continue;
+                return Fit.Infeasible(sub);
             }
 
             var residual = y - (x * b);
-            var rss = residual.DotProduct(residual);
-            // Ties (an exact fit by several subsets): the fewer terms.
-            if (rss < bestRss - 1e-15 || (rss <= bestRss + 1e-15 && columns.Length < bestSize))
+            var coefficients = new double[_terms];
+            for (var c = 0; c < columns.Length; c++)
             {
-                (bestRss, bestMask, bestSize, bestX) = (rss, sub, columns.Length, x);
-                bestCoefficients = new double[terms];
-                for (var c = 0; c < columns.Length; c++)
-                {
-                    bestCoefficients[columns[c]] = Math.Max(0, b[c]);
-                }
+                coefficients[columns[c]] = Math.Max(0, b[c]);
             }
+
+            return new Fit(sub, true, coefficients, residual.DotProduct(residual), x);
         }
 
-        if (bestCoefficients is null)
+        private sealed record Fit(int Subset, bool Feasible, double[] Coefficients, double Rss, Matrix<double> X)
         {
-            throw new ArgumentException("no non-negative curve fits the buckets' costs");
+            public static Fit Infeasible(int subset) => new(subset, false, [], double.PositiveInfinity, null!);
         }
-
-        var dof = rows.Count - bestSize;
-        var s2 = dof > 0 ? bestRss / dof : 0;
-        var covariance = new double[terms * terms];
-        if (s2 > 0)
-        {
-            var inverse = bestX!.TransposeThisAndMultiply(bestX).Inverse() * s2;
-            var free = Enumerable.Range(0, terms).Where(t => (bestMask & (1 << t)) != 0).ToArray();
-            for (var r = 0; r < free.Length; r++)
-            {
-                for (var c = 0; c < free.Length; c++)
-                {
-                    covariance[(free[r] * terms) + free[c]] = inverse[r, c];
-                }
-            }
-        }
-
-        return (bestCoefficients, covariance, Math.Sqrt(s2));
     }
 
     private static double[] Features(bool batched, double length, double batch) => batched

@@ -125,9 +125,13 @@ public static class BucketFitter
 
         // A step costs at least nothing: on a bucket whose span is small against the noise the free slope can come out below zero, and
         // a negative step would make longer outputs faster (and E2E fall below TTFT); it is held at 0, with a warning.
-        var line = SharedSlopeLeastSquares.Solve(group, x, y, w, groups.Length, minSlope: 0);
         var slopeIndex = groups.Length;
-        var held = line.Coefficients[slopeIndex] == 0 && SharedSlopeLeastSquares.Solve(group, x, y, w, groups.Length).Coefficients[slopeIndex] < 0;
+        var line = SharedSlopeLeastSquares.Solve(group, x, y, w, groups.Length);
+        var held = line.Coefficients[slopeIndex] < 0;
+        if (held)
+        {
+            line = SharedSlopeLeastSquares.Solve(group, x, y, w, groups.Length, minSlope: 0);
+        }
         var lower = buckets.DecodeLowerEdge(buckets.DecodeIndex(bucket.Edge));
         var estimates = new List<LengthEstimate>();
         for (var g = 0; g < groups.Length && prefillSource; g++)
