@@ -9,7 +9,7 @@ if [ -x scripts/azurite.sh ]; then
   trap 'scripts/azurite.sh stop >/dev/null 2>&1 || true' EXIT
 fi
 
-# The web console's browser tests drive Debian's chromium (tests/Lens.Console.Tests): install it once when it is missing.
+# The web console's browser tests drive Debian's chromium (tests/Lens.WebConsole.Tests): install it once when it is missing.
 if [ ! -x "${LENS_CHROMIUM:-/usr/bin/chromium}" ]; then
   echo "installing chromium for the console's browser tests"
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -172,7 +172,7 @@ public interface IPredictorGrain : IGrainWithStringKey
     Task<PredictionResult> PredictAsync(string deploymentKey, PredictRequest request);
 
     [Alias("PredictBatch")]
-    Task<BatchPredictionResult> PredictBatchAsync(string deploymentKey, BatchPredictRequest request);
+    Task<PredictManyResult> PredictManyAsync(string deploymentKey, PredictManyRequest request);
 
     /// <summary>The fitted model in the model file format (<c>ModelJson.Serialize</c>).</summary>
     [Alias("GetModelJson")]

@@ -33,7 +33,7 @@ public sealed record MeasurementRecord(
     [property: Id(9)] long? Group = null)
 {
     /// <summary>The core's measurement; records stored before batch buckets existed read as batch 1.</summary>
-    public Measurement ToMeasurement() => new(InputLength, OutputLength, E2eMs, TtftMs, BucketId.Parse(Bucket), Math.Max(1, Batch), Group);
+    public MeasuredRequest ToMeasurement() => new(InputLength, OutputLength, E2eMs, TtftMs, BucketId.Parse(Bucket), Math.Max(1, Batch), Group);
 
     /// <summary>The longest latency a measurement may report (a day, in ms): a larger one is a unit error or an attack on the fit.</summary>
     public const double MaxLatencyMs = 86_400_000;

@@ -29,15 +29,15 @@ public sealed record PredictionResult(
     [property: Id(10)] double? TtftHighMs = null);
 
 /// <summary>Many requests to predict, as two parallel arrays (Orleans carries it in <see cref="BatchCodec"/>'s binary form).</summary>
-[Immutable, Alias("lens.BatchPredictRequest.v2")]
-public sealed record BatchPredictRequest(int[] InputLengths, int[] OutputLengths, bool Refined = false);
+[Immutable, Alias("lens.PredictManyRequest.v2")]
+public sealed record PredictManyRequest(int[] InputLengths, int[] OutputLengths, bool Refined = false);
 
 /// <summary>
 /// Batch predictions as parallel arrays, in request order (<see cref="TpotMs"/> null where <c>O = 1</c>); Orleans carries it in
 /// <see cref="BatchCodec"/>'s binary form.
 /// </summary>
-[Immutable, Alias("lens.BatchPredictionResult.v2")]
-public sealed record BatchPredictionResult(double[] E2eMs, double[] TtftMs, double?[] TpotMs, double[] E2eLowMs, double[] E2eHighMs, long ModelVersion);
+[Immutable, Alias("lens.PredictManyResult.v2")]
+public sealed record PredictManyResult(double[] E2eMs, double[] TtftMs, double?[] TpotMs, double[] E2eLowMs, double[] E2eHighMs, long ModelVersion);
 
 /// <summary>
 /// What a cached model is valid for: the deployment's bucket context and its model version (bumped whenever any bucket's fitted data

@@ -3,7 +3,6 @@ using Lens.Core;
 
 namespace Lens.Cli;
 
-using Measurement = Lens.Core.Measurement;
 
 /// <summary>File access for commands, with errors that name the file and the option it came from.</summary>
 internal static class CliFiles
@@ -18,7 +17,7 @@ internal static class CliFiles
         return new StreamReader(path, Encoding.UTF8);
     }
 
-    public static CsvRows<Measurement> ReadMeasurements(string path, string option)
+    public static CsvRows<MeasuredRequest> ReadMeasurements(string path, string option)
     {
         using var reader = Open(path, option);
         return LensCsv.ReadMeasurements(reader, path);
@@ -83,7 +82,7 @@ internal static class CliFiles
     }
 
     /// <summary>Checks every measurement against the bucket set, naming the file and line of the first one outside it.</summary>
-    public static void EnsureInBuckets(CsvRows<Measurement> rows, BucketSet buckets)
+    public static void EnsureInBuckets(CsvRows<MeasuredRequest> rows, BucketSet buckets)
     {
         // A group is one observation only when whole: the rows of an interrupted group would fit a wrong end time.
         if (MeasurementGroups.PartialRows(rows.Rows) is [var first, ..])

@@ -3,12 +3,11 @@ using ScottPlot;
 
 namespace Lens.Cli;
 
-using Measurement = Lens.Core.Measurement;
 
 /// <summary>The demo's picture: measured and predicted E2E and TTFT across input length, with the prefill and decode bucket edges marked.</summary>
 internal static class DemoPlot
 {
-    public static void Write(string path, DeploymentModel model, IReadOnlyList<Measurement> sweep, RepeatStatistic statistic, int sweepOutput)
+    public static void Write(string path, DeploymentModel model, IReadOnlyList<MeasuredRequest> sweep, RepeatStatistic statistic, int sweepOutput)
     {
         var plot = new Plot();
         var points = sweep.GroupBy(m => m.InputLength).OrderBy(g => g.Key).Select(g => (

@@ -72,9 +72,9 @@ public sealed class LensClusterClient
         Predictor.PredictAsync(Key(device, deployment), new PredictRequest(inputLength, outputLength, refined));
 
     /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
-    public Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
+    public Task<PredictManyResult> PredictManyAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
         bool refined = false) =>
-        Predictor.PredictBatchAsync(Key(device, deployment), new BatchPredictRequest(inputLengths, outputLengths, refined));
+        Predictor.PredictManyAsync(Key(device, deployment), new PredictManyRequest(inputLengths, outputLengths, refined));
 
     public Task<string> GetModelJsonAsync(string device, string deployment) => Predictor.GetModelJsonAsync(Key(device, deployment));
 

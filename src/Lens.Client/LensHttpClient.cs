@@ -22,7 +22,7 @@ public sealed class LensHttpClient
     private readonly string _apiKey;
 
     /// <summary>
-    /// Whether <see cref="PredictBatchAsync"/> sends and receives the binary batch form (<see cref="BatchCodec.MediaType"/>) instead of
+    /// Whether <see cref="PredictManyAsync"/> sends and receives the binary batch form (<see cref="BatchCodec.MediaType"/>) instead of
     /// JSON; on by default, since JSON number formatting dominates a large batch's cost (docs/performance.md).
     /// </summary>
     public bool BinaryBatches { get; init; } = true;
@@ -124,14 +124,14 @@ public sealed class LensHttpClient
             new PredictRequest(inputLength, outputLength, refined), cancellationToken, idempotent: true);
 
     /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
-    public async Task<BatchPredictionResult> PredictBatchAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
+    public async Task<PredictManyResult> PredictManyAsync(string device, string deployment, int[] inputLengths, int[] outputLengths,
         CancellationToken cancellationToken = default, bool refined = false)
     {
         var path = $"{Deployment(device, deployment)}/predict/batch";
-        var body = new BatchPredictRequest(inputLengths, outputLengths, refined);
+        var body = new PredictManyRequest(inputLengths, outputLengths, refined);
         if (!BinaryBatches)
         {
-            return await SendAsync<BatchPredictionResult>(HttpMethod.Post, path, body, cancellationToken, idempotent: true);
+            return await SendAsync<PredictManyResult>(HttpMethod.Post, path, body, cancellationToken, idempotent: true);
         }
 
         var bytes = BatchCodec.EncodeRequest(body); // the codec refuses unequal lengths before the wire

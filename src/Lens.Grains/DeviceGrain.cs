@@ -588,7 +588,7 @@ public sealed class DeviceGrain(
     private (string BatchId, List<(BucketId Bucket, MeasurementRecord[] Records)> Groups) Prepare(DeploymentEntry entry, MeasurementBatch batch,
         MeasurementSource source)
     {
-        var placed = Placement.Place(entry.Spec.ToBucketSet(), batch, _options.MaxBatch);
+        var placed = Placement.Place(entry.Spec.ToBucketSet(), batch, _options.MaxRowsPerImport);
         var batchId = batch.Id ?? Guid.NewGuid().ToString("N");
         var now = time.GetUtcNow();
         var records = batch.Measurements.Select((m, i) => new MeasurementRecord($"{batchId}:{i}", placed[i].ToString(), m.InputLength,

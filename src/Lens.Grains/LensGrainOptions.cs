@@ -17,11 +17,11 @@ public sealed class LensGrainOptions
     /// <summary>Most telemetry observations a bucket keeps; the oldest go first.</summary>
     public int MaxTelemetryPerBucket { get; set; } = 500;
 
-    /// <summary>Most measurements in one import or telemetry batch.</summary>
-    public int MaxBatch { get; set; } = 10_000;
+    /// <summary>Most rows (measurements or telemetry observations) in one import.</summary>
+    public int MaxRowsPerImport { get; set; } = 10_000;
 
     /// <summary>Most requests in one batch prediction.</summary>
-    public int MaxPredictBatch { get; set; } = 100_000;
+    public int MaxPredictionsPerCall { get; set; } = 100_000;
 
     /// <summary>Most requests one simulation may serve (a trace's rows or a generated workload's count).</summary>
     public int MaxSimulateRequests { get; set; } = 1_000_000;
@@ -95,7 +95,7 @@ public sealed class LensGrainOptions
             throw new InvalidOperationException($"Lens:Grains:HealthHistoryLength must be in 0..{DeploymentHealthHistory.MaxLast}; got {HealthHistoryLength}");
         }
 
-        if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxBatch < 1 || MaxPredictBatch < 1 || PredictorCacheSize < 1 ||
+        if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxRowsPerImport < 1 || MaxPredictionsPerCall < 1 || PredictorCacheSize < 1 ||
             MaxDevicesPerTenant < 1 || ModelLease <= TimeSpan.Zero)
         {
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");

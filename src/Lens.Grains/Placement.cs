@@ -57,7 +57,7 @@ internal static class Placement
             throw LensException.Validation(errors);
         }
 
-        var measurements = items.Select(m => new Core.Measurement(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs,
+        var measurements = items.Select(m => new Core.MeasuredRequest(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs,
             m.Bucket is { } named ? BucketId.Parse(named) : null, m.Batch, m.Group)).ToArray();
 
         // A group's end is its last request's: a group sent in part (or split over two imports) would be fitted as a shorter one.

@@ -55,7 +55,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
         return Guard(() => WhatIfAdvice.Advise(model, request, _options.MaxAdviseRequests, DeploymentKey.Parse(deploymentKey).Deployment));
     }
 
-    public async Task<BatchPredictionResult> PredictBatchAsync(string deploymentKey, BatchPredictRequest request)
+    public async Task<PredictManyResult> PredictManyAsync(string deploymentKey, PredictManyRequest request)
     {
         if (request?.InputLengths is not { } inputs || request.OutputLengths is not { } outputs)
         {
@@ -67,9 +67,9 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
             throw LensException.Validation("outputLengths", $"{inputs.Length} input lengths but {outputs.Length} output lengths; give one of each per request");
         }
 
-        if (inputs.Length > _options.MaxPredictBatch)
+        if (inputs.Length > _options.MaxPredictionsPerCall)
         {
-            throw LensException.Validation("inputLengths", $"{inputs.Length} requests in one batch; at most {_options.MaxPredictBatch} are allowed");
+            throw LensException.Validation("inputLengths", $"{inputs.Length} requests in one batch; at most {_options.MaxPredictionsPerCall} are allowed");
         }
 
         var started = Stopwatch.GetTimestamp();
@@ -85,7 +85,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
         {
             Guard(() =>
             {
-                model.PredictBatch(inputs, outputs, buffer.AsSpan(0, n));
+                model.PredictMany(inputs, outputs, buffer.AsSpan(0, n));
                 return 0;
             });
             for (var i = 0; i < n; i++)
@@ -105,7 +105,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
 
         LensTelemetry.Predictions.Add(n);
         LensTelemetry.PredictionDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
-        return new BatchPredictionResult(e2e, ttft, tpot, low, high, version);
+        return new PredictManyResult(e2e, ttft, tpot, low, high, version);
     }
 
     public async Task<string> GetModelJsonAsync(string deploymentKey)

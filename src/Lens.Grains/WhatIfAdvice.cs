@@ -57,7 +57,7 @@ internal static class WhatIfAdvice
         var slo = request.SloTtftMs is { } t ? new ServiceObjectives(t, request.SloTpotMs!.Value) : null;
         try
         {
-            var advice = Advisor.Advise(costs, new AdviceRequest(trace, request.MaxBuckets, slo, request.BatchBuckets, request.TargetRate,
+            var advice = Advisor.Advise(costs, new AdviceQuery(trace, request.MaxBuckets, slo, request.BatchBuckets, request.TargetRate,
                 request.Goal, request.Granularity));
             return AdviceJson.Serialize(advice, source, model.Buckets);
         }

@@ -2,7 +2,6 @@ using Lens.Core;
 
 namespace Lens.Measurement;
 
-using Measurement = Lens.Core.Measurement;
 
 /// <summary>
 /// "A CSV of measurements made elsewhere" (architecture.md, layer 2): answers a request (I, O) with a measurement of that pair from
@@ -11,12 +10,12 @@ using Measurement = Lens.Core.Measurement;
 /// </summary>
 public sealed class CsvReplayBackend : IMeasurementBackend
 {
-    private readonly Dictionary<(int Input, int Output), Measurement[]> _byPair;
+    private readonly Dictionary<(int Input, int Output), MeasuredRequest[]> _byPair;
     private readonly Dictionary<(int Input, int Output), int> _next = [];
     private readonly string _source;
     private readonly Lock _gate = new();
 
-    public CsvReplayBackend(IEnumerable<Measurement> measurements, string source = "measurements")
+    public CsvReplayBackend(IEnumerable<MeasuredRequest> measurements, string source = "measurements")
     {
         ArgumentNullException.ThrowIfNull(measurements);
         _source = source;
@@ -55,7 +54,7 @@ public sealed class CsvReplayBackend : IMeasurementBackend
                 isTransient: false);
         }
 
-        Measurement m;
+        MeasuredRequest m;
         lock (_gate)
         {
             var n = _next.GetValueOrDefault(key);

@@ -5,7 +5,6 @@ using Lens.Core;
 
 namespace Lens.Measurement;
 
-using Measurement = Lens.Core.Measurement;
 
 /// <summary>Settings of <see cref="ProfileRunner"/>.</summary>
 public sealed record ProfileRunOptions
@@ -26,7 +25,7 @@ public sealed record ProfileRunOptions
     public bool FlushToDisk { get; init; } = true;
 
     /// <summary>Told before each request and once at the end; called on the runner's thread.</summary>
-    public IProgress<ProfileProgress>? Progress { get; init; }
+    public IProgress<MeasurementProgress>? Progress { get; init; }
 
     internal void Validate()
     {
@@ -61,7 +60,7 @@ public enum ProfilePhase
 /// </summary>
 /// <param name="Row">The row about to run; null in the final report.</param>
 /// <param name="Eta">Estimated time left, from the mean device time of this run's requests so far; null before the first.</param>
-public sealed record ProfileProgress(ProfilePhase Phase, int Done, int Total, PlanRow? Row, TimeSpan Elapsed, TimeSpan? Eta);
+public sealed record MeasurementProgress(ProfilePhase Phase, int Done, int Total, PlanRow? Row, TimeSpan Elapsed, TimeSpan? Eta);
 
 /// <summary>A request that failed after the backend's retries.</summary>
 public sealed record ProfileFailure(PlanRow Row, string Reason, bool IsTransient, bool DuringWarmUp);
@@ -199,7 +198,7 @@ public sealed class ProfileRunner
     /// run order: each finished measurement covers one plan row of the same bucket, input and output length (a measurement without a
     /// bucket covers a row of any bucket with those lengths).
     /// </summary>
-    public static IReadOnlyList<PlanRow> Pending(IReadOnlyList<PlanRow> rows, IEnumerable<Measurement> done, int repeatMultiplier = 1)
+    public static IReadOnlyList<PlanRow> Pending(IReadOnlyList<PlanRow> rows, IEnumerable<MeasuredRequest> done, int repeatMultiplier = 1)
     {
         ArgumentNullException.ThrowIfNull(rows);
         ArgumentNullException.ThrowIfNull(done);
@@ -251,7 +250,7 @@ public sealed class ProfileRunner
     /// rows must match the plan row (bucket, lengths, batch), or the file belongs to another plan and this throws. Ids beyond the plan
     /// and rows without a group are other measurements: they cover nothing.
     /// </summary>
-    public static IReadOnlyList<(PlanRow Row, long Group)> PendingGroups(IReadOnlyList<PlanRow> rows, IEnumerable<Measurement> done,
+    public static IReadOnlyList<(PlanRow Row, long Group)> PendingGroups(IReadOnlyList<PlanRow> rows, IEnumerable<MeasuredRequest> done,
         int repeatMultiplier = 1)
     {
         ArgumentNullException.ThrowIfNull(rows);
@@ -323,7 +322,7 @@ public sealed class ProfileRunner
         {
             cancellationToken.ThrowIfCancellationRequested();
             TimeSpan? eta = state.Measured > 0 ? measuredDevice / state.Measured * (total - processed) : null;
-            _options.Progress?.Report(new ProfileProgress(ProfilePhase.Measure, processed, total, row, clock.Elapsed, eta));
+            _options.Progress?.Report(new MeasurementProgress(ProfilePhase.Measure, processed, total, row, clock.Elapsed, eta));
             var (results, took) = await MeasureAsync(row, state, cancellationToken);
             processed++;
             if (results is null)
@@ -332,13 +331,13 @@ public sealed class ProfileRunner
             }
 
             measuredDevice += took;
-            output.Append([.. results.Select(r => new Measurement(row.InputLength, row.OutputLength, r.E2eMs, r.TtftMs, row.Bucket,
+            output.Append([.. results.Select(r => new MeasuredRequest(row.InputLength, row.OutputLength, r.E2eMs, r.TtftMs, row.Bucket,
                 group is null ? 1 : row.Batch, group))]);
             state.Measured++;
         }
 
         var summary = state.Summary();
-        _options.Progress?.Report(new ProfileProgress(ProfilePhase.Finished, processed, total, null, clock.Elapsed, TimeSpan.Zero));
+        _options.Progress?.Report(new MeasurementProgress(ProfilePhase.Finished, processed, total, null, clock.Elapsed, TimeSpan.Zero));
         return summary;
     }
 
@@ -358,7 +357,7 @@ public sealed class ProfileRunner
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 TimeSpan? eta = done > 0 ? deviceTime / done * (total - done) : null;
-                _options.Progress?.Report(new ProfileProgress(ProfilePhase.WarmUp, done, total, row, clock.Elapsed, eta));
+                _options.Progress?.Report(new MeasurementProgress(ProfilePhase.WarmUp, done, total, row, clock.Elapsed, eta));
                 var (results, took) = await MeasureAsync(row, state, cancellationToken, warmUp: true);
                 deviceTime += took;
                 done++;
@@ -483,7 +482,7 @@ internal sealed class MeasurementFile : IDisposable
         Grouped = grouped;
     }
 
-    public IReadOnlyList<Measurement> Existing { get; private set; } = [];
+    public IReadOnlyList<MeasuredRequest> Existing { get; private set; } = [];
 
     public bool DroppedPartialLine { get; private set; }
 
@@ -544,10 +543,10 @@ internal sealed class MeasurementFile : IDisposable
         }
     }
 
-    public void Append(Measurement measurement) => Write(LensCsv.FormatMeasurement(measurement, Grouped) + "\n");
+    public void Append(MeasuredRequest measurement) => Write(LensCsv.FormatMeasurement(measurement, Grouped) + "\n");
 
     /// <summary>Appends the rows of one group in a single write: a crash leaves at most a cut-off last line, never a torn group.</summary>
-    public void Append(IReadOnlyList<Measurement> measurements)
+    public void Append(IReadOnlyList<MeasuredRequest> measurements)
     {
         var text = new StringBuilder();
         foreach (var m in measurements)
@@ -624,7 +623,7 @@ internal sealed class MeasurementFile : IDisposable
         }
     }
 
-    private void DropPartialGroups(CsvRows<Measurement> rows, string text, string full)
+    private void DropPartialGroups(CsvRows<MeasuredRequest> rows, string text, string full)
     {
         var drop = MeasurementGroups.PartialRows(rows.Rows).Select(n => rows.Lines[n]).ToHashSet();
         if (drop.Count == 0)

@@ -121,12 +121,12 @@ public static class LensApi
         {
             var request = http.Request.ContentType is { } type && type.StartsWith(BatchCodec.MediaType, StringComparison.OrdinalIgnoreCase)
                 ? await ReadBinaryBatchAsync(http)
-                : await ReadBodyAsync<BatchPredictRequest>(http);
+                : await ReadBodyAsync<PredictManyRequest>(http);
             var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
-            var result = await grains.GetGrain<IPredictorGrain>(tenant).PredictBatchAsync(key, request);
+            var result = await grains.GetGrain<IPredictorGrain>(tenant).PredictManyAsync(key, request);
             return Accepts(http, BatchCodec.MediaType) ? new BinaryBatchResult(result) : Results.Ok(result);
-        })).Accepts<BatchPredictRequest>("application/json", BatchCodec.MediaType)
-            .Produces<BatchPredictionResult>(200, "application/json", BatchCodec.MediaType).ProducesProblem(409).WithName("PredictBatch")
+        })).Accepts<PredictManyRequest>("application/json", BatchCodec.MediaType)
+            .Produces<PredictManyResult>(200, "application/json", BatchCodec.MediaType).ProducesProblem(409).WithName("PredictBatch")
             .WithSummary($"Predict many requests; JSON, or the binary form {BatchCodec.MediaType} (Content-Type and Accept) for large batches");
 
         v1.MapPost(Deployment + "/simulate", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
@@ -250,9 +250,9 @@ public static class LensApi
     }
 
     /// <summary>Reads a <see cref="BatchCodec"/> request body, refusing one longer than the largest batch allowed before reading it all.</summary>
-    private static async Task<BatchPredictRequest> ReadBinaryBatchAsync(HttpContext http)
+    private static async Task<PredictManyRequest> ReadBinaryBatchAsync(HttpContext http)
     {
-        var max = http.RequestServices.GetRequiredService<IOptions<LensGrainOptions>>().Value.MaxPredictBatch;
+        var max = http.RequestServices.GetRequiredService<IOptions<LensGrainOptions>>().Value.MaxPredictionsPerCall;
         var limit = BatchCodec.RequestLength(max);
         var reader = http.Request.BodyReader;
         while (true)
@@ -300,7 +300,7 @@ public static class LensApi
     }
 
     /// <summary>A batch result in <see cref="BatchCodec"/>'s binary form, written straight into the response pipe.</summary>
-    private sealed class BinaryBatchResult(BatchPredictionResult result) : IResult
+    private sealed class BinaryBatchResult(PredictManyResult result) : IResult
     {
         public async Task ExecuteAsync(HttpContext httpContext)
         {

@@ -239,8 +239,8 @@ public static class LensHost
     {
         to.MaxMeasurementsPerBucket = from.MaxMeasurementsPerBucket;
         to.MaxTelemetryPerBucket = from.MaxTelemetryPerBucket;
-        to.MaxBatch = from.MaxBatch;
-        to.MaxPredictBatch = from.MaxPredictBatch;
+        to.MaxRowsPerImport = from.MaxRowsPerImport;
+        to.MaxPredictionsPerCall = from.MaxPredictionsPerCall;
         to.MaxAttempts = from.MaxAttempts;
         to.InitialBackoff = from.InitialBackoff;
         to.MaxBackoff = from.MaxBackoff;

@@ -18,8 +18,8 @@ namespace Lens.Benchmarks;
 public class SerializationBenchmarks
 {
     private readonly ArrayBufferWriter<byte> _buffer = new(1 << 20);
-    private BatchPredictRequest _request = null!;
-    private BatchPredictionResult _result = null!;
+    private PredictManyRequest _request = null!;
+    private PredictManyResult _result = null!;
     private Serializer _orleans = null!;
     private JsonSerializerOptions _sourceGenerated = null!;
     private ArrayRequest _arrayRequest = null!;
@@ -44,11 +44,11 @@ public class SerializationBenchmarks
             tpot[n] = outputs[n] == 1 ? null : e2e[n] / outputs[n];
         }
 
-        _request = new BatchPredictRequest(inputs, outputs);
-        _result = new BatchPredictionResult(e2e, [.. e2e.Select(v => v / 7)], tpot, [.. e2e.Select(v => v * 0.98)], [.. e2e.Select(v => v * 1.02)], 42);
+        _request = new PredictManyRequest(inputs, outputs);
+        _result = new PredictManyResult(e2e, [.. e2e.Select(v => v / 7)], tpot, [.. e2e.Select(v => v * 0.98)], [.. e2e.Select(v => v * 1.02)], 42);
         _arrayRequest = new ArrayRequest(inputs, outputs, false);
         _arrayResult = new ArrayResult(_result.E2eMs, _result.TtftMs, tpot, _result.E2eLowMs, _result.E2eHighMs, 42);
-        _orleans = new ServiceCollection().AddSerializer(b => b.AddAssembly(typeof(BatchPredictionResult).Assembly).AddAssembly(typeof(ArrayResult).Assembly))
+        _orleans = new ServiceCollection().AddSerializer(b => b.AddAssembly(typeof(PredictManyResult).Assembly).AddAssembly(typeof(ArrayResult).Assembly))
             .BuildServiceProvider()
             .GetRequiredService<Serializer>();
         _sourceGenerated = new JsonSerializerOptions(JsonSerializerDefaults.Web);
@@ -85,8 +85,8 @@ public class SerializationBenchmarks
     [Benchmark]
     public int OrleansBinary()
     {
-        var request = _orleans.Deserialize<BatchPredictRequest>(_orleans.SerializeToArray(_request))!;
-        return request.InputLengths.Length + _orleans.Deserialize<BatchPredictionResult>(_orleans.SerializeToArray(_result))!.E2eMs.Length;
+        var request = _orleans.Deserialize<PredictManyRequest>(_orleans.SerializeToArray(_request))!;
+        return request.InputLengths.Length + _orleans.Deserialize<PredictManyResult>(_orleans.SerializeToArray(_result))!.E2eMs.Length;
     }
 
     private int Json(JsonSerializerOptions options)
@@ -97,19 +97,19 @@ public class SerializationBenchmarks
             JsonSerializer.Serialize(writer, _request, options);
         }
 
-        var request = JsonSerializer.Deserialize<BatchPredictRequest>(_buffer.WrittenSpan, options)!;
+        var request = JsonSerializer.Deserialize<PredictManyRequest>(_buffer.WrittenSpan, options)!;
         _buffer.ResetWrittenCount();
         using (var writer = new Utf8JsonWriter(_buffer))
         {
             JsonSerializer.Serialize(writer, _result, options);
         }
 
-        return request.InputLengths.Length + JsonSerializer.Deserialize<BatchPredictionResult>(_buffer.WrittenSpan, options)!.E2eMs.Length;
+        return request.InputLengths.Length + JsonSerializer.Deserialize<PredictManyResult>(_buffer.WrittenSpan, options)!.E2eMs.Length;
     }
 }
 
-[JsonSerializable(typeof(BatchPredictRequest))]
-[JsonSerializable(typeof(BatchPredictionResult))]
+[JsonSerializable(typeof(PredictManyRequest))]
+[JsonSerializable(typeof(PredictManyResult))]
 internal sealed partial class BenchJsonContext : JsonSerializerContext;
 
 [GenerateSerializer, Immutable, Alias("bench.ArrayRequest")]

@@ -14,7 +14,7 @@ namespace Lens.Benchmarks;
 public class FitBenchmarks
 {
     private BucketSet _buckets = null!;
-    private Measurement[] _rows = null!;
+    private MeasuredRequest[] _rows = null!;
     private string _csv = null!;
 
     /// <summary>Rows to fit.</summary>
@@ -44,14 +44,14 @@ public class FitBenchmarks
     }
 
     /// <summary>The rows described in the type's summary, timed by a step-function device with 0..5% one-sided noise.</summary>
-    public static Measurement[] Generate(BucketSet buckets, int count, int seed)
+    public static MeasuredRequest[] Generate(BucketSet buckets, int count, int seed)
     {
         var rng = new Random(seed);
         var prefill = buckets.Prefill.Select(p => new PrefillValues(p, 10 + (p * 0.05), 0, 10 + (p * 0.05), 0, double.NaN)).ToArray();
         var decode = buckets.Decode.Select(d => new DecodeValues(d, 1 + (d * 0.0005), 0)).ToArray();
         var device = new DeploymentModel(buckets, prefill, decode, RepeatStatistic.Min, 0);
         var plan = ProfilingPlanner.Create(buckets, new PlanOptions(Seed: seed)).Rows;
-        var rows = new Measurement[count];
+        var rows = new MeasuredRequest[count];
         for (var n = 0; n < count; n++)
         {
             int input, output;
@@ -67,7 +67,7 @@ public class FitBenchmarks
 
             var p = device.Predict(input, output);
             var slow = 1 + (rng.NextDouble() * 0.05);
-            rows[n] = new Measurement(input, output, p.E2eMs * slow, p.TtftMs * slow);
+            rows[n] = new MeasuredRequest(input, output, p.E2eMs * slow, p.TtftMs * slow);
         }
 
         return rows;

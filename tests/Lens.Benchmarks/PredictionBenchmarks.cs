@@ -50,5 +50,5 @@ public class PredictionBenchmarks
 
     /// <summary>A batch of 4096 predictions; figures are per prediction.</summary>
     [Benchmark(OperationsPerInvoke = BatchSize)]
-    public void Batched() => _model.PredictBatch(_inputs, _outputs, _results);
+    public void Batched() => _model.PredictMany(_inputs, _outputs, _results);
 }

@@ -5,7 +5,7 @@ public class BaselineAndMetricTests
     [Fact]
     public void Smooth_regression_recovers_a_bilinear_surface()
     {
-        var data = Grid().Select(p => new Measurement(p.I, p.O, 3 + (0.01 * p.I) + (0.5 * p.O) + (0.001 * p.I * p.O))).ToArray();
+        var data = Grid().Select(p => new MeasuredRequest(p.I, p.O, 3 + (0.01 * p.I) + (0.5 * p.O) + (0.001 * p.I * p.O))).ToArray();
         var model = Baselines.SmoothRegression(data, RepeatStatistic.Min);
         Assert.Equal(3 + 1 + 5 + 1, model.PredictLatency(100, 10).E2eMs, 8);
     }
@@ -13,7 +13,7 @@ public class BaselineAndMetricTests
     [Fact]
     public void Per_token_linear_recovers_a_linear_ttft_and_a_constant_tpot()
     {
-        var data = Grid().Select(p => new Measurement(p.I, p.O, 2 + (0.02 * p.I) + (0.7 * (p.O - 1)), 2 + (0.02 * p.I))).ToArray();
+        var data = Grid().Select(p => new MeasuredRequest(p.I, p.O, 2 + (0.02 * p.I) + (0.7 * (p.O - 1)), 2 + (0.02 * p.I))).ToArray();
         var model = Baselines.PerTokenLinear(data, RepeatStatistic.Min);
         var (e2e, ttft) = model.PredictLatency(50, 11);
         Assert.Equal(2 + 1 + 7, e2e, 8);
@@ -36,7 +36,7 @@ public class BaselineAndMetricTests
             RepeatStatistic.Min, 0);
         // Measured: (4, 3) took 13 with TTFT 9 (predicted 12 and 10); (4, 1) took 8 (predicted 10); repeats reduced by min.
         var eval = Metrics.Evaluate(new LensPredictor(model),
-            [new Measurement(4, 3, 13, 9), new Measurement(4, 3, 14, 9.5), new Measurement(4, 1, 8)], RepeatStatistic.Min);
+            [new MeasuredRequest(4, 3, 13, 9), new MeasuredRequest(4, 3, 14, 9.5), new MeasuredRequest(4, 1, 8)], RepeatStatistic.Min);
         Assert.Equal("LENS", eval.Predictor);
         Assert.Equal(2, eval.E2e.Count);
         Assert.Equal(((1.0 / 13) + (2.0 / 8)) / 2 * 100, eval.E2e.Mean, 9);

@@ -104,13 +104,13 @@ public class BatchedServingTests
         var plan = ProfilingPlanner.Create(Buckets, new PlanOptions(Repeats: 2));
         Assert.Contains(plan.Rows, r => r.Batch == 4 && r.Bucket == new BucketId(BucketKind.Decode, 128, 4));
         long group = 0;
-        var measurements = new List<Measurement>();
+        var measurements = new List<MeasuredRequest>();
         foreach (var row in plan.Rows)
         {
             // Each plan point is a group of `batch` identical requests, timed from its release; one row per request.
             var run = ServingSimulation.StaticBatch(truth, [.. Enumerable.Repeat(new RequestPair(row.InputLength, row.OutputLength), row.Batch)]);
             measurements.AddRange(run.Requests.Select(r =>
-                new Measurement(row.InputLength, row.OutputLength, r.E2eMs, r.TtftMs, row.Bucket, row.Batch, group)));
+                new MeasuredRequest(row.InputLength, row.OutputLength, r.E2eMs, r.TtftMs, row.Bucket, row.Batch, group)));
             group++;
         }
 
@@ -151,8 +151,8 @@ public class BatchedServingTests
     {
         var rows = new[]
         {
-            new Measurement(65, 40, 123.5, 20.25, new BucketId(BucketKind.Decode, 128, 4), 4, 17),
-            new Measurement(65, 1, 40.5, 10.5, null, 2, 3),
+            new MeasuredRequest(65, 40, 123.5, 20.25, new BucketId(BucketKind.Decode, 128, 4), 4, 17),
+            new MeasuredRequest(65, 1, 40.5, 10.5, null, 2, 3),
         };
         var text = new StringWriter();
         LensCsv.WriteMeasurements(text, rows);
@@ -162,7 +162,7 @@ public class BatchedServingTests
             new StringReader("bucket,input_len,output_len,batch,e2e_ms\ndecode-128-b4,65,40,2,100\n"), "m.csv"));
         Assert.Equal(2, bad.Line);
         Assert.Equal("batch", bad.Column);
-        var notABucket = Assert.Throws<ArgumentException>(() => MeasurementTagger.Assign(Buckets, [new Measurement(5, 3, 10, Batch: 3)]));
+        var notABucket = Assert.Throws<ArgumentException>(() => MeasurementTagger.Assign(Buckets, [new MeasuredRequest(5, 3, 10, Batch: 3)]));
         Assert.Contains("group of 3", notABucket.Message);
     }
 

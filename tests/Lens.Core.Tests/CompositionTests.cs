@@ -80,17 +80,17 @@ public class CompositionTests
         int[] inputs = [1, 3, 5, 8];
         int[] outputs = [15, 4, 10, 8];
         var results = new Prediction[4];
-        model.PredictBatch(inputs, outputs, results);
+        model.PredictMany(inputs, outputs, results);
         for (var n = 0; n < inputs.Length; n++)
         {
             Assert.Equal(model.Predict(inputs[n], outputs[n]), results[n]);
         }
 
         var untouched = new Prediction[2];
-        var ex = Assert.Throws<RequestOutOfRangeException>(() => model.PredictBatch([3, 9], [1, 1], untouched));
+        var ex = Assert.Throws<RequestOutOfRangeException>(() => model.PredictMany([3, 9], [1, 1], untouched));
         Assert.Equal("request #1: input length 9 is above the longest prefill bucket 8 (allowed 1..8)", ex.Message);
         Assert.Equal(default, untouched[0]);
-        Assert.Throws<ArgumentException>(() => model.PredictBatch([1, 2], [1], untouched));
+        Assert.Throws<ArgumentException>(() => model.PredictMany([1, 2], [1], untouched));
     }
 
     [Fact]

@@ -59,7 +59,7 @@ public class FitTests
         // Two points of a decode bucket, each measured at 100 +- 1 and 200 +- 1 (three repeats), mean statistic.
         var buckets = new BucketSet([8], [8, 16]);
         var bucket = BucketId.Parse("decode-16");
-        Measurement M(int o, double e2e) => new(8, o, e2e, null, bucket);
+        MeasuredRequest M(int o, double e2e) => new(8, o, e2e, null, bucket);
         var fit = BucketFitter.FitBucket(buckets, bucket, [M(1, 99), M(1, 100), M(1, 101), M(8, 199), M(8, 200), M(8, 201)], RepeatStatistic.Mean);
         Assert.Equal(100.0 / 7, fit.StepMs!.Value, 9);
         var pointSe = Math.Sqrt(1.0 / 3);                       // sample sd 1, three repeats
@@ -75,7 +75,7 @@ public class FitTests
         // best value for it (the mean of the two points).
         var buckets = new BucketSet([8], [8, 16]);
         var bucket = BucketId.Parse("decode-16");
-        Measurement M(int o, double e2e) => new(8, o, e2e, null, bucket);
+        MeasuredRequest M(int o, double e2e) => new(8, o, e2e, null, bucket);
         var fit = BucketFitter.FitBucket(buckets, bucket, [M(1, 50), M(8, 43)], RepeatStatistic.Min);
         Assert.Equal(0, fit.StepMs!.Value);
         Assert.Contains("below zero", fit.Warning, StringComparison.Ordinal);
@@ -90,7 +90,7 @@ public class FitTests
     public void A_bucket_without_a_usable_pair_says_why()
     {
         var buckets = new BucketSet([8], [8, 16]);
-        var fit = BucketFitter.FitBucket(buckets, BucketId.Parse("decode-16"), [new Measurement(8, 5, 50)], RepeatStatistic.Min);
+        var fit = BucketFitter.FitBucket(buckets, BucketId.Parse("decode-16"), [new MeasuredRequest(8, 5, 50)], RepeatStatistic.Min);
         Assert.False(fit.IsComplete);
         Assert.Equal("needs two requests with the same prompt length and different output lengths", fit.Warning);
         var model = BucketFitter.Fit(buckets, [], RepeatStatistic.Min);

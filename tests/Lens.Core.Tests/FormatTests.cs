@@ -2,13 +2,13 @@ namespace Lens.Core.Tests;
 
 public class FormatTests
 {
-    private static CsvRows<Measurement> Read(string text) => LensCsv.ReadMeasurements(new StringReader(text), "m.csv");
+    private static CsvRows<MeasuredRequest> Read(string text) => LensCsv.ReadMeasurements(new StringReader(text), "m.csv");
 
     [Fact]
     public void Measurements_read_with_optional_columns_in_any_order()
     {
         var rows = Read("# comment\nextra,e2e_ms,output_len,input_len,ttft_ms,bucket\nx,12.5,3,7,4,decode-16\n\ny,8,1,7,,\n");
-        Assert.Equal([new Measurement(7, 3, 12.5, 4, BucketId.Parse("decode-16")), new Measurement(7, 1, 8)], rows.Rows);
+        Assert.Equal([new MeasuredRequest(7, 3, 12.5, 4, BucketId.Parse("decode-16")), new MeasuredRequest(7, 1, 8)], rows.Rows);
         Assert.Equal([3, 5], rows.Lines);
     }
 
@@ -34,7 +34,7 @@ public class FormatTests
         LensCsv.WritePlan(writer, plan.Rows);
         Assert.Equal(plan.Rows, LensCsv.ReadPlan(new StringReader(writer.ToString()), "plan.csv").Rows);
 
-        Measurement[] ms = [new(1, 2, 3.25, 1.5, BucketId.Parse("decode-8")), new(4, 1, 1.0 / 3)];
+        MeasuredRequest[] ms = [new(1, 2, 3.25, 1.5, BucketId.Parse("decode-8")), new(4, 1, 1.0 / 3)];
         writer = new StringWriter();
         LensCsv.WriteMeasurements(writer, ms);
         Assert.Equal(ms, Read(writer.ToString()).Rows);

@@ -14,7 +14,7 @@ public sealed class IntervalTests
         Assert.Equal(within, new Coverage(count, 0, above).Within(0.95, 0.05));
 
     /// <summary>Two repeated points (min 10 and 20) and one single one; TTFT streamed on the repeated ones.</summary>
-    private static Measurement[] HandSet() =>
+    private static MeasuredRequest[] HandSet() =>
     [
         new(8, 1, 10, 5), new(8, 1, 11, 5), new(8, 1, 12, 6),
         new(8, 5, 20, 5.5), new(8, 5, 20, 7), new(8, 5, 22, 5),

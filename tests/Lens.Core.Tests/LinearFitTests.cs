@@ -11,7 +11,7 @@ public class LinearFitTests
     {
         // Prompt 4: TTFT 2, 4, 9 (mean 5, sample variance (9 + 1 + 16) / 2 = 13); prompt 6: one value, no spread.
         var buckets = new BucketSet([8], [8, 16]);
-        Measurement[] rows =
+        MeasuredRequest[] rows =
         [
             new(4, 1, 10, 9), new(4, 1, 10, 2), new(4, 1, 10, 4),
             new(6, 1, 12, 7),
@@ -35,7 +35,7 @@ public class LinearFitTests
         // Decode bucket 16 (after-append): prompts 9 and 10, each with O = 2 and O = 6 (steps 10..15 stay in the bucket).
         // E2E = c_I + (O - 1) * 0.5 with c_9 = 20, c_10 = 21; unweighted (single repeats), exact data: residuals 0.
         var buckets = new BucketSet([8, 16], [8, 16]);
-        Measurement[] rows = [new(9, 2, 20.5), new(9, 6, 22.5), new(10, 2, 21.5), new(10, 6, 23.5)];
+        MeasuredRequest[] rows = [new(9, 2, 20.5), new(9, 6, 22.5), new(10, 2, 21.5), new(10, 6, 23.5)];
 
         var fit = BucketFitter.FitBucket(buckets, new BucketId(BucketKind.Decode, 16), rows, RepeatStatistic.Min);
 
@@ -112,7 +112,7 @@ public class LinearFitTests
         // short request profiles 16 (a beyond-the-prompt pair); O = 1 joins bucket 8's pair, as O = 5 keeps every step inside 8,
         // and without such a request it is its prefill bucket's own row.
         var buckets = new BucketSet([4], [8, 16, 32]);
-        Measurement[] rows = [new(4, 1, 5), new(4, 5, 9), new(4, 9, 13), new(4, 20, 24)];
+        MeasuredRequest[] rows = [new(4, 1, 5), new(4, 5, 9), new(4, 9, 13), new(4, 20, 24)];
 
         var assigned = MeasurementTagger.Assign(buckets, rows);
 

@@ -19,8 +19,8 @@ internal sealed class Synthetic(BucketSet buckets, double[] a, double[] s)
 
     public double Ttft(int input) => a[Buckets.PrefillIndex(input)];
 
-    public IEnumerable<Measurement> Measure(IEnumerable<PlanRow> rows, Func<double>? noise = null, bool tag = true) =>
-        rows.Select(r => new Measurement(r.InputLength, r.OutputLength, E2e(r.InputLength, r.OutputLength) * (1 + (noise?.Invoke() ?? 0)),
+    public IEnumerable<MeasuredRequest> Measure(IEnumerable<PlanRow> rows, Func<double>? noise = null, bool tag = true) =>
+        rows.Select(r => new MeasuredRequest(r.InputLength, r.OutputLength, E2e(r.InputLength, r.OutputLength) * (1 + (noise?.Invoke() ?? 0)),
             null, tag ? r.Bucket : null));
 
     public static Synthetic Random(BucketSet buckets, int seed)

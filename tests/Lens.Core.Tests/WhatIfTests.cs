@@ -211,7 +211,7 @@ public class WhatIfTests
     {
         var source = Model(Pow2, Pow2, p => 3 + (0.01 * p), (_, d) => 0.5 + (0.001 * d));
         var trace = Enumerable.Range(0, 200).Select(n => new TraceRequest(n * 100, n % 2 == 0 ? 100 : 1000, 20)).ToArray();
-        var advice = Advisor.Advise(new BucketCostModel(source), new AdviceRequest(trace, MaxBuckets: 2));
+        var advice = Advisor.Advise(new BucketCostModel(source), new AdviceQuery(trace, MaxBuckets: 2));
         Assert.Equal([112, 1008], advice.Recommended.Prefill);
         // Decode steps run at lengths 101..119 and 1001..1019: one bucket up to 128 (rounded), one to the longest sequence 1020 -> 1024.
         Assert.Equal([128, 1024], advice.Recommended.Decode);
@@ -227,7 +227,7 @@ public class WhatIfTests
         var source = Model(Pow2, Pow2, p => 3 + (0.01 * p) + (1e-5 * p * p), (_, d) => 0.5 + (0.002 * d));
         var costs = new BucketCostModel(source);
         var trace = Enumerable.Range(0, 50).Select(n => new TraceRequest(n, rng.Next(1, 700), rng.Next(1, 300))).ToArray();
-        var advice = Advisor.Advise(costs, new AdviceRequest(trace, MaxBuckets: 2, Granularity: 256));
+        var advice = Advisor.Advise(costs, new AdviceQuery(trace, MaxBuckets: 2, Granularity: 256));
         int[] prefill = [256, 512, 768], decode = [256, 512, 768, 1024];
         var best = double.PositiveInfinity;
         foreach (var p in Subsets(prefill))
@@ -274,7 +274,7 @@ public class WhatIfTests
         var source = Model(Pow2, Pow2, p => 2 + (0.002 * p), (b, d) => 5 + (0.1 * b) + (0.0001 * d), [1, 2, 4, 8]);
         var trace = Enumerable.Range(0, 300).Select(n => new TraceRequest(n * 50.0, 100, 64)).ToArray();
         var slo = new ServiceObjectives(2000, 20);
-        var advice = Advisor.Advise(new BucketCostModel(source), new AdviceRequest(trace, MaxBuckets: 2, Slo: slo, TargetRate: 60));
+        var advice = Advisor.Advise(new BucketCostModel(source), new AdviceQuery(trace, MaxBuckets: 2, Slo: slo, TargetRate: 60));
         Assert.Equal(advice.Frontier.Count * 4, advice.BatchSearch.Count); // each budget's edges with each prefix of 1, 2, 4, 8
         Assert.Equal([1, 2, 4, 8], advice.Recommended.Batch);
         Assert.Equal(advice.BatchSearch.Max(s => s.Serving.GoodputPerSecond), advice.Recommended.Serving.GoodputPerSecond);
@@ -288,7 +288,7 @@ public class WhatIfTests
     {
         var source = Model(Pow2, Pow2, p => 2 + (0.002 * p), (b, d) => 5 + (0.1 * b) + (0.0001 * d), [1, 2, 4]);
         var trace = Enumerable.Range(0, 100).Select(n => new TraceRequest(n * 50.0, 50 + n, n % 3 == 0 ? 1 : 40)).ToArray();
-        var advice = Advisor.Advise(new BucketCostModel(source), new AdviceRequest(trace, MaxBuckets: 3, Slo: new(2000, 20), TargetRate: 40));
+        var advice = Advisor.Advise(new BucketCostModel(source), new AdviceQuery(trace, MaxBuckets: 3, Slo: new(2000, 20), TargetRate: 40));
         var json = AdviceJson.Serialize(advice, "m.json", source.Buckets);
 
         var back = AdviceJson.Deserialize(json);
@@ -304,9 +304,9 @@ public class WhatIfTests
     public void Advisor_refuses_an_empty_workload_and_lengths_beyond_the_profile()
     {
         var costs = new BucketCostModel(Model(Pow2, Pow2, p => 3 + (0.01 * p), (_, d) => 0.5 + (0.001 * d)));
-        Assert.Contains("empty", Assert.Throws<ArgumentException>(() => Advisor.Advise(costs, new AdviceRequest([]))).Message,
+        Assert.Contains("empty", Assert.Throws<ArgumentException>(() => Advisor.Advise(costs, new AdviceQuery([]))).Message,
             StringComparison.Ordinal);
-        var ex = Assert.Throws<RequestOutOfRangeException>(() => Advisor.Advise(costs, new AdviceRequest([new TraceRequest(0, 3000, 100)])));
+        var ex = Assert.Throws<RequestOutOfRangeException>(() => Advisor.Advise(costs, new AdviceQuery([new TraceRequest(0, 3000, 100)])));
         Assert.Contains("request #1", ex.Message, StringComparison.Ordinal);
     }
 }

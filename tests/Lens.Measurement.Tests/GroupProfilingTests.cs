@@ -4,7 +4,6 @@ using Microsoft.AspNetCore.Http;
 
 namespace Lens.Measurement.Tests;
 
-using Measurement = Lens.Core.Measurement;
 
 /// <summary>
 /// A fake batched device behind <see cref="FakeOpenAiServer"/> (method.md, "Batched serving"): requests that arrive within
@@ -119,7 +118,7 @@ public sealed class GroupProfilingTests : IDisposable
     private static OpenAiCompletionsBackend Backend(FakeOpenAiServer server) =>
         new(new OpenAiCompletionsOptions { BaseAddress = server.BaseAddress, Model = "fake-model", MaxRetries = 0 });
 
-    private static List<Measurement> ReadBack(string path)
+    private static List<MeasuredRequest> ReadBack(string path)
     {
         using var reader = new StreamReader(path);
         return [.. LensCsv.ReadMeasurements(reader, path).Rows];

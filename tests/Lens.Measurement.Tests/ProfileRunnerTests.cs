@@ -2,7 +2,6 @@ using Lens.Core;
 
 namespace Lens.Measurement.Tests;
 
-using Measurement = Lens.Core.Measurement;
 
 /// <summary>A backend whose every answer the test decides; it records what it was asked.</summary>
 internal sealed class ScriptedBackend(Func<int, int, int, CancellationToken, TimedRequest>? answer = null) : IMeasurementBackend
@@ -28,11 +27,11 @@ internal sealed class ScriptedBackend(Func<int, int, int, CancellationToken, Tim
 }
 
 /// <summary>Collects progress reports synchronously (Progress&lt;T&gt; would post them later).</summary>
-internal sealed class ProgressLog : IProgress<ProfileProgress>
+internal sealed class ProgressLog : IProgress<MeasurementProgress>
 {
-    public List<ProfileProgress> Reports { get; } = [];
+    public List<MeasurementProgress> Reports { get; } = [];
 
-    public void Report(ProfileProgress value) => Reports.Add(value);
+    public void Report(MeasurementProgress value) => Reports.Add(value);
 }
 
 public sealed class ProfileRunnerTests : IDisposable
@@ -47,7 +46,7 @@ public sealed class ProfileRunnerTests : IDisposable
 
     private static ProfilingPlan Plan(int repeats = 1) => ProfilingPlanner.Create(Buckets, new PlanOptions(Repeats: repeats, Seed: 7));
 
-    private static List<Measurement> ReadBack(string path)
+    private static List<MeasuredRequest> ReadBack(string path)
     {
         using var reader = new StreamReader(path);
         return [.. LensCsv.ReadMeasurements(reader, path).Rows];
@@ -55,7 +54,7 @@ public sealed class ProfileRunnerTests : IDisposable
 
     private static List<string> Keys(IEnumerable<PlanRow> rows) => [.. rows.Select(r => $"{r.Bucket}/{r.InputLength}/{r.OutputLength}")];
 
-    private static List<string> Keys(IEnumerable<Measurement> rows) => [.. rows.Select(r => $"{r.Bucket}/{r.InputLength}/{r.OutputLength}")];
+    private static List<string> Keys(IEnumerable<MeasuredRequest> rows) => [.. rows.Select(r => $"{r.Bucket}/{r.InputLength}/{r.OutputLength}")];
 
     [Fact]
     public async Task Runs_the_plan_in_order_and_writes_each_row_with_its_bucket()
@@ -135,7 +134,7 @@ public sealed class ProfileRunnerTests : IDisposable
         var a = new PlanRow(new BucketId(BucketKind.Decode, 16), 1, 15, 0, PlanRole.Slope);
         var b = new PlanRow(new BucketId(BucketKind.Prefill, 8), 1, 15, 0, PlanRole.Prefill); // same lengths, other bucket
         PlanRow[] rows = [a, b, a with { Repeat = 1 }, b with { Repeat = 1 }];
-        Measurement[] done = [new(1, 15, 5, null, a.Bucket), new(1, 15, 5, null, a.Bucket), new(1, 15, 5)];
+        MeasuredRequest[] done = [new(1, 15, 5, null, a.Bucket), new(1, 15, 5, null, a.Bucket), new(1, 15, 5)];
 
         var pending = ProfileRunner.Pending(rows, done);
 
@@ -151,7 +150,7 @@ public sealed class ProfileRunnerTests : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(OutputPath)!);
         var r0 = plan.Rows[0];
         await File.WriteAllTextAsync(OutputPath,
-            $"{LensCsv.MeasurementHeader}\n{LensCsv.FormatMeasurement(new Measurement(r0.InputLength, r0.OutputLength, 3, 1, r0.Bucket))}\n" +
+            $"{LensCsv.MeasurementHeader}\n{LensCsv.FormatMeasurement(new MeasuredRequest(r0.InputLength, r0.OutputLength, 3, 1, r0.Bucket))}\n" +
             $"{plan.Rows[1].Bucket},{plan.Rows[1].InputLength},{plan.Rows[1].OutputLength},12.");
 
         var summary = await new ProfileRunner(new ScriptedBackend(), new ProfileRunOptions { WarmupsPerBucket = 0 }).RunAsync(plan, OutputPath);

@@ -14,7 +14,7 @@ public sealed class BatchCodecTests
     public void Requests_and_results_round_trip_exactly(int count, bool refined)
     {
         var rng = new Random(count);
-        var request = new BatchPredictRequest([.. Enumerable.Range(0, count).Select(_ => rng.Next(1, 100_000))],
+        var request = new PredictManyRequest([.. Enumerable.Range(0, count).Select(_ => rng.Next(1, 100_000))],
             [.. Enumerable.Range(0, count).Select(_ => rng.Next(1, 100_000))], refined);
         var writer = new ArrayBufferWriter<byte>();
         BatchCodec.WriteRequest(writer, request);
@@ -26,7 +26,7 @@ public sealed class BatchCodecTests
         Assert.Equal(refined, decoded.Refined);
 
         double[] Column() => [.. Enumerable.Range(0, count).Select(_ => rng.NextDouble() * 1e4)];
-        var result = new BatchPredictionResult(Column(), Column(), [.. Enumerable.Range(0, count).Select(i => i % 3 == 0 ? (double?)null : rng.NextDouble())],
+        var result = new PredictManyResult(Column(), Column(), [.. Enumerable.Range(0, count).Select(i => i % 3 == 0 ? (double?)null : rng.NextDouble())],
             Column(), Column(), long.MaxValue - count);
         var bytes = BatchCodec.EncodeResult(result);
         Assert.Equal(BatchCodec.ResultLength(count), bytes.Length);
@@ -42,7 +42,7 @@ public sealed class BatchCodecTests
     [Fact]
     public void Malformed_requests_say_what_is_wrong()
     {
-        var valid = BatchCodec.EncodeRequest(new BatchPredictRequest([1, 2, 3], [4, 5, 6]));
+        var valid = BatchCodec.EncodeRequest(new PredictManyRequest([1, 2, 3], [4, 5, 6]));
         string Refused(byte[] body, int max = 10) =>
             Assert.Throws<FormatException>(() => BatchCodec.ReadRequest(new ReadOnlySequence<byte>(body), max)).Message;
 
@@ -52,9 +52,9 @@ public sealed class BatchCodecTests
         Assert.Contains("count (bytes 8-11) is 3; it must be 0..2", Refused(valid, max: 2), StringComparison.Ordinal);
         Assert.Contains("count (bytes 8-11) is -1", Refused(With(With(With(With(valid, 8, 255), 9, 255), 10, 255), 11, 255)), StringComparison.Ordinal);
         Assert.Contains("the body has 37 bytes; a request of 3 predictions has 36", Refused([.. valid, 0]), StringComparison.Ordinal);
-        Assert.Throws<ArgumentException>(() => BatchCodec.EncodeRequest(new BatchPredictRequest([1, 2], [1])));
+        Assert.Throws<ArgumentException>(() => BatchCodec.EncodeRequest(new PredictManyRequest([1, 2], [1])));
         Assert.Throws<FormatException>(() => BatchCodec.ReadResult(valid));
-        var result = BatchCodec.EncodeResult(new BatchPredictionResult([1], [1], [null], [1], [1], 1));
+        var result = BatchCodec.EncodeResult(new PredictManyResult([1], [1], [null], [1], [1], 1));
         Assert.Throws<FormatException>(() => BatchCodec.ReadResult(result[..^1]));
     }
 

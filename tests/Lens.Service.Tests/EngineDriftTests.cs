@@ -173,7 +173,7 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
 
     private static async Task<double> MapeAsync(LensHttpClient lens, string id, MeasurementInput[] observed)
     {
-        var p = await lens.PredictBatchAsync(Device, id, [.. observed.Select(o => o.InputLength)], [.. observed.Select(o => o.OutputLength)]);
+        var p = await lens.PredictManyAsync(Device, id, [.. observed.Select(o => o.InputLength)], [.. observed.Select(o => o.OutputLength)]);
         return observed.Select((o, i) => Math.Abs(p.E2eMs[i] - o.E2eMs) / o.E2eMs * 100).Average();
     }
 

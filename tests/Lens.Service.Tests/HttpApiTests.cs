@@ -52,7 +52,7 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         TestModels.AssertSameModel(TestModels.Source(), await _acme.GetModelJsonAsync(device, created.Id));
         var p = await _acme.PredictAsync(device, created.Id, 100, 10);
         Assert.Equal(TestModels.Source().Predict(100, 10).E2eMs, p.E2eMs, 9);
-        var batch = await _acme.PredictBatchAsync(device, created.Id, [100, 1], [10, 1]);
+        var batch = await _acme.PredictManyAsync(device, created.Id, [100, 1], [10, 1]);
         Assert.Equal(2, batch.E2eMs.Length);
 
         // Telemetry is intake only: stored, but fits and versions do not move.
@@ -140,7 +140,7 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         // The service composes its model from bucket snapshots; its calibration is the one a local fit of the same data gives.
         var served = Lens.Core.ModelJson.Deserialize(await _acme.GetModelJsonAsync(device, id), "served");
         var local = Lens.Core.BucketFitter.Fit(served.Buckets,
-            inputs.Select(m => new Lens.Core.Measurement(m.InputLength, m.OutputLength, m.E2eMs)), served.Statistic);
+            inputs.Select(m => new Lens.Core.MeasuredRequest(m.InputLength, m.OutputLength, m.E2eMs)), served.Statistic);
         Assert.Equal(inputs.Length, served.Calibration.E2e.Repeats);
         Assert.Equal(local.Calibration, served.Calibration);
         var p = await _acme.PredictAsync(device, id, 100, 10);
@@ -216,13 +216,13 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         Assert.Contains("longest", tooLong.Detail, StringComparison.Ordinal);
         var zero = await Assert.ThrowsAsync<LensApiException>(() => _acme.PredictAsync(device, id, 0, 1));
         Assert.Equal(400, zero.Status);
-        var batch = await Assert.ThrowsAsync<LensApiException>(() => _acme.PredictBatchAsync(device, id, [10, 600], [10, 10]));
+        var batch = await Assert.ThrowsAsync<LensApiException>(() => _acme.PredictManyAsync(device, id, [10, 600], [10, 10]));
         Assert.Equal(400, batch.Status);
         Assert.Contains("#1", batch.Detail, StringComparison.Ordinal);
         var json = new LensHttpClient(fixture.Http, HttpHostFixture.AcmeKey) { BinaryBatches = false };
-        var mismatched = await Assert.ThrowsAsync<LensApiException>(() => json.PredictBatchAsync(device, id, [10, 20], [10]));
+        var mismatched = await Assert.ThrowsAsync<LensApiException>(() => json.PredictManyAsync(device, id, [10, 20], [10]));
         Assert.Equal(400, mismatched.Status);
-        await Assert.ThrowsAsync<ArgumentException>(() => _acme.PredictBatchAsync(device, id, [10, 20], [10])); // caught before the wire
+        await Assert.ThrowsAsync<ArgumentException>(() => _acme.PredictManyAsync(device, id, [10, 20], [10])); // caught before the wire
 
         // One bad measurement in a batch: nothing of the batch is stored.
         var import = await Assert.ThrowsAsync<LensApiException>(() => _acme.ImportMeasurementsAsync(device, id,
@@ -294,8 +294,8 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         var inputs = Enumerable.Range(0, 500).Select(_ => rng.Next(1, 513)).ToArray();
         var outputs = inputs.Select(i => rng.Next(1, 1024 - i + 1)).ToArray();
         outputs[7] = 1; // TPOT is null (NaN in binary) where O = 1
-        var viaBinary = await _acme.PredictBatchAsync(device, id, inputs, outputs);
-        var viaJson = await json.PredictBatchAsync(device, id, inputs, outputs);
+        var viaBinary = await _acme.PredictManyAsync(device, id, inputs, outputs);
+        var viaJson = await json.PredictManyAsync(device, id, inputs, outputs);
         Assert.Equal(viaJson.ModelVersion, viaBinary.ModelVersion);
         Assert.Equal(viaJson.E2eMs, viaBinary.E2eMs); // JSON writes doubles round-trippably: equal to the bit
         Assert.Equal(viaJson.TtftMs, viaBinary.TtftMs);
@@ -306,7 +306,7 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         Assert.Equal(TestModels.Source().Predict(inputs[0], outputs[0]).E2eMs, viaBinary.E2eMs[0], 9);
 
         var path = $"/v1/devices/{device}/deployments/{id}/predict/batch";
-        var valid = BatchCodec.EncodeRequest(new BatchPredictRequest([100, 1], [10, 1]));
+        var valid = BatchCodec.EncodeRequest(new PredictManyRequest([100, 1], [10, 1]));
         var badMagic = valid.ToArray();
         badMagic[0] = (byte)'X';
         var problem = await PostBytesAsync(path, badMagic);
@@ -315,7 +315,7 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         var truncated = await PostBytesAsync(path, valid[..^4]);
         await AssertProblemAsync(truncated, HttpStatusCode.BadRequest, "The request is invalid");
         Assert.Contains("a request of 2 predictions has 28", await truncated.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        var outOfRange = await PostBytesAsync(path, BatchCodec.EncodeRequest(new BatchPredictRequest([10, 600], [10, 10])));
+        var outOfRange = await PostBytesAsync(path, BatchCodec.EncodeRequest(new PredictManyRequest([10, 600], [10, 10])));
         await AssertProblemAsync(outOfRange, HttpStatusCode.BadRequest, "Request outside the deployment's buckets");
 
         // A JSON request may ask for a binary answer, and a binary request gets JSON unless it asks.
@@ -330,7 +330,7 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
         Assert.Equal(viaBinary.ModelVersion, BatchCodec.ReadResult(await binary.Content.ReadAsByteArrayAsync()).ModelVersion);
         using var asJson = await PostBytesAsync(path, valid);
         Assert.Equal("application/json", asJson.Content.Headers.ContentType?.MediaType);
-        Assert.Equal(2, (await asJson.Content.ReadFromJsonAsync<BatchPredictionResult>(LensJson.Options))!.E2eMs.Length);
+        Assert.Equal(2, (await asJson.Content.ReadFromJsonAsync<PredictManyResult>(LensJson.Options))!.E2eMs.Length);
     }
 
     private async Task<HttpResponseMessage> PostBytesAsync(string path, byte[] body)

@@ -38,7 +38,7 @@ public sealed class ProfilingClusterTests(ClusterFixture fixture)
 
         int[] inputs = [1, 128, 129, 512, 300];
         int[] outputs = [1, 1, 127, 512, 700];
-        var batch = await _lens.PredictBatchAsync(device, id, inputs, outputs);
+        var batch = await _lens.PredictManyAsync(device, id, inputs, outputs);
         for (var n = 0; n < inputs.Length; n++)
         {
             Assert.Equal(source.Predict(inputs[n], outputs[n]).E2eMs, batch.E2eMs[n], 9);

@@ -437,7 +437,7 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
     /// <summary>E2E MAPE (percent) of the served predictions against <paramref name="observed"/>.</summary>
     private async Task<double> MapeAsync(string device, string id, MeasurementInput[] observed, bool refined)
     {
-        var p = await _acme.PredictBatchAsync(device, id, [.. observed.Select(o => o.InputLength)], [.. observed.Select(o => o.OutputLength)],
+        var p = await _acme.PredictManyAsync(device, id, [.. observed.Select(o => o.InputLength)], [.. observed.Select(o => o.OutputLength)],
             refined: refined);
         return observed.Select((o, i) => Math.Abs(p.E2eMs[i] - o.E2eMs) / o.E2eMs * 100).Average();
     }

@@ -104,9 +104,9 @@ public sealed class AdviseSettings : CommandSettings
             return ValidationResult.Error("give --slo-ttft and --slo-tpot together, both positive (ms)");
         }
 
-        if (MaxBuckets is < 1 or > AdviceRequest.MaxBudget)
+        if (MaxBuckets is < 1 or > AdviceQuery.MaxBudget)
         {
-            return ValidationResult.Error($"--max-buckets must be in 1..{AdviceRequest.MaxBudget}; got {MaxBuckets}");
+            return ValidationResult.Error($"--max-buckets must be in 1..{AdviceQuery.MaxBudget}; got {MaxBuckets}");
         }
 
         if (Granularity is < 1 or > 4096)
@@ -156,7 +156,7 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         var source = CliFiles.ReadModel(settings.Model!);
         var costs = WhatIfCommand.CostModelOf(source, settings.Model!);
         var trace = ReadWorkload(settings, costs);
-        var request = new AdviceRequest(trace, settings.MaxBuckets,
+        var request = new AdviceQuery(trace, settings.MaxBuckets,
             settings.SloTtft is { } ttft ? new ServiceObjectives(ttft, settings.SloTpot!.Value) : null,
             settings.BatchBuckets is null ? null : BucketSet.ParseEdges(settings.BatchBuckets, "batch"),
             settings.TargetRate, settings.Goal, settings.Granularity);

@@ -207,7 +207,7 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
             }).ToArray();
             calls = https.Select(http => (Func<int[], int[], Task>)((i, o) => i.Length == 1
                 ? http.PredictAsync(settings.Device!, settings.Deployment!, i[0], o[0], cancellationToken)
-                : http.PredictBatchAsync(settings.Device!, settings.Deployment!, i, o, cancellationToken))).ToArray();
+                : http.PredictManyAsync(settings.Device!, settings.Deployment!, i, o, cancellationToken))).ToArray();
             deployment = () => https[0].GetDeploymentAsync(settings.Device!, settings.Deployment!, cancellationToken);
             names = urls;
             transport = "http";
@@ -226,7 +226,7 @@ public sealed class BenchCommand : AsyncCommand<BenchSettings>
             var clients = orleans.Select(host => new LensClusterClient(host.Services.GetRequiredService<IClusterClient>(), settings.Tenant!)).ToArray();
             calls = clients.Select(client => (Func<int[], int[], Task>)((i, o) => i.Length == 1
                 ? client.PredictAsync(settings.Device!, settings.Deployment!, i[0], o[0])
-                : client.PredictBatchAsync(settings.Device!, settings.Deployment!, i, o))).ToArray();
+                : client.PredictManyAsync(settings.Device!, settings.Deployment!, i, o))).ToArray();
             deployment = () => clients[0].GetDeploymentAsync(settings.Device!, settings.Deployment!);
             names = ports.Select(p => $"the Orleans gateway 127.0.0.1:{p}").ToArray();
             transport = "orleans";

@@ -238,12 +238,12 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
         {
             foreach (var row in plan.Rows)
             {
-                progress.Report(new ProfileProgress(ProfilePhase.Measure, measured.Count, plan.Rows.Count, null, clock.Elapsed, null));
+                progress.Report(new MeasurementProgress(ProfilePhase.Measure, measured.Count, plan.Rows.Count, null, clock.Elapsed, null));
                 var timed = await backend.MeasureAsync(row.InputLength, row.OutputLength, ct);
                 measured.Add(new MeasuredRow(row, timed.E2eMs, timed.TtftMs));
             }
 
-            progress.Report(new ProfileProgress(ProfilePhase.Finished, measured.Count, plan.Rows.Count, null, clock.Elapsed, null));
+            progress.Report(new MeasurementProgress(ProfilePhase.Finished, measured.Count, plan.Rows.Count, null, clock.Elapsed, null));
             return measured.Count;
         }, ui);
         ui.MarkupLineInterpolated($"Measured {measured.Count} requests in {clock.Elapsed.TotalSeconds:0.0} s.");

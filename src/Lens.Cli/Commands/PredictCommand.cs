@@ -114,7 +114,7 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
                 }
             }
 
-            model.PredictBatch(inputs, outputs, results);
+            model.PredictMany(inputs, outputs, results);
             CliFiles.WriteAtomically(settings.Out!, w => LensCsv.WritePredictions(w, pairs.Rows, results));
             AnsiConsole.MarkupLineInterpolated(
                 $"Wrote {results.Length} predictions to [bold]{settings.Out}[/] (e2e_low_ms .. e2e_high_ms: {model.Calibration.Level * 100:0.#}% intervals).");
@@ -167,7 +167,7 @@ public sealed class PredictCommand : AsyncCommand<PredictSettings>
                 pairs = LensCsv.ReadPairs(reader, settings.Pairs);
             }
 
-            var result = await client.PredictBatchAsync(device, deployment, [.. pairs.Rows.Select(p => p.InputLength)],
+            var result = await client.PredictManyAsync(device, deployment, [.. pairs.Rows.Select(p => p.InputLength)],
                 [.. pairs.Rows.Select(p => p.OutputLength)], ct);
             var predictions = Enumerable.Range(0, pairs.Rows.Count).Select(n => new Prediction(result.E2eMs[n], result.TtftMs[n],
                 result.TpotMs[n] ?? double.NaN, result.E2eLowMs[n], result.E2eHighMs[n])).ToArray();

@@ -3,7 +3,6 @@ using Lens.Engine;
 
 namespace Lens.Measurement.Tests.Engine;
 
-using Measurement = Lens.Core.Measurement;
 
 /// <summary>One reference engine (the tiny profile) served on a loopback port, shared by the tests of a class.</summary>
 public sealed class TinyEngineFixture : IAsyncLifetime
@@ -209,7 +208,7 @@ public sealed class EngineIntegrationTests(TinyEngineFixture fixture) : IDisposa
         Assert.Equal(idle, fixture.Engine.Counters.Requests);
     }
 
-    private static List<Measurement> ReadBack(string path)
+    private static List<MeasuredRequest> ReadBack(string path)
     {
         using var reader = new StreamReader(path);
         return [.. LensCsv.ReadMeasurements(reader, path).Rows];
