@@ -68,7 +68,9 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         var deploymentPath = new Uri(page.Url).AbsolutePath;
         await Live(page);
 
-        // Profile every bucket: progress updates in place until it reaches 100%.
+        // Profile every bucket: the button is disabled until the page is live (a click on the prerendered page would be lost, issue 17
+        // item 12); then progress updates in place until it reaches 100%.
+        await page.Locator("#profile-all:enabled").WaitForAsync();
         await page.Locator("#profile-all").ClickAsync();
         await page.Locator("#profile-state[data-state=running], #profile-state[data-state=queued], #profile-state[data-state=completed]").WaitForAsync();
         await page.Locator("#profile-state[data-state=completed]").WaitForAsync(new() { Timeout = ProfileWait });
@@ -274,8 +276,12 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         await page.WaitForLoadStateAsync(LoadState.DOMContentLoaded);
     }
 
-    /// <summary>Waits until the page's circuit is connected (its buttons act in place from then on).</summary>
-    private static Task Live(IPage page) => page.Locator("#console-ready[data-interactive=true]").WaitForAsync(new() { State = WaitForSelectorState.Attached });
+    /// <summary>
+    /// Waits until this page's circuit is connected (its buttons are enabled and act in place from then on). The marker names the page:
+    /// right after an in-place navigation the previous page's marker still says "true".
+    /// </summary>
+    private static Task Live(IPage page) =>
+        page.Locator($"#console-ready[data-interactive=true][data-path='{new Uri(page.Url).AbsolutePath}']").WaitForAsync(new() { State = WaitForSelectorState.Attached });
 
     private static Task Shot(IPage page, string name) =>
         page.ScreenshotAsync(new() { Path = Path.Combine(ScreenshotDir, name + ".png"), FullPage = true });
