@@ -99,6 +99,17 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         Assert.True(long.Parse(await row.GetAttributeAsync("data-version") ?? "0", System.Globalization.CultureInfo.InvariantCulture) >
                     long.Parse(before!, System.Globalization.CultureInfo.InvariantCulture));
 
+        // The server's prerendered HTML (no circuit, no handlers) offers no button that could be clicked in vain; sign-out is a plain
+        // form post, which works without the circuit.
+        var prerendered = await (await page.APIRequest.GetAsync(deploymentPath)).TextAsync();
+        Assert.Contains("data-interactive=\"false\"", prerendered, StringComparison.Ordinal);
+        Assert.Contains("<button type=\"submit\" id=\"sign-out\">", prerendered, StringComparison.Ordinal);
+        var buttons = System.Text.RegularExpressions.Regex.Matches(prerendered, "<button[^>]*>").Select(m => m.Value)
+            .Where(b => !b.Contains("id=\"sign-out\"", StringComparison.Ordinal)).ToArray();
+        Assert.Contains(buttons, b => b.Contains("id=\"profile-all\"", StringComparison.Ordinal));
+        Assert.True(buttons.Length >= 9, string.Join("\n", buttons)); // profile-all, 7 re-profiles, draw, predict
+        Assert.All(buttons, b => Assert.Contains(" disabled", b, StringComparison.Ordinal));
+
         // Downloads carry the signed-in session's cookie.
         var model = await page.APIRequest.GetAsync(deploymentPath + "/model.json");
         Assert.Equal(200, model.Status);
