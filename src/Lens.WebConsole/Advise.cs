@@ -21,52 +21,24 @@ public sealed class AdviseForm
     public double? TargetRate { get; set; }
 
     /// <summary>
-    /// The service's advise request for the page's workload on a deployment with <paramref name="buckets"/> (a Poisson workload is
-    /// drawn over them, as the what-if run draws it), or null with what is wrong. The service checks the rest: lengths beyond what
-    /// the profile supports, batch buckets above the profiled ones, the request count.
+    /// The service's advise request (the body of <c>POST .../advise</c>) for the page's workload and SLO, lengths drawn over the
+    /// advised deployment's buckets <paramref name="lengthsFrom"/> as the what-if run draws them; null with what is wrong when the
+    /// batch list cannot be read. The predictor grain checks the rest (K, the target rate and its SLO, the request count, lengths
+    /// beyond what the profile supports) and its refusal is shown.
     /// </summary>
-    public AdviseRequest? ToRequest(WorkloadForm workload, BucketSet buckets, CsvRows<TraceRequest>? trace, string traceName, out string? error)
+    public AdviseRequest? ToRequest(WorkloadForm workload, DeploymentSpec lengthsFrom, CsvRows<TraceRequest>? trace, out string? error)
     {
         ArgumentNullException.ThrowIfNull(workload);
-        ArgumentNullException.ThrowIfNull(buckets);
-        if (MaxBuckets is < 1 or > AdviceQuery.MaxBudget)
-        {
-            error = $"most buckets per kind (K) must be in 1..{AdviceQuery.MaxBudget}; got {MaxBuckets}";
-            return null;
-        }
-
+        ArgumentNullException.ThrowIfNull(lengthsFrom);
         var batch = Batch(out error);
         if (error is not null)
         {
             return null;
         }
 
-        var slo = workload.Slo(out error);
-        if (error is not null)
-        {
-            return null;
-        }
-
-        if (TargetRate is { } rate && (!(rate > 0) || !double.IsFinite(rate)))
-        {
-            error = $"the target rate must be a positive number of requests/s; got {rate}";
-            return null;
-        }
-
-        if (TargetRate is not null && slo is null)
-        {
-            error = "sizing replicas for a target rate needs the SLO: give TTFT and TPOT";
-            return null;
-        }
-
-        if (workload.Requests(buckets, trace, traceName, out error) is not { } requests)
-        {
-            return null;
-        }
-
-        return new AdviseRequest([.. requests.Select(r => r.ArrivalMs)], [.. requests.Select(r => r.InputLength)],
-            [.. requests.Select(r => r.OutputLength)], SloTtftMs: slo?.TtftMs, SloTpotMs: slo?.TpotMs, MaxBuckets: MaxBuckets,
-            BatchBuckets: batch, TargetRate: TargetRate);
+        var (arrivals, inputs, outputs) = WorkloadForm.Columns(trace);
+        return new AdviseRequest(arrivals, inputs, outputs, trace is null ? workload.Workload(lengthsFrom) : null, workload.SloTtftMs,
+            workload.SloTpotMs, MaxBuckets, batch, TargetRate);
     }
 
     /// <summary>The batch buckets typed (null when the box is empty: the advisor's default), checked as a bucket list.</summary>

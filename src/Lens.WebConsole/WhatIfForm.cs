@@ -1,11 +1,16 @@
+using System.Globalization;
+using Lens.Abstractions;
 using Lens.Core;
 
 namespace Lens.WebConsole;
 
-/// <summary>A workload for the what-if page: Poisson arrivals at a rate, or a trace (<c>arrival_ms,input_len,output_len</c>).</summary>
+/// <summary>
+/// A workload for the what-if page: Poisson arrivals at a rate, or a trace (<c>arrival_ms,input_len,output_len</c>). The page sends it
+/// to the predictor grains as the HTTP API's simulate and advise bodies; the grains generate, validate and bound it (request count,
+/// replicas, SLO), so the page has the service's limits and its error messages.
+/// </summary>
 public sealed class WorkloadForm
 {
-    public const int MaxCount = 100_000;
     public const int MaxTraceBytes = 4 * 1024 * 1024;
     public const int MaxDeployments = 6;
 
@@ -23,87 +28,35 @@ public sealed class WorkloadForm
 
     public double? SloTpotMs { get; set; } = 50;
 
-    /// <summary>The SLO (null for none), or <paramref name="error"/> when only one half is given or a value is not positive.</summary>
-    public ServiceObjectives? Slo(out string? error)
-    {
-        var bad = (SloTtftMs is null) != (SloTpotMs is null) || SloTtftMs is <= 0 || SloTpotMs is <= 0;
-        error = bad ? "give both SLO values (TTFT and TPOT, ms, positive) or neither" : null;
-        return !bad && SloTtftMs is { } ttft ? new ServiceObjectives(ttft, SloTpotMs!.Value) : null;
-    }
-
     /// <summary>
-    /// The workload's requests: the uploaded <paramref name="trace"/>'s rows, or Poisson arrivals with lengths uniform over what
-    /// <paramref name="buckets"/> serve; null with <paramref name="error"/> for an empty trace or a bad rate, count or output cap.
+    /// The simulate request each chosen deployment's predictor grain gets (the body of <c>POST .../simulate</c>): the uploaded
+    /// <paramref name="trace"/> as it is, or a generated workload whose lengths are drawn uniformly over what <paramref name="lengthsFrom"/>
+    /// serves (the first chosen deployment), written out so that every deployment is given the same requests.
     /// </summary>
-    public IReadOnlyList<TraceRequest>? Requests(BucketSet buckets, CsvRows<TraceRequest>? trace, string traceName, out string? error)
+    public SimulateRequest ToSimulateRequest(CsvRows<TraceRequest>? trace, DeploymentSpec lengthsFrom)
     {
-        ArgumentNullException.ThrowIfNull(buckets);
-        error = null;
-        if (trace is not null)
-        {
-            error = trace.Rows.Count == 0 ? $"{traceName}: the trace has no requests" : null;
-            return error is null ? trace.Rows : null;
-        }
-
-        if (!(Rate > 0) || !double.IsFinite(Rate) || Count is < 1 or > MaxCount || MaxOutput is < 1)
-        {
-            error = $"the rate must be positive, the count in 1..{MaxCount} and the output cap at least 1";
-            return null;
-        }
-
-        return WorkloadSimulation.PoissonTrace(buckets, Rate, Count, Seed, MaxOutput);
+        var (arrivals, inputs, outputs) = Columns(trace);
+        return new SimulateRequest(arrivals, inputs, outputs, trace is null ? Workload(lengthsFrom) : null, Replicas: Replicas,
+            SloTtftMs: SloTtftMs, SloTpotMs: SloTpotMs);
     }
+
+    /// <summary>The generated workload: Poisson arrivals, prompts uniform over 1..min(pm, dn - 1), outputs over 1..(cap or dn - 1).</summary>
+    public WorkloadSpec Workload(DeploymentSpec lengthsFrom)
+    {
+        ArgumentNullException.ThrowIfNull(lengthsFrom);
+        var buckets = new BucketSet(lengthsFrom.PrefillBuckets, lengthsFrom.DecodeBuckets);
+        var maxInput = Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1);
+        var maxOutput = MaxOutput ?? buckets.MaxSequence - 1;
+        return new WorkloadSpec(Rate, Count, InputDist: Uniform(maxInput), OutputDist: Uniform(maxOutput), Seed: Seed);
+    }
+
+    /// <summary>A trace's columns (nulls for none).</summary>
+    internal static (double[]? Arrivals, int[]? Inputs, int[]? Outputs) Columns(CsvRows<TraceRequest>? trace) =>
+        trace is null ? (null, null, null)
+            : ([.. trace.Rows.Select(r => r.ArrivalMs)], [.. trace.Rows.Select(r => r.InputLength)], [.. trace.Rows.Select(r => r.OutputLength)]);
+
+    private static string Uniform(int max) => string.Create(CultureInfo.InvariantCulture, $"uniform:1-{max}");
 }
 
-/// <summary>One deployment's result of a what-if run.</summary>
-public sealed record WhatIfResult(string Deployment, SimulationResult Result);
-
-/// <summary>
-/// The what-if comparison: one workload and SLO through Lens.Core's <see cref="WorkloadSimulation"/> on each deployment's model. The
-/// one place the console calls the simulation.
-/// </summary>
-public static class WhatIf
-{
-    /// <summary>Runs the workload on every model, or says what is wrong (named line of the trace, range, missing SLO half).</summary>
-    /// <param name="trace">An uploaded trace with its lines, or null for Poisson arrivals from <paramref name="form"/>.</param>
-    public static (WhatIfResult[] Results, string? Error) Run(IReadOnlyList<(string Name, DeploymentModel Model)> models, WorkloadForm form,
-        CsvRows<TraceRequest>? trace, string traceName = "trace")
-    {
-        ArgumentNullException.ThrowIfNull(models);
-        ArgumentNullException.ThrowIfNull(form);
-        if (models.Count is 0 or > WorkloadForm.MaxDeployments)
-        {
-            return ([], $"choose 1..{WorkloadForm.MaxDeployments} fitted deployments to compare");
-        }
-
-        if (form.Replicas is < 1 or > 1024)
-        {
-            return ([], $"replicas must be in 1..1024; got {form.Replicas}");
-        }
-
-        var slo = form.Slo(out var sloError);
-        if (sloError is not null)
-        {
-            return ([], sloError);
-        }
-
-        if (form.Requests(models[0].Model.Buckets, trace, traceName, out var workloadError) is not { } requests)
-        {
-            return ([], workloadError);
-        }
-
-        // A trace names its line; a generated workload fits the first deployment's buckets by construction.
-        foreach (var (name, model) in trace is null ? models.Skip(1) : models)
-        {
-            if (WorkloadSimulation.FirstOutOfRange(model.Buckets, requests) is { } bad)
-            {
-                return ([], trace is not null
-                    ? $"{traceName}:{trace.Lines[bad.Index]}: {bad.Reason} (deployment {name})"
-                    : $"the generated request #{bad.Index + 1} fits {models[0].Name} but not {name}: {bad.Reason}; " +
-                      "put the deployment with the smallest buckets first, or cap the output length");
-            }
-        }
-
-        return ([.. models.Select(m => new WhatIfResult(m.Name, WorkloadSimulation.Run(m.Model, requests, form.Replicas, slo)))], null);
-    }
-}
+/// <summary>One deployment's result of a what-if run: the predictor grain's simulation report.</summary>
+public sealed record WhatIfResult(string Deployment, SimulationReport Report);

@@ -68,7 +68,9 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         var deploymentPath = new Uri(page.Url).AbsolutePath;
         await Live(page);
 
-        // Profile every bucket: progress updates in place until it reaches 100%.
+        // Profile every bucket: the button is disabled until the page is live (a click on the prerendered page would be lost, issue 17
+        // item 12); then progress updates in place until it reaches 100%.
+        await page.Locator("#profile-all:enabled").WaitForAsync();
         await page.Locator("#profile-all").ClickAsync();
         await page.Locator("#profile-state[data-state=running], #profile-state[data-state=queued], #profile-state[data-state=completed]").WaitForAsync();
         await page.Locator("#profile-state[data-state=completed]").WaitForAsync(new() { Timeout = ProfileWait });
@@ -96,6 +98,17 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         await page.Locator($"tr[data-bucket='decode-64']:not([data-version='{before}'])").WaitForAsync(new() { Timeout = ProfileWait });
         Assert.True(long.Parse(await row.GetAttributeAsync("data-version") ?? "0", System.Globalization.CultureInfo.InvariantCulture) >
                     long.Parse(before!, System.Globalization.CultureInfo.InvariantCulture));
+
+        // The server's prerendered HTML (no circuit, no handlers) offers no button that could be clicked in vain; sign-out is a plain
+        // form post, which works without the circuit.
+        var prerendered = await (await page.APIRequest.GetAsync(deploymentPath)).TextAsync();
+        Assert.Contains("data-interactive=\"false\"", prerendered, StringComparison.Ordinal);
+        Assert.Contains("<button type=\"submit\" id=\"sign-out\">", prerendered, StringComparison.Ordinal);
+        var buttons = System.Text.RegularExpressions.Regex.Matches(prerendered, "<button[^>]*>").Select(m => m.Value)
+            .Where(b => !b.Contains("id=\"sign-out\"", StringComparison.Ordinal)).ToArray();
+        Assert.Contains(buttons, b => b.Contains("id=\"profile-all\"", StringComparison.Ordinal));
+        Assert.True(buttons.Length >= 9, string.Join("\n", buttons)); // profile-all, 7 re-profiles, draw, predict
+        Assert.All(buttons, b => Assert.Contains(" disabled", b, StringComparison.Ordinal));
 
         // Downloads carry the signed-in session's cookie.
         var model = await page.APIRequest.GetAsync(deploymentPath + "/model.json");
@@ -148,6 +161,9 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         await Live(page);
         Assert.Equal(["cpu-0"], await page.Locator("#wi-devices option").EvaluateAllAsync<string[]>("els => els.map(e => e.value)"));
         await page.Locator("#wi-count").FillAsync("300");
+        // Outputs of at most 64 tokens: every request (prompts up to 64) fits the profiled decode buckets (128), so the advice below
+        // scores the current deployment (the service's advisor leaves out a deployment that cannot serve the workload).
+        await page.Locator("#wi-max-output").FillAsync("64");
         await page.Locator("#run-whatif").ClickAsync();
         await page.Locator("#whatif-results").WaitForAsync();
         Assert.Contains("console-llama-", await page.Locator("#whatif-results thead").InnerTextAsync(), StringComparison.Ordinal);
@@ -274,8 +290,12 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         await page.WaitForLoadStateAsync(LoadState.DOMContentLoaded);
     }
 
-    /// <summary>Waits until the page's circuit is connected (its buttons act in place from then on).</summary>
-    private static Task Live(IPage page) => page.Locator("#console-ready[data-interactive=true]").WaitForAsync(new() { State = WaitForSelectorState.Attached });
+    /// <summary>
+    /// Waits until this page's circuit is connected (its buttons are enabled and act in place from then on). The marker names the page:
+    /// right after an in-place navigation the previous page's marker still says "true".
+    /// </summary>
+    private static Task Live(IPage page) =>
+        page.Locator($"#console-ready[data-interactive=true][data-path='{new Uri(page.Url).AbsolutePath}']").WaitForAsync(new() { State = WaitForSelectorState.Attached });
 
     private static Task Shot(IPage page, string name) =>
         page.ScreenshotAsync(new() { Path = Path.Combine(ScreenshotDir, name + ".png"), FullPage = true });

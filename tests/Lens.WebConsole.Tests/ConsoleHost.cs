@@ -30,7 +30,7 @@ public sealed class ConsoleHost : IAsyncLifetime
 
     public async Task DisposeAsync() => await Server.DisposeAsync();
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -24,6 +24,12 @@ public abstract class ConsolePage : ComponentBase
 
     protected bool SignedIn { get; private set; }
 
+    /// <summary>
+    /// Whether the page is live (rendered in its circuit, its handlers attached). Prerendered HTML has no handlers: a click on it
+    /// would be lost, so every action button is rendered disabled until this is true (issue 17, item 12).
+    /// </summary>
+    protected bool Interactive => RendererInfo.IsInteractive;
+
     protected sealed override async Task OnInitializedAsync()
     {
         var state = AuthenticationState is null ? null : await AuthenticationState;
