@@ -134,7 +134,7 @@ public sealed class MeasurementLoop
 
             if (!double.IsFinite(r.E2eMs) || r.E2eMs <= 0 || r.E2eMs > MaxLatencyMs)
             {
-                return $"the backend reported E2E {r.E2eMs} ms; it must be positive, finite and at most {MaxLatencyMs} ms (a day)";
+                return $"the backend reported E2E {r.E2eMs} ms; it must be positive and finite, and at most {MaxLatencyMs} ms (a day)";
             }
 
             if (r.TtftMs is { } t && (!double.IsFinite(t) || t <= 0 || t > r.E2eMs))
