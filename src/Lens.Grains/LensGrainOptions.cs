@@ -29,7 +29,11 @@ public sealed class LensGrainOptions
     /// <summary>Most requests in one advice's workload: the advisor simulates it a few dozen times (budgets, batch buckets, replicas).</summary>
     public int MaxAdviseRequests { get; set; } = 20_000;
 
-    /// <summary>Tries of one planned measurement when the backend fails transiently (<c>MeasurementFailedException.IsTransient</c>).</summary>
+    /// <summary>
+    /// Tries of one planned measurement when the backend fails transiently (<c>MeasurementFailedException.IsTransient</c>): profiling's
+    /// one retry budget (<c>Lens.Measurement.MeasurementRetryPolicy</c>); the HTTP backend does not retry on top, so a row costs at most
+    /// this many requests (times b for a group).
+    /// </summary>
     public int MaxAttempts { get; set; } = 5;
 
     /// <summary>Wait before the first retry; doubles on each further one up to <see cref="MaxBackoff"/>.</summary>
