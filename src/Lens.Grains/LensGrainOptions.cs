@@ -1,4 +1,5 @@
 using Lens.Abstractions;
+using Lens.Measurement;
 
 namespace Lens.Grains;
 
@@ -105,10 +106,12 @@ public sealed class LensGrainOptions
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
         }
 
-        if (MaxAttempts < 1 || InitialBackoff < TimeSpan.Zero || MaxBackoff < InitialBackoff || ResumeCheckPeriod < TimeSpan.FromSeconds(1))
+        if (MaxAttempts is < 1 or > MeasurementRetryPolicy.MaxAttemptsLimit || InitialBackoff < TimeSpan.Zero ||
+            MaxBackoff < InitialBackoff || ResumeCheckPeriod < TimeSpan.FromSeconds(1))
         {
             throw new InvalidOperationException(
-                "Lens:Grains retry settings are invalid: MaxAttempts >= 1, 0 <= InitialBackoff <= MaxBackoff, ResumeCheckPeriod >= 1 second");
+                $"Lens:Grains retry settings are invalid: MaxAttempts in 1..{MeasurementRetryPolicy.MaxAttemptsLimit}, " +
+                "0 <= InitialBackoff <= MaxBackoff, ResumeCheckPeriod >= 1 second");
         }
     }
 }
