@@ -1,4 +1,5 @@
 using Lens.Abstractions;
+using Lens.Measurement;
 
 namespace Lens.Grains;
 
@@ -29,7 +30,11 @@ public sealed class LensGrainOptions
     /// <summary>Most requests in one advice's workload: the advisor simulates it a few dozen times (budgets, batch buckets, replicas).</summary>
     public int MaxAdviseRequests { get; set; } = 20_000;
 
-    /// <summary>Tries of one planned measurement when the backend fails transiently (<c>MeasurementFailedException.IsTransient</c>).</summary>
+    /// <summary>
+    /// Tries of one planned measurement when the backend fails transiently (<c>MeasurementFailedException.IsTransient</c>): profiling's
+    /// one retry budget (<c>Lens.Measurement.MeasurementRetryPolicy</c>); the HTTP backend does not retry on top, so a row costs at most
+    /// this many requests (times b for a group).
+    /// </summary>
     public int MaxAttempts { get; set; } = 5;
 
     /// <summary>Wait before the first retry; doubles on each further one up to <see cref="MaxBackoff"/>.</summary>
@@ -101,10 +106,12 @@ public sealed class LensGrainOptions
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
         }
 
-        if (MaxAttempts < 1 || InitialBackoff < TimeSpan.Zero || MaxBackoff < InitialBackoff || ResumeCheckPeriod < TimeSpan.FromSeconds(1))
+        if (MaxAttempts is < 1 or > MeasurementRetryPolicy.MaxAttemptsLimit || InitialBackoff < TimeSpan.Zero ||
+            MaxBackoff < InitialBackoff || ResumeCheckPeriod < TimeSpan.FromSeconds(1))
         {
             throw new InvalidOperationException(
-                "Lens:Grains retry settings are invalid: MaxAttempts >= 1, 0 <= InitialBackoff <= MaxBackoff, ResumeCheckPeriod >= 1 second");
+                $"Lens:Grains retry settings are invalid: MaxAttempts in 1..{MeasurementRetryPolicy.MaxAttemptsLimit}, " +
+                "0 <= InitialBackoff <= MaxBackoff, ResumeCheckPeriod >= 1 second");
         }
     }
 }

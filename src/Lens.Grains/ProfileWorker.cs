@@ -5,8 +5,9 @@ using Microsoft.Extensions.Logging;
 namespace Lens.Grains;
 
 /// <summary>
-/// Runs a device's profiling off the grain turn: asks the grain for a row, times it (with retries of transient faults and
-/// exponential backoff), hands the result back, and repeats. One worker per device activation, so one request at a time.
+/// Runs a device's profiling off the grain turn: asks the grain for a row, times it through the <see cref="MeasurementLoop"/> the CLI's
+/// runner uses too (retries of transient faults within <see cref="LensGrainOptions.MaxAttempts"/>, the one budget), hands the result
+/// back, and repeats. One worker per device activation, so one request at a time.
 /// </summary>
 internal static class ProfileWorker
 {
@@ -17,6 +18,7 @@ internal static class ProfileWorker
         TimeProvider time, ILogger logger, string tenant, string deviceName, CancellationToken cancellationToken)
     {
         IMeasurementBackend? backend = null;
+        MeasurementLoop? loop = null;
         BackendSpec? backendSpec = null;
         try
         {
@@ -26,15 +28,17 @@ internal static class ProfileWorker
                 StepOutcome outcome;
                 try
                 {
-                    if (backend is null || backendSpec != step.Backend)
+                    if (loop is null || backendSpec != step.Backend)
                     {
                         (backend as IDisposable)?.Dispose();
-                        backend = null;
+                        (backend, loop, backendSpec) = (null, null, null);
                         backend = factory.Create(tenant, step.Backend);
+                        loop = new MeasurementLoop(backend, RetryPolicy(options, time),
+                            r => GrainLog.TransientFault(logger, deviceName, r.FailedAttempt, r.Reason, r.Delay));
                         backendSpec = step.Backend;
                     }
 
-                    outcome = await MeasureAsync(backend, step, options, time, logger, deviceName, cancellationToken);
+                    outcome = await MeasureAsync(loop, step, cancellationToken);
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
@@ -69,59 +73,36 @@ internal static class ProfileWorker
         }
     }
 
-    private static async Task<StepOutcome> MeasureAsync(IMeasurementBackend backend, ProfileStep step, LensGrainOptions options, TimeProvider time,
-        ILogger logger, string deviceName, CancellationToken cancellationToken)
+    /// <summary>
+    /// The service's retry budget (<c>Lens:Grains:MaxAttempts</c>, <c>InitialBackoff</c>, <c>MaxBackoff</c>) as the measurement loop's
+    /// one policy: a planned row costs at most <see cref="LensGrainOptions.MaxAttempts"/> backend calls (see <see cref="MeasurementRetryPolicy"/>).
+    /// </summary>
+    internal static MeasurementRetryPolicy RetryPolicy(LensGrainOptions options, TimeProvider time) => new()
+    {
+        MaxAttempts = options.MaxAttempts,
+        InitialBackoff = options.InitialBackoff,
+        MaxBackoff = options.MaxBackoff,
+        TimeProvider = time,
+    };
+
+    /// <summary>One planned row through the shared <see cref="MeasurementLoop"/>, its result as the device grain takes it.</summary>
+    private static async Task<StepOutcome> MeasureAsync(MeasurementLoop loop, ProfileStep step, CancellationToken cancellationToken)
     {
         using var activity = LensTelemetry.ActivitySource.StartActivity("lens.profile.measure");
         activity?.SetTag(LensTelemetry.BucketTag, step.Bucket);
         activity?.SetTag("lens.input_length", step.InputLength);
         activity?.SetTag("lens.output_length", step.OutputLength);
-        var delay = options.InitialBackoff;
-        for (var attempt = 1; ; attempt++)
+        var row = await loop.MeasureAsync(step.InputLength, step.OutputLength, step.Batch, cancellationToken);
+        if (row.Results is not { } timed)
         {
-            try
-            {
-                // A batch bucket's point is a group of identical requests released at once; a retry runs the whole group again.
-                var timed = step.Batch > 1
-                    ? await backend.MeasureGroupAsync(step.InputLength, step.OutputLength, step.Batch, cancellationToken)
-                    : [await backend.MeasureAsync(step.InputLength, step.OutputLength, cancellationToken)];
-                if (timed.Count != step.Batch)
-                {
-                    throw new MeasurementFailedException($"the backend timed {timed.Count} requests of a group of {step.Batch}", isTransient: false);
-                }
-
-                foreach (var t in timed)
-                {
-                    if (t.InputLength != step.InputLength || t.OutputLength != step.OutputLength)
-                    {
-                        throw new MeasurementFailedException(
-                            $"the backend timed I={t.InputLength}, O={t.OutputLength} instead of I={step.InputLength}, O={step.OutputLength}",
-                            isTransient: false);
-                    }
-
-                    if (MeasurementRecord.CheckValues(t.E2eMs, t.TtftMs) is { } bad)
-                    {
-                        throw new MeasurementFailedException($"the backend reported an impossible latency: {bad}", isTransient: false);
-                    }
-                }
-
-                return step.Batch > 1
-                    ? new StepOutcome(step.RunId, step.Index, timed.Max(t => t.E2eMs), timed.Min(t => t.TtftMs), attempt - 1, null,
-                        [.. timed.Select(t => t.E2eMs)], [.. timed.Select(t => t.TtftMs)])
-                    : new StepOutcome(step.RunId, step.Index, timed[0].E2eMs, timed[0].TtftMs, attempt - 1, null);
-            }
-            catch (MeasurementFailedException ex) when (ex.IsTransient && attempt < options.MaxAttempts)
-            {
-                GrainLog.TransientFault(logger, deviceName, attempt, ex.Message, delay);
-                await Task.Delay(delay, time, cancellationToken);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.MaxBackoff.Ticks));
-            }
-            catch (MeasurementFailedException ex)
-            {
-                var why = ex.IsTransient ? $" (still failing after {attempt} attempts)" : "";
-                return new StepOutcome(step.RunId, step.Index, 0, null, attempt - 1, Failure(step, ex.Message, why));
-            }
+            return new StepOutcome(step.RunId, step.Index, 0, null, row.Retries, Failure(step, row.Reason ?? "failed", row.AttemptsNote));
         }
+
+        // A batch bucket's point is a group of identical requests released at once: its E2E is the group's end, its TTFT the first.
+        return step.Batch > 1
+            ? new StepOutcome(step.RunId, step.Index, timed.Max(t => t.E2eMs), timed.Min(t => t.TtftMs), row.Retries, null,
+                [.. timed.Select(t => t.E2eMs)], [.. timed.Select(t => t.TtftMs)])
+            : new StepOutcome(step.RunId, step.Index, timed[0].E2eMs, timed[0].TtftMs, row.Retries, null);
     }
 
     /// <summary>The error a tenant sees: the row, and the first line of the backend's reason cut to <see cref="MaxErrorChars"/>.</summary>

@@ -22,6 +22,13 @@ public interface IMeasurementBackend
     string Describe { get; }
 
     /// <summary>
+    /// Retries this backend makes on its own inside one call (0: one attempt per call, the default). Profiling retries in
+    /// <see cref="MeasurementLoop"/> (<see cref="MeasurementRetryPolicy"/>), which refuses a backend that retries too, so that retries
+    /// never stack.
+    /// </summary>
+    int RetriesPerCall => 0;
+
+    /// <summary>
     /// Times one request of exactly <paramref name="inputLength"/> prompt and <paramref name="outputLength"/> output tokens.
     /// Throws <see cref="MeasurementFailedException"/> when the request failed or the server's token counts differ.
     /// </summary>

@@ -19,8 +19,10 @@ namespace Lens.Measurement;
 /// <c>max_tokens = min_tokens = O</c>, <c>ignore_eos</c> and greedy sampling. TTFT is taken at the first token chunk, E2E at the end of
 /// the stream, both on the monotonic clock from just before the request is sent; the gaps between token chunks are kept.
 /// The server's <c>usage</c> must report exactly <c>I</c> and <c>O</c> tokens, or the measurement fails.
-/// Transient faults (5xx, 408, 429, timeouts, refused or dropped connections) are retried with exponential backoff; only the final,
-/// successful attempt is timed. Safe for concurrent calls (groups of batch buckets, load replay); a profiler still serializes its
+/// Faults are classed transient (5xx, 408, 429, timeouts, refused or dropped connections) or not. With
+/// <see cref="OpenAiCompletionsOptions.MaxRetries"/> above 0 transient ones are retried here with exponential backoff and only the
+/// final, successful attempt is timed; the default, 0, makes one HTTP request per call (plus the model listing once), for
+/// <see cref="MeasurementLoop"/>, which holds profiling's one retry budget. Safe for concurrent calls (groups of batch buckets, load replay); a profiler still serializes its
 /// measurements per device (an NPU is exclusive).
 /// </summary>
 public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
@@ -89,6 +91,9 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
 
         _pipeline = BuildPipeline(options, _logger);
     }
+
+    /// <summary><see cref="OpenAiCompletionsOptions.MaxRetries"/>: the retries this backend makes inside one call.</summary>
+    public int RetriesPerCall => _options.MaxRetries;
 
     public string Describe => $"OpenAI-compatible completions at {_where} (model {_model ?? "chosen by the server's model list"})";
 
@@ -206,18 +211,19 @@ public sealed class OpenAiCompletionsBackend : IMeasurementBackend, IDisposable
         }
         catch (MeasurementFailedException e) when (e.IsTransient)
         {
-            throw new MeasurementFailedException(Scrub($"{e.Message} ({what}; gave up after {Attempts(attempts)})"), isTransient: true, e);
+            throw new MeasurementFailedException(Scrub($"{e.Message} ({Context(what, attempts)})"), isTransient: true, e);
         }
         catch (TimeoutRejectedException e)
         {
             throw new MeasurementFailedException(
-                $"{_where} gave no complete answer within {_options.AttemptTimeout.TotalSeconds:0.###} s ({what}; gave up after {Attempts(attempts)})",
+                $"{_where} gave no complete answer within {_options.AttemptTimeout.TotalSeconds:0.###} s ({Context(what, attempts)})",
                 isTransient: true,
                 e);
         }
     }
 
-    private static string Attempts(int n) => n == 1 ? "1 attempt" : $"{n} attempts";
+    /// <summary>What was being done and, when this backend retried, after how many attempts it gave up.</summary>
+    private static string Context(string what, int attempts) => attempts <= 1 ? what : $"{what}; gave up after {attempts} attempts";
 
     private async ValueTask<string> ResolveModelAsync(CancellationToken ct)
     {

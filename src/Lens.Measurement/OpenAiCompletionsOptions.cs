@@ -66,8 +66,12 @@ public sealed record OpenAiCompletionsOptions
     /// <summary>Limit of one attempt, from sending the request to the end of its stream.</summary>
     public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>Retries after a transient fault (5xx, 408, 429, timeout, refused or dropped connection); 0 tries once.</summary>
-    public int MaxRetries { get; init; } = 3;
+    /// <summary>
+    /// Retries inside one call after a transient fault (5xx, 408, 429, timeout, refused or dropped connection); 0 (the default) tries
+    /// once. For a caller that uses the backend alone: profiling leaves it at 0 and retries in <see cref="MeasurementLoop"/>
+    /// (<see cref="MeasurementRetryPolicy"/>), which refuses a backend that retries too; a load replay leaves it at 0 (a retry is late).
+    /// </summary>
+    public int MaxRetries { get; init; }
 
     /// <summary>Delay before the first retry; it doubles on each further retry (with jitter), up to <see cref="MaxRetryDelay"/>.</summary>
     public TimeSpan RetryBaseDelay { get; init; } = TimeSpan.FromSeconds(1);

@@ -64,7 +64,7 @@ public sealed class ProfileSettings : BucketSettings
     public int TimeoutSeconds { get; init; } = 300;
 
     [CommandOption("--retries <N>")]
-    [Description("Retries after a transient fault (5xx, timeout, refused connection), with exponential backoff.")]
+    [Description("Retries of a request (or a group) after a transient fault (5xx, timeout, refused connection), with exponential backoff from 1 s: at most N + 1 HTTP requests each.")]
     [DefaultValue(3)]
     public int Retries { get; init; } = 3;
 
@@ -140,6 +140,11 @@ public sealed class ProfileSettings : BucketSettings
             return ValidationResult.Error("--repeats and --timeout must be at least 1, --warmup and --retries at least 0, --token-id-max at least 2");
         }
 
+        if (Retries >= MeasurementRetryPolicy.MaxAttemptsLimit)
+        {
+            return ValidationResult.Error($"--retries must be in 0..{MeasurementRetryPolicy.MaxAttemptsLimit - 1}; got {Retries}");
+        }
+
         if (Plan is null && CheckPlanOptions(Repeats, MaxSpan) is { } problem)
         {
             return ValidationResult.Error(problem); // planning here
@@ -173,8 +178,9 @@ public sealed class ProfileCommand : AsyncCommand<ProfileSettings>
             rows = ProfilingPlanner.Create(buckets!, new PlanOptions(settings.Repeats, settings.MaxSpan, settings.Seed)).Rows;
         }
 
+        // The runner's measurement loop holds the one retry budget (--retries); the backend makes one HTTP request per attempt.
         using var backend = EndpointOptions.CreateBackend(settings.Endpoint!, settings.Model, settings.ApiKeyEnv, settings.TokenIdMax,
-            settings.TimeoutSeconds, settings.Retries, settings.TextPrompt);
+            settings.TimeoutSeconds, retries: 0, settings.TextPrompt);
 
         var requests = rows.Sum(r => r.Batch) * multiplier;
         var groups = ProfileRunner.IsGrouped(rows) ? $" in {rows.Count * multiplier} groups released at once" : "";
@@ -185,6 +191,7 @@ public sealed class ProfileCommand : AsyncCommand<ProfileSettings>
             {
                 WarmupsPerBucket = settings.Warmup,
                 RepeatMultiplier = multiplier,
+                Retry = MeasurementRetryPolicy.WithRetries(settings.Retries),
                 Progress = progress,
             });
             return await runner.RunAsync(rows, settings.Out!, cancellationToken);

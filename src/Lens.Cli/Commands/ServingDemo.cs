@@ -55,8 +55,13 @@ internal static class ServingDemo
         {
             var clock = Stopwatch.StartNew();
             var summary = await ProgressDisplay.RunAsync($"profiling, round {round} of {settings.Repeats}", progress =>
-                new ProfileRunner(backend, new ProfileRunOptions { WarmupsPerBucket = round == 1 ? 1 : 0, RepeatMultiplier = round, Progress = progress })
-                    .RunAsync(plan.Rows, profilePath, ct), ui);
+                new ProfileRunner(backend, new ProfileRunOptions
+                {
+                    WarmupsPerBucket = round == 1 ? 1 : 0,
+                    RepeatMultiplier = round,
+                    Retry = MeasurementRetryPolicy.WithRetries(3), // the engine's HTTP backend makes one request per attempt
+                    Progress = progress,
+                }).RunAsync(plan.Rows, profilePath, ct), ui);
             if (!summary.Complete)
             {
                 throw new CliException($"profiling stopped with {summary.Remaining} requests left: {summary.Describe()}");
