@@ -45,21 +45,32 @@ public sealed class WorkloadForm
             return error is null ? trace.Rows : null;
         }
 
-        if (!(Rate > 0) || !double.IsFinite(Rate) || Count is < 1 or > MaxCount || MaxOutput is < 1)
+        var workload = new Workload { RequestsPerSecond = Rate, Count = Count, Seed = Seed, MaxOutput = MaxOutput, Replicas = Replicas };
+        if (workload.Validate(NameOf, MaxCount) is { } invalid)
         {
-            error = $"the rate must be positive, the count in 1..{MaxCount} and the output cap at least 1";
+            error = invalid.Message;
             return null;
         }
 
-        return WorkloadSimulation.PoissonTrace(buckets, Rate, Count, Seed, MaxOutput);
+        return workload.Generate(buckets).Requests;
     }
+
+    /// <summary>The form's name of each workload field, for errors.</summary>
+    private static string NameOf(WorkloadField field) => field switch
+    {
+        WorkloadField.Rate => "the rate",
+        WorkloadField.Count => "the count",
+        WorkloadField.MaxOutput => "the output cap",
+        WorkloadField.Replicas => "replicas",
+        _ => field.ToString(),
+    };
 }
 
 /// <summary>One deployment's result of a what-if run.</summary>
 public sealed record WhatIfResult(string Deployment, SimulationResult Result);
 
 /// <summary>
-/// The what-if comparison: one workload and SLO through Lens.Core's <see cref="WorkloadSimulation"/> on each deployment's model. The
+/// The what-if comparison: one workload (Lens.Core's <see cref="Workload"/>) and SLO through <see cref="WorkloadSimulation"/> on each deployment's model. The
 /// one place the console calls the simulation.
 /// </summary>
 public static class WhatIf
@@ -76,9 +87,9 @@ public static class WhatIf
             return ([], $"choose 1..{WorkloadForm.MaxDeployments} fitted deployments to compare");
         }
 
-        if (form.Replicas is < 1 or > 1024)
+        if (form.Replicas is < 1 or > Workload.MaxReplicas)
         {
-            return ([], $"replicas must be in 1..1024; got {form.Replicas}");
+            return ([], $"replicas must be in 1..{Workload.MaxReplicas}; got {form.Replicas}");
         }
 
         var slo = form.Slo(out var sloError);
@@ -95,7 +106,7 @@ public static class WhatIf
         // A trace names its line; a generated workload fits the first deployment's buckets by construction.
         foreach (var (name, model) in trace is null ? models.Skip(1) : models)
         {
-            if (WorkloadSimulation.FirstOutOfRange(model.Buckets, requests) is { } bad)
+            if (Workload.FirstOutOfRange(model.Buckets, requests) is { } bad)
             {
                 return ([], trace is not null
                     ? $"{traceName}:{trace.Lines[bad.Index]}: {bad.Reason} (deployment {name})"

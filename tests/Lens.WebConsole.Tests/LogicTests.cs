@@ -53,7 +53,7 @@ public sealed class LogicTests
         var request = form.ToRequest(workload, buckets, null, "trace", out var error);
         Assert.Null(error);
         Assert.NotNull(request);
-        var drawn = WorkloadSimulation.PoissonTrace(buckets, 4, 50, 3); // the same draw the what-if run simulates
+        var drawn = new Workload { RequestsPerSecond = 4, Count = 50, Seed = 3 }.Generate(buckets).Requests; // the same draw the what-if run simulates
         Assert.Equal(drawn.Select(r => r.InputLength), request.InputLengths!);
         Assert.Equal(drawn.Select(r => r.ArrivalMs), request.ArrivalMs!);
         Assert.Equal((500.0, 50.0), (request.SloTtftMs!.Value, request.SloTpotMs!.Value));

@@ -94,14 +94,9 @@ public sealed class AdviseSettings : CommandSettings
             return ValidationResult.Error("--rate needs --input-dist and --output-dist (e.g. lognormal:300,0.6 and uniform:16-256)");
         }
 
-        if (Rate is { } r && (!(r > 0) || !double.IsFinite(r)) || Count is < 1 or > 1_000_000)
+        if (ToWorkload(null).Validate(SimulateSettings.OptionOf, MaxCount) is { } error)
         {
-            return ValidationResult.Error("--rate must be a positive number and --count in 1..1000000");
-        }
-
-        if ((SloTtft is null) != (SloTpot is null) || SloTtft is <= 0 || SloTpot is <= 0)
-        {
-            return ValidationResult.Error("give --slo-ttft and --slo-tpot together, both positive (ms)");
+            return ValidationResult.Error(error.Message);
         }
 
         if (MaxBuckets is < 1 or > AdviceQuery.MaxBudget)
@@ -143,6 +138,22 @@ public sealed class AdviseSettings : CommandSettings
 
         return ValidationResult.Success();
     }
+
+    /// <summary>Requests at most in an advised workload (each budget's edges are served in the simulation).</summary>
+    internal const int MaxCount = 1_000_000;
+
+    /// <summary>The options as a <see cref="Workload"/>: <paramref name="trace"/> when given, else generated from --rate.</summary>
+    internal Workload ToWorkload(IReadOnlyList<TraceRequest>? trace) => new()
+    {
+        Trace = trace,
+        RequestsPerSecond = trace is null ? Rate : null,
+        Count = Count,
+        Seed = Seed,
+        InputDist = InputDist,
+        OutputDist = OutputDist,
+        SloTtftMs = SloTtft,
+        SloTpotMs = SloTpot,
+    };
 }
 
 /// <summary>
@@ -155,9 +166,8 @@ public sealed class AdviseCommand : Command<AdviseSettings>
     {
         var source = CliFiles.ReadModel(settings.Model!);
         var costs = WhatIfCommand.CostModelOf(source, settings.Model!);
-        var trace = ReadWorkload(settings, costs);
-        var request = new AdviceQuery(trace, settings.MaxBuckets,
-            settings.SloTtft is { } ttft ? new ServiceObjectives(ttft, settings.SloTpot!.Value) : null,
+        var (trace, slo) = ReadWorkload(settings, costs);
+        var request = new AdviceQuery(trace, settings.MaxBuckets, slo,
             settings.BatchBuckets is null ? null : BucketSet.ParseEdges(settings.BatchBuckets, "batch"),
             settings.TargetRate, settings.Goal, settings.Granularity);
         Advice advice;
@@ -185,7 +195,7 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         return LensApp.Ok;
     }
 
-    private static IReadOnlyList<TraceRequest> ReadWorkload(AdviseSettings settings, BucketCostModel costs)
+    private static (IReadOnlyList<TraceRequest> Trace, ServiceObjectives? Slo) ReadWorkload(AdviseSettings settings, BucketCostModel costs)
     {
         if (settings.Trace is { } path)
         {
@@ -200,25 +210,29 @@ public sealed class AdviseCommand : Command<AdviseSettings>
                 throw new CliException($"{path}: the trace has no requests");
             }
 
+            if (settings.ToWorkload(rows.Rows).Validate(SimulateSettings.OptionOf, AdviseSettings.MaxCount) is { } error)
+            {
+                throw new CliException(error.Message);
+            }
+
             if (Advisor.FirstUnsupported(costs, rows.Rows) is { } bad)
             {
                 throw new CliException($"{path}:{rows.Lines[bad.Index]}: {bad.Reason}");
             }
 
-            return rows.Rows;
+            return (rows.Rows, settings.ToWorkload(rows.Rows).Slo);
         }
 
-        try
+        // Generated as simulate generates it, clamped into what the cost curves can plan for; the current deployment serves it
+        // clamped into its own buckets (Advisor, Workload.Fit).
+        var workload = settings.ToWorkload(null);
+        var generated = workload.Generate(Advisor.Supported(costs));
+        if (generated.ClampNote is { } note && !settings.Json)
         {
-            var supported = new BucketSet([costs.MaxPrefillEdge], [Math.Max(costs.MaxPrefillEdge, costs.MaxDecodeEdge)]);
-            return TraceGenerator.Generate(supported, new ArrivalProcess(settings.Rate!.Value),
-                LengthDistribution.Parse(settings.InputDist!, "--input-dist"), LengthDistribution.Parse(settings.OutputDist!, "--output-dist"),
-                settings.Count, settings.Seed, out _);
+            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(note)} (the cost curves' range)[/]");
         }
-        catch (ArgumentException ex)
-        {
-            throw new CliException(ex.Message);
-        }
+
+        return (generated.Requests, workload.Slo);
     }
 
     private static void WriteTable(Advice advice)
@@ -226,11 +240,12 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         var serving = advice.Slo is null ? "throughput (req/s)" : $"goodput (req/s, TTFT <= {advice.Slo.TtftMs}, TPOT <= {advice.Slo.TpotMs})";
         var table = new Table().Title($"{advice.Requests} requests at {F(advice.RequestsPerSecond)} req/s")
             .AddColumns("deployment", "prefill", "decode", "batch", "graphs", "mean E2E alone (ms)", "p90 E2E served (ms)", serving);
-        var rows = advice.Scored.Append(advice.Recommended); // the recommendation last, under what it was chosen from
+        var rows = advice.Scored.Append(advice.Recommended).ToArray(); // the recommendation last, under what it was chosen from
         foreach (var s in rows)
         {
             table.AddRow(s.Name, string.Join(',', s.Prefill), string.Join(',', s.Decode), string.Join(',', s.Batch),
-                s.BucketsCompiled.ToString(CultureInfo.InvariantCulture), F(s.MeanE2eMs), F(s.Serving.E2e.P90),
+                s.BucketsCompiled.ToString(CultureInfo.InvariantCulture), F(s.MeanE2eMs),
+                s.Overloaded ? $"{F(s.Serving.E2e.P90)} [red]overloaded[/]" : F(s.Serving.E2e.P90),
                 F(advice.Slo is null ? s.Serving.RequestsPerSecond : s.Serving.GoodputPerSecond!.Value));
         }
 
@@ -238,6 +253,17 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         if (advice.CurrentReason is not null)
         {
             AnsiConsole.MarkupLine($"[yellow]current deployment not scored: {Markup.Escape(advice.CurrentReason)}[/]");
+        }
+
+        if (advice.CurrentClampNote is not null)
+        {
+            AnsiConsole.MarkupLine($"[yellow]current deployment: {Markup.Escape(advice.CurrentClampNote)}[/]");
+        }
+
+        if (rows.Any(s => s.Overloaded))
+        {
+            AnsiConsole.MarkupLine("[red]overloaded[/]: the workload arrives faster than one replica serves it (busy longer than the arrivals " +
+                                   "span), so its queue grows through the trace and its p90 grows with the trace's length");
         }
 
         if (advice.Replicas is { } r)

@@ -85,28 +85,47 @@ public sealed class SimulateSettings : CommandSettings
             return ValidationResult.Error("give either --trace or --rate");
         }
 
-        if (Replicas is < 1 or > 10_000 || Count is < 1 or > TraceGenerator.MaxCount || Rate is <= 0 || Rate is { } r && !double.IsFinite(r))
-        {
-            return ValidationResult.Error($"--replicas must be in 1..10000, --count in 1..{TraceGenerator.MaxCount}, --rate a positive number");
-        }
-
-        if (!(Burstiness > 0 && Burstiness <= 100))
-        {
-            return ValidationResult.Error($"--burstiness must be in (0, 100]; got {Burstiness}");
-        }
-
-        if (MaxNumSeqs is < 1)
-        {
-            return ValidationResult.Error($"--max-num-seqs must be at least 1; got {MaxNumSeqs}");
-        }
-
         if (Out is not null && Models.Length != 1)
         {
             return ValidationResult.Error("--out writes one model's per-request predictions: give exactly one --model with it");
         }
 
-        return (SloTtft is null) != (SloTpot is null) ? ValidationResult.Error("give --slo-ttft and --slo-tpot together") : ValidationResult.Success();
+        return ToWorkload(null).Validate(OptionOf) is { } error ? ValidationResult.Error(error.Message) : ValidationResult.Success();
     }
+
+    /// <summary>The options as a <see cref="Workload"/>: <paramref name="trace"/> when given, else generated from --rate.</summary>
+    internal Workload ToWorkload(IReadOnlyList<TraceRequest>? trace) => new()
+    {
+        Trace = trace,
+        RequestsPerSecond = trace is null ? Rate : null,
+        Burstiness = Burstiness,
+        Count = Count,
+        Seed = Seed,
+        InputDist = InputDist,
+        OutputDist = OutputDist,
+        MaxOutput = MaxOutput,
+        SloTtftMs = SloTtft,
+        SloTpotMs = SloTpot,
+        Replicas = Replicas,
+        MaxNumSeqs = MaxNumSeqs,
+    };
+
+    /// <summary>The CLI option of each workload field (simulate's and advise's).</summary>
+    internal static string OptionOf(WorkloadField field) => field switch
+    {
+        WorkloadField.Trace => "--trace",
+        WorkloadField.Rate => "--rate",
+        WorkloadField.Burstiness => "--burstiness",
+        WorkloadField.Count => "--count",
+        WorkloadField.InputDist => "--input-dist",
+        WorkloadField.OutputDist => "--output-dist",
+        WorkloadField.MaxOutput => "--max-output",
+        WorkloadField.SloTtft => "--slo-ttft",
+        WorkloadField.SloTpot => "--slo-tpot",
+        WorkloadField.Replicas => "--replicas",
+        WorkloadField.MaxNumSeqs => "--max-num-seqs",
+        _ => field.ToString(),
+    };
 }
 
 /// <summary>Simulates a workload on one or more fitted deployments (method.md, "Beyond the paper", 5).</summary>
@@ -115,6 +134,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     public override int Execute(CommandContext context, SimulateSettings settings, CancellationToken cancellationToken)
     {
         var models = settings.Models.Select(m => (Path: m, Model: CliFiles.ReadModel(m))).ToArray();
+        Workload workload;
         IReadOnlyList<TraceRequest> trace;
         if (settings.Trace is not null)
         {
@@ -129,36 +149,45 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                 throw new CliException($"{settings.Trace}: the trace has no requests");
             }
 
+            // A given trace is the user's data: a row a deployment cannot serve is refused, naming its line.
             foreach (var (path, model) in models)
             {
-                if (WorkloadSimulation.FirstOutOfRange(model.Buckets, rows.Rows) is { } bad)
+                if (Workload.FirstOutOfRange(model.Buckets, rows.Rows) is { } bad)
                 {
                     throw new CliException($"{settings.Trace}:{rows.Lines[bad.Index]}: {bad.Reason} (model {path})");
                 }
             }
 
+            workload = settings.ToWorkload(rows.Rows);
             trace = rows.Rows;
         }
         else
         {
-            trace = GenerateTrace(settings, models[0].Model.Buckets);
+            // Lengths by default uniform over the first model's buckets; each model serves the draws clamped into its own (counted).
+            workload = settings.ToWorkload(null);
+            trace = workload.Draw(models[0].Model.Buckets);
         }
 
-        var slo = settings.SloTtft is { } t ? new ServiceObjectives(t, settings.SloTpot!.Value) : null;
+        var slo = workload.Slo;
         var runs = models.Select(m =>
         {
-            if (settings.MaxNumSeqs > m.Model.Buckets.MaxBatch)
+            if (workload.Validate(SimulateSettings.OptionOf, Workload.MaxCount, m.Model.Buckets) is { } error)
             {
-                throw new CliException($"--max-num-seqs {settings.MaxNumSeqs} is above the largest batch bucket {m.Model.Buckets.MaxBatch} of {m.Path} " +
-                                       $"(allowed 1..{m.Model.Buckets.MaxBatch})");
+                throw new CliException($"{error.Message} ({m.Path})");
             }
 
-            return (m.Path, Run: ServingSimulation.Simulate(m.Model, trace, settings.MaxNumSeqs, settings.Replicas));
+            var served = workload.Trace is null ? Workload.Fit(m.Model.Buckets, trace) : workload.Generate(m.Model.Buckets);
+            if (served.ClampNote is { } note && !settings.Json)
+            {
+                AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(Path.GetFileName(m.Path))}: {Markup.Escape(note)}[/]");
+            }
+
+            return (m.Path, Served: served.Requests, Run: ServingSimulation.Simulate(m.Model, served.Requests, workload.MaxNumSeqs, workload.Replicas));
         }).ToArray();
         var results = runs.Select(r => (r.Path, Result: r.Run.Summarize(slo))).ToArray();
         if (settings.Out is { } output)
         {
-            CliFiles.WriteAtomically(output, w => WriteServed(w, trace, runs[0].Run));
+            CliFiles.WriteAtomically(output, w => WriteServed(w, runs[0].Served, runs[0].Run));
         }
 
         if (settings.Json)
@@ -167,7 +196,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             return LensApp.Ok;
         }
 
-        var table = new Table().Title($"{trace.Count} requests, {settings.Replicas} replica(s) per deployment, continuous batching").AddColumn("");
+        var table = new Table().Title($"{trace.Count} requests, {workload.Replicas} replica(s) per deployment, continuous batching").AddColumn("");
         foreach (var (path, _) in results)
         {
             table.AddColumn(Path.GetFileName(path));
@@ -193,32 +222,6 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     }
 
     private static string F(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);
-
-    private static IReadOnlyList<TraceRequest> GenerateTrace(SimulateSettings settings, BucketSet buckets)
-    {
-        if (settings.InputDist is null && settings.OutputDist is null && settings.Burstiness == 1)
-        {
-            return WorkloadSimulation.PoissonTrace(buckets, settings.Rate!.Value, settings.Count, settings.Seed, settings.MaxOutput);
-        }
-
-        try
-        {
-            var maxInput = Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1);
-            var trace = TraceGenerator.Generate(buckets, new ArrivalProcess(settings.Rate!.Value, settings.Burstiness), settings.InputDist, "--input-dist",
-                settings.OutputDist, "--output-dist", settings.Count, settings.Seed, out var clamped, settings.MaxOutput);
-            if (clamped > 0 && !settings.Json)
-            {
-                AnsiConsole.MarkupLine($"[yellow]{clamped} of {trace.Count} generated requests were clamped into the buckets " +
-                                       $"(prompt <= {maxInput}, I + O <= {buckets.MaxSequence})[/]");
-            }
-
-            return trace;
-        }
-        catch (ArgumentException ex)
-        {
-            throw new CliException(ex.Message);
-        }
-    }
 
     /// <summary>The trace's rows in its order, with each request's simulated TTFT, E2E and TPOT.</summary>
     internal static void WriteServed(TextWriter writer, IReadOnlyList<TraceRequest> trace, ServingRun run)
