@@ -6,45 +6,16 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-public sealed class AdviseSettings : CommandSettings
+public sealed class AdviseSettings : WorkloadSettings
 {
     [CommandOption("--model <FILE>")]
     [Description("The profiled model JSON (its cost curves score bucket sets that were never compiled).")]
     public string? Model { get; init; }
 
-    [CommandOption("--trace <FILE>")]
-    [Description("The workload: arrival_ms,input_len,output_len (or the Azure trace format).")]
-    public string? Trace { get; init; }
-
-    [CommandOption("--rate <RPS>")]
-    [Description("Instead of --trace: Poisson arrivals at this rate, with --input-dist and --output-dist.")]
-    public double? Rate { get; init; }
-
-    [CommandOption("--input-dist <DIST>")]
-    [Description("With --rate: prompt lengths, fixed:N, uniform:MIN-MAX, normal:MEAN,SD or lognormal:MEDIAN,SIGMA.")]
-    public string? InputDist { get; init; }
-
-    [CommandOption("--output-dist <DIST>")]
-    [Description("With --rate: output lengths, in the same forms.")]
-    public string? OutputDist { get; init; }
-
     [CommandOption("--count <N>")]
     [Description("With --rate: requests in the synthetic workload.")]
     [DefaultValue(2000)]
     public int Count { get; init; } = 2000;
-
-    [CommandOption("--seed <S>")]
-    [Description("With --rate: seed of the synthetic workload.")]
-    [DefaultValue(0)]
-    public int Seed { get; init; }
-
-    [CommandOption("--slo-ttft <MS>")]
-    [Description("TTFT objective (ms); with --slo-tpot, goodput is the serving objective.")]
-    public double? SloTtft { get; init; }
-
-    [CommandOption("--slo-tpot <MS>")]
-    [Description("TPOT objective (ms).")]
-    public double? SloTpot { get; init; }
 
     [CommandOption("--max-buckets <K>")]
     [Description("Budget: at most K prefill and K decode buckets.")]
@@ -94,7 +65,7 @@ public sealed class AdviseSettings : CommandSettings
             return ValidationResult.Error("--rate needs --input-dist and --output-dist (e.g. lognormal:300,0.6 and uniform:16-256)");
         }
 
-        if (ToWorkload(null).Validate(SimulateSettings.OptionOf, MaxCount) is { } error)
+        if (ToWorkload(null).Validate(WorkloadSettings.OptionOf, MaxCount) is { } error)
         {
             return ValidationResult.Error(error.Message);
         }
@@ -142,18 +113,7 @@ public sealed class AdviseSettings : CommandSettings
     /// <summary>Requests at most in an advised workload (each budget's edges are served in the simulation).</summary>
     internal const int MaxCount = 1_000_000;
 
-    /// <summary>The options as a <see cref="Workload"/>: <paramref name="trace"/> when given, else generated from --rate.</summary>
-    internal Workload ToWorkload(IReadOnlyList<TraceRequest>? trace) => new()
-    {
-        Trace = trace,
-        RequestsPerSecond = trace is null ? Rate : null,
-        Count = Count,
-        Seed = Seed,
-        InputDist = InputDist,
-        OutputDist = OutputDist,
-        SloTtftMs = SloTtft,
-        SloTpotMs = SloTpot,
-    };
+    protected override int GeneratedCount => Count;
 }
 
 /// <summary>
@@ -210,7 +170,7 @@ public sealed class AdviseCommand : Command<AdviseSettings>
                 throw new CliException($"{path}: the trace has no requests");
             }
 
-            if (settings.ToWorkload(rows.Rows).Validate(SimulateSettings.OptionOf, AdviseSettings.MaxCount) is { } error)
+            if (settings.ToWorkload(rows.Rows).Validate(WorkloadSettings.OptionOf, AdviseSettings.MaxCount) is { } error)
             {
                 throw new CliException(error.Message);
             }

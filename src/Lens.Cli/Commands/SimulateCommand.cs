@@ -6,33 +6,16 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-public sealed class SimulateSettings : CommandSettings
+public sealed class SimulateSettings : WorkloadSettings
 {
     [CommandOption("--model <FILE>")]
     [Description("Model JSON of a deployment; repeat the option to compare deployments side by side.")]
     public string[] Models { get; init; } = [];
 
-    [CommandOption("--trace <FILE>")]
-    [Description("Workload trace CSV: arrival_ms,input_len,output_len, or the Azure LLM inference trace (TIMESTAMP,ContextTokens,GeneratedTokens).")]
-    public string? Trace { get; init; }
-
-    [CommandOption("--rate <RPS>")]
-    [Description("Instead of --trace: arrivals at this many requests per second (Poisson unless --burstiness), lengths uniform over the " +
-                 "first model's buckets unless --input-dist/--output-dist.")]
-    public double? Rate { get; init; }
-
     [CommandOption("--burstiness <CV>")]
     [Description("With --rate: coefficient of variation of the gaps between arrivals (Gamma); 1 is Poisson, above 1 bursty.")]
     [DefaultValue(1.0)]
     public double Burstiness { get; init; } = 1;
-
-    [CommandOption("--input-dist <DIST>")]
-    [Description("With --rate: prompt lengths, fixed:N, uniform:MIN-MAX, normal:MEAN,SD or lognormal:MEDIAN,SIGMA.")]
-    public string? InputDist { get; init; }
-
-    [CommandOption("--output-dist <DIST>")]
-    [Description("With --rate: output lengths, in the same forms as --input-dist.")]
-    public string? OutputDist { get; init; }
 
     [CommandOption("--max-num-seqs <N>")]
     [Description("Sequences in flight at most per replica (continuous batching); default the model's largest batch bucket.")]
@@ -51,23 +34,10 @@ public sealed class SimulateSettings : CommandSettings
     [Description("With --rate: cap on output lengths.")]
     public int? MaxOutput { get; init; }
 
-    [CommandOption("--seed <S>")]
-    [Description("With --rate: seed of the synthetic trace.")]
-    [DefaultValue(0)]
-    public int Seed { get; init; }
-
     [CommandOption("--replicas <N>")]
     [Description("Replicas sharing one first-come first-served queue.")]
     [DefaultValue(1)]
     public int Replicas { get; init; } = 1;
-
-    [CommandOption("--slo-ttft <MS>")]
-    [Description("TTFT objective (ms); with --slo-tpot, reports the share of requests meeting both.")]
-    public double? SloTtft { get; init; }
-
-    [CommandOption("--slo-tpot <MS>")]
-    [Description("TPOT objective (ms).")]
-    public double? SloTpot { get; init; }
 
     [CommandOption("--json")]
     [Description("Print the results as JSON.")]
@@ -93,38 +63,15 @@ public sealed class SimulateSettings : CommandSettings
         return ToWorkload(null).Validate(OptionOf) is { } error ? ValidationResult.Error(error.Message) : ValidationResult.Success();
     }
 
-    /// <summary>The options as a <see cref="Workload"/>: <paramref name="trace"/> when given, else generated from --rate.</summary>
-    internal Workload ToWorkload(IReadOnlyList<TraceRequest>? trace) => new()
+    protected override int GeneratedCount => Count;
+
+    /// <summary>The shared options plus simulate's own: burstiness, output cap, replicas, max_num_seqs.</summary>
+    internal override Workload ToWorkload(IReadOnlyList<TraceRequest>? trace) => base.ToWorkload(trace) with
     {
-        Trace = trace,
-        RequestsPerSecond = trace is null ? Rate : null,
         Burstiness = Burstiness,
-        Count = Count,
-        Seed = Seed,
-        InputDist = InputDist,
-        OutputDist = OutputDist,
         MaxOutput = MaxOutput,
-        SloTtftMs = SloTtft,
-        SloTpotMs = SloTpot,
         Replicas = Replicas,
         MaxNumSeqs = MaxNumSeqs,
-    };
-
-    /// <summary>The CLI option of each workload field (simulate's and advise's).</summary>
-    internal static string OptionOf(WorkloadField field) => field switch
-    {
-        WorkloadField.Trace => "--trace",
-        WorkloadField.Rate => "--rate",
-        WorkloadField.Burstiness => "--burstiness",
-        WorkloadField.Count => "--count",
-        WorkloadField.InputDist => "--input-dist",
-        WorkloadField.OutputDist => "--output-dist",
-        WorkloadField.MaxOutput => "--max-output",
-        WorkloadField.SloTtft => "--slo-ttft",
-        WorkloadField.SloTpot => "--slo-tpot",
-        WorkloadField.Replicas => "--replicas",
-        WorkloadField.MaxNumSeqs => "--max-num-seqs",
-        _ => field.ToString(),
     };
 }
 
@@ -171,7 +118,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         var slo = workload.Slo;
         var runs = models.Select(m =>
         {
-            if (workload.Validate(SimulateSettings.OptionOf, Workload.MaxCount, m.Model.Buckets) is { } error)
+            if (workload.Validate(WorkloadSettings.OptionOf, Workload.MaxCount, m.Model.Buckets) is { } error)
             {
                 throw new CliException($"{error.Message} ({m.Path})");
             }
