@@ -38,9 +38,9 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
     public async Task<SimulationReport> SimulateAsync(string deploymentKey, SimulateRequest request)
     {
         var (model, version) = await ModelAsync(deploymentKey, false);
-        var trace = Guard(() => ServingWorkloads.Trace(model.Buckets, request, _options.MaxSimulateRequests));
-        var run = Guard(() => ServingSimulation.Simulate(model, trace, request.MaxNumSeqs, request.Replicas));
-        return ServingWorkloads.Report(run, request, version);
+        var (workload, trace) = Guard(() => ServingWorkloads.Trace(model.Buckets, request, _options.MaxSimulateRequests));
+        var run = Guard(() => ServingSimulation.Simulate(model, trace, workload.MaxNumSeqs, workload.Replicas));
+        return ServingWorkloads.Report(run, workload, request.IncludeRequests, version);
     }
 
     public async Task<string> WhatIfAsync(string deploymentKey, WhatIfRequest request)

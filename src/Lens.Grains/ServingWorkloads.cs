@@ -3,33 +3,49 @@ using Lens.Core;
 
 namespace Lens.Grains;
 
-/// <summary>Turns a <see cref="SimulateRequest"/> into a core trace (validated, bounded) and a run into its report.</summary>
+/// <summary>
+/// Maps a <see cref="SimulateRequest"/> (a trace, one of each per request, or a generated <see cref="WorkloadSpec"/>) onto the core's
+/// <see cref="Workload"/>, which validates it (errors name the JSON field and its allowed range) and generates its trace; and a run
+/// onto its report.
+/// </summary>
 internal static class ServingWorkloads
 {
-    public const int MaxReplicas = 10_000;
-
-    public static IReadOnlyList<TraceRequest> Trace(BucketSet buckets, SimulateRequest? request, int maxRequests)
+    /// <summary>The workload of <paramref name="request"/> (validated, at most <paramref name="maxRequests"/> requests) and its trace on <paramref name="buckets"/>.</summary>
+    public static (Workload Workload, IReadOnlyList<TraceRequest> Trace) Trace(BucketSet buckets, SimulateRequest? request, int maxRequests)
     {
         if (request is null)
         {
             throw LensException.Validation("request", "a trace (arrivalMs, inputLengths, outputLengths) or a workload is required");
         }
 
-        if (request.Replicas is < 1 or > MaxReplicas)
+        var workload = WorkloadOf(request);
+        if (workload.Validate(FieldOf, maxRequests, buckets) is { } error)
         {
-            throw LensException.Validation("replicas", $"replicas must be in 1..{MaxReplicas}; got {request.Replicas}");
+            throw LensException.Validation(FieldOf(error.Field), error.Message);
         }
 
-        if (request.MaxNumSeqs is { } seqs && (seqs < 1 || seqs > buckets.MaxBatch))
-        {
-            throw LensException.Validation("maxNumSeqs", $"maxNumSeqs must be in 1..{buckets.MaxBatch} (the largest batch bucket); got {seqs}");
-        }
+        return (workload, workload.Generate(buckets).Requests);
+    }
 
-        if ((request.SloTtftMs is null) != (request.SloTpotMs is null) || request.SloTtftMs is <= 0 || request.SloTpotMs is <= 0)
-        {
-            throw LensException.Validation("sloTtftMs", "give sloTtftMs and sloTpotMs together, both positive");
-        }
+    public static SimulationReport Report(ServingRun run, Workload workload, bool includeRequests, long modelVersion)
+    {
+        var r = run.Summarize(workload.Slo);
+        return new SimulationReport(r.Requests, r.Replicas, r.MaxNumSeqs, Summary(r.Ttft), Summary(r.Tpot), Summary(r.E2e), Summary(r.QueueWait),
+            r.RequestsPerSecond, r.OutputTokensPerSecond, r.Utilization, r.SloAttainment, r.GoodputPerSecond, r.DecodeSteps, modelVersion,
+            includeRequests ? [.. run.Requests.Select(s => s.TtftMs)] : null,
+            includeRequests ? [.. run.Requests.Select(s => s.E2eMs)] : null,
+            includeRequests ? [.. run.Requests.Select(s => double.IsNaN(s.TpotMs) ? (double?)null : s.TpotMs)] : null);
+    }
 
+    private static Workload WorkloadOf(SimulateRequest request)
+    {
+        var shared = new Workload
+        {
+            SloTtftMs = request.SloTtftMs,
+            SloTpotMs = request.SloTpotMs,
+            Replicas = request.Replicas,
+            MaxNumSeqs = request.MaxNumSeqs,
+        };
         if (request.Workload is { } w)
         {
             if (request.ArrivalMs is not null || request.InputLengths is not null || request.OutputLengths is not null)
@@ -37,20 +53,15 @@ internal static class ServingWorkloads
                 throw LensException.Validation("workload", "give either a trace or a workload, not both");
             }
 
-            if (w.Count < 1 || w.Count > maxRequests)
+            return shared with
             {
-                throw LensException.Validation("workload.count", $"count must be in 1..{maxRequests}; got {w.Count}");
-            }
-
-            try
-            {
-                return TraceGenerator.Generate(buckets, new ArrivalProcess(w.RequestsPerSecond, w.Burstiness), w.InputDist, "workload.inputDist",
-                    w.OutputDist, "workload.outputDist", w.Count, w.Seed, out _);
-            }
-            catch (ArgumentException ex)
-            {
-                throw LensException.Validation("workload", ex.Message);
-            }
+                RequestsPerSecond = w.RequestsPerSecond,
+                Burstiness = w.Burstiness,
+                Count = w.Count,
+                Seed = w.Seed,
+                InputDist = w.InputDist,
+                OutputDist = w.OutputDist,
+            };
         }
 
         if (request.ArrivalMs is not { } arrivals || request.InputLengths is not { } inputs || request.OutputLengths is not { } outputs)
@@ -64,30 +75,31 @@ internal static class ServingWorkloads
                 $"{arrivals.Length} arrivals, {inputs.Length} input and {outputs.Length} output lengths; give one of each per request, at least one");
         }
 
-        if (inputs.Length > maxRequests)
-        {
-            throw LensException.Validation("inputLengths", $"{inputs.Length} requests; at most {maxRequests} are simulated at once");
-        }
-
         var trace = new TraceRequest[inputs.Length];
         for (var n = 0; n < trace.Length; n++)
         {
             trace[n] = new TraceRequest(arrivals[n], inputs[n], outputs[n]);
         }
 
-        return trace;
+        return shared with { Trace = trace };
     }
 
-    public static SimulationReport Report(ServingRun run, SimulateRequest request, long modelVersion)
+    /// <summary>The JSON field of each workload field.</summary>
+    private static string FieldOf(WorkloadField field) => field switch
     {
-        var slo = request.SloTtftMs is { } t ? new ServiceObjectives(t, request.SloTpotMs!.Value) : null;
-        var r = run.Summarize(slo);
-        return new SimulationReport(r.Requests, r.Replicas, r.MaxNumSeqs, Summary(r.Ttft), Summary(r.Tpot), Summary(r.E2e), Summary(r.QueueWait),
-            r.RequestsPerSecond, r.OutputTokensPerSecond, r.Utilization, r.SloAttainment, r.GoodputPerSecond, r.DecodeSteps, modelVersion,
-            request.IncludeRequests ? [.. run.Requests.Select(s => s.TtftMs)] : null,
-            request.IncludeRequests ? [.. run.Requests.Select(s => s.E2eMs)] : null,
-            request.IncludeRequests ? [.. run.Requests.Select(s => double.IsNaN(s.TpotMs) ? (double?)null : s.TpotMs)] : null);
-    }
+        WorkloadField.Trace => "inputLengths",
+        WorkloadField.Rate => "workload.requestsPerSecond",
+        WorkloadField.Burstiness => "workload.burstiness",
+        WorkloadField.Count => "workload.count",
+        WorkloadField.InputDist => "workload.inputDist",
+        WorkloadField.OutputDist => "workload.outputDist",
+        WorkloadField.MaxOutput => "workload.maxOutput",
+        WorkloadField.SloTtft => "sloTtftMs",
+        WorkloadField.SloTpot => "sloTpotMs",
+        WorkloadField.Replicas => "replicas",
+        WorkloadField.MaxNumSeqs => "maxNumSeqs",
+        _ => field.ToString(),
+    };
 
     private static LatencySummary Summary(LatencyPercentiles p) => new(Value(p.P50), Value(p.P90), Value(p.P99), Value(p.Max));
 

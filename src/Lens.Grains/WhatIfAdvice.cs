@@ -46,18 +46,17 @@ internal static class WhatIfAdvice
         }
 
         var costs = CostsOf(model);
-        var supported = new BucketSet([costs.MaxPrefillEdge], [Math.Max(costs.MaxPrefillEdge, costs.MaxDecodeEdge)]);
-        var trace = ServingWorkloads.Trace(supported, new SimulateRequest(request.ArrivalMs, request.InputLengths, request.OutputLengths,
-            request.Workload, SloTtftMs: request.SloTtftMs, SloTpotMs: request.SloTpotMs), maxRequests);
+        // The same workload as simulate's, generated into what the cost curves can plan for (Advisor.Supported).
+        var (workload, trace) = ServingWorkloads.Trace(Advisor.Supported(costs), new SimulateRequest(request.ArrivalMs, request.InputLengths,
+            request.OutputLengths, request.Workload, SloTtftMs: request.SloTtftMs, SloTpotMs: request.SloTpotMs), maxRequests);
         if (Advisor.FirstUnsupported(costs, trace) is { } bad)
         {
             throw LensException.Validation("inputLengths", $"request #{bad.Index + 1}: {bad.Reason}");
         }
 
-        var slo = request.SloTtftMs is { } t ? new ServiceObjectives(t, request.SloTpotMs!.Value) : null;
         try
         {
-            var advice = Advisor.Advise(costs, new AdviceQuery(trace, request.MaxBuckets, slo, request.BatchBuckets, request.TargetRate,
+            var advice = Advisor.Advise(costs, new AdviceQuery(trace, request.MaxBuckets, workload.Slo, request.BatchBuckets, request.TargetRate,
                 request.Goal, request.Granularity));
             return AdviceJson.Serialize(advice, source, model.Buckets);
         }

@@ -30,8 +30,8 @@ public class SimulationBenchmarks
         // About 80% of what this deployment serves with this mix (2.0 req/s at max_num_seqs 8, 5.3 at 64, measured by this setup's
         // own line), so batches vary and the queue stays bounded.
         var rate = MaxNumSeqs == 8 ? 1.6 : 4.2;
-        _trace = TraceGenerator.Generate(buckets, new ArrivalProcess(rate), LengthDistribution.Parse("lognormal:512,0.8", "input"),
-            LengthDistribution.Parse("lognormal:256,0.8", "output"), Requests, 1, out _);
+        _trace = new Workload { RequestsPerSecond = rate, InputDist = "lognormal:512,0.8", OutputDist = "lognormal:256,0.8", Count = Requests, Seed = 1 }
+            .Generate(buckets).Requests;
         var run = ServingSimulation.Simulate(_model, _trace, MaxNumSeqs);
         Console.WriteLine($"// {Requests} requests, max_num_seqs {MaxNumSeqs}: {run.DecodeSteps:N0} decode steps, " +
                           $"{run.Summarize().RequestsPerSecond:0.##} req/s served, utilization {run.Summarize().Utilization:P0}");

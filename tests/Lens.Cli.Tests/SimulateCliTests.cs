@@ -93,4 +93,32 @@ public sealed class SimulateCliTests : IDisposable
         Assert.Equal(attainment * result.GetProperty("requestsPerSecond").GetDouble(), goodput, 6);
         Assert.InRange(attainment, 0, 1);
     }
+
+    [Fact]
+    public void A_negative_or_half_slo_is_refused_by_its_option()
+    {
+        WriteBatchedModel("model.json");
+        var negative = _lens.Run("simulate", "--model", "model.json", "--rate", "5", "--slo-ttft", "-5", "--slo-tpot", "10");
+        Assert.Equal(2, negative.ExitCode);
+        Assert.Contains("--slo-ttft must be a positive number of ms; got -5", negative.Stdout + negative.Stderr, StringComparison.Ordinal);
+        var half = _lens.Run("simulate", "--model", "model.json", "--rate", "5", "--slo-tpot", "10");
+        Assert.Equal(2, half.ExitCode);
+        Assert.Contains("give --slo-ttft and --slo-tpot together", half.Stdout + half.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Generated_requests_longer_than_a_model_are_clamped_into_it_and_counted_per_model()
+    {
+        WriteBatchedModel("model.json");
+        string[] args = ["simulate", "--model", "model.json", "--rate", "5", "--count", "200", "--input-dist", "uniform:1-100", "--output-dist", "fixed:10"];
+        var run = _lens.Run(args);
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        var expected = Workload.Fit(new BucketSet([64], [64, 128]), new Workload
+        {
+            RequestsPerSecond = 5, Count = 200, InputDist = "uniform:1-100", OutputDist = "fixed:10",
+        }.Draw(new BucketSet([64], [64, 128])));
+        Assert.InRange(expected.Clamped, 1, 199);
+        static string Words(string text) => System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " ");
+        Assert.Contains(Words($"model.json: {expected.ClampNote}"), Words(run.Stdout), StringComparison.Ordinal);
+    }
 }

@@ -131,4 +131,22 @@ public sealed class WhatIfCliTests : IDisposable
         Assert.Contains("recommended", run.Stdout, StringComparison.Ordinal);
         Assert.Contains("current", run.Stdout, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Advise_marks_a_budget_the_workload_overloads()
+    {
+        // One bucket of 912 pads every prompt (A about 12 ms) and every step (S about 1.5 ms): 100 tokens take over 150 ms, and one
+        // request arrives every 50 ms.
+        WriteModel("model.json");
+        var lines = Enumerable.Range(0, 200).Select(n => $"{n * 50},{(n % 10 == 0 ? 900 : 50)},100");
+        _lens.Write("trace.csv", "arrival_ms,input_len,output_len\n" + string.Join('\n', lines) + "\n");
+        var run = _lens.Run("advise", "--model", "model.json", "--trace", "trace.csv", "--max-buckets", "2", "--batch-buckets", "1",
+            "--out", "advice.json");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Contains("overloaded", run.Stdout, StringComparison.Ordinal);
+        using var doc = JsonDocument.Parse(_lens.Read("advice.json"));
+        Assert.True(doc.RootElement.GetProperty("advice").GetProperty("frontier")[0].GetProperty("overloaded").GetBoolean());
+        Assert.True(new FileInfo(_lens.PathOf("advice.png")).Length > 10_000);
+    }
 }
+

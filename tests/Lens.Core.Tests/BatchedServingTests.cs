@@ -87,7 +87,7 @@ public class BatchedServingTests
             .WithBatch(seed % 3 == 0 ? [1] : [1, 2, 4, 8]);
         var model = TrueModel(buckets, (b, d) => 0.5 + (0.3 * b) + (d * 0.002) + rng.NextDouble(), p => 3 + (p * 0.01));
         var replicas = 1 + (seed % 2);
-        var trace = WorkloadSimulation.PoissonTrace(buckets, 40, 400, seed, maxOutput: 60);
+        var trace = new Workload { RequestsPerSecond = 40, Count = 400, Seed = seed, MaxOutput = 60 }.Generate(buckets).Requests;
         var fast = ServingSimulation.Simulate(model, trace, replicas: replicas);
         var slow = StepByStep(model, trace, buckets.MaxBatch, replicas);
         for (var k = 0; k < trace.Count; k++)

@@ -34,20 +34,10 @@ public class SimulationTests
     }
 
     [Fact]
-    public void Poisson_traces_are_servable_and_deterministic()
-    {
-        var a = WorkloadSimulation.PoissonTrace(Model.Buckets, 5, 500, 3, maxOutput: 40);
-        Assert.Equal(a, WorkloadSimulation.PoissonTrace(Model.Buckets, 5, 500, 3, maxOutput: 40));
-        Assert.All(a, r => Assert.Null(Model.Buckets.CheckRequest(r.InputLength, r.OutputLength)));
-        Assert.All(a, r => Assert.InRange(r.OutputLength, 1, 40));
-        Assert.InRange(500 / (a[^1].ArrivalMs / 1000), 4, 6); // about 5 requests per second
-    }
-
-    [Fact]
     public void First_out_of_range_names_the_first_request_the_buckets_cannot_serve()
     {
-        Assert.Null(WorkloadSimulation.FirstOutOfRange(Model.Buckets, [new TraceRequest(0, 64, 64)]));
-        var bad = WorkloadSimulation.FirstOutOfRange(Model.Buckets, [new TraceRequest(0, 5, 5), new TraceRequest(1, 65, 1), new TraceRequest(2, 0, 1)]);
+        Assert.Null(Workload.FirstOutOfRange(Model.Buckets, [new TraceRequest(0, 64, 64)]));
+        var bad = Workload.FirstOutOfRange(Model.Buckets, [new TraceRequest(0, 5, 5), new TraceRequest(1, 65, 1), new TraceRequest(2, 0, 1)]);
         Assert.Equal(1, bad?.Index);
         Assert.Contains("65", bad?.Reason, StringComparison.Ordinal);
     }

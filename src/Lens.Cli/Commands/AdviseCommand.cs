@@ -6,45 +6,16 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-public sealed class AdviseSettings : CommandSettings
+public sealed class AdviseSettings : WorkloadSettings
 {
     [CommandOption("--model <FILE>")]
     [Description("The profiled model JSON (its cost curves score bucket sets that were never compiled).")]
     public string? Model { get; init; }
 
-    [CommandOption("--trace <FILE>")]
-    [Description("The workload: arrival_ms,input_len,output_len (or the Azure trace format).")]
-    public string? Trace { get; init; }
-
-    [CommandOption("--rate <RPS>")]
-    [Description("Instead of --trace: Poisson arrivals at this rate, with --input-dist and --output-dist.")]
-    public double? Rate { get; init; }
-
-    [CommandOption("--input-dist <DIST>")]
-    [Description("With --rate: prompt lengths, fixed:N, uniform:MIN-MAX, normal:MEAN,SD or lognormal:MEDIAN,SIGMA.")]
-    public string? InputDist { get; init; }
-
-    [CommandOption("--output-dist <DIST>")]
-    [Description("With --rate: output lengths, in the same forms.")]
-    public string? OutputDist { get; init; }
-
     [CommandOption("--count <N>")]
     [Description("With --rate: requests in the synthetic workload.")]
     [DefaultValue(2000)]
     public int Count { get; init; } = 2000;
-
-    [CommandOption("--seed <S>")]
-    [Description("With --rate: seed of the synthetic workload.")]
-    [DefaultValue(0)]
-    public int Seed { get; init; }
-
-    [CommandOption("--slo-ttft <MS>")]
-    [Description("TTFT objective (ms); with --slo-tpot, goodput is the serving objective.")]
-    public double? SloTtft { get; init; }
-
-    [CommandOption("--slo-tpot <MS>")]
-    [Description("TPOT objective (ms).")]
-    public double? SloTpot { get; init; }
 
     [CommandOption("--max-buckets <K>")]
     [Description("Budget: at most K prefill and K decode buckets.")]
@@ -94,14 +65,9 @@ public sealed class AdviseSettings : CommandSettings
             return ValidationResult.Error("--rate needs --input-dist and --output-dist (e.g. lognormal:300,0.6 and uniform:16-256)");
         }
 
-        if (Rate is { } r && (!(r > 0) || !double.IsFinite(r)) || Count is < 1 or > 1_000_000)
+        if (ToWorkload(null).Validate(WorkloadSettings.OptionOf, MaxCount) is { } error)
         {
-            return ValidationResult.Error("--rate must be a positive number and --count in 1..1000000");
-        }
-
-        if ((SloTtft is null) != (SloTpot is null) || SloTtft is <= 0 || SloTpot is <= 0)
-        {
-            return ValidationResult.Error("give --slo-ttft and --slo-tpot together, both positive (ms)");
+            return ValidationResult.Error(error.Message);
         }
 
         if (MaxBuckets is < 1 or > AdviceQuery.MaxBudget)
@@ -143,6 +109,11 @@ public sealed class AdviseSettings : CommandSettings
 
         return ValidationResult.Success();
     }
+
+    /// <summary>Requests at most in an advised workload (each budget's edges are served in the simulation).</summary>
+    internal const int MaxCount = 1_000_000;
+
+    protected override int GeneratedCount => Count;
 }
 
 /// <summary>
@@ -155,9 +126,8 @@ public sealed class AdviseCommand : Command<AdviseSettings>
     {
         var source = CliFiles.ReadModel(settings.Model!);
         var costs = WhatIfCommand.CostModelOf(source, settings.Model!);
-        var trace = ReadWorkload(settings, costs);
-        var request = new AdviceQuery(trace, settings.MaxBuckets,
-            settings.SloTtft is { } ttft ? new ServiceObjectives(ttft, settings.SloTpot!.Value) : null,
+        var (trace, slo) = ReadWorkload(settings, costs);
+        var request = new AdviceQuery(trace, settings.MaxBuckets, slo,
             settings.BatchBuckets is null ? null : BucketSet.ParseEdges(settings.BatchBuckets, "batch"),
             settings.TargetRate, settings.Goal, settings.Granularity);
         Advice advice;
@@ -185,7 +155,7 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         return LensApp.Ok;
     }
 
-    private static IReadOnlyList<TraceRequest> ReadWorkload(AdviseSettings settings, BucketCostModel costs)
+    private static (IReadOnlyList<TraceRequest> Trace, ServiceObjectives? Slo) ReadWorkload(AdviseSettings settings, BucketCostModel costs)
     {
         if (settings.Trace is { } path)
         {
@@ -200,25 +170,29 @@ public sealed class AdviseCommand : Command<AdviseSettings>
                 throw new CliException($"{path}: the trace has no requests");
             }
 
+            if (settings.ToWorkload(rows.Rows).Validate(WorkloadSettings.OptionOf, AdviseSettings.MaxCount) is { } error)
+            {
+                throw new CliException(error.Message);
+            }
+
             if (Advisor.FirstUnsupported(costs, rows.Rows) is { } bad)
             {
                 throw new CliException($"{path}:{rows.Lines[bad.Index]}: {bad.Reason}");
             }
 
-            return rows.Rows;
+            return (rows.Rows, settings.ToWorkload(rows.Rows).Slo);
         }
 
-        try
+        // Generated as simulate generates it, clamped into what the cost curves can plan for; the current deployment serves it
+        // clamped into its own buckets (Advisor, Workload.Fit).
+        var workload = settings.ToWorkload(null);
+        var generated = workload.Generate(Advisor.Supported(costs));
+        if (generated.ClampNote is { } note && !settings.Json)
         {
-            var supported = new BucketSet([costs.MaxPrefillEdge], [Math.Max(costs.MaxPrefillEdge, costs.MaxDecodeEdge)]);
-            return TraceGenerator.Generate(supported, new ArrivalProcess(settings.Rate!.Value),
-                LengthDistribution.Parse(settings.InputDist!, "--input-dist"), LengthDistribution.Parse(settings.OutputDist!, "--output-dist"),
-                settings.Count, settings.Seed, out _);
+            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(note)} (the cost curves' range)[/]");
         }
-        catch (ArgumentException ex)
-        {
-            throw new CliException(ex.Message);
-        }
+
+        return (generated.Requests, workload.Slo);
     }
 
     private static void WriteTable(Advice advice)
@@ -226,11 +200,12 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         var serving = advice.Slo is null ? "throughput (req/s)" : $"goodput (req/s, TTFT <= {advice.Slo.TtftMs}, TPOT <= {advice.Slo.TpotMs})";
         var table = new Table().Title($"{advice.Requests} requests at {F(advice.RequestsPerSecond)} req/s")
             .AddColumns("deployment", "prefill", "decode", "batch", "graphs", "mean E2E alone (ms)", "p90 E2E served (ms)", serving);
-        var rows = advice.Scored.Append(advice.Recommended); // the recommendation last, under what it was chosen from
+        var rows = advice.Scored.Append(advice.Recommended).ToArray(); // the recommendation last, under what it was chosen from
         foreach (var s in rows)
         {
             table.AddRow(s.Name, string.Join(',', s.Prefill), string.Join(',', s.Decode), string.Join(',', s.Batch),
-                s.BucketsCompiled.ToString(CultureInfo.InvariantCulture), F(s.MeanE2eMs), F(s.Serving.E2e.P90),
+                s.BucketsCompiled.ToString(CultureInfo.InvariantCulture), F(s.MeanE2eMs),
+                s.Overloaded ? $"{F(s.Serving.E2e.P90)} [red]overloaded[/]" : F(s.Serving.E2e.P90),
                 F(advice.Slo is null ? s.Serving.RequestsPerSecond : s.Serving.GoodputPerSecond!.Value));
         }
 
@@ -238,6 +213,17 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         if (advice.CurrentReason is not null)
         {
             AnsiConsole.MarkupLine($"[yellow]current deployment not scored: {Markup.Escape(advice.CurrentReason)}[/]");
+        }
+
+        if (advice.CurrentClampNote is not null)
+        {
+            AnsiConsole.MarkupLine($"[yellow]current deployment: {Markup.Escape(advice.CurrentClampNote)}[/]");
+        }
+
+        if (rows.Any(s => s.Overloaded))
+        {
+            AnsiConsole.MarkupLine("[red]overloaded[/]: the workload arrives faster than one replica serves it (busy longer than the arrivals " +
+                                   "span), so its queue grows through the trace and its p90 grows with the trace's length");
         }
 
         if (advice.Replicas is { } r)

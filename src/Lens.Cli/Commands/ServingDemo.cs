@@ -74,13 +74,15 @@ internal static class ServingDemo
         var model = FitProfile();
 
         // 2. The sustainable rate of the mix, and one trace per load: the same seeded requests, time-scaled by the rate.
-        var mix = TraceGenerator.Generate(buckets, new ArrivalProcess(1), input, output, SimulatedRequests, settings.Seed, out var clamped);
+        var workload = new Workload { RequestsPerSecond = 1, Count = SimulatedRequests, Seed = settings.Seed, InputDist = input.Text, OutputDist = output.Text };
+        var generated = workload.Generate(buckets);
+        var (mix, clamped) = (generated.Requests, generated.Clamped);
         var firstCapacity = ServingComparison.SaturatedRequestsPerSecond(model, mix);
         var runs = loads.Select(f =>
         {
             var rate = f * firstCapacity;
             var count = settings.Requests > 0 ? settings.Requests : Math.Clamp((int)Math.Round(rate * settings.Duration), MinRequests, MaxRequests);
-            var trace = TraceGenerator.Generate(buckets, new ArrivalProcess(rate), input, output, count, settings.Seed, out _);
+            var trace = (workload with { RequestsPerSecond = rate, Count = count }).Generate(buckets).Requests;
             return new LoadRun(f, rate, trace);
         }).ToArray();
         ui.MarkupLineInterpolated(

@@ -6,33 +6,16 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-public sealed class SimulateSettings : CommandSettings
+public sealed class SimulateSettings : WorkloadSettings
 {
     [CommandOption("--model <FILE>")]
     [Description("Model JSON of a deployment; repeat the option to compare deployments side by side.")]
     public string[] Models { get; init; } = [];
 
-    [CommandOption("--trace <FILE>")]
-    [Description("Workload trace CSV: arrival_ms,input_len,output_len, or the Azure LLM inference trace (TIMESTAMP,ContextTokens,GeneratedTokens).")]
-    public string? Trace { get; init; }
-
-    [CommandOption("--rate <RPS>")]
-    [Description("Instead of --trace: arrivals at this many requests per second (Poisson unless --burstiness), lengths uniform over the " +
-                 "first model's buckets unless --input-dist/--output-dist.")]
-    public double? Rate { get; init; }
-
     [CommandOption("--burstiness <CV>")]
     [Description("With --rate: coefficient of variation of the gaps between arrivals (Gamma); 1 is Poisson, above 1 bursty.")]
     [DefaultValue(1.0)]
     public double Burstiness { get; init; } = 1;
-
-    [CommandOption("--input-dist <DIST>")]
-    [Description("With --rate: prompt lengths, fixed:N, uniform:MIN-MAX, normal:MEAN,SD or lognormal:MEDIAN,SIGMA.")]
-    public string? InputDist { get; init; }
-
-    [CommandOption("--output-dist <DIST>")]
-    [Description("With --rate: output lengths, in the same forms as --input-dist.")]
-    public string? OutputDist { get; init; }
 
     [CommandOption("--max-num-seqs <N>")]
     [Description("Sequences in flight at most per replica (continuous batching); default the model's largest batch bucket.")]
@@ -51,23 +34,10 @@ public sealed class SimulateSettings : CommandSettings
     [Description("With --rate: cap on output lengths.")]
     public int? MaxOutput { get; init; }
 
-    [CommandOption("--seed <S>")]
-    [Description("With --rate: seed of the synthetic trace.")]
-    [DefaultValue(0)]
-    public int Seed { get; init; }
-
     [CommandOption("--replicas <N>")]
     [Description("Replicas sharing one first-come first-served queue.")]
     [DefaultValue(1)]
     public int Replicas { get; init; } = 1;
-
-    [CommandOption("--slo-ttft <MS>")]
-    [Description("TTFT objective (ms); with --slo-tpot, reports the share of requests meeting both.")]
-    public double? SloTtft { get; init; }
-
-    [CommandOption("--slo-tpot <MS>")]
-    [Description("TPOT objective (ms).")]
-    public double? SloTpot { get; init; }
 
     [CommandOption("--json")]
     [Description("Print the results as JSON.")]
@@ -85,28 +55,24 @@ public sealed class SimulateSettings : CommandSettings
             return ValidationResult.Error("give either --trace or --rate");
         }
 
-        if (Replicas is < 1 or > 10_000 || Count is < 1 or > TraceGenerator.MaxCount || Rate is <= 0 || Rate is { } r && !double.IsFinite(r))
-        {
-            return ValidationResult.Error($"--replicas must be in 1..10000, --count in 1..{TraceGenerator.MaxCount}, --rate a positive number");
-        }
-
-        if (!(Burstiness > 0 && Burstiness <= 100))
-        {
-            return ValidationResult.Error($"--burstiness must be in (0, 100]; got {Burstiness}");
-        }
-
-        if (MaxNumSeqs is < 1)
-        {
-            return ValidationResult.Error($"--max-num-seqs must be at least 1; got {MaxNumSeqs}");
-        }
-
         if (Out is not null && Models.Length != 1)
         {
             return ValidationResult.Error("--out writes one model's per-request predictions: give exactly one --model with it");
         }
 
-        return (SloTtft is null) != (SloTpot is null) ? ValidationResult.Error("give --slo-ttft and --slo-tpot together") : ValidationResult.Success();
+        return ToWorkload(null).Validate(OptionOf) is { } error ? ValidationResult.Error(error.Message) : ValidationResult.Success();
     }
+
+    protected override int GeneratedCount => Count;
+
+    /// <summary>The shared options plus simulate's own: burstiness, output cap, replicas, max_num_seqs.</summary>
+    internal override Workload ToWorkload(IReadOnlyList<TraceRequest>? trace) => base.ToWorkload(trace) with
+    {
+        Burstiness = Burstiness,
+        MaxOutput = MaxOutput,
+        Replicas = Replicas,
+        MaxNumSeqs = MaxNumSeqs,
+    };
 }
 
 /// <summary>Simulates a workload on one or more fitted deployments (method.md, "Beyond the paper", 5).</summary>
@@ -115,6 +81,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     public override int Execute(CommandContext context, SimulateSettings settings, CancellationToken cancellationToken)
     {
         var models = settings.Models.Select(m => (Path: m, Model: CliFiles.ReadModel(m))).ToArray();
+        Workload workload;
         IReadOnlyList<TraceRequest> trace;
         if (settings.Trace is not null)
         {
@@ -129,36 +96,45 @@ public sealed class SimulateCommand : Command<SimulateSettings>
                 throw new CliException($"{settings.Trace}: the trace has no requests");
             }
 
+            // A given trace is the user's data: a row a deployment cannot serve is refused, naming its line.
             foreach (var (path, model) in models)
             {
-                if (WorkloadSimulation.FirstOutOfRange(model.Buckets, rows.Rows) is { } bad)
+                if (Workload.FirstOutOfRange(model.Buckets, rows.Rows) is { } bad)
                 {
                     throw new CliException($"{settings.Trace}:{rows.Lines[bad.Index]}: {bad.Reason} (model {path})");
                 }
             }
 
+            workload = settings.ToWorkload(rows.Rows);
             trace = rows.Rows;
         }
         else
         {
-            trace = GenerateTrace(settings, models[0].Model.Buckets);
+            // Lengths by default uniform over the first model's buckets; each model serves the draws clamped into its own (counted).
+            workload = settings.ToWorkload(null);
+            trace = workload.Draw(models[0].Model.Buckets);
         }
 
-        var slo = settings.SloTtft is { } t ? new ServiceObjectives(t, settings.SloTpot!.Value) : null;
+        var slo = workload.Slo;
         var runs = models.Select(m =>
         {
-            if (settings.MaxNumSeqs > m.Model.Buckets.MaxBatch)
+            if (workload.Validate(WorkloadSettings.OptionOf, Workload.MaxCount, m.Model.Buckets) is { } error)
             {
-                throw new CliException($"--max-num-seqs {settings.MaxNumSeqs} is above the largest batch bucket {m.Model.Buckets.MaxBatch} of {m.Path} " +
-                                       $"(allowed 1..{m.Model.Buckets.MaxBatch})");
+                throw new CliException($"{error.Message} ({m.Path})");
             }
 
-            return (m.Path, Run: ServingSimulation.Simulate(m.Model, trace, settings.MaxNumSeqs, settings.Replicas));
+            var served = workload.Trace is null ? Workload.Fit(m.Model.Buckets, trace) : workload.Generate(m.Model.Buckets);
+            if (served.ClampNote is { } note && !settings.Json)
+            {
+                AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(Path.GetFileName(m.Path))}: {Markup.Escape(note)}[/]");
+            }
+
+            return (m.Path, Served: served.Requests, Run: ServingSimulation.Simulate(m.Model, served.Requests, workload.MaxNumSeqs, workload.Replicas));
         }).ToArray();
         var results = runs.Select(r => (r.Path, Result: r.Run.Summarize(slo))).ToArray();
         if (settings.Out is { } output)
         {
-            CliFiles.WriteAtomically(output, w => WriteServed(w, trace, runs[0].Run));
+            CliFiles.WriteAtomically(output, w => WriteServed(w, runs[0].Served, runs[0].Run));
         }
 
         if (settings.Json)
@@ -167,7 +143,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
             return LensApp.Ok;
         }
 
-        var table = new Table().Title($"{trace.Count} requests, {settings.Replicas} replica(s) per deployment, continuous batching").AddColumn("");
+        var table = new Table().Title($"{trace.Count} requests, {workload.Replicas} replica(s) per deployment, continuous batching").AddColumn("");
         foreach (var (path, _) in results)
         {
             table.AddColumn(Path.GetFileName(path));
@@ -193,32 +169,6 @@ public sealed class SimulateCommand : Command<SimulateSettings>
     }
 
     private static string F(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);
-
-    private static IReadOnlyList<TraceRequest> GenerateTrace(SimulateSettings settings, BucketSet buckets)
-    {
-        if (settings.InputDist is null && settings.OutputDist is null && settings.Burstiness == 1)
-        {
-            return WorkloadSimulation.PoissonTrace(buckets, settings.Rate!.Value, settings.Count, settings.Seed, settings.MaxOutput);
-        }
-
-        try
-        {
-            var maxInput = Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1);
-            var trace = TraceGenerator.Generate(buckets, new ArrivalProcess(settings.Rate!.Value, settings.Burstiness), settings.InputDist, "--input-dist",
-                settings.OutputDist, "--output-dist", settings.Count, settings.Seed, out var clamped, settings.MaxOutput);
-            if (clamped > 0 && !settings.Json)
-            {
-                AnsiConsole.MarkupLine($"[yellow]{clamped} of {trace.Count} generated requests were clamped into the buckets " +
-                                       $"(prompt <= {maxInput}, I + O <= {buckets.MaxSequence})[/]");
-            }
-
-            return trace;
-        }
-        catch (ArgumentException ex)
-        {
-            throw new CliException(ex.Message);
-        }
-    }
 
     /// <summary>The trace's rows in its order, with each request's simulated TTFT, E2E and TPOT.</summary>
     internal static void WriteServed(TextWriter writer, IReadOnlyList<TraceRequest> trace, ServingRun run)

@@ -1,150 +1,6 @@
 namespace Lens.Core;
 
 /// <summary>
-/// The best bucket edges under a budget, as an exact dynamic program. Candidates <c>c_0 &lt; ... &lt; c_(m-1)</c> (the last one covers
-/// the workload), <c>mass[j]</c> the work whose length falls in <c>(c_(j-1), c_j]</c> (requests for prefill, decode steps for
-/// decode) and <c>cost(c_j)</c> the cost of one unit run in a bucket at <c>c_j</c>. A set of edges <c>e_1 &lt; ... &lt; e_k = c_(m-1)</c>
-/// costs <c>sum over i of cost(e_i) * mass(e_(i-1), e_i]</c>: every unit runs in the smallest chosen edge at or above it. With
-/// <c>F[k][j]</c> the least cost of the work up to <c>c_j</c> with <c>k</c> edges, the last at <c>c_j</c>:
-/// <code>F[1][j] = cost(c_j) * M[j],   F[k][j] = min over i &lt; j of F[k-1][i] + cost(c_j) * (M[j] - M[i])</code>
-/// (<c>M</c> the prefix sums of mass). O(K m^2) time, O(K m) memory.
-/// </summary>
-public static class EdgeProgram
-{
-    /// <summary>The least-cost edges (ascending, at most <paramref name="budget"/>, the last candidate always among them) and their cost.</summary>
-    public static (int[] Edges, double Cost) Best(IReadOnlyList<int> candidates, IReadOnlyList<double> mass, IReadOnlyList<double> unitCost, int budget)
-    {
-        ArgumentNullException.ThrowIfNull(candidates);
-        ArgumentNullException.ThrowIfNull(mass);
-        ArgumentNullException.ThrowIfNull(unitCost);
-        var m = candidates.Count;
-        if (m == 0 || mass.Count != m || unitCost.Count != m)
-        {
-            throw new ArgumentException($"the program needs one mass and one cost per candidate: {m} candidates, {mass.Count} masses, {unitCost.Count} costs");
-        }
-
-        if (budget < 1)
-        {
-            throw new ArgumentOutOfRangeException(nameof(budget), budget, "the bucket budget must be at least 1");
-        }
-
-        var prefix = new double[m];
-        for (var j = 0; j < m; j++)
-        {
-            prefix[j] = mass[j] + (j > 0 ? prefix[j - 1] : 0);
-        }
-
-        // F[k][j] with exactly k + 1 edges, the last at c_j (infinite when impossible); the answer is the best level at the last candidate.
-        var levels = Math.Min(budget, m);
-        var f = new double[levels, m];
-        var from = new int[levels, m];
-        for (var j = 0; j < m; j++)
-        {
-            f[0, j] = unitCost[j] * prefix[j];
-            from[0, j] = -1;
-        }
-
-        for (var k = 1; k < levels; k++)
-        {
-            for (var j = 0; j < m; j++)
-            {
-                (f[k, j], from[k, j]) = (double.PositiveInfinity, -1);
-                for (var i = k - 1; i < j; i++)
-                {
-                    var c = f[k - 1, i] + (unitCost[j] * (prefix[j] - prefix[i]));
-                    if (c < f[k, j])
-                    {
-                        (f[k, j], from[k, j]) = (c, i);
-                    }
-                }
-            }
-        }
-
-        // Fewest edges among equal costs (within rounding): fewer graphs to compile.
-        var level = 0;
-        for (var k = 1; k < levels; k++)
-        {
-            if (f[k, m - 1] < f[level, m - 1] - (1e-9 * Math.Abs(f[level, m - 1])))
-            {
-                level = k;
-            }
-        }
-
-        var cost = f[level, m - 1];
-        var edges = new List<int>();
-        for (var at = m - 1; at >= 0; level--)
-        {
-            edges.Add(candidates[at]);
-            at = from[level, at];
-        }
-
-        edges.Reverse();
-        return ([.. edges], cost);
-    }
-}
-
-/// <summary>A workload and what the advisor may search (bounded: every count and candidate list is capped).</summary>
-/// <param name="Trace">The workload: arrivals and lengths.</param>
-/// <param name="MaxBuckets">Budget: at most this many prefill buckets and this many decode buckets.</param>
-/// <param name="Slo">Service-level objectives for goodput and replicas (null: throughput is the serving objective).</param>
-/// <param name="BatchBuckets">Batch buckets to search prefixes of (null: powers of two up to the profiled largest).</param>
-/// <param name="TargetRate">Requests per second to size replicas for (null: no replica count).</param>
-/// <param name="Goal">SLO attainment the replica count must reach.</param>
-/// <param name="Granularity">Candidate edges are needed lengths rounded up to a multiple of this (doubled until within the cap).</param>
-public sealed record AdviceQuery(
-    IReadOnlyList<TraceRequest> Trace,
-    int MaxBuckets = 4,
-    ServiceObjectives? Slo = null,
-    IReadOnlyList<int>? BatchBuckets = null,
-    double? TargetRate = null,
-    double Goal = 0.99,
-    int Granularity = 16)
-{
-    public const int MaxBudget = 32;
-    public const int MaxCandidates = 512;
-    public const int MaxReplicas = 1024;
-}
-
-/// <summary>One deployment the advisor scored: its buckets, how many graphs it compiles, and its predicted latencies.</summary>
-/// <param name="Name">current, recommended, or what it is (e.g. k=2).</param>
-/// <param name="Prefill">Prefill edges.</param>
-/// <param name="Decode">Decode edges.</param>
-/// <param name="Batch">Batch buckets.</param>
-/// <param name="BucketsCompiled">Graphs to compile: prefill buckets + decode buckets x batch buckets.</param>
-/// <param name="MeanE2eMs">Mean predicted E2E of the workload's requests run one at a time.</param>
-/// <param name="Serving">The workload served at its own arrival times on one replica (continuous batching).</param>
-public sealed record ScoredDeployment(string Name, int[] Prefill, int[] Decode, int[] Batch, int BucketsCompiled, double MeanE2eMs,
-    SimulationResult Serving);
-
-/// <summary>The replicas needed for a target rate at the SLO.</summary>
-public sealed record ReplicaAdvice(double TargetRate, double Goal, int? Replicas, double? Attainment, string? Reason);
-
-/// <summary>Everything <c>lens advise</c> recommends, with the numbers behind it.</summary>
-/// <param name="Current">The profiled deployment's own buckets on the workload (null when they cannot serve it: <paramref name="CurrentReason"/>).</param>
-/// <param name="Recommended">The best edges under the budget (and the best batch buckets, when the deployment batches).</param>
-/// <param name="Frontier">The best edges for each budget 1..K: buckets compiled against p90 E2E and goodput.</param>
-/// <param name="BatchSearch">Each budget's edges with each prefix of the batch list, served (empty when the deployment does not batch).</param>
-public sealed record Advice(
-    int Requests,
-    double RequestsPerSecond,
-    ServiceObjectives? Slo,
-    ScoredDeployment? Current,
-    string? CurrentReason,
-    ScoredDeployment Recommended,
-    IReadOnlyList<ScoredDeployment> Frontier,
-    IReadOnlyList<ScoredDeployment> BatchSearch,
-    ReplicaAdvice? Replicas,
-    CurveSummary PrefillCurve,
-    CurveSummary DecodeCurve,
-    int Granularity)
-{
-    /// <summary>Every deployment scored: the current one (when scored), the frontier, then the batch search.</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public IEnumerable<ScoredDeployment> Scored =>
-        (Current is null ? Enumerable.Empty<ScoredDeployment>() : [Current]).Concat(Frontier).Concat(BatchSearch);
-}
-
-/// <summary>
 /// The deployment advisor: from one profiled model (through its <see cref="BucketCostModel"/>) and a workload, the bucket edges that
 /// minimise the workload's mean single-request E2E under a budget of K prefill and K decode buckets (exact: <see cref="EdgeProgram"/>;
 /// prefill and decode separate, because a request's prefill cost depends only on the prefill edges and its decode steps only on the
@@ -206,24 +62,28 @@ public static class Advisor
         best = best with { Name = "recommended" };
         var recommendedSet = new BucketSet(best.Prefill, best.Decode, convention, best.Batch);
 
+        // The current deployment serves the workload as simulate would: requests longer than its buckets clamped into them, counted
+        // (Workload.Fit), so it stays in the comparison.
         ScoredDeployment? current = null;
         string? reason = null;
-        if (WorkloadSimulation.FirstOutOfRange(costs.Source.Buckets, trace) is { } bad)
-        {
-            reason = $"the profiled buckets cannot serve request #{bad.Index + 1}: {bad.Reason}";
-        }
-        else if (!costs.Source.IsComplete)
+        string? clampNote = null;
+        if (!costs.Source.IsComplete)
         {
             reason = $"the profiled model has unfitted buckets ({string.Join(", ", costs.Source.Unfitted.Take(5))})";
         }
         else
         {
-            current = Score("current", costs.Source, trace, request.Slo);
+            var fitted = Workload.Fit(costs.Source.Buckets, trace);
+            current = Score("current", costs.Source, fitted.Requests, request.Slo);
+            clampNote = fitted.ClampNote;
         }
 
         var replicas = request.TargetRate is { } rate ? SizeReplicas(WhatIfModels.Predict(costs, recommendedSet), trace, rate, request) : null;
         return new Advice(trace.Count, RateOf(trace), request.Slo, current, reason, best, frontier, batchSearch, replicas,
-            CurveSummary.Of(costs.Prefill), CurveSummary.Of(costs.Decode), granularity);
+            CurveSummary.Of(costs.Prefill), CurveSummary.Of(costs.Decode), granularity)
+        {
+            CurrentClampNote = clampNote,
+        };
     }
 
     /// <summary>
@@ -259,8 +119,22 @@ public static class Advisor
     private static ScoredDeployment Score(string name, DeploymentModel model, IReadOnlyList<TraceRequest> trace, ServiceObjectives? slo)
     {
         var b = model.Buckets;
+        var run = ServingSimulation.Simulate(model, trace);
         return new ScoredDeployment(name, [.. b.Prefill], [.. b.Decode], [.. b.Batch], b.Prefill.Length + (b.Decode.Length * b.Batch.Length),
-            MeanE2e(model, trace), WorkloadSimulation.Run(model, trace, 1, slo));
+            MeanE2e(model, trace), run.Summarize(slo))
+        {
+            Overloaded = IsOverloaded(run, trace),
+        };
+    }
+
+    /// <summary>
+    /// Whether one replica was busy for longer than the arrivals span (the offered load at or above its capacity): its queue then grows
+    /// through the whole trace, and its latencies measure the trace's length rather than the deployment.
+    /// </summary>
+    internal static bool IsOverloaded(ServingRun run, IReadOnlyList<TraceRequest> trace)
+    {
+        double first = trace.Min(r => r.ArrivalMs), last = trace.Max(r => r.ArrivalMs);
+        return trace.Count > 1 && run.BusyMs / run.Replicas >= last - first;
     }
 
     private static void Validate(BucketCostModel costs, AdviceQuery request)
@@ -300,6 +174,16 @@ public static class Advisor
         {
             throw new RequestOutOfRangeException($"request #{bad.Index + 1}: {bad.Reason}");
         }
+    }
+
+    /// <summary>
+    /// The one-bucket set spanning what the cost curves can plan for (prompts up to <see cref="BucketCostModel.MaxPrefillEdge"/>,
+    /// sequences up to <see cref="BucketCostModel.MaxDecodeEdge"/>): generated workloads are clamped into it (<see cref="Workload.Fit"/>).
+    /// </summary>
+    public static BucketSet Supported(BucketCostModel costs)
+    {
+        ArgumentNullException.ThrowIfNull(costs);
+        return new BucketSet([costs.MaxPrefillEdge], [Math.Max(costs.MaxPrefillEdge, costs.MaxDecodeEdge)]);
     }
 
     /// <summary>The first request of <paramref name="trace"/> the profile cannot plan buckets for, with the reason; null when all can.</summary>
@@ -500,40 +384,4 @@ public static class Advisor
 
         return new ReplicaAdvice(target, request.Goal, high, atHigh, null);
     }
-}
-
-/// <summary>The advice document (<c>advice.json</c>, and the service's answer): the source model, its buckets and the advice.</summary>
-public static class AdviceJson
-{
-    private static readonly System.Text.Json.JsonSerializerOptions Options = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
-
-    public static string Serialize(Advice advice, string source, BucketSet sourceBuckets)
-    {
-        ArgumentNullException.ThrowIfNull(advice);
-        ArgumentNullException.ThrowIfNull(sourceBuckets);
-        return System.Text.Json.JsonSerializer.Serialize(new { source, sourceBuckets = sourceBuckets.ToString(), advice }, Options);
-    }
-
-    /// <summary>The advice of a document <see cref="Serialize"/> wrote (the service's answer to a client).</summary>
-    /// <exception cref="FormatException">The text is not an advice document.</exception>
-    public static Advice Deserialize(string json)
-    {
-        ArgumentNullException.ThrowIfNull(json);
-        try
-        {
-            return System.Text.Json.JsonSerializer.Deserialize<AdviceDocument>(json, Options)?.Advice
-                   ?? throw new FormatException("not an advice document: it has no 'advice'");
-        }
-        catch (System.Text.Json.JsonException ex)
-        {
-            throw new FormatException($"not an advice document: {ex.Message}", ex);
-        }
-    }
-
-    private sealed record AdviceDocument(Advice? Advice);
 }
