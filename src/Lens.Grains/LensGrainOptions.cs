@@ -11,6 +11,15 @@ public sealed class LensGrainOptions
     /// <summary>Most devices one tenant may have: the tenant's device directory is one table row (a device past it is refused, 409).</summary>
     public int MaxDevicesPerTenant { get; set; } = 1000;
 
+    /// <summary>Largest allowed <see cref="MaxDeploymentsPerDevice"/>: the device row holds each one's name and id (at most 117 characters).</summary>
+    public const int DeploymentsPerDeviceLimit = 2048;
+
+    /// <summary>
+    /// Most deployments on one device (one more is refused, 409). Each deployment is a grain with a storage row of its own; the device's
+    /// row keeps only their names and ids, so this may be up to <see cref="DeploymentsPerDeviceLimit"/>.
+    /// </summary>
+    public int MaxDeploymentsPerDevice { get; set; } = 1000;
+
     /// <summary>Most fitted measurements a bucket keeps; the oldest go first (state must stay well under a table row's 1 MB).</summary>
     public int MaxMeasurementsPerBucket { get; set; } = 1000;
 
@@ -99,6 +108,12 @@ public sealed class LensGrainOptions
             MaxDevicesPerTenant < 1 || ModelLease <= TimeSpan.Zero)
         {
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
+        }
+
+        if (MaxDeploymentsPerDevice is < 1 or > DeploymentsPerDeviceLimit)
+        {
+            throw new InvalidOperationException(
+                $"Lens:Grains:MaxDeploymentsPerDevice must be in 1..{DeploymentsPerDeviceLimit}; got {MaxDeploymentsPerDevice}");
         }
 
         if (MaxAttempts < 1 || InitialBackoff < TimeSpan.Zero || MaxBackoff < InitialBackoff || ResumeCheckPeriod < TimeSpan.FromSeconds(1))
