@@ -57,8 +57,8 @@ public sealed class LensGrainOptions
 
     /// <summary>
     /// How long a silo's model cache (<see cref="ModelCache"/>) keeps a deployment's model without renewing its subscription to the
-    /// device grain. Changes are pushed at once, so this only bounds how long a change could go unseen if a push were lost (a device
-    /// silo that dies unnoticed by membership, a push that timed out).
+    /// deployment grain. Changes are pushed at once, so this only bounds how long a change could go unseen if a push were lost (a
+    /// deployment grain's silo that dies unnoticed by membership, a push that timed out).
     /// </summary>
     public TimeSpan ModelLease { get; set; } = TimeSpan.FromMinutes(1);
 
