@@ -328,6 +328,18 @@ public sealed class DurableStorageTests(AzuriteFixture azurite)
             Assert.Equal(ProfileState.None, (await again.GetProfileProgressAsync(device, untouched)).State);
             Assert.True((await again.GetDeploymentAsync(device, imported)).ModelVersion > 0);
             TestModels.AssertSameModel(source, await again.GetModelJsonAsync(device, profiled));
+
+            // The largest bound allowed, at its widest: every name at its longest, every deployment queued, in one device row.
+            var storage = second.Services.GetRequiredKeyedService<IGrainStorage>(LensGrainOptions.StorageName);
+            var names = Enumerable.Range(0, LensGrainOptions.DeploymentsPerDeviceLimit)
+                .Select(n => $"{n:D5}".PadRight(DeploymentSpec.MaxNameLength, 'n')).ToDictionary(n => n, n => n + "-0123456789");
+            var widest = new DeviceState { Names = names, Queue = [.. names.Values] };
+            var grain = GrainId.Create("device", $"acme|widest-{Guid.NewGuid():N}");
+            await storage.WriteStateAsync("device", grain, new GrainState<DeviceState>(widest));
+            var read = new GrainState<DeviceState>(new DeviceState());
+            await storage.ReadStateAsync("device", grain, read);
+            Assert.Equal(names, read.State!.Names);
+            Assert.Equal(LensGrainOptions.DeploymentsPerDeviceLimit, read.State.Queue.Count);
         }
     }
 
