@@ -13,8 +13,9 @@ namespace Lens.Grains;
 /// deployment subscribes to its deployment grain (<see cref="IDeploymentGrain.SubscribeModelAsync"/>), which tells this cache of every
 /// later model change before the call that made the change returns; so a prediction costs a dictionary look-up, never a grain call, and
 /// a re-profiled bucket is still used by the very next prediction. What can end a subscription unseen is covered three ways: a
-/// deployment activation that deactivates says so (<see cref="DeploymentLeavingAsync"/>); one whose silo leaves the cluster is forgotten when this
-/// silo's membership view drops that silo; and every subscription is renewed after <see cref="LensGrainOptions.ModelLease"/>.
+/// deployment activation that deactivates says so (<see cref="DeploymentLeavingAsync"/>); one whose silo leaves the cluster is
+/// forgotten when this silo's membership view drops that silo; and every subscription is renewed after
+/// <see cref="LensGrainOptions.ModelLease"/>.
 /// </summary>
 public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<ISiloLifecycle>, IDisposable
 {
