@@ -10,7 +10,7 @@ namespace Lens.Abstractions;
 /// <see cref="ModelName"/>), <c>reference</c> (the built-in engine, profile <see cref="EngineProfile"/>) or <c>replay</c> (a fitted
 /// model file's JSON in <see cref="ModelJson"/>, timed without waiting, with a one-sided <see cref="Noise"/>). Never holds a secret
 /// nor an address: where an <c>openai</c> backend is and which key it is sent are the operator's settings under the tenant
-/// (<c>Lens:Tenants:{tenant}:Backends:{name}</c>), resolved through the tenant of the device grain's key, so a tenant can reach
+/// (<c>Lens:Tenants:{tenant}:Backends:{name}</c>), resolved through the tenant of the deployment grain's key, so a tenant can reach
 /// only what the operator gave it. <see cref="Endpoint"/> and <see cref="ApiKeyEnvironmentVariable"/> are kept only to read specs
 /// stored before that rule: a new spec that sets them is refused, and a stored one that has them is never called.
 /// </summary>

@@ -64,8 +64,8 @@ public interface IBucketGrain : IGrainWithStringKey
 
 /// <summary>
 /// Watches one deployment (key <see cref="DeploymentKey"/>) against observed latencies: a bounded sliding window of observations,
-/// <c>DriftAnalysis.Analyze</c> after every batch, drift statistics written to the bucket grains. Called by the device grain; it
-/// calls only bucket grains, never back into the device (no call cycle).
+/// <c>DriftAnalysis.Analyze</c> after every batch, drift statistics written to the bucket grains. Called by the deployment grain;
+/// it calls only bucket grains, never back into the deployment (no call cycle).
 /// </summary>
 [Alias("lens.IDeploymentMonitorGrain")]
 public interface IDeploymentMonitorGrain : IGrainWithStringKey
@@ -87,78 +87,91 @@ public interface IDeploymentMonitorGrain : IGrainWithStringKey
 }
 
 /// <summary>
-/// One device of one tenant, key <see cref="DeviceKey"/> (<c>tenant|device</c>): its deployments, and their profiling runs, one
-/// measurement at a time across the whole device (an NPU is exclusive), resumable after a silo restart.
+/// One device of one tenant, key <see cref="DeviceKey"/> (<c>tenant|device</c>): the names of its deployments (for listing and for
+/// refusing a name taken by a different spec) and the device's profiling queue, which runs one measurement at a time across the
+/// whole device (an NPU is exclusive) and resumes after a silo restart. Everything else about a deployment is its
+/// <see cref="IDeploymentGrain"/>'s.
 /// </summary>
 [Alias("lens.IDeviceGrain")]
 public interface IDeviceGrain : IGrainWithStringKey
 {
+    /// <summary>The ids of the device's deployments, sorted (ordinal); <see cref="DeploymentGrains.ListAsync"/> reads each.</summary>
+    [Alias("ListDeploymentIds"), ReadOnly]
+    Task<string[]> ListDeploymentIdsAsync();
+}
+
+/// <summary>
+/// One deployment on a device, key <see cref="DeploymentKey"/> (<c>tenant|device|deployment</c>): its spec, its latest profiling
+/// run (measured by its device's queue, one row at a time), its model version and the model caches subscribed to it; imports and
+/// telemetry go through it to its buckets, and sustained drift re-profiles a bucket. One storage row per deployment.
+/// </summary>
+[Alias("lens.IDeploymentGrain")]
+public interface IDeploymentGrain : IGrainWithStringKey
+{
     /// <summary>
-    /// Creates a deployment with id <c>{name}-{identity hash}</c>. The identical spec again returns the existing one
-    /// (<c>Created = false</c>); a different spec under a name in use is a conflict.
+    /// Creates the deployment, whose key must be built from <paramref name="spec"/>'s id (<c>{name}-{identity hash}</c>;
+    /// <see cref="DeploymentGrains.CreateAsync"/> does). The identical spec again returns the existing one (<c>Created = false</c>); a
+    /// different spec under a name in use on the device is a conflict.
     /// </summary>
-    [Alias("CreateDeployment")]
-    Task<CreateDeploymentResult> CreateDeploymentAsync(DeploymentSpec spec);
+    [Alias("Create")]
+    Task<CreateDeploymentResult> CreateAsync(DeploymentSpec spec);
 
-    [Alias("GetDeployment")]
-    Task<DeploymentInfo> GetDeploymentAsync(string deploymentId);
-
-    [Alias("ListDeployments")]
-    Task<DeploymentInfo[]> ListDeploymentsAsync();
+    [Alias("Get")]
+    Task<DeploymentInfo> GetAsync();
 
     /// <summary>Queues a profiling run of every bucket or one; returns at once. A run already queued for the deployment is returned as is.</summary>
     [Alias("StartProfile")]
-    Task<ProfileProgress> StartProfileAsync(string deploymentId, ProfileRequest request);
+    Task<ProfileProgress> StartProfileAsync(ProfileRequest request);
 
     [Alias("GetProfileProgress"), AlwaysInterleave]
-    Task<ProfileProgress> GetProfileProgressAsync(string deploymentId);
+    Task<ProfileProgress> GetProfileProgressAsync();
 
     /// <summary>Imports measurements made elsewhere: each is placed in its bucket (Core's <c>MeasurementTagger</c>) and the buckets refit.</summary>
     [Alias("ImportMeasurements")]
-    Task<IntakeResult> ImportMeasurementsAsync(string deploymentId, MeasurementBatch batch);
+    Task<IntakeResult> ImportMeasurementsAsync(MeasurementBatch batch);
 
     /// <summary>
     /// Stores observed production latencies on the buckets they fall in, has the deployment's monitor compare them with the current
     /// model, and re-profiles a bucket alone once its drift is sustained (fits change only through that re-profile).
     /// </summary>
     [Alias("ReportTelemetry")]
-    Task<IntakeResult> ReportTelemetryAsync(string deploymentId, MeasurementBatch batch);
+    Task<IntakeResult> ReportTelemetryAsync(MeasurementBatch batch);
 
     /// <summary>
     /// The deployment's bucket context and model version, and a subscription of <paramref name="observer"/> (a silo's model cache) to
-    /// every later change of any of this device's models, pushed before the call that made the change returns. A subscription lasts
-    /// while it is renewed (by calling again) and ends when this activation deactivates (<see cref="IModelObserver.DeviceLeavingAsync"/>).
+    /// every later change of its model, pushed before the call that made the change returns. A subscription lasts while it is renewed
+    /// (by calling again) and ends when this activation deactivates (<see cref="IModelObserver.DeploymentLeavingAsync"/>).
     /// </summary>
     [Alias("SubscribeModel"), AlwaysInterleave]
-    Task<ModelSubscription> SubscribeModelAsync(string deploymentId, IModelObserver observer);
+    Task<ModelSubscription> SubscribeModelAsync(IModelObserver observer);
 
     /// <summary>Per-bucket health against observed latencies (drift statistics, staleness, last profile) and the monitor's status.</summary>
     [Alias("GetHealth")]
-    Task<DeploymentHealth> GetHealthAsync(string deploymentId);
+    Task<DeploymentHealth> GetHealthAsync();
 
     /// <summary>The deployment's bounded history of drift analyses, oldest first: the newest <paramref name="last"/> (all when null).</summary>
     [Alias("GetHealthHistory")]
-    Task<DeploymentHealthHistory> GetHealthHistoryAsync(string deploymentId, int? last);
+    Task<DeploymentHealthHistory> GetHealthHistoryAsync(int? last);
 
     /// <summary>Snapshots of every bucket of the deployment, prefill first, each ascending.</summary>
     [Alias("GetBuckets")]
-    Task<BucketSnapshot[]> GetBucketsAsync(string deploymentId);
+    Task<BucketSnapshot[]> GetBucketsAsync();
 }
 
 /// <summary>
-/// A silo's cache of composed models (predictors share it), told by device grains when a model changes, so that no prediction has to
-/// ask its device grain whether its model is still current.
+/// A silo's cache of composed models (predictors share it), told by deployment grains when a model changes, so that no prediction has
+/// to ask its deployment grain whether its model is still current.
 /// </summary>
 [Alias("lens.IModelObserver")]
 public interface IModelObserver : IGrainObserver
 {
-    /// <summary>The deployment's model is now at <paramref name="version"/> (of device activation <paramref name="activation"/>).</summary>
+    /// <summary>The deployment's model is now at <paramref name="version"/> (of deployment activation <paramref name="activation"/>).</summary>
     [Alias("ModelChanged")]
     Task ModelChangedAsync(string deploymentKey, long version, Guid activation);
 
-    /// <summary>The device grain's activation is going away and its subscriptions with it: forget what was cached for the device.</summary>
-    [Alias("DeviceLeaving")]
-    Task DeviceLeavingAsync(string deviceKey, Guid activation);
+    /// <summary>The deployment grain's activation is going away and its subscriptions with it: forget what was cached from it.</summary>
+    [Alias("DeploymentLeaving")]
+    Task DeploymentLeavingAsync(string deploymentKey, Guid activation);
 }
 
 /// <summary>

@@ -89,7 +89,10 @@ public sealed record DeviceKey
     public override string ToString() => Format();
 }
 
-/// <summary>Key of one deployment on a device (a <c>PredictorGrain</c> call names it): <c>tenant|device|deployment</c>.</summary>
+/// <summary>
+/// Key of one deployment on a device: <c>tenant|device|deployment</c>. It keys the <c>DeploymentGrain</c> and its monitor, and a
+/// <c>PredictorGrain</c> call names it.
+/// </summary>
 public sealed record DeploymentKey
 {
     public DeploymentKey(string tenant, string device, string deployment)

@@ -47,9 +47,9 @@ public sealed record PredictManyResult(double[] E2eMs, double[] TtftMs, double?[
 public sealed record ModelStamp([property: Id(0)] BucketContext Context, [property: Id(1)] long Version);
 
 /// <summary>
-/// A model cache's subscription to a device grain (<c>IDeviceGrain.SubscribeModelAsync</c>): the deployment's current stamp, the silo the
-/// device activation lives on (a cache forgets the subscription when that silo leaves the cluster) and the activation's id (versions
-/// are compared only within one activation).
+/// A model cache's subscription to a deployment grain (<c>IDeploymentGrain.SubscribeModelAsync</c>): the deployment's current stamp,
+/// the silo the deployment activation lives on (a cache forgets the subscription when that silo leaves the cluster) and the
+/// activation's id (versions are compared only within one activation).
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lens.ModelSubscription.v1")]
 public sealed record ModelSubscription([property: Id(0)] ModelStamp Stamp, [property: Id(1)] SiloAddress Host, [property: Id(2)] Guid Activation);

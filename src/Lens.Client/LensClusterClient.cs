@@ -19,19 +19,20 @@ public sealed class LensClusterClient
 
     public string Tenant { get; }
 
-    public Task<CreateDeploymentResult> CreateDeploymentAsync(string device, DeploymentSpec spec) => Device(device).CreateDeploymentAsync(spec);
+    public Task<CreateDeploymentResult> CreateDeploymentAsync(string device, DeploymentSpec spec) =>
+        DeploymentGrains.CreateAsync(_client, new DeviceKey(Tenant, device), spec);
 
-    public Task<DeploymentInfo> GetDeploymentAsync(string device, string deployment) => Device(device).GetDeploymentAsync(deployment);
+    public Task<DeploymentInfo> GetDeploymentAsync(string device, string deployment) => Deployment(device, deployment).GetAsync();
 
     /// <summary>The tenant's devices (each listed from its first deployment on) with their deployment counts, sorted by name.</summary>
     public Task<DeviceSummary[]> ListDevicesAsync() => _client.GetGrain<IDeviceDirectoryGrain>(Tenant).ListAsync();
 
-    public Task<DeploymentInfo[]> ListDeploymentsAsync(string device) => Device(device).ListDeploymentsAsync();
+    public Task<DeploymentInfo[]> ListDeploymentsAsync(string device) => DeploymentGrains.ListAsync(_client, new DeviceKey(Tenant, device));
 
     public Task<ProfileProgress> StartProfileAsync(string device, string deployment, string? bucket = null) =>
-        Device(device).StartProfileAsync(deployment, new ProfileRequest(bucket));
+        Deployment(device, deployment).StartProfileAsync(new ProfileRequest(bucket));
 
-    public Task<ProfileProgress> GetProfileProgressAsync(string device, string deployment) => Device(device).GetProfileProgressAsync(deployment);
+    public Task<ProfileProgress> GetProfileProgressAsync(string device, string deployment) => Deployment(device, deployment).GetProfileProgressAsync();
 
     /// <summary>Polls the progress every <paramref name="pollInterval"/> until the run finishes or <paramref name="cancellationToken"/> fires.</summary>
     public async Task<ProfileProgress> WaitForProfileAsync(string device, string deployment, TimeSpan pollInterval,
@@ -50,22 +51,22 @@ public sealed class LensClusterClient
     }
 
     public Task<IntakeResult> ImportMeasurementsAsync(string device, string deployment, MeasurementBatch batch) =>
-        Device(device).ImportMeasurementsAsync(deployment, batch);
+        Deployment(device, deployment).ImportMeasurementsAsync(batch);
 
     public Task<IntakeResult> ReportTelemetryAsync(string device, string deployment, MeasurementBatch batch) =>
-        Device(device).ReportTelemetryAsync(deployment, batch);
+        Deployment(device, deployment).ReportTelemetryAsync(batch);
 
-    public Task<BucketSnapshot[]> GetBucketsAsync(string device, string deployment) => Device(device).GetBucketsAsync(deployment);
+    public Task<BucketSnapshot[]> GetBucketsAsync(string device, string deployment) => Deployment(device, deployment).GetBucketsAsync();
 
     public Task<MeasurementRecord[]> GetBucketMeasurementsAsync(string device, string deployment, Core.BucketId bucket) =>
         _client.GetGrain<IBucketGrain>(new DeploymentKey(Tenant, device, deployment).Bucket(bucket).Format()).GetMeasurementsAsync();
 
     /// <summary>Per-bucket health against observed latencies: observed MAPE, shift, band, drift counts, staleness, last profile.</summary>
-    public Task<DeploymentHealth> GetHealthAsync(string device, string deployment) => Device(device).GetHealthAsync(deployment);
+    public Task<DeploymentHealth> GetHealthAsync(string device, string deployment) => Deployment(device, deployment).GetHealthAsync();
 
     /// <summary>The deployment's drift analyses over time, oldest first: the newest <paramref name="last"/> (all when null).</summary>
     public Task<DeploymentHealthHistory> GetHealthHistoryAsync(string device, string deployment, int? last = null) =>
-        Device(device).GetHealthHistoryAsync(deployment, last);
+        Deployment(device, deployment).GetHealthHistoryAsync(last);
 
     /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
     public Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength, bool refined = false) =>
@@ -95,7 +96,14 @@ public sealed class LensClusterClient
 
     private IPredictorGrain Predictor => _client.GetGrain<IPredictorGrain>(Tenant);
 
-    private IDeviceGrain Device(string device) => _client.GetGrain<IDeviceGrain>(new DeviceKey(Tenant, device).Format());
+    /// <summary>The deployment's grain; a name no deployment can have is one that does not exist.</summary>
+    private IDeploymentGrain Deployment(string device, string deployment)
+    {
+        var key = new DeviceKey(Tenant, device);
+        return LensNames.IsValid(deployment)
+            ? DeploymentGrains.Get(_client, key.Deployment(deployment))
+            : throw LensException.NotFound($"deployment '{deployment}' does not exist on device '{device}'");
+    }
 
     private string Key(string device, string deployment) => new DeploymentKey(Tenant, device, deployment).Format();
 }

@@ -21,7 +21,7 @@ namespace Lens.Grains;
 /// <c>(DriftMinObservations, DriftZ, DriftMinRelativeShift)</c>: bucket <c>b</c> is flagged when at least <c>MinObservations</c>
 /// observations touched it and <c>|shift_b - common| &gt; max(band_b, Z * se_b)</c>. Its consecutive count becomes
 /// <c>count + 1</c> when flagged and 0 when not (an analysis in which it is not judged also resets it). A bucket whose count reaches
-/// <c>K = DriftConsecutive</c> has sustained drift: the device grain marks it stale and re-profiles it alone; the re-profile's commit
+/// <c>K = DriftConsecutive</c> has sustained drift: the deployment grain marks it stale and re-profiles it alone; the re-profile's commit
 /// clears its staleness and its count, and the window drops its old observations. A shift shared by every bucket (the common
 /// shift) never triggers a re-profile: re-profiling one bucket cannot repair it; it is reported in the health instead.
 /// </para>

@@ -2,23 +2,32 @@ using Lens.Abstractions;
 
 namespace Lens.Grains;
 
-/// <summary>The stored state of a device: its deployments, the latest profiling run of each, and the queue of unfinished runs.</summary>
+/// <summary>
+/// The stored state of a device: its deployments' names and ids, and the queue of deployments whose profiling run is unfinished.
+/// <see cref="Deployments"/> and <see cref="Runs"/> are what the device grain stored before each deployment had a grain of its own
+/// (all specs in this one row); a device that loads them hands each to its deployment grain once and empties them.
+/// </summary>
 [GenerateSerializer, Alias("lens.DeviceState.v1")]
 public sealed class DeviceState
 {
-    /// <summary>Deployments by id (<c>{name}-{identity hash}</c>).</summary>
+    /// <summary>Old shape only: deployments by id (<c>{name}-{identity hash}</c>), not yet handed to their deployment grains.</summary>
     [Id(0)]
     public Dictionary<string, DeploymentEntry> Deployments { get; set; } = [];
 
-    /// <summary>The latest profiling run of each deployment, by deployment id.</summary>
+    /// <summary>Old shape only: the latest profiling run of each deployment in <see cref="Deployments"/>, by deployment id.</summary>
     [Id(1)]
     public Dictionary<string, ProfileRun> Runs { get; set; } = [];
 
     /// <summary>Deployment ids whose latest run is unfinished, in the order they run (one measurement at a time per device).</summary>
     [Id(2)]
     public List<string> Queue { get; set; } = [];
+
+    /// <summary>The id of each deployment on the device, by deployment name (a name belongs to one spec identity).</summary>
+    [Id(3)]
+    public Dictionary<string, string>? Names { get; set; } = [];
 }
 
+/// <summary>A deployment as the old device row held it (see <see cref="DeviceState.Deployments"/>).</summary>
 [GenerateSerializer, Alias("lens.DeploymentEntry.v1")]
 public sealed class DeploymentEntry
 {
@@ -31,6 +40,25 @@ public sealed class DeploymentEntry
     /// <summary>Grows whenever any bucket's fitted data change: what predictors compare their cache with.</summary>
     [Id(2)]
     public long ModelVersion { get; set; }
+}
+
+/// <summary>The stored state of a deployment grain: its spec (null until created), model version and latest profiling run.</summary>
+[GenerateSerializer, Alias("lens.DeploymentState.v1")]
+public sealed class DeploymentState
+{
+    [Id(0)]
+    public DeploymentSpec? Spec { get; set; }
+
+    [Id(1)]
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>Grows whenever any bucket's fitted data change: what predictors compare their cache with.</summary>
+    [Id(2)]
+    public long ModelVersion { get; set; }
+
+    /// <summary>The latest profiling run, or null when never profiled.</summary>
+    [Id(3)]
+    public ProfileRun? Run { get; set; }
 }
 
 /// <summary>One profiling run: the plan rows it covers (all, or one bucket's) and the durable index of the next row to measure.</summary>
@@ -97,15 +125,65 @@ public sealed record StepOutcome(
     [property: Id(6)] double[]? GroupE2eMs = null,
     [property: Id(7)] double?[]? GroupTtftMs = null);
 
-/// <summary>The device grain's side of its profile worker: each step calls back in, so no measurement holds a grain turn.</summary>
+/// <summary>
+/// The rows of one deployment's profiling run, as a profile worker asks for them (<see cref="ProfileWorker"/>): the device's worker
+/// calls it for the deployment at the head of the device's queue, each step from outside any grain turn, so no measurement holds one.
+/// </summary>
 [Alias("lens.IDeviceProfileSteps")]
 public interface IDeviceProfileSteps : IGrainWithStringKey
 {
-    /// <summary>The row to measure next, or null when there is none (or <paramref name="workerId"/> is no longer the device's worker).</summary>
+    /// <summary>The row to measure next, or null when there is none (or <paramref name="workerId"/> is no longer the run's worker).</summary>
     [Alias("NextStep")]
     Task<ProfileStep?> NextStepAsync(Guid workerId);
 
     /// <summary>Stores a finished row in its bucket, advances the run durably, and returns the next row.</summary>
     [Alias("CompleteStep")]
     Task<ProfileStep?> CompleteStepAsync(Guid workerId, StepOutcome outcome);
+}
+
+/// <summary>
+/// The device grain's side for its deployment grains and its own worker. Deployment grains call it (never the reverse within a turn),
+/// so there is no call cycle between the two non-reentrant grains.
+/// </summary>
+[Alias("lens.IDeviceSchedule")]
+public interface IDeviceSchedule : IGrainWithStringKey
+{
+    /// <summary>
+    /// Records a deployment before its grain stores its spec: the name must be free or already this id's (idempotent); refused
+    /// (<c>Conflict</c>) when it is another id's, or when the device has <see cref="LensGrainOptions.MaxDeploymentsPerDevice"/>.
+    /// </summary>
+    [Alias("AddDeployment")]
+    Task AddDeploymentAsync(string name, string deploymentId);
+
+    /// <summary>Queues the deployment's unfinished run behind the others of the device (idempotent) and makes sure a worker runs.</summary>
+    [Alias("EnqueueProfile")]
+    Task EnqueueProfileAsync(string deploymentId);
+
+    /// <summary>
+    /// For the device's worker: drops <paramref name="finished"/> from the queue (its run ended) and returns the deployment to profile
+    /// next, or null when the queue is empty (the worker then ends) or <paramref name="workerId"/> is no longer the device's worker.
+    /// </summary>
+    [Alias("NextDeployment")]
+    Task<string?> NextDeploymentAsync(Guid workerId, string? finished);
+
+    /// <summary>An old-shape entry (<see cref="DeviceState.Deployments"/>) for its deployment grain to adopt, or null.</summary>
+    [Alias("TakeLegacy")]
+    Task<LegacyDeployment?> TakeLegacyAsync(string deploymentId);
+
+    /// <summary>The deployment grain has stored what <see cref="TakeLegacyAsync"/> gave it: the device forgets its old-shape copy.</summary>
+    [Alias("LegacyMoved")]
+    Task LegacyMovedAsync(string deploymentId);
+}
+
+/// <summary>What the old device row held of one deployment.</summary>
+[GenerateSerializer, Alias("lens.LegacyDeployment.v1")]
+public sealed record LegacyDeployment([property: Id(0)] DeploymentEntry Entry, [property: Id(1)] ProfileRun? Run);
+
+/// <summary>A deployment grain's side of the hand-over from the old device row.</summary>
+[Alias("lens.IDeploymentAdoption")]
+public interface IDeploymentAdoption : IGrainWithStringKey
+{
+    /// <summary>Takes the deployment's old-shape entry from its device if this grain holds nothing yet; either way tells the device it moved.</summary>
+    [Alias("AdoptLegacy")]
+    Task AdoptLegacyAsync();
 }

@@ -22,6 +22,6 @@ internal static partial class GrainLog
     [LoggerMessage(6, LogLevel.Information, "Sustained drift of {Bucket} in {Deployment} on {Device}: marked stale, re-profiling {Target}")]
     public static partial void DriftReprofile(ILogger logger, string deployment, string device, string bucket, string target);
 
-    [LoggerMessage(7, LogLevel.Warning, "A model change of {Device} did not reach one silo's model cache; it is unsubscribed until it renews")]
-    public static partial void PushFailed(ILogger logger, Exception exception, string device);
+    [LoggerMessage(7, LogLevel.Warning, "A model change of {Deployment} did not reach one silo's model cache; it is unsubscribed until it renews")]
+    public static partial void PushFailed(ILogger logger, Exception exception, string deployment);
 }

@@ -12,6 +12,15 @@ public sealed class LensGrainOptions
     /// <summary>Most devices one tenant may have: the tenant's device directory is one table row (a device past it is refused, 409).</summary>
     public int MaxDevicesPerTenant { get; set; } = 1000;
 
+    /// <summary>Largest allowed <see cref="MaxDeploymentsPerDevice"/>: the device row holds each one's name and id (at most 117 characters).</summary>
+    public const int DeploymentsPerDeviceLimit = 2048;
+
+    /// <summary>
+    /// Most deployments on one device (one more is refused, 409). Each deployment is a grain with a storage row of its own; the device's
+    /// row keeps only their names and ids, so this may be up to <see cref="DeploymentsPerDeviceLimit"/>.
+    /// </summary>
+    public int MaxDeploymentsPerDevice { get; set; } = 1000;
+
     /// <summary>Most fitted measurements a bucket keeps; the oldest go first (state must stay well under a table row's 1 MB).</summary>
     public int MaxMeasurementsPerBucket { get; set; } = 1000;
 
@@ -53,8 +62,8 @@ public sealed class LensGrainOptions
 
     /// <summary>
     /// How long a silo's model cache (<see cref="ModelCache"/>) keeps a deployment's model without renewing its subscription to the
-    /// device grain. Changes are pushed at once, so this only bounds how long a change could go unseen if a push were lost (a device
-    /// silo that dies unnoticed by membership, a push that timed out).
+    /// deployment grain. Changes are pushed at once, so this only bounds how long a change could go unseen if a push were lost (a
+    /// deployment grain's silo that dies unnoticed by membership, a push that timed out).
     /// </summary>
     public TimeSpan ModelLease { get; set; } = TimeSpan.FromMinutes(1);
 
@@ -104,6 +113,12 @@ public sealed class LensGrainOptions
             MaxDevicesPerTenant < 1 || ModelLease <= TimeSpan.Zero)
         {
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
+        }
+
+        if (MaxDeploymentsPerDevice is < 1 or > DeploymentsPerDeviceLimit)
+        {
+            throw new InvalidOperationException(
+                $"Lens:Grains:MaxDeploymentsPerDevice must be in 1..{DeploymentsPerDeviceLimit}; got {MaxDeploymentsPerDevice}");
         }
 
         if (MaxAttempts is < 1 or > MeasurementRetryPolicy.MaxAttemptsLimit || InitialBackoff < TimeSpan.Zero ||

@@ -9,7 +9,7 @@ namespace Lens.Grains;
 public interface IMeasurementBackendFactory
 {
     /// <summary>
-    /// A backend for <paramref name="spec"/> of a deployment of <paramref name="tenant"/> (from the device grain's key: the authority).
+    /// A backend for <paramref name="spec"/> of a deployment of <paramref name="tenant"/> (from the deployment grain's key: the authority).
     /// Throws <see cref="NotSupportedException"/> for a kind this silo cannot create and <see cref="ArgumentException"/> for a spec it
     /// cannot use. The caller disposes the backend when it is <see cref="IDisposable"/>.
     /// </summary>

@@ -10,11 +10,12 @@ namespace Lens.Grains;
 
 /// <summary>
 /// One per silo: the composed model of each deployment its predictors serve, kept current by push. The first prediction of a
-/// deployment subscribes to its device grain (<see cref="IDeviceGrain.SubscribeModelAsync"/>), which tells this cache of every later
-/// model change before the call that made the change returns; so a prediction costs a dictionary look-up, never a grain call, and a
-/// re-profiled bucket is still used by the very next prediction. What can end a subscription unseen is covered three ways: a device
-/// activation that deactivates says so (<see cref="DeviceLeavingAsync"/>); one whose silo leaves the cluster is forgotten when this
-/// silo's membership view drops that silo; and every subscription is renewed after <see cref="LensGrainOptions.ModelLease"/>.
+/// deployment subscribes to its deployment grain (<see cref="IDeploymentGrain.SubscribeModelAsync"/>), which tells this cache of every
+/// later model change before the call that made the change returns; so a prediction costs a dictionary look-up, never a grain call, and
+/// a re-profiled bucket is still used by the very next prediction. What can end a subscription unseen is covered three ways: a
+/// deployment activation that deactivates says so (<see cref="DeploymentLeavingAsync"/>); one whose silo leaves the cluster is
+/// forgotten when this silo's membership view drops that silo; and every subscription is renewed after
+/// <see cref="LensGrainOptions.ModelLease"/>.
 /// </summary>
 public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<ISiloLifecycle>, IDisposable
 {
@@ -74,9 +75,9 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
 
     private async Task<(DeploymentModel, long)> RefreshAsync(DeploymentKey key, string text)
     {
-        // The lease counts from before the subscription: a push sent after it reached the device grain arrives within it.
+        // The lease counts from before the subscription: a push sent after it reached the deployment grain arrives within it.
         var leaseEnds = Stopwatch.GetTimestamp() + _leaseTicks;
-        var subscription = await _grains.GetGrain<IDeviceGrain>(key.DeviceKey.Format()).SubscribeModelAsync(key.Deployment, await _self.Value);
+        var subscription = await _grains.GetGrain<IDeploymentGrain>(text).SubscribeModelAsync(await _self.Value);
         LensTelemetry.ModelSubscriptions.Add(1, LensTelemetry.Deployment(key.Tenant, key.Device, key.Deployment));
         var stamp = subscription.Stamp;
         DeploymentModel model;
@@ -105,7 +106,7 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
                 _entries.Clear(); // crude bound: models are cheap to rebuild from snapshots
             }
 
-            _entries[text] = new Entry(key.DeviceKey.Format(), stamp.Version, subscription.Activation, subscription.Host, leaseEnds, stamp.Context, model);
+            _entries[text] = new Entry(stamp.Version, subscription.Activation, subscription.Host, leaseEnds, stamp.Context, model);
         }
 
         return (model, stamp.Version);
@@ -117,17 +118,25 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
         {
             if (!_entries.TryGetValue(deploymentKey, out var current) || current.Activation != activation || current.Version < version)
             {
+                _ = DeploymentKey.Parse(deploymentKey); // only well-formed keys are ever held
                 // A marker without a model: the next prediction fetches, and nothing older than it is kept meanwhile.
-                _entries[deploymentKey] = new Entry(DeploymentKey.Parse(deploymentKey).DeviceKey.Format(), version, activation, current?.Host, 0, null, null);
+                _entries[deploymentKey] = new Entry(version, activation, current?.Host, 0, null, null);
             }
         }
 
         return Task.CompletedTask;
     }
 
-    public Task DeviceLeavingAsync(string deviceKey, Guid activation)
+    public Task DeploymentLeavingAsync(string deploymentKey, Guid activation)
     {
-        Forget(e => e.Device == deviceKey && e.Activation == activation);
+        lock (_gate)
+        {
+            if (_entries.TryGetValue(deploymentKey, out var entry) && entry.Activation == activation)
+            {
+                _entries.TryRemove(deploymentKey, out _);
+            }
+        }
+
         return Task.CompletedTask;
     }
 
@@ -161,7 +170,7 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
         }
         catch (Exception ex)
         {
-            // Without the watcher a dead device silo is noticed when the lease runs out: slower, still bounded.
+            // Without the watcher a dead deployment silo is noticed when the lease runs out: slower, still bounded.
             WatcherFailed(_logger, ex);
         }
     }
@@ -184,6 +193,6 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
     private static partial void WatcherFailed(ILogger logger, Exception exception);
 
     /// <summary>A deployment's model (null: a pushed version not fetched yet) with what it is valid for.</summary>
-    private sealed record Entry(string Device, long Version, Guid Activation, SiloAddress? Host, long LeaseEnds, BucketContext? Context,
+    private sealed record Entry(long Version, Guid Activation, SiloAddress? Host, long LeaseEnds, BucketContext? Context,
         DeploymentModel? Model);
 }

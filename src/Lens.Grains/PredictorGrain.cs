@@ -9,7 +9,7 @@ namespace Lens.Grains;
 
 /// <summary>
 /// Answers predictions (method.md, "Composition and prediction") from a <see cref="DeploymentModel"/> composed of the deployment's
-/// bucket snapshots, held by the silo's <see cref="ModelCache"/>, which device grains keep current by push: a re-profiled bucket is
+/// bucket snapshots, held by the silo's <see cref="ModelCache"/>, which deployment grains keep current by push: a re-profiled bucket is
 /// used by the very next prediction, and a prediction makes no grain call. Holds no state of record; keyed by tenant.
 /// </summary>
 [GrainType("predictor"), StatelessWorker]

@@ -39,18 +39,18 @@ public static class LensApi
         v1.MapPost("/devices/{device}/deployments", (HttpContext http, string device) => Handle(http, async (tenant, grains) =>
         {
             var spec = await ReadBodyAsync<DeploymentSpec>(http);
-            var result = await Device(grains, tenant, device).CreateDeploymentAsync(spec);
+            var result = await DeploymentGrains.CreateAsync(grains, new DeviceKey(tenant, device), spec);
             var location = $"/v1/devices/{device}/deployments/{result.Deployment.Id}";
             return result.Created ? Results.Created(location, result.Deployment) : Results.Ok(result.Deployment);
         })).Accepts<DeploymentSpec>("application/json").Produces<DeploymentInfo>(201).Produces<DeploymentInfo>().ProducesProblem(409)
             .WithName("CreateDeployment").WithSummary("Create a deployment (idempotent for the identical spec; a changed spec needs a new name)");
 
         v1.MapGet("/devices/{device}/deployments", (HttpContext http, string device) => Handle(http, async (tenant, grains) =>
-                Results.Ok(await Device(grains, tenant, device).ListDeploymentsAsync())))
+                Results.Ok(await DeploymentGrains.ListAsync(grains, new DeviceKey(tenant, device)))))
             .Produces<DeploymentInfo[]>().WithName("ListDeployments");
 
         v1.MapGet(Deployment, (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
-                Results.Ok(await Device(grains, tenant, device).GetDeploymentAsync(Name(deployment, "deployment")))))
+                Results.Ok(await DeploymentOf(grains, tenant, device, deployment).GetAsync())))
             .Produces<DeploymentInfo>().WithName("GetDeployment");
 
         v1.MapPost(Deployment + "/profile", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
@@ -58,40 +58,40 @@ public static class LensApi
             var request = http.Request.ContentLength is 0 or null && !http.Request.Headers.ContentType.Any()
                 ? new ProfileRequest()
                 : await ReadBodyAsync<ProfileRequest>(http);
-            var progress = await Device(grains, tenant, device).StartProfileAsync(Name(deployment, "deployment"), request);
+            var progress = await DeploymentOf(grains, tenant, device, deployment).StartProfileAsync(request);
             return Results.Accepted($"/v1/devices/{device}/deployments/{deployment}/profile", progress);
         })).Accepts<ProfileRequest>("application/json").Produces<ProfileProgress>(202).ProducesProblem(409)
             .WithName("StartProfile").WithSummary("Profile every bucket, or one bucket alone ({\"bucket\": \"decode-256\"})");
 
         v1.MapGet(Deployment + "/profile", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
-                Results.Ok(await Device(grains, tenant, device).GetProfileProgressAsync(Name(deployment, "deployment")))))
+                Results.Ok(await DeploymentOf(grains, tenant, device, deployment).GetProfileProgressAsync())))
             .Produces<ProfileProgress>().WithName("GetProfileProgress");
 
         v1.MapPost(Deployment + "/measurements", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
         {
             var batch = await ReadBodyAsync<MeasurementBatch>(http);
-            return Results.Ok(await Device(grains, tenant, device).ImportMeasurementsAsync(Name(deployment, "deployment"), batch));
+            return Results.Ok(await DeploymentOf(grains, tenant, device, deployment).ImportMeasurementsAsync(batch));
         })).Accepts<MeasurementBatch>("application/json").Produces<IntakeResult>().WithName("ImportMeasurements");
 
         v1.MapPost(Deployment + "/telemetry", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
         {
             var batch = await ReadBodyAsync<MeasurementBatch>(http);
-            var result = await Device(grains, tenant, device).ReportTelemetryAsync(Name(deployment, "deployment"), batch);
+            var result = await DeploymentOf(grains, tenant, device, deployment).ReportTelemetryAsync(batch);
             return Results.Accepted(value: result);
         })).Accepts<MeasurementBatch>("application/json").Produces<IntakeResult>(202).WithName("ReportTelemetry")
             .WithSummary("Report observed latencies: compared with the model; a bucket drifting in K consecutive batches is re-profiled alone");
 
         v1.MapGet(Deployment + "/buckets", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
-                Results.Ok(await Device(grains, tenant, device).GetBucketsAsync(Name(deployment, "deployment")))))
+                Results.Ok(await DeploymentOf(grains, tenant, device, deployment).GetBucketsAsync())))
             .Produces<BucketSnapshot[]>().WithName("GetBuckets");
 
         v1.MapGet(Deployment + "/health", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
-                Results.Ok(await Device(grains, tenant, device).GetHealthAsync(Name(deployment, "deployment")))))
+                Results.Ok(await DeploymentOf(grains, tenant, device, deployment).GetHealthAsync())))
             .Produces<DeploymentHealth>().WithName("GetHealth")
             .WithSummary("Per-bucket health against observed latencies: observed MAPE, shift, noise band, drift count, stale flag, last profile");
 
         v1.MapGet(Deployment + "/health/history", (HttpContext http, string device, string deployment, string? last) => Handle(http, async (tenant, grains) =>
-                Results.Ok(await Device(grains, tenant, device).GetHealthHistoryAsync(Name(deployment, "deployment"), Last(last)))))
+                Results.Ok(await DeploymentOf(grains, tenant, device, deployment).GetHealthHistoryAsync(Last(last)))))
             .Produces<DeploymentHealthHistory>().WithName("GetHealthHistory")
             .WithSummary("The deployment's drift analyses over time, oldest first (?last=K: the newest K): common shift and, per bucket, " +
                          "observed MAPE, shift, noise band, drift count and stale flag");
@@ -99,7 +99,7 @@ public static class LensApi
         v1.MapGet(Deployment + "/buckets/{bucket}/measurements", (HttpContext http, string device, string deployment, string bucket) =>
                 Handle(http, async (tenant, grains) =>
                 {
-                    var info = await Device(grains, tenant, device).GetDeploymentAsync(Name(deployment, "deployment"));
+                    var info = await DeploymentOf(grains, tenant, device, deployment).GetAsync();
                     if (!info.Buckets.Contains(bucket, StringComparer.Ordinal))
                     {
                         throw LensException.NotFound($"bucket '{bucket}' is not a bucket of deployment '{deployment}'");
@@ -322,6 +322,6 @@ public static class LensApi
         : int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var k) && k <= DeploymentHealthHistory.MaxLast ? k
         : throw LensException.Validation("last", $"last must be a whole number in 0..{DeploymentHealthHistory.MaxLast}");
 
-    private static IDeviceGrain Device(IGrainFactory grains, string tenant, string device) =>
-        grains.GetGrain<IDeviceGrain>(new DeviceKey(tenant, device).Format());
+    private static IDeploymentGrain DeploymentOf(IGrainFactory grains, string tenant, string device, string deployment) =>
+        DeploymentGrains.Get(grains, new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")));
 }

@@ -255,6 +255,7 @@ public static class LensHost
         to.AutoReprofile = from.AutoReprofile;
         to.RefinementNoise = from.RefinementNoise;
         to.MaxDevicesPerTenant = from.MaxDevicesPerTenant;
+        to.MaxDeploymentsPerDevice = from.MaxDeploymentsPerDevice;
         to.HealthHistoryLength = from.HealthHistoryLength;
     }
 }

@@ -270,6 +270,160 @@ public sealed class DurableStorageTests(AzuriteFixture azurite)
         }
     }
 
+    [Fact]
+    public async Task Each_deployment_has_a_row_of_its_own_and_survives_a_restart_apart_from_its_siblings()
+    {
+        var options = Options();
+        var device = "npu-" + Guid.NewGuid().ToString("N")[..8];
+        var source = TestModels.Source();
+        string profiled, imported, untouched;
+        string[] before;
+        await using (var first = await StartAsync(options))
+        {
+            var lens = Client(first, out var http);
+            using (http)
+            {
+                profiled = (await lens.CreateDeploymentAsync(device, TestModels.Spec("llama", control: device))).Id;
+                imported = (await lens.CreateDeploymentAsync(device, TestModels.Spec("mistral", control: device))).Id;
+                untouched = (await lens.CreateDeploymentAsync(device, TestModels.Spec("qwen", control: device))).Id;
+                await lens.StartProfileAsync(device, profiled);
+                using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                Assert.Equal(ProfileState.Completed, (await lens.WaitForProfileAsync(device, profiled, TimeSpan.FromMilliseconds(50), wait.Token)).State);
+                await lens.ImportMeasurementsAsync(device, imported, new MeasurementBatch(
+                    [.. new[] { 1, 64, 127 }.Select(o => new MeasurementInput(129, o, source.Predict(129, o).E2eMs, null, "decode-256"))], "i1"));
+                before = await Task.WhenAll(new[] { profiled, imported, untouched }.Select(id => StateOfAsync(lens, device, id)));
+            }
+        }
+
+        // One row per deployment grain, and the device's row holds names and ids, not specs.
+        var table = new TableServiceClient(azurite.ConnectionString).GetTableClient(options.TablePrefix + "grains");
+        var rows = new List<TableEntity>();
+        await foreach (var row in table.QueryAsync<TableEntity>(maxPerPage: 100))
+        {
+            rows.Add(row);
+        }
+
+        static string TextOf(TableEntity row) =>
+            string.Concat(row.Select(p => p.Value).OfType<string>()) +
+            string.Concat(row.Select(p => p.Value).OfType<byte[]>().Select(System.Text.Encoding.UTF8.GetString));
+        foreach (var id in new[] { profiled, imported, untouched })
+        {
+            var row = Assert.Single(rows, r => r.PartitionKey.EndsWith($"_deployment_acme|{device}|{id}", StringComparison.Ordinal));
+            Assert.Contains("llama-3.1-8b", TextOf(row), StringComparison.Ordinal); // its spec's model
+        }
+
+        var deviceRow = Assert.Single(rows, r => r.PartitionKey.EndsWith($"_device_acme|{device}", StringComparison.Ordinal));
+        Assert.Contains(untouched, TextOf(deviceRow), StringComparison.Ordinal);
+        Assert.DoesNotContain("llama-3.1-8b", TextOf(deviceRow), StringComparison.Ordinal);
+
+        // After the restart each deployment reads back as it was: its own spec, run, model version and buckets.
+        await using var second = await StartAsync(Options(options));
+        var again = Client(second, out var http2);
+        using (http2)
+        {
+            Assert.Equal(before[1], await StateOfAsync(again, device, imported)); // read first, alone
+            Assert.Equal(before[2], await StateOfAsync(again, device, untouched));
+            Assert.Equal(before[0], await StateOfAsync(again, device, profiled));
+            Assert.Equal(3, (await again.ListDeploymentsAsync(device)).Length);
+            Assert.Equal(ProfileState.None, (await again.GetProfileProgressAsync(device, untouched)).State);
+            Assert.True((await again.GetDeploymentAsync(device, imported)).ModelVersion > 0);
+            TestModels.AssertSameModel(source, await again.GetModelJsonAsync(device, profiled));
+
+            // The largest bound allowed, at its widest: every name at its longest, every deployment queued, in one device row.
+            var storage = second.Services.GetRequiredKeyedService<IGrainStorage>(LensGrainOptions.StorageName);
+            var names = Enumerable.Range(0, LensGrainOptions.DeploymentsPerDeviceLimit)
+                .Select(n => $"{n:D5}".PadRight(DeploymentSpec.MaxNameLength, 'n')).ToDictionary(n => n, n => n + "-0123456789");
+            var widest = new DeviceState { Names = names, Queue = [.. names.Values] };
+            var grain = GrainId.Create("device", $"acme|widest-{Guid.NewGuid():N}");
+            await storage.WriteStateAsync("device", grain, new GrainState<DeviceState>(widest));
+            var read = new GrainState<DeviceState>(new DeviceState());
+            await storage.ReadStateAsync("device", grain, read);
+            Assert.Equal(names, read.State!.Names);
+            Assert.Equal(LensGrainOptions.DeploymentsPerDeviceLimit, read.State.Queue.Count);
+        }
+    }
+
+    [Fact]
+    public async Task A_device_row_of_the_old_shape_hands_each_deployment_to_its_grain_once_and_its_queued_run_completes()
+    {
+        var options = Options();
+        var device = "npu-" + Guid.NewGuid().ToString("N")[..8];
+        var done = TestModels.Spec("llama", control: device).Normalized();
+        var queued = TestModels.Spec("mistral", control: device, repeats: 2).Normalized();
+        var created = new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero);
+        var finishedRun = new ProfileRun
+        {
+            RunId = "old-run", DeploymentId = done.DeploymentId, Total = 9, NextIndex = 9, State = ProfileState.Completed,
+            StartedAt = created, FinishedAt = created.AddMinutes(1),
+        };
+        var queuedRun = new ProfileRun
+        {
+            RunId = "old-queued", DeploymentId = queued.DeploymentId, Total = queued.CreatePlan().Rows.Count, State = ProfileState.Queued,
+        };
+
+        // What the old device grain stored: every spec in the device's row, runs by deployment, the queue; no names.
+        var old = new DeviceState
+        {
+            Deployments =
+            {
+                [done.DeploymentId] = new DeploymentEntry { Spec = done, CreatedAt = created, ModelVersion = 7 },
+                [queued.DeploymentId] = new DeploymentEntry { Spec = queued, CreatedAt = created.AddDays(1), ModelVersion = 0 },
+            },
+            Runs = { [done.DeploymentId] = finishedRun, [queued.DeploymentId] = queuedRun },
+            Queue = { queued.DeploymentId },
+            Names = null,
+        };
+        var grain = GrainId.Create("device", new DeviceKey("acme", device).Format());
+        await using (var first = await StartAsync(options))
+        {
+            var storage = first.Services.GetRequiredKeyedService<IGrainStorage>(LensGrainOptions.StorageName);
+            await storage.WriteStateAsync("device", grain, new GrainState<DeviceState>(old));
+        }
+
+        await using (var second = await StartAsync(Options(options)))
+        {
+            var lens = Client(second, out var http);
+            using (http)
+            {
+                var listed = await lens.ListDeploymentsAsync(device);
+                Assert.Equal(new[] { done.DeploymentId, queued.DeploymentId }.Order(StringComparer.Ordinal), listed.Select(d => d.Id));
+                var one = Assert.Single(listed, d => d.Id == done.DeploymentId);
+                Assert.Equal((created, 7L, "llama"), (one.CreatedAt, one.ModelVersion, one.Spec.Name));
+                Assert.Equal("old-run", (await lens.GetProfileProgressAsync(device, done.DeploymentId)).RunId);
+
+                // The old queue goes on: the queued run is measured through its deployment grain.
+                using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+                var resumed = await lens.WaitForProfileAsync(device, queued.DeploymentId, TimeSpan.FromMilliseconds(50), wait.Token);
+                Assert.Equal(("old-queued", ProfileState.Completed, queuedRun.Total), (resumed.RunId, resumed.State, resumed.Done));
+                TestModels.AssertSameModel(TestModels.Source(), await lens.GetModelJsonAsync(device, queued.DeploymentId));
+
+                // The device row is rewritten without the specs (the hand-over runs once, in the background).
+                var storage = second.Services.GetRequiredKeyedService<IGrainStorage>(LensGrainOptions.StorageName);
+                await TestModels.Until(async () =>
+                {
+                    var read = new GrainState<DeviceState>(new DeviceState());
+                    await storage.ReadStateAsync("device", grain, read);
+                    return read.State!.Deployments.Count == 0 && read.State.Runs.Count == 0 && read.State.Names?.Count == 2;
+                }, "the device row to lose its old-shape specs");
+                Assert.Equal([new DeviceSummary(device, 2)], await lens.ListDevicesAsync());
+            }
+        }
+
+        await using var third = await StartAsync(Options(options));
+        var again = Client(third, out var http3);
+        using (http3)
+        {
+            var listed = await again.ListDeploymentsAsync(device);
+            Assert.Equal(2, listed.Length);
+            Assert.Equal(7, Assert.Single(listed, d => d.Id == done.DeploymentId).ModelVersion);
+            Assert.Equal(ProfileState.Completed, (await again.GetProfileProgressAsync(device, queued.DeploymentId)).State);
+        }
+    }
+
+    private static async Task<string> StateOfAsync(LensHttpClient lens, string device, string id) =>
+        Json(await lens.GetDeploymentAsync(device, id)) + Json(await lens.GetProfileProgressAsync(device, id)) +
+        Json(await lens.GetBucketsAsync(device, id));
+
     private LensServerOptions Options(LensServerOptions? same = null) => new()
     {
         Storage = LensStorageMode.AzureTable,

@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 namespace Lens.Service.Tests;
 
 /// <summary>
-/// What ends a model cache's subscription when no push can say so: the silo of the device grain dying (the cache's membership view
+/// What ends a model cache's subscription when no push can say so: the silo of the deployment grain dying (the cache's membership view
 /// drops it, long before the lease) and the lease itself. Each test builds a cluster of its own.
 /// </summary>
 public sealed class ModelCacheFailureTests(ITestOutputHelper output)
@@ -16,13 +16,13 @@ public sealed class ModelCacheFailureTests(ITestOutputHelper output)
     private static readonly TimeSpan StepLimit = TimeSpan.FromSeconds(60);
 
     [Fact]
-    public async Task A_cache_forgets_models_whose_device_silo_died_without_waiting_for_the_lease()
+    public async Task A_cache_forgets_models_whose_deployment_silo_died_without_waiting_for_the_lease()
     {
         await using var cluster = await StartAsync(silos: 3, lease: TimeSpan.FromHours(1));
         var (key, _) = await ProfiledAsync(cluster);
 
-        // The device grain on a silo that is not the first (the test cluster's client and membership stay up), then that silo killed.
-        var device = cluster.Client.GetGrain<IDeviceGrain>(key.DeviceKey.Format());
+        // The deployment grain on a silo that is not the first (the test cluster's client and membership stay up), then that silo killed.
+        var device = cluster.Client.GetGrain<IDeploymentGrain>(key.Format());
         var doomed = cluster.Silos[1];
         bool OnDoomed() => cluster.TryGetGrainContext(device.GetGrainId(), out var c) && c.Address.SiloAddress!.Equals(doomed.SiloAddress);
         if (!OnDoomed())
@@ -31,7 +31,7 @@ public sealed class ModelCacheFailureTests(ITestOutputHelper output)
             await Step("migrate", cluster.MigrateAsync(device, doomed.SiloAddress));
         }
 
-        await TestModels.Until(() => Task.FromResult(OnDoomed()), "the device grain to move", seconds: 30);
+        await TestModels.Until(() => Task.FromResult(OnDoomed()), "the deployment grain to move", seconds: 30);
         var survivors = new[] { cluster.Silos[0], cluster.Silos[2] }.Select(s => s.ServiceProvider.GetRequiredService<ModelCache>()).ToArray();
         foreach (var cache in survivors)
         {

@@ -7,8 +7,8 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Lens.Service.Tests;
 
 /// <summary>
-/// The silos' <see cref="ModelCache"/>s, kept current by the device grain's pushes: a change is seen on every silo before the call that
-/// made it returns, predictions make no grain call, and a device grain that moves takes its subscriptions with it.
+/// The silos' <see cref="ModelCache"/>s, kept current by the deployment grain's pushes: a change is seen on every silo before the call
+/// that made it returns, predictions make no grain call, and a deployment grain that moves takes its subscriptions with it.
 /// </summary>
 [Collection(ClusterCollection.Name)]
 public sealed class ModelPushTests(ClusterFixture fixture)
@@ -54,14 +54,14 @@ public sealed class ModelPushTests(ClusterFixture fixture)
     }
 
     [Fact]
-    public async Task A_device_grain_that_moves_to_another_silo_takes_its_subscriptions_along()
+    public async Task A_deployment_grain_that_moves_to_another_silo_takes_its_subscriptions_along()
     {
         var (device, id, key) = await ProfiledAsync();
         var caches = Caches();
         await Task.WhenAll(caches.Select(c => c.GetAsync(key).AsTask()));
 
-        // Move the device grain: its old activation tells the caches it is leaving; they subscribe to the new one on next use.
-        var grain = fixture.Client.GetGrain<IDeviceGrain>(key.DeviceKey.Format());
+        // Move the deployment grain: its old activation tells the caches it is leaving; they subscribe to the new one on next use.
+        var grain = fixture.Client.GetGrain<IDeploymentGrain>(key.Format());
         var from = HostOf(grain);
         var to = fixture.Cluster.Silos.Select(s => s.SiloAddress).Single(s => !s.Equals(from));
         using (var fetches = new FetchCounter(key))
@@ -71,7 +71,7 @@ public sealed class ModelPushTests(ClusterFixture fixture)
             {
                 await Task.WhenAll(caches.Select(c => c.GetAsync(key).AsTask()));
                 return fetches.Count >= 2;
-            }, "both caches to subscribe to the moved device grain", seconds: 30);
+            }, "both caches to subscribe to the moved deployment grain", seconds: 30);
             Assert.Equal(to, HostOf(grain));
         }
 
@@ -97,7 +97,7 @@ public sealed class ModelPushTests(ClusterFixture fixture)
         new([.. new[] { 1, 64, 127 }.Select(o => new MeasurementInput(129, o, source.Predict(129, o).E2eMs * factor, null, "decode-256"))],
             "slower-" + Guid.NewGuid().ToString("N")[..8]);
 
-    private Orleans.Runtime.SiloAddress HostOf(IDeviceGrain grain) =>
+    private Orleans.Runtime.SiloAddress HostOf(IDeploymentGrain grain) =>
         fixture.Cluster.TryGetGrainContext(grain.GetGrainId(), out var context) ? context.Address.SiloAddress! : throw new InvalidOperationException("not active");
 
     private ModelCache[] Caches() => [.. fixture.Cluster.Silos.Select(s => s.ServiceProvider.GetRequiredService<ModelCache>())];

@@ -178,11 +178,11 @@ public sealed class ProfilingClusterTests(ClusterFixture fixture)
         // Reminder ticks can repeat: a tick while a run is unfinished (held at its first measurement here) adds nothing.
         var control = BackendControl.For(device);
         control.PauseAfter = 0;
-        var reminders = fixture.Client.GetGrain<IDeviceGrain>(new DeviceKey("acme", device).Format()).AsReference<IRemindable>();
-        await reminders.ReceiveReminder("lens-reprofile:" + id, default);
+        var reminders = fixture.Client.GetGrain<IDeploymentGrain>(new DeploymentKey("acme", device, id).Format()).AsReference<IRemindable>();
+        await reminders.ReceiveReminder("lens-reprofile", default);
         var first = await _lens.GetProfileProgressAsync(device, id);
         await TestModels.Until(() => Task.FromResult(control.Paused), "the first measurement");
-        await reminders.ReceiveReminder("lens-reprofile:" + id, default);
+        await reminders.ReceiveReminder("lens-reprofile", default);
         control.PauseAfter = null;
         var done = await WaitAsync(device, id);
         Assert.Equal(first.RunId, done.RunId);

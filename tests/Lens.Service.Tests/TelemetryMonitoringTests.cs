@@ -229,7 +229,7 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
             var grainSpans = seen.Where(a => a.Source.Name.StartsWith("Microsoft.Orleans", StringComparison.Ordinal) && a.TraceId == server!.TraceId)
                 .Select(a => a.DisplayName).ToArray();
             Assert.Contains(grainSpans, n => n.Contains("IPredictorGrain", StringComparison.Ordinal));
-            Assert.Contains(grainSpans, n => n.Contains("IDeviceGrain", StringComparison.Ordinal)); // the predictor's call on, same trace
+            Assert.Contains(grainSpans, n => n.Contains("IDeploymentGrain", StringComparison.Ordinal)); // the predictor's call on, same trace
         }
     }
 
@@ -276,7 +276,7 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
             {
                 // The silo's side of the call (a server span) carries the caller's trace: propagated through the grain call.
                 Assert.Contains(seen, a => a.TraceId == trace && a.Kind == ActivityKind.Server &&
-                                           a.DisplayName.Contains("IDeviceGrain", StringComparison.Ordinal));
+                                           a.DisplayName.Contains("IDeploymentGrain", StringComparison.Ordinal));
             }
 
             Assert.Equal(id, health.DeploymentId);

@@ -75,6 +75,8 @@ internal sealed class BackendControl
     private static readonly ConcurrentDictionary<string, BackendControl> All = new();
     private int _measured;
     private int _failures;
+    private int _inFlight;
+    private int _maxInFlight;
 
     public static BackendControl For(string name) => All.GetOrAdd(name, _ => new BackendControl());
 
@@ -90,11 +92,25 @@ internal sealed class BackendControl
 
     public int Measured => Volatile.Read(ref _measured);
 
+    /// <summary>The most measurements ever in progress at once on this backend.</summary>
+    public int MaxInFlight => Volatile.Read(ref _maxInFlight);
+
     public void FailTransiently(int times) => Volatile.Write(ref _failures, times);
 
     internal bool TakeFailure() => Interlocked.Decrement(ref _failures) >= 0;
 
     internal void Count() => Interlocked.Increment(ref _measured);
+
+    internal void Enter()
+    {
+        var now = Interlocked.Increment(ref _inFlight);
+        int max;
+        while (now > (max = Volatile.Read(ref _maxInFlight)) && Interlocked.CompareExchange(ref _maxInFlight, now, max) != max)
+        {
+        }
+    }
+
+    internal void Leave() => Interlocked.Decrement(ref _inFlight);
 
     internal async Task WaitWhilePausedAsync(CancellationToken cancellationToken)
     {
@@ -131,21 +147,29 @@ internal sealed class ControlledBackendFactory : IMeasurementBackendFactory
 
         public async Task<TimedRequest> MeasureAsync(int inputLength, int outputLength, CancellationToken cancellationToken = default)
         {
-            if (control.Delay > TimeSpan.Zero)
+            control.Enter();
+            try
             {
-                await Task.Delay(control.Delay, cancellationToken);
-            }
+                if (control.Delay > TimeSpan.Zero)
+                {
+                    await Task.Delay(control.Delay, cancellationToken);
+                }
 
-            await control.WaitWhilePausedAsync(cancellationToken);
-            if (control.TakeFailure())
+                await control.WaitWhilePausedAsync(cancellationToken);
+                if (control.TakeFailure())
+                {
+                    throw new MeasurementFailedException("injected transient fault", isTransient: true);
+                }
+
+                var replay = new ModelReplayBackend(model) { DecodeSlowdown = new Dictionary<int, double>(control.DecodeSlowdown) };
+                var timed = await replay.MeasureAsync(inputLength, outputLength, cancellationToken);
+                control.Count();
+                return timed;
+            }
+            finally
             {
-                throw new MeasurementFailedException("injected transient fault", isTransient: true);
+                control.Leave();
             }
-
-            var replay = new ModelReplayBackend(model) { DecodeSlowdown = new Dictionary<int, double>(control.DecodeSlowdown) };
-            var timed = await replay.MeasureAsync(inputLength, outputLength, cancellationToken);
-            control.Count();
-            return timed;
         }
 
         public async Task<IReadOnlyList<TimedRequest>> MeasureGroupAsync(int inputLength, int outputLength, int batch,

@@ -30,7 +30,7 @@ public sealed class PageActionTests(PageHost host) : BunitContext, IClassFixture
         cut.Find("#whatif-form").Submit();
 
         var error = cut.WaitForElement("#whatif-error[role=alert]", Wait).TextContent;
-        Assert.Equal($"{host.Deployment}: workload.count: count must be in 1..{PageHost.MaxSimulateRequests}; got 80", error);
+        Assert.Equal($"{host.Deployment}: workload.count must be in 1..{PageHost.MaxSimulateRequests}; got 80", error);
         Assert.Empty(cut.FindAll("#whatif-results"));
         Assert.False(cut.Find("#run-whatif").HasAttribute("disabled")); // ready for the next try
 

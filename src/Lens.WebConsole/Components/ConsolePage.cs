@@ -68,7 +68,7 @@ public abstract class ConsolePage : ComponentBase
     {
         ArgumentNullException.ThrowIfNull(ex);
         return ex.Errors is { Count: > 0 } errors
-            ? string.Join("; ", errors.SelectMany(e => e.Value.Select(v => $"{e.Key}: {v}")))
+            ? string.Join("; ", errors.SelectMany(e => e.Value.Select(v => v.StartsWith(e.Key + " ", StringComparison.Ordinal) ? v : $"{e.Key}: {v}")))
             : ex.Message;
     }
 }
