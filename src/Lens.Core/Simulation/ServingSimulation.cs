@@ -81,15 +81,17 @@ public sealed record ServingRun(IReadOnlyList<ServedRequest> Requests, int MaxNu
 /// finishing) are taken at once, so the cost grows with the number of events (admissions, departures, bucket crossings), not with
 /// the steps or the simulated time. With batch buckets <c>[1]</c> it is the one-request-at-a-time device of earlier releases.
 /// </summary>
-public static class ServingSimulation
+public static partial class ServingSimulation
 {
     /// <summary>
     /// Simulates <paramref name="trace"/> on <paramref name="replicas"/> replicas of the deployment <paramref name="model"/>.
     /// <paramref name="maxNumSeqs"/> defaults to the largest batch bucket and may not exceed it. Throws
     /// <see cref="RequestOutOfRangeException"/> naming the trace row (1-based) of a request the buckets cannot serve, and
-    /// <see cref="UnfittedBucketException"/> when a needed bucket has no fit.
+    /// <see cref="UnfittedBucketException"/> when a needed bucket has no fit. <paramref name="routing"/> says how the fleet's requests
+    /// reach its replicas: one shared queue (the default), or a router in front of per-replica queues (<see cref="FleetRouting"/>).
     /// </summary>
-    public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1)
+    public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1,
+        FleetRouting routing = FleetRouting.Shared)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trace);
@@ -134,6 +136,22 @@ public static class ServingSimulation
 
         var arrivals = trace.Select(r => r.ArrivalMs).ToArray();
         Array.Sort(arrivals, order);
+        // Array.Sort is not stable: put each run of equal times back in the trace's order.
+        for (int from = 0, to = 1; to <= order.Length; to++)
+        {
+            if (to == order.Length || arrivals[to] != arrivals[from])
+            {
+                Array.Sort(order, from, to - from);
+                from = to;
+            }
+        }
+        if (routing != FleetRouting.Shared && replicas > 1)
+        {
+            var fleet = new RoutedFleet(model, trace, order, seqs, replicas, routing);
+            fleet.Run();
+            return new ServingRun(fleet.Served, seqs, replicas, fleet.DecodeSteps, fleet.BusyMs);
+        }
+
         var state = new Scheduler(model, trace, order, seqs, replicas);
         state.Run();
         return new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
