@@ -72,7 +72,9 @@ public sealed record ServingRun(IReadOnlyList<ServedRequest> Requests, int MaxNu
 /// first come first served in one queue shared by the replicas. Each iteration of a replica:
 /// <list type="number">
 /// <item>while a request has arrived and a slot is free, it is admitted and its prefill runs alone at <c>pre(I)</c>, costing
-/// <c>A[pre(I)]</c>; its first token is emitted at its TTFT (a request with <c>O = 1</c> is done when its prefill ends);</item>
+/// <c>A[pre(I)]</c>; its first token is emitted at its TTFT (a request with <c>O = 1</c> is done when its prefill ends); a request
+/// that arrived after the iteration began goes instead to another replica that had nothing in flight then (an idle replica does not
+/// watch a busy one take the queue's work);</item>
 /// <item>if sequences are in flight, one decode step runs for all <c>n</c> of them at batch bucket <c>bat(n)</c> and the decode bucket
 /// of the longest sequence after this step's append (padded execution), costing <c>S[bat(n), dec(max length)]</c>; each sequence
 /// gets a token, and one that has its <c>O</c> tokens leaves after the step.</item>
@@ -220,15 +222,37 @@ public static partial class ServingSimulation
             }
         }
 
+        /// <summary>Whether a replica other than <paramref name="self"/> has nothing in flight and could start a request that arrives
+        /// at <paramref name="arrival"/> before <paramref name="now"/>.</summary>
+        private bool IdleElsewhere(int self, double arrival, double now)
+        {
+            for (var k = 0; k < _replicas.Length; k++)
+            {
+                if (k != self && _replicas[k].Count == 0 && Math.Max(_replicas[k].Now, arrival) < now)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
         /// <summary>When the replica's next iteration starts: now while it has work, else when the queue's head arrives (null: never).</summary>
         private double? NextStart(Replica replica) =>
             replica.Count > 0 ? replica.Now : _next < _order.Length ? Math.Max(replica.Now, _trace[_order[_next]].ArrivalMs) : null;
 
         private void Iterate(Replica replica, int index)
         {
-            // 1. Admissions: each prefill runs alone; a request that arrives during one is admitted next, while slots last.
+            // 1. Admissions: each prefill runs alone; a request that arrives during one is admitted next, while slots last, unless
+            // another replica sat idle (nothing in flight) when it arrived: that one takes it.
+            var iterationStart = replica.Now;
             while (replica.Count < _maxSeqs && _next < _order.Length && _trace[_order[_next]].ArrivalMs <= replica.Now)
             {
+                if (_trace[_order[_next]].ArrivalMs > iterationStart && IdleElsewhere(index, _trace[_order[_next]].ArrivalMs, replica.Now))
+                {
+                    break;
+                }
+
                 var id = _order[_next++];
                 var request = _trace[id];
                 var p = _buckets.PrefillIndex(request.InputLength);
