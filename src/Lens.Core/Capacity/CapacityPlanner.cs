@@ -94,7 +94,8 @@ public static class CapacityPlanner
         {
             if (!found.TryGetValue(scale, out var a))
             {
-                found[scale] = a = Attainment(candidate, replicas, Scaled(trace, scale), slo.Objectives, routing);
+                // NaN: the run stopped once the fleet could no longer reach the attainment.
+                found[scale] = a = MeetingAttainment(candidate, replicas, Scaled(trace, scale), slo, routing, out _) ?? double.NaN;
             }
 
             return a;
@@ -145,6 +146,31 @@ public static class CapacityPlanner
         return new FleetRate(lo, offered * lo, At(lo), false);
     }
 
+    /// <summary>The attainment of a fleet, or null as soon as it cannot reach <paramref name="slo"/>'s (the run stops there);
+    /// <paramref name="run"/> is the whole run when it can.</summary>
+    private static double? MeetingAttainment(CapacityCandidate candidate, int replicas, IReadOnlyList<TraceRequest> trace, CapacitySlo slo,
+        FleetRouting routing, out ServingRun? run)
+    {
+        var objectives = slo.Objectives;
+        run = ServingSimulation.Simulate(candidate.Model, trace, candidate.MaxNumSeqs, replicas, routing,
+            new MissBudget(objectives, slo.Attainment, trace.Count));
+        if (run is null)
+        {
+            return null;
+        }
+
+        var met = 0;
+        foreach (var r in run.Requests)
+        {
+            if (r.Meets(objectives))
+            {
+                met++;
+            }
+        }
+
+        return (double)met / run.Requests.Count;
+    }
+
     /// <summary>Requests per second over the span of the arrivals; NaN when they all arrive at once.</summary>
     public static double OfferedRate(IReadOnlyList<TraceRequest> trace)
     {
@@ -174,16 +200,16 @@ public static class CapacityPlanner
 
     private static CandidatePlan PlanOne(CapacityCandidate candidate, IReadOnlyList<TraceRequest> trace, CapacitySlo slo, CapacityOptions options)
     {
-        var objectives = slo.Objectives;
-        var tried = new Dictionary<int, double>();
+        var runs = new Dictionary<int, ServingRun>();
         bool Meets(int n)
         {
-            if (!tried.TryGetValue(n, out var a))
+            if (MeetingAttainment(candidate, n, trace, slo, options.Routing, out var run) is { } a && a >= slo.Attainment)
             {
-                tried[n] = a = Attainment(candidate, n, trace, objectives, options.Routing);
+                runs[n] = run!;
+                return true;
             }
 
-            return a >= slo.Attainment;
+            return false;
         }
 
         // Double until a fleet meets it, then bisect: `failed` never meets (0 stands for no fleet), `met` does.
@@ -222,8 +248,10 @@ public static class CapacityPlanner
             }
         }
 
-        var chosen = ServingSimulation.Simulate(candidate.Model, trace, candidate.MaxNumSeqs, met, options.Routing);
-        var headroom = options.Headroom ? MaxRate(candidate, met, trace, slo, options.Routing, tried[met]) : null;
+        var chosen = runs[met];
+        var headroom = options.Headroom
+            ? MaxRate(candidate, met, trace, slo, options.Routing, chosen.Summarize(slo.Objectives).SloAttainment!.Value)
+            : null;
         return Describe(candidate, chosen, slo, headroom, null);
     }
 

@@ -63,6 +63,8 @@ public static partial class ServingSimulation
 
         public ServedRequest[] Served { get; }
 
+        public MissBudget? Budget { get; init; }
+
         public long DecodeSteps { get; private set; }
 
         public double BusyMs { get; private set; }
@@ -81,7 +83,7 @@ public static partial class ServingSimulation
                     continue;
                 }
 
-                if (!hasEvent)
+                if (!hasEvent || Budget is { Exhausted: true })
                 {
                     return;
                 }
@@ -174,6 +176,7 @@ public static partial class ServingSimulation
                     foreach (var id in replica.RemoveFinished())
                     {
                         Served[id] = Served[id] with { FinishMs = replica.Now };
+                        Budget?.Finished(Served[id]);
                         RecordFinish(r, replica.Now);
                     }
                 }
@@ -216,11 +219,13 @@ public static partial class ServingSimulation
                 if (request.OutputLength == 1)
                 {
                     Served[id] = new ServedRequest(request.ArrivalMs, start, first, end, 1, r);
+                    Budget?.Admitted(Served[id]);
                     RecordFinish(r, end);
                 }
                 else
                 {
                     Served[id] = new ServedRequest(request.ArrivalMs, start, first, double.NaN, request.OutputLength, r);
+                    Budget?.Admitted(Served[id]);
                     replica.Add(id, replica.Steps + request.OutputLength - 1,
                         request.InputLength + 1 + (int)_buckets.Convention - replica.Steps);
                 }

@@ -93,7 +93,13 @@ public static partial class ServingSimulation
     /// reach its replicas: one shared queue (the default), or a router in front of per-replica queues (<see cref="FleetRouting"/>).
     /// </summary>
     public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1,
-        FleetRouting routing = FleetRouting.Shared)
+        FleetRouting routing = FleetRouting.Shared) =>
+        Simulate(model, trace, maxNumSeqs, replicas, routing, null)!;
+
+    /// <summary>As <see cref="Simulate(DeploymentModel, IReadOnlyList{TraceRequest}, int?, int, FleetRouting)"/>, stopping (null) as
+    /// soon as more requests miss the objectives than <paramref name="budget"/> allows: a capacity search only needs to know that.</summary>
+    internal static ServingRun? Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs, int replicas,
+        FleetRouting routing, MissBudget? budget)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trace);
@@ -149,14 +155,14 @@ public static partial class ServingSimulation
         }
         if (routing != FleetRouting.Shared && replicas > 1)
         {
-            var fleet = new RoutedFleet(model, trace, order, seqs, replicas, routing);
+            var fleet = new RoutedFleet(model, trace, order, seqs, replicas, routing) { Budget = budget };
             fleet.Run();
-            return new ServingRun(fleet.Served, seqs, replicas, fleet.DecodeSteps, fleet.BusyMs);
+            return budget is { Exhausted: true } ? null : new ServingRun(fleet.Served, seqs, replicas, fleet.DecodeSteps, fleet.BusyMs);
         }
 
-        var state = new Scheduler(model, trace, order, seqs, replicas);
+        var state = new Scheduler(model, trace, order, seqs, replicas) { Budget = budget };
         state.Run();
-        return new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
+        return budget is { Exhausted: true } ? null : new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
     }
 
     /// <summary>
@@ -194,6 +200,8 @@ public static partial class ServingSimulation
 
         public ServedRequest[] Served { get; }
 
+        public MissBudget? Budget { get; init; }
+
         public long DecodeSteps { get; private set; }
 
         public double BusyMs { get; private set; }
@@ -212,6 +220,11 @@ public static partial class ServingSimulation
 
             while (ready.TryDequeue(out var r, out var key))
             {
+                if (Budget is { Exhausted: true })
+                {
+                    return;
+                }
+
                 var replica = _replicas[r];
                 replica.Now = Math.Max(replica.Now, key.Item1);
                 Iterate(replica, r);
@@ -269,10 +282,12 @@ public static partial class ServingSimulation
                 if (request.OutputLength == 1)
                 {
                     Served[id] = new ServedRequest(request.ArrivalMs, start, first, replica.Now, 1, index);
+                    Budget?.Admitted(Served[id]);
                     continue;
                 }
 
                 Served[id] = new ServedRequest(request.ArrivalMs, start, first, double.NaN, request.OutputLength, index);
+                Budget?.Admitted(Served[id]);
 
                 // Its k-th decode step is global step g = g0 + k - 1 and runs at length I + k + offset = v + g.
                 replica.Add(id, replica.Steps + request.OutputLength - 1,
@@ -311,6 +326,7 @@ public static partial class ServingSimulation
                 foreach (var id in replica.RemoveFinished())
                 {
                     Served[id] = Served[id] with { FinishMs = replica.Now };
+                    Budget?.Finished(Served[id]);
                 }
             }
         }
