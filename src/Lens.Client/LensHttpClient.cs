@@ -165,7 +165,7 @@ public sealed class LensHttpClient
 
     /// <summary>Capacity planning over the tenant's deployments: the fewest replicas of each that meet the SLO, their cost, the cheapest.</summary>
     public async Task<CapacityReport> CapacityAsync(CapacityRequest request, CancellationToken cancellationToken = default) =>
-        await SendAsync<CapacityReport>(HttpMethod.Post, "/v1/capacity", request, cancellationToken);
+        await SendAsync<CapacityReport>(HttpMethod.Post, "v1/capacity", request, cancellationToken);
 
     /// <summary>The model JSON of a bucket set never profiled, read from the deployment's cost curves.</summary>
     public Task<string> WhatIfAsync(string device, string deployment, WhatIfRequest request, CancellationToken cancellationToken = default) =>
