@@ -185,6 +185,7 @@ public static partial class ServingSimulation
         private readonly Replica[] _replicas;
         private readonly int[] _decodeEdges;
         private int _next; // head of the FCFS queue, an index into _order
+        private int _idle = -1; // replicas with nothing in flight (set on the first use)
 
         public Scheduler(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas)
         {
@@ -239,6 +240,16 @@ public static partial class ServingSimulation
         /// at <paramref name="arrival"/> before <paramref name="now"/>.</summary>
         private bool IdleElsewhere(int self, double arrival, double now)
         {
+            if (_idle < 0)
+            {
+                _idle = _replicas.Count(r => r.Count == 0);
+            }
+
+            if (_idle == 0 || (_idle == 1 && _replicas[self].Count == 0))
+            {
+                return false;
+            }
+
             for (var k = 0; k < _replicas.Length; k++)
             {
                 if (k != self && _replicas[k].Count == 0 && Math.Max(_replicas[k].Now, arrival) < now)
@@ -290,6 +301,11 @@ public static partial class ServingSimulation
                 Budget?.Admitted(Served[id]);
 
                 // Its k-th decode step is global step g = g0 + k - 1 and runs at length I + k + offset = v + g.
+                if (replica.Count == 0 && _idle > 0)
+                {
+                    _idle--;
+                }
+
                 replica.Add(id, replica.Steps + request.OutputLength - 1,
                     request.InputLength + 1 + (int)_buckets.Convention - replica.Steps);
             }
@@ -327,6 +343,11 @@ public static partial class ServingSimulation
                 {
                     Served[id] = Served[id] with { FinishMs = replica.Now };
                     Budget?.Finished(Served[id]);
+                }
+
+                if (replica.Count == 0 && _idle >= 0)
+                {
+                    _idle++;
                 }
             }
         }
