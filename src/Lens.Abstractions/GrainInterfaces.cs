@@ -195,6 +195,10 @@ public interface IPredictorGrain : IGrainWithStringKey
     [Alias("Simulate")]
     Task<SimulationReport> SimulateAsync(string deploymentKey, SimulateRequest request);
 
+    /// <summary>Capacity planning over deployments of this grain's tenant (another tenant's names are not found).</summary>
+    [Alias("Capacity")]
+    Task<CapacityReport> CapacityAsync(CapacityRequest request);
+
     /// <summary>The model of a bucket set never profiled, read from the deployment's cost curves (model file JSON with a predicted block).</summary>
     [Alias("WhatIf")]
     Task<string> WhatIfAsync(string deploymentKey, WhatIfRequest request);

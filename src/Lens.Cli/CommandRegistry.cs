@@ -32,6 +32,10 @@ internal static class CommandRegistry
             .WithDescription("Load generator: concurrent single or batched predictions against a running service, over HTTP or the Orleans client.")
             .WithExample("bench", "--server", "http://127.0.0.1:5080", "--api-key-env", "LENS_ACME_KEY", "--device", "cpu-0", "--deployment", "llama-0123456789",
                 "--clients", "16", "--requests", "50000");
+        config.AddCommand<CapacityCommand>("capacity")
+            .WithDescription("How many replicas of which layout meet an SLO for a workload, at what cost; the cheapest marked.")
+            .WithExample("capacity", "--models", "tp1.json", "tp2.json", "--trace", "trace.csv", "--slo-ttft", "400", "--slo-tpot", "40",
+                "--attainment", "0.9", "--chips", "1,2", "--price-per-chip-hour", "1.0", "--out", "capacity.json");
         config.AddBranch("engine", engine =>
         {
             engine.SetDescription("The built-in bucketed reference engine (a static-shape transformer on the CPU).");

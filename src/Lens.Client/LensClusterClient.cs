@@ -83,6 +83,9 @@ public sealed class LensClusterClient
     public Task<SimulationReport> SimulateAsync(string device, string deployment, SimulateRequest request) =>
         Predictor.SimulateAsync(Key(device, deployment), request);
 
+    /// <summary>Capacity planning over the tenant's deployments (prices from the request; the HTTP API adds the tenant's settings).</summary>
+    public Task<CapacityReport> CapacityAsync(CapacityRequest request) => Predictor.CapacityAsync(request);
+
     /// <summary>The model JSON of a bucket set never profiled, read from the deployment's cost curves.</summary>
     public Task<string> WhatIfAsync(string device, string deployment, WhatIfRequest request) => Predictor.WhatIfAsync(Key(device, deployment), request);
 

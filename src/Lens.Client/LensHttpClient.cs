@@ -163,6 +163,10 @@ public sealed class LensHttpClient
         CancellationToken cancellationToken = default) =>
         await SendAsync<SimulationReport>(HttpMethod.Post, $"{Deployment(device, deployment)}/predict/static-batch", request, cancellationToken);
 
+    /// <summary>Capacity planning over the tenant's deployments: the fewest replicas of each that meet the SLO, their cost, the cheapest.</summary>
+    public async Task<CapacityReport> CapacityAsync(CapacityRequest request, CancellationToken cancellationToken = default) =>
+        await SendAsync<CapacityReport>(HttpMethod.Post, "v1/capacity", request, cancellationToken);
+
     /// <summary>The model JSON of a bucket set never profiled, read from the deployment's cost curves.</summary>
     public Task<string> WhatIfAsync(string device, string deployment, WhatIfRequest request, CancellationToken cancellationToken = default) =>
         PostForJsonTextAsync($"{Deployment(device, deployment)}/whatif", request, cancellationToken);

@@ -43,6 +43,19 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
         return ServingWorkloads.Report(run, workload, request.IncludeRequests, version);
     }
 
+    public async Task<CapacityReport> CapacityAsync(CapacityRequest request)
+    {
+        // Keys are built from this activation's tenant: another tenant's deployments are simply not found.
+        var keys = CapacityPlanning.Validate(_tenant ??= this.GetPrimaryKeyString(), request);
+        var models = new DeploymentModel[keys.Length];
+        for (var k = 0; k < keys.Length; k++)
+        {
+            (models[k], _) = await ModelAsync(keys[k], false);
+        }
+
+        return Guard(() => CapacityPlanning.Plan(request, models));
+    }
+
     public async Task<string> WhatIfAsync(string deploymentKey, WhatIfRequest request)
     {
         var (model, _) = await ModelAsync(deploymentKey, false);

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Lens.Grains;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
@@ -146,6 +147,12 @@ public static class LensApi
             return Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).SimulateAsync(key, request));
         })).Accepts<StaticBatchRequest>("application/json").Produces<SimulationReport>().ProducesProblem(409).WithName("PredictStaticBatch")
             .WithSummary("Requests started together (the paper's batch mode): each one's TTFT and E2E, in the given order");
+
+        v1.MapPost("/capacity", (Func<HttpContext, Task<IResult>>)(http => Handle(http, async (tenant, grains) =>
+                Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).CapacityAsync(CapacityPrices.Apply(await ReadBodyAsync<CapacityRequest>(http),
+                    http.RequestServices.GetRequiredService<IConfiguration>(), tenant))))))
+            .Accepts<CapacityRequest>("application/json").Produces<CapacityReport>().ProducesProblem(409).WithName("Capacity")
+            .WithSummary("The fewest replicas of each of the tenant's deployments that meet a per-request SLO for a workload, their cost, the cheapest");
 
         v1.MapPost(Deployment + "/whatif", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
         {

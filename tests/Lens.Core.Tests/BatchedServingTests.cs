@@ -206,8 +206,16 @@ public class BatchedServingTests
                 now[r] = Math.Max(now[r], trace[queue.Peek()].ArrivalMs);
             }
 
+            var iterationStart = now[r];
             while (flight[r].Count < maxSeqs && queue.Count > 0 && trace[queue.Peek()].ArrivalMs <= now[r])
             {
+                // A request that arrived during this iteration's prefills goes to a replica that was idle when it arrived.
+                var arrival = trace[queue.Peek()].ArrivalMs;
+                if (arrival > iterationStart && Enumerable.Range(0, replicas).Any(k => k != r && flight[k].Count == 0 && Math.Max(now[k], arrival) < now[r]))
+                {
+                    break;
+                }
+
                 var id = queue.Dequeue();
                 var p = buckets.PrefillIndex(trace[id].InputLength);
                 var start = now[r];

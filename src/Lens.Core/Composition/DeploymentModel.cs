@@ -115,6 +115,21 @@ public sealed class DeploymentModel
 
     public BucketSet Buckets { get; }
 
+    /// <summary>Chips per replica, device kind and price (method.md, "Parallel layouts and cost"); one chip and no price by default.</summary>
+    public DeploymentLayout Layout { get; private init; } = DeploymentLayout.Default;
+
+    /// <summary>The same fitted model with another layout (the fit does not depend on it).</summary>
+    public DeploymentModel WithLayout(DeploymentLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        if (layout.Check() is { } problem)
+        {
+            throw new ArgumentException($"invalid layout: {problem}", nameof(layout));
+        }
+
+        return new DeploymentModel(Buckets, PrefillBuckets, DecodeBuckets, Statistic, RelativeNoise, Calibration) { Layout = layout };
+    }
+
     public IReadOnlyList<PrefillValues> PrefillBuckets { get; }
 
     /// <summary>Decode values batch bucket by batch bucket (in <see cref="BucketSet.Batch"/> order), each ascending by edge.</summary>

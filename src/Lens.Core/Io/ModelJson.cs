@@ -46,6 +46,9 @@ public static class ModelJson
             Prefill = [.. model.PrefillBuckets],
             Decode = [.. model.DecodeBuckets.Select(d => new DecodeDocument(d.Edge, d.StepMs, d.StepStandardError, model.Buckets.IsBatched ? d.Batch : null))],
             Predicted = predicted,
+            Chips = model.Layout.IsDefault ? null : model.Layout.Chips,
+            DeviceKind = model.Layout.DeviceKind,
+            PricePerChipHour = model.Layout.PricePerChipHour,
         };
         return JsonSerializer.Serialize(doc, Options);
     }
@@ -90,8 +93,10 @@ public static class ModelJson
         {
             var buckets = new BucketSet(doc.PrefillBuckets ?? [], doc.DecodeBuckets ?? [], doc.Convention, doc.BatchBuckets);
             var decode = (doc.Decode ?? []).Select(d => new DecodeValues(d.Edge, d.StepMs, d.StepStandardError, d.Batch ?? 1)).ToArray();
-            return new DeploymentModel(buckets, doc.Prefill ?? [], decode, RepeatStatistic.Parse(doc.Statistic ?? "min"),
+            var model = new DeploymentModel(buckets, doc.Prefill ?? [], decode, RepeatStatistic.Parse(doc.Statistic ?? "min"),
                 doc.RelativeNoise, doc.Calibration);
+            var layout = new DeploymentLayout(doc.Chips ?? 1, doc.DeviceKind, doc.PricePerChipHour);
+            return layout.IsDefault ? model : model.WithLayout(layout);
         }
         catch (Exception ex) when (ex is ArgumentException or FormatException)
         {
@@ -132,6 +137,18 @@ public static class ModelJson
         /// <summary>Present on a what-if model (never profiled; read from another profile's cost curves), absent otherwise.</summary>
         [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
         public PredictedBlock? Predicted { get; set; }
+
+        /// <summary>Chips per replica (<see cref="DeploymentLayout"/>); absent means 1. Older readers ignore it.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public int? Chips { get; set; }
+
+        /// <summary>The device kind, absent when unknown.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public string? DeviceKind { get; set; }
+
+        /// <summary>Price per chip-hour, absent when none.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public double? PricePerChipHour { get; set; }
     }
 
     /// <summary>One decode value in the file; <see cref="Batch"/> is written by version 2 only.</summary>

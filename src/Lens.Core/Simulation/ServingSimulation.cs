@@ -72,7 +72,9 @@ public sealed record ServingRun(IReadOnlyList<ServedRequest> Requests, int MaxNu
 /// first come first served in one queue shared by the replicas. Each iteration of a replica:
 /// <list type="number">
 /// <item>while a request has arrived and a slot is free, it is admitted and its prefill runs alone at <c>pre(I)</c>, costing
-/// <c>A[pre(I)]</c>; its first token is emitted at its TTFT (a request with <c>O = 1</c> is done when its prefill ends);</item>
+/// <c>A[pre(I)]</c>; its first token is emitted at its TTFT (a request with <c>O = 1</c> is done when its prefill ends); a request
+/// that arrived after the iteration began goes instead to another replica that had nothing in flight then (an idle replica does not
+/// watch a busy one take the queue's work);</item>
 /// <item>if sequences are in flight, one decode step runs for all <c>n</c> of them at batch bucket <c>bat(n)</c> and the decode bucket
 /// of the longest sequence after this step's append (padded execution), costing <c>S[bat(n), dec(max length)]</c>; each sequence
 /// gets a token, and one that has its <c>O</c> tokens leaves after the step.</item>
@@ -81,15 +83,23 @@ public sealed record ServingRun(IReadOnlyList<ServedRequest> Requests, int MaxNu
 /// finishing) are taken at once, so the cost grows with the number of events (admissions, departures, bucket crossings), not with
 /// the steps or the simulated time. With batch buckets <c>[1]</c> it is the one-request-at-a-time device of earlier releases.
 /// </summary>
-public static class ServingSimulation
+public static partial class ServingSimulation
 {
     /// <summary>
     /// Simulates <paramref name="trace"/> on <paramref name="replicas"/> replicas of the deployment <paramref name="model"/>.
     /// <paramref name="maxNumSeqs"/> defaults to the largest batch bucket and may not exceed it. Throws
     /// <see cref="RequestOutOfRangeException"/> naming the trace row (1-based) of a request the buckets cannot serve, and
-    /// <see cref="UnfittedBucketException"/> when a needed bucket has no fit.
+    /// <see cref="UnfittedBucketException"/> when a needed bucket has no fit. <paramref name="routing"/> says how the fleet's requests
+    /// reach its replicas: one shared queue (the default), or a router in front of per-replica queues (<see cref="FleetRouting"/>).
     /// </summary>
-    public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1)
+    public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1,
+        FleetRouting routing = FleetRouting.Shared) =>
+        Simulate(model, trace, maxNumSeqs, replicas, routing, null)!;
+
+    /// <summary>As <see cref="Simulate(DeploymentModel, IReadOnlyList{TraceRequest}, int?, int, FleetRouting)"/>, stopping (null) as
+    /// soon as more requests miss the objectives than <paramref name="budget"/> allows: a capacity search only needs to know that.</summary>
+    internal static ServingRun? Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs, int replicas,
+        FleetRouting routing, MissBudget? budget)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trace);
@@ -134,9 +144,25 @@ public static class ServingSimulation
 
         var arrivals = trace.Select(r => r.ArrivalMs).ToArray();
         Array.Sort(arrivals, order);
-        var state = new Scheduler(model, trace, order, seqs, replicas);
+        // Array.Sort is not stable: put each run of equal times back in the trace's order.
+        for (int from = 0, to = 1; to <= order.Length; to++)
+        {
+            if (to == order.Length || arrivals[to] != arrivals[from])
+            {
+                Array.Sort(order, from, to - from);
+                from = to;
+            }
+        }
+        if (routing != FleetRouting.Shared && replicas > 1)
+        {
+            var fleet = new RoutedFleet(model, trace, order, seqs, replicas, routing) { Budget = budget };
+            fleet.Run();
+            return budget is { Exhausted: true } ? null : new ServingRun(fleet.Served, seqs, replicas, fleet.DecodeSteps, fleet.BusyMs);
+        }
+
+        var state = new Scheduler(model, trace, order, seqs, replicas) { Budget = budget };
         state.Run();
-        return new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
+        return budget is { Exhausted: true } ? null : new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
     }
 
     /// <summary>
@@ -159,6 +185,7 @@ public static class ServingSimulation
         private readonly Replica[] _replicas;
         private readonly int[] _decodeEdges;
         private int _next; // head of the FCFS queue, an index into _order
+        private int _idle = -1; // replicas with nothing in flight (set on the first use)
 
         public Scheduler(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas)
         {
@@ -173,6 +200,8 @@ public static class ServingSimulation
         }
 
         public ServedRequest[] Served { get; }
+
+        public MissBudget? Budget { get; init; }
 
         public long DecodeSteps { get; private set; }
 
@@ -192,6 +221,11 @@ public static class ServingSimulation
 
             while (ready.TryDequeue(out var r, out var key))
             {
+                if (Budget is { Exhausted: true })
+                {
+                    return;
+                }
+
                 var replica = _replicas[r];
                 replica.Now = Math.Max(replica.Now, key.Item1);
                 Iterate(replica, r);
@@ -202,15 +236,47 @@ public static class ServingSimulation
             }
         }
 
+        /// <summary>Whether a replica other than <paramref name="self"/> has nothing in flight and could start a request that arrives
+        /// at <paramref name="arrival"/> before <paramref name="now"/>.</summary>
+        private bool IdleElsewhere(int self, double arrival, double now)
+        {
+            if (_idle < 0)
+            {
+                _idle = _replicas.Count(r => r.Count == 0);
+            }
+
+            if (_idle == 0 || (_idle == 1 && _replicas[self].Count == 0))
+            {
+                return false;
+            }
+
+            for (var k = 0; k < _replicas.Length; k++)
+            {
+                if (k != self && _replicas[k].Count == 0 && Math.Max(_replicas[k].Now, arrival) < now)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
         /// <summary>When the replica's next iteration starts: now while it has work, else when the queue's head arrives (null: never).</summary>
         private double? NextStart(Replica replica) =>
             replica.Count > 0 ? replica.Now : _next < _order.Length ? Math.Max(replica.Now, _trace[_order[_next]].ArrivalMs) : null;
 
         private void Iterate(Replica replica, int index)
         {
-            // 1. Admissions: each prefill runs alone; a request that arrives during one is admitted next, while slots last.
+            // 1. Admissions: each prefill runs alone; a request that arrives during one is admitted next, while slots last, unless
+            // another replica sat idle (nothing in flight) when it arrived: that one takes it.
+            var iterationStart = replica.Now;
             while (replica.Count < _maxSeqs && _next < _order.Length && _trace[_order[_next]].ArrivalMs <= replica.Now)
             {
+                if (_trace[_order[_next]].ArrivalMs > iterationStart && IdleElsewhere(index, _trace[_order[_next]].ArrivalMs, replica.Now))
+                {
+                    break;
+                }
+
                 var id = _order[_next++];
                 var request = _trace[id];
                 var p = _buckets.PrefillIndex(request.InputLength);
@@ -227,12 +293,19 @@ public static class ServingSimulation
                 if (request.OutputLength == 1)
                 {
                     Served[id] = new ServedRequest(request.ArrivalMs, start, first, replica.Now, 1, index);
+                    Budget?.Admitted(Served[id]);
                     continue;
                 }
 
                 Served[id] = new ServedRequest(request.ArrivalMs, start, first, double.NaN, request.OutputLength, index);
+                Budget?.Admitted(Served[id]);
 
                 // Its k-th decode step is global step g = g0 + k - 1 and runs at length I + k + offset = v + g.
+                if (replica.Count == 0 && _idle > 0)
+                {
+                    _idle--;
+                }
+
                 replica.Add(id, replica.Steps + request.OutputLength - 1,
                     request.InputLength + 1 + (int)_buckets.Convention - replica.Steps);
             }
@@ -269,6 +342,12 @@ public static class ServingSimulation
                 foreach (var id in replica.RemoveFinished())
                 {
                     Served[id] = Served[id] with { FinishMs = replica.Now };
+                    Budget?.Finished(Served[id]);
+                }
+
+                if (replica.Count == 0 && _idle >= 0)
+                {
+                    _idle++;
                 }
             }
         }
