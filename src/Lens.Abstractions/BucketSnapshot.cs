@@ -1,26 +1,15 @@
 using System.Text.Json.Serialization;
-using Lens.Core;
 
 namespace Lens.Abstractions;
 
 /// <summary>An estimate at one prompt length with its standard error (Core's <c>LengthEstimate</c>).</summary>
 [GenerateSerializer, Immutable, Alias("lens.LengthEstimateDto.v1")]
-public sealed record LengthEstimateDto([property: Id(0)] int InputLength, [property: Id(1)] double ValueMs, [property: Id(2)] double StandardError)
-{
-    public LengthEstimate ToCore() => new(InputLength, ValueMs, StandardError);
-
-    public static LengthEstimateDto From(LengthEstimate e) => new(e.InputLength, e.ValueMs, e.StandardError);
-}
+public sealed record LengthEstimateDto([property: Id(0)] int InputLength, [property: Id(1)] double ValueMs, [property: Id(2)] double StandardError);
 
 /// <summary>The repeats' relative excess over their statistic (Core's <c>RepeatExcess</c>), which intervals are calibrated on.</summary>
 [GenerateSerializer, Immutable, Alias("lens.RepeatExcessDto.v1")]
 public sealed record RepeatExcessDto([property: Id(0)] double[] E2e, [property: Id(1)] double[] E2eFloor, [property: Id(2)] double[] Ttft,
-    [property: Id(3)] double[] TtftFloor)
-{
-    public RepeatExcess ToCore() => new(E2e, E2eFloor, Ttft, TtftFloor);
-
-    public static RepeatExcessDto? From(RepeatExcess? e) => e is null ? null : new(e.E2e, e.E2eFloor, e.Ttft, e.TtftFloor);
-}
+    [property: Id(3)] double[] TtftFloor);
 
 /// <summary>
 /// The published state of one bucket: its fit (Core's <c>BucketFit</c>: step cost <c>S[d]</c> with its standard error for decode
@@ -45,18 +34,4 @@ public sealed record BucketSnapshot(
     [property: Id(13)] int TelemetryCount,
     [property: Id(14)] int PendingCount = 0,
     [property: Id(15)] BucketDrift? Drift = null,
-    [property: Id(16), JsonIgnore] RepeatExcessDto? Excess = null)
-{
-    public BucketFit ToFit() => new(BucketId.Parse(Bucket), StepMs, StepStandardError, [.. PrefillEstimates.Select(e => e.ToCore())],
-        [.. TtftEstimates.Select(e => e.ToCore())], MeasurementCount, Points, RelativeNoise, Warning, Excess?.ToCore());
-
-    public static BucketSnapshot From(BucketFit fit, long version, bool stale, DateTimeOffset? lastProfiled, int telemetryCount,
-        int pendingCount) =>
-        new(fit.Bucket.ToString(), version, fit.StepMs, fit.StepStandardError, [.. fit.PrefillEstimates.Select(LengthEstimateDto.From)],
-            [.. fit.TtftEstimates.Select(LengthEstimateDto.From)], fit.Measurements, fit.Points, fit.RelativeNoise, fit.Warning,
-            fit.IsComplete, stale, lastProfiled, telemetryCount, pendingCount, Excess: RepeatExcessDto.From(fit.Excess));
-
-    /// <summary>The snapshot of a bucket that has never been written.</summary>
-    public static BucketSnapshot Empty(BucketId bucket) =>
-        new(bucket.ToString(), 0, null, 0, [], [], 0, 0, 0, "no measurements", false, false, null, 0);
-}
+    [property: Id(16), JsonIgnore] RepeatExcessDto? Excess = null);

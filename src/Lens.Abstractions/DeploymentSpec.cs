@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using Lens.Core;
 
 namespace Lens.Abstractions;
 
@@ -34,70 +33,6 @@ public sealed record BackendSpec(
     public const int MaxModelJsonLength = 24 * 1024;
 
     public static readonly IReadOnlyList<string> Kinds = [OpenAi, Reference, Replay];
-
-    internal void Validate(Dictionary<string, List<string>> errors)
-    {
-        if (!Kinds.Contains(Kind))
-        {
-            Add(errors, "backend.kind", $"backend kind '{Kind}' is not one of {string.Join(", ", Kinds)}");
-            return;
-        }
-
-        switch (Kind)
-        {
-            case OpenAi when LensNames.Check(Name, "backend name") is { } backendError:
-                Add(errors, "backend.name", $"an openai backend names one of the backends the operator configured for your tenant: {backendError}");
-                break;
-            case Reference when LensNames.Check(EngineProfile, "engine profile") is { } profileError:
-                Add(errors, "backend.engineProfile", $"a reference backend needs an engine profile name (e.g. tiny): {profileError}");
-                break;
-            case Replay when string.IsNullOrWhiteSpace(ModelJson):
-                Add(errors, "backend.modelJson", "a replay backend needs a fitted model's JSON (lens fit --out model.json)");
-                break;
-            case Replay when ModelJson.Length > MaxModelJsonLength:
-                Add(errors, "backend.modelJson", $"the replayed model's JSON is {ModelJson.Length} characters; at most {MaxModelJsonLength} are stored");
-                break;
-            case Replay:
-                try
-                {
-                    _ = Core.ModelJson.Deserialize(ModelJson, "backend.modelJson");
-                }
-                catch (FormatException ex)
-                {
-                    Add(errors, "backend.modelJson", ex.Message);
-                }
-
-                break;
-        }
-
-        // Where the server connects and which secret it sends are the operator's to say (architecture.md, "Tenancy").
-        if (!string.IsNullOrEmpty(Endpoint))
-        {
-            Add(errors, "backend.endpoint",
-                "a deployment may not name an endpoint; name a backend the operator configured for your tenant in backend.name");
-        }
-
-        if (!string.IsNullOrEmpty(ApiKeyEnvironmentVariable))
-        {
-            Add(errors, "backend.apiKeyEnvironmentVariable",
-                "a deployment may not name a key; the key of each backend is configured by the operator under your tenant");
-        }
-
-        if (!(Noise >= 0 && Noise <= 1))
-        {
-            Add(errors, "backend.noise", $"noise must be in 0..1; got {Noise}");
-        }
-    }
-
-    internal static void Add(Dictionary<string, List<string>> errors, string field, string reason)
-    {
-        if (!errors.TryGetValue(field, out var list))
-        {
-            errors[field] = list = [];
-        }
-
-        list.Add(reason);
-    }
 }
 
 /// <summary>
@@ -112,28 +47,17 @@ public sealed record BucketContext(
     [property: Id(3)] string Statistic,
     [property: Id(4)] int[]? BatchBuckets = null)
 {
-    public BucketSet ToBucketSet() => new(PrefillBuckets, DecodeBuckets, Conventions.Parse(Convention), BatchBuckets);
-
-    public RepeatStatistic ToStatistic() => RepeatStatistic.Parse(Statistic);
-
     public bool SameAs(BucketContext? other) =>
         other is not null && PrefillBuckets.AsSpan().SequenceEqual(other.PrefillBuckets) &&
         DecodeBuckets.AsSpan().SequenceEqual(other.DecodeBuckets) && Convention == other.Convention && Statistic == other.Statistic &&
         (BatchBuckets ?? [1]).AsSpan().SequenceEqual(other.BatchBuckets ?? [1]);
 }
 
-/// <summary>Text forms of <see cref="DecodeConvention"/>.</summary>
+/// <summary>Text forms of Core's <c>DecodeConvention</c> (parsed in Lens.Grains, <c>DeploymentSpecMapping</c>).</summary>
 public static class Conventions
 {
     public const string AfterAppend = "after-append";
     public const string BeforeAppend = "before-append";
-
-    public static DecodeConvention Parse(string? text) => text switch
-    {
-        AfterAppend or null or "" => DecodeConvention.AfterAppend,
-        BeforeAppend => DecodeConvention.BeforeAppend,
-        _ => throw new FormatException($"decode convention '{text}' is not one of {AfterAppend}, {BeforeAppend}"),
-    };
 }
 
 /// <summary>
@@ -178,12 +102,6 @@ public sealed record DeploymentSpec(
     /// <summary>Whether the deployment has batch buckets other than <c>[1]</c>.</summary>
     public bool IsBatched => BatchBuckets is { Length: > 0 } b && !(b.Length == 1 && b[0] == 1);
 
-    public BucketSet ToBucketSet() => Context.ToBucketSet();
-
-    public PlanOptions ToPlanOptions() => new(Repeats, MaxSpan, Seed);
-
-    public ProfilingPlan CreatePlan() => ProfilingPlanner.Create(ToBucketSet(), ToPlanOptions());
-
     /// <summary>First 10 hex digits of SHA-256 over the identity fields in a fixed text form.</summary>
     public string IdentityHash
     {
@@ -220,97 +138,6 @@ public sealed record DeploymentSpec(
         (PrefillBuckets ?? []).AsSpan().SequenceEqual(other.PrefillBuckets ?? []) &&
         (DecodeBuckets ?? []).AsSpan().SequenceEqual(other.DecodeBuckets ?? []) &&
         (IsBatched ? BatchBuckets! : [1]).AsSpan().SequenceEqual(other.IsBatched ? other.BatchBuckets! : [1]);
-
-    /// <summary>Every rule the spec breaks, by field; empty when valid (the bucket sets and the profiling plan are built to check).</summary>
-    public IReadOnlyDictionary<string, string[]> Validate()
-    {
-        var errors = new Dictionary<string, List<string>>();
-        if (LensNames.Check(Name, "name") is { } nameError)
-        {
-            BackendSpec.Add(errors, "name", nameError);
-        }
-        else if (Name.Length > MaxNameLength)
-        {
-            BackendSpec.Add(errors, "name", $"name is {Name.Length} characters long; at most {MaxNameLength} are allowed");
-        }
-
-        if (string.IsNullOrWhiteSpace(Model) || Model.Length > 256)
-        {
-            BackendSpec.Add(errors, "model", "model is empty or longer than 256 characters");
-        }
-
-        if (BatchSize is < 1 or > 4096)
-        {
-            BackendSpec.Add(errors, "batchSize", $"batch size must be in 1..4096; got {BatchSize}");
-        }
-
-        if (TensorParallel is < 1 or > 1024)
-        {
-            BackendSpec.Add(errors, "tensorParallel", $"tensor-parallel degree must be in 1..1024; got {TensorParallel}");
-        }
-
-        if ((SdkVersion?.Length ?? 0) > 128 || (Dtype?.Length ?? 0) > 32)
-        {
-            BackendSpec.Add(errors, "sdkVersion", "sdk version (128) or dtype (32) is too long");
-        }
-
-        if (BatchBuckets is { } batch && (batch.Length is 0 or > MaxBatchBuckets || batch.Any(b => b is < 1 or > MaxBatch)))
-        {
-            BackendSpec.Add(errors, "batchBuckets", $"batch buckets need 1..{MaxBatchBuckets} sizes, each in 1..{MaxBatch}, ascending");
-        }
-        else if (IsBatched && BatchSize != 1 && BatchSize != BatchBuckets![^1])
-        {
-            BackendSpec.Add(errors, "batchSize", $"batch size {BatchSize} must be the largest batch bucket {BatchBuckets![^1]} (or left at 1)");
-        }
-        else if (PrefillBuckets is null || DecodeBuckets is null || PrefillBuckets.Length > 256 || DecodeBuckets.Length > 256)
-        {
-            BackendSpec.Add(errors, "buckets", "prefill and decode buckets are required, at most 256 each");
-        }
-        else
-        {
-            try
-            {
-                var buckets = ToBucketSet();
-                try
-                {
-                    _ = ProfilingPlanner.Create(buckets, ToPlanOptions());
-                }
-                catch (PlanException ex)
-                {
-                    BackendSpec.Add(errors, "plan", ex.Message);
-                }
-            }
-            catch (Exception ex) when (ex is BucketSetException or FormatException)
-            {
-                BackendSpec.Add(errors, ex is FormatException ? "convention" : "buckets", ex.Message);
-            }
-        }
-
-        if (ReprofileEveryMinutes is < 1 or > 525_600)
-        {
-            BackendSpec.Add(errors, "reprofileEveryMinutes", $"re-profiling period must be 1..525600 minutes (a year); got {ReprofileEveryMinutes}");
-        }
-
-        try
-        {
-            _ = RepeatStatistic.Parse(Statistic ?? "");
-        }
-        catch (FormatException ex)
-        {
-            BackendSpec.Add(errors, "statistic", ex.Message);
-        }
-
-        if (Backend is null)
-        {
-            BackendSpec.Add(errors, "backend", "backend is required");
-        }
-        else
-        {
-            Backend.Validate(errors);
-        }
-
-        return errors.ToDictionary(e => e.Key, e => e.Value.ToArray());
-    }
 }
 
 /// <summary>A deployment as stored on its device.</summary>

@@ -11,7 +11,7 @@ public sealed record BucketWriteResult(
     [property: Id(3)] bool FitChanged);
 
 /// <summary>
-/// One bucket of one deployment, key <see cref="BucketKey"/> (<c>tenant|device|deployment|bucket</c>). Owns its raw measurements
+/// One bucket of one deployment, key <see cref="DeploymentKey.BucketGrainKey"/> (<c>tenant|device|deployment|bucket</c>). Owns its raw measurements
 /// (bounded), their fit (<c>BucketFitter.FitBucket</c>), a version and a staleness flag; writes its state once per change.
 /// </summary>
 [Alias("lens.IBucketGrain")]

@@ -1,5 +1,4 @@
 using System.Diagnostics.CodeAnalysis;
-using Lens.Core;
 
 namespace Lens.Abstractions;
 
@@ -47,7 +46,8 @@ public static class LensNames
 
     private static string Printable(string text) => new([.. text.Take(MaxLength + 8).Select(c => char.IsControl(c) ? '?' : c)]);
 
-    internal static string[] Split(string key, int parts, string what)
+    /// <summary>The <paramref name="parts"/> parts of a grain key, or a <see cref="FormatException"/>.</summary>
+    public static string[] Split(string key, int parts, string what)
     {
         ArgumentNullException.ThrowIfNull(key);
         var split = key.Split(Separator);
@@ -59,7 +59,8 @@ public static class LensNames
         return split;
     }
 
-    internal static string Part(string value, string what, string key) =>
+    /// <summary><paramref name="value"/> when it is a valid name, else a <see cref="FormatException"/> naming the key.</summary>
+    public static string Part(string value, string what, string key) =>
         Check(value, what) is { } reason ? throw new FormatException($"'{key}': {reason}") : value;
 }
 
@@ -112,59 +113,18 @@ public sealed record DeploymentKey
 
     public string Format() => $"{Tenant}{LensNames.Separator}{Device}{LensNames.Separator}{Deployment}";
 
-    public BucketKey Bucket(BucketId bucket) => new(Tenant, Device, Deployment, bucket);
+    /// <summary>
+    /// The key of the <c>BucketGrain</c> of <paramref name="bucket"/> in this deployment, <c>tenant|device|deployment|bucket</c>; the
+    /// bucket in its text form (<c>prefill-N</c>, <c>decode-N</c> or <c>decode-N-bB</c>, as <see cref="DeploymentInfo.Buckets"/> lists
+    /// them). The service parses it back as a <c>BucketKey</c> (Lens.Grains), which accepts only that canonical form.
+    /// </summary>
+    public string BucketGrainKey(string bucket) => $"{Format()}{LensNames.Separator}{LensNames.Ensure(bucket, "bucket")}";
 
     public static DeploymentKey Parse(string key)
     {
         var p = LensNames.Split(key, 3, "deployment");
         return new DeploymentKey(LensNames.Part(p[0], "tenant", key), LensNames.Part(p[1], "device", key),
             LensNames.Part(p[2], "deployment", key));
-    }
-
-    public override string ToString() => Format();
-}
-
-/// <summary>Key of a <c>BucketGrain</c>: <c>tenant|device|deployment|bucket</c>, the bucket as <c>prefill-N</c> or <c>decode-N</c>.</summary>
-public sealed record BucketKey
-{
-    public BucketKey(string tenant, string device, string deployment, BucketId bucket)
-    {
-        Tenant = LensNames.Ensure(tenant, "tenant");
-        Device = LensNames.Ensure(device, "device");
-        Deployment = LensNames.Ensure(deployment, "deployment");
-        if (bucket.Edge <= 0 || !Enum.IsDefined(bucket.Kind))
-        {
-            throw LensException.Validation("bucket", $"bucket {bucket} is not a bucket");
-        }
-
-        Bucket = bucket;
-    }
-
-    public string Tenant { get; }
-
-    public string Device { get; }
-
-    public string Deployment { get; }
-
-    public BucketId Bucket { get; }
-
-    public DeploymentKey DeploymentKey => new(Tenant, Device, Deployment);
-
-    public string Format() =>
-        $"{Tenant}{LensNames.Separator}{Device}{LensNames.Separator}{Deployment}{LensNames.Separator}{Bucket}";
-
-    public static BucketKey Parse(string key)
-    {
-        var p = LensNames.Split(key, 4, "bucket");
-
-        // Only the canonical text form (prefill-128, not Prefill-0128) parses, so a key has exactly one spelling.
-        if (!BucketId.TryParse(p[3], out var bucket) || bucket.ToString() != p[3])
-        {
-            throw new FormatException($"'{key}': '{p[3]}' is not a bucket; expected prefill-N or decode-N");
-        }
-
-        return new BucketKey(LensNames.Part(p[0], "tenant", key), LensNames.Part(p[1], "device", key),
-            LensNames.Part(p[2], "deployment", key), bucket);
     }
 
     public override string ToString() => Format();

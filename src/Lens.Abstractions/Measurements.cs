@@ -1,5 +1,3 @@
-using Lens.Core;
-
 namespace Lens.Abstractions;
 
 /// <summary>Where a measurement came from.</summary>
@@ -32,9 +30,6 @@ public sealed record MeasurementRecord(
     [property: Id(8)] int Batch = 1,
     [property: Id(9)] long? Group = null)
 {
-    /// <summary>The core's measurement; records stored before batch buckets existed read as batch 1.</summary>
-    public MeasuredRequest ToMeasurement() => new(InputLength, OutputLength, E2eMs, TtftMs, BucketId.Parse(Bucket), Math.Max(1, Batch), Group);
-
     /// <summary>The longest latency a measurement may report (a day, in ms): a larger one is a unit error or an attack on the fit.</summary>
     public const double MaxLatencyMs = 86_400_000;
 

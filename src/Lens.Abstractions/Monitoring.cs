@@ -90,14 +90,7 @@ public sealed record HealthHistoryEntry(
     [property: Id(5)] double?[] Shift,
     [property: Id(6)] double[] Band,
     [property: Id(7)] int[] ConsecutiveDrift,
-    [property: Id(8)] bool[] Stale)
-{
-    public static HealthHistoryEntry From(Core.HealthSample s)
-    {
-        ArgumentNullException.ThrowIfNull(s);
-        return new(s.At, s.CommonShift, s.Drifting, s.Observations, s.MeanApe, s.Shift, s.Band, s.ConsecutiveDrift, s.Stale);
-    }
-}
+    [property: Id(8)] bool[] Stale);
 
 /// <summary>
 /// <c>GET .../health/history</c>: the deployment's drift analyses, oldest first, at most <see cref="Capacity"/> of them kept (the

@@ -58,8 +58,9 @@ public sealed class LensClusterClient
 
     public Task<BucketSnapshot[]> GetBucketsAsync(string device, string deployment) => Deployment(device, deployment).GetBucketsAsync();
 
-    public Task<MeasurementRecord[]> GetBucketMeasurementsAsync(string device, string deployment, Core.BucketId bucket) =>
-        _client.GetGrain<IBucketGrain>(new DeploymentKey(Tenant, device, deployment).Bucket(bucket).Format()).GetMeasurementsAsync();
+    /// <param name="bucket">The bucket's name as <see cref="DeploymentInfo.Buckets"/> lists it (e.g. <c>decode-256</c>).</param>
+    public Task<MeasurementRecord[]> GetBucketMeasurementsAsync(string device, string deployment, string bucket) =>
+        _client.GetGrain<IBucketGrain>(new DeploymentKey(Tenant, device, deployment).BucketGrainKey(bucket)).GetMeasurementsAsync();
 
     /// <summary>Per-bucket health against observed latencies: observed MAPE, shift, band, drift counts, staleness, last profile.</summary>
     public Task<DeploymentHealth> GetHealthAsync(string device, string deployment) => Deployment(device, deployment).GetHealthAsync();

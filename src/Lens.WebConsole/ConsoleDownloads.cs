@@ -2,6 +2,7 @@ using System.Text;
 using Lens.Abstractions;
 using Lens.Client;
 using Lens.Core;
+using Lens.Grains;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
@@ -34,7 +35,7 @@ internal static class ConsoleDownloads
         var rows = new List<Core.MeasuredRequest>();
         foreach (var bucket in info.Buckets)
         {
-            var records = await lens.GetBucketMeasurementsAsync(device, info.Id, BucketId.Parse(bucket));
+            var records = await lens.GetBucketMeasurementsAsync(device, info.Id, bucket);
             rows.AddRange(records.Select(r => r.ToMeasurement()));
         }
 

@@ -1,12 +1,13 @@
 using Lens.Abstractions;
 using Lens.Core;
+using Lens.Grains;
 
 namespace Lens.WebConsole;
 
 /// <summary>
 /// The console's form for a reference-engine deployment (the built-in engine, method.md's bucketed transformer on the CPU). Bucket
 /// lists are typed as text (<c>16,32,64</c>); <see cref="ToSpec"/> parses them and leaves every other rule to
-/// <see cref="DeploymentSpec.Validate"/>, the same check the HTTP API runs, so the console and the API refuse the same specs.
+/// <c>DeploymentSpec.Validate</c> (Lens.Grains), the same check the HTTP API runs, so the console and the API refuse the same specs.
 /// </summary>
 public sealed class DeploymentForm
 {

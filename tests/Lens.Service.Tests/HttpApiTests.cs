@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Lens.Abstractions;
 using Lens.Client;
+using Lens.Grains;
 
 namespace Lens.Service.Tests;
 

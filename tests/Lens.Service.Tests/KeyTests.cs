@@ -1,5 +1,6 @@
 using Lens.Abstractions;
 using Lens.Core;
+using Lens.Grains;
 
 namespace Lens.Service.Tests;
 

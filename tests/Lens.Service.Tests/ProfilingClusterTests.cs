@@ -2,6 +2,7 @@ using System.Text.Json;
 using Lens.Abstractions;
 using Lens.Client;
 using Lens.Core;
+using Lens.Grains;
 
 namespace Lens.Service.Tests;
 
@@ -49,7 +50,7 @@ public sealed class ProfilingClusterTests(ClusterFixture fixture)
         // Each bucket holds exactly its own plan rows, once.
         foreach (var bucket in plan.Buckets.AllBuckets())
         {
-            var stored = await _lens.GetBucketMeasurementsAsync(device, id, bucket);
+            var stored = await _lens.GetBucketMeasurementsAsync(device, id, bucket.ToString());
             Assert.Equal(plan.RowsFor(bucket).Count(), stored.Length);
             Assert.All(stored, m => Assert.Equal(MeasurementSource.Profile, m.Source));
         }
@@ -216,7 +217,7 @@ public sealed class ProfilingClusterTests(ClusterFixture fixture)
         var result = new Dictionary<string, (string, string)>();
         foreach (var snapshot in await _lens.GetBucketsAsync(device, id))
         {
-            var measurements = await _lens.GetBucketMeasurementsAsync(device, id, BucketId.Parse(snapshot.Bucket));
+            var measurements = await _lens.GetBucketMeasurementsAsync(device, id, snapshot.Bucket);
             result[snapshot.Bucket] = (JsonSerializer.Serialize(snapshot, LensJson.Options), JsonSerializer.Serialize(measurements, LensJson.Options));
         }
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Lens.Abstractions;
 using Lens.Client;
 using Lens.Core;
+using Lens.Grains;
 
 namespace Lens.Service.Tests;
 

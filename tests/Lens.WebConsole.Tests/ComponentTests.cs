@@ -1,5 +1,6 @@
 using Bunit;
 using Lens.Abstractions;
+using Lens.Grains;
 using Lens.WebConsole.Components.Shared;
 
 namespace Lens.WebConsole.Tests;

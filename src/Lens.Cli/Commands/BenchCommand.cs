@@ -4,6 +4,7 @@ using System.Globalization;
 using Lens.Abstractions;
 using Lens.Client;
 using Lens.Core;
+using Lens.Grains;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
