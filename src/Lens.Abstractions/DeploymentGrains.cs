@@ -14,8 +14,8 @@ public static class DeploymentGrains
     }
 
     /// <summary>
-    /// Creates a deployment on <paramref name="device"/>. The spec is checked here first because the grain's key is built from its id;
-    /// the deployment grain checks it again (a caller may address it directly).
+    /// Creates a deployment on <paramref name="device"/>. Its grain's key is built from the spec's id (a bad name is refused by the key);
+    /// the deployment grain validates the whole spec before it stores anything (the checks need Core, which wire types do not carry).
     /// </summary>
     public static Task<CreateDeploymentResult> CreateAsync(IGrainFactory grains, DeviceKey device, DeploymentSpec? spec)
     {
@@ -26,10 +26,7 @@ public static class DeploymentGrains
         }
 
         spec = spec.Normalized();
-        var errors = spec.Validate();
-        return errors.Count > 0
-            ? throw LensException.Validation(errors)
-            : Get(grains, device.Deployment(spec.DeploymentId)).CreateAsync(spec);
+        return Get(grains, device.Deployment(spec.DeploymentId)).CreateAsync(spec);
     }
 
     /// <summary>
