@@ -43,7 +43,9 @@ internal readonly ref struct SchedulerView(ReadOnlySpan<Sequence> inFlight, Sequ
 /// <summary>
 /// A scheduling policy: decides the scheduler's next step from what it sees. The scheduler runs steps until the policy says
 /// <see cref="StepKind.Idle"/> or a decode step has run (one iteration), and owns everything else: the queue, slots, cancellation,
-/// delivery of tokens, the step log.
+/// delivery of tokens, the step log. Another policy (issue 18: chunked prefill under a token budget, paged execution over block
+/// buckets) is another class; a step that mixes prompt chunks with decodes would be a new <see cref="StepKind"/> that the
+/// executor runs.
 /// </summary>
 internal interface ISchedulingPolicy
 {
