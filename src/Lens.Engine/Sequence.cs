@@ -23,9 +23,6 @@ internal sealed class Sequence(IReadOnlyList<int>? prompt, int inputLength, int 
 
     public int InputLength { get; } = inputLength;
 
-    /// <summary>O, the tokens the request asks for.</summary>
-    public int OutputLength => Tokens.Length;
-
     public CancellationToken Cancellation { get; } = cancellation;
 
     public bool Done => Produced == Tokens.Length;
