@@ -1,0 +1,53 @@
+namespace Lens.Engine;
+
+/// <summary>
+/// The engine's running counts of work (<see cref="EngineCounters"/>): written by the one thread that runs steps at a time (under
+/// the scheduler's gate), read from any thread.
+/// </summary>
+internal sealed class EngineWork
+{
+    private long _requests, _prefillPasses, _prefillRows, _decodeSteps, _attentionPositions, _cacheMoves, _cacheHandoffs, _shadowPasses;
+    private long _paddedRows;
+
+    /// <summary>A consistent-enough copy for tests and reports (each count read atomically).</summary>
+    public EngineCounters Snapshot() => new(
+        Interlocked.Read(ref _requests), Interlocked.Read(ref _prefillPasses), Interlocked.Read(ref _prefillRows),
+        Interlocked.Read(ref _decodeSteps), Interlocked.Read(ref _attentionPositions), Interlocked.Read(ref _cacheMoves),
+        Interlocked.Read(ref _cacheHandoffs), Interlocked.Read(ref _shadowPasses), Interlocked.Read(ref _paddedRows));
+
+    /// <summary>A request completed (warm-up runs none).</summary>
+    public void Request() => _requests++;
+
+    /// <summary>A prefill pass over <paramref name="paddedLength"/> rows with <paramref name="shadow"/> extra layer passes.</summary>
+    public void Prefill(int paddedLength, int shadow)
+    {
+        _prefillPasses++;
+        _prefillRows += paddedLength;
+        _shadowPasses += shadow;
+    }
+
+    /// <summary>A decode step of <paramref name="batch"/> rows (<paramref name="rows"/> real) over <paramref name="span"/>
+    /// positions; returns its index, from 0.</summary>
+    public long DecodeStep(int batch, int rows, int span, int shadow)
+    {
+        var index = _decodeSteps;
+        _decodeSteps++;
+        _attentionPositions += (long)batch * span;
+        _paddedRows += batch - rows;
+        _shadowPasses += shadow;
+        return index;
+    }
+
+    /// <summary>A copy of the KV cache made before a step.</summary>
+    public void Copy(CacheCopy copy)
+    {
+        if (copy == CacheCopy.HandOff)
+        {
+            _cacheHandoffs++;
+        }
+        else if (copy == CacheCopy.Move)
+        {
+            _cacheMoves++;
+        }
+    }
+}
