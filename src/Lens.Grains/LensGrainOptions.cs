@@ -92,8 +92,12 @@ public sealed class LensGrainOptions
     /// </summary>
     public int MaxHeavyCallsPerTenant { get; set; } = 2;
 
-    /// <summary>Heavy calls of all tenants together that may be running or waiting on one silo; one more is answered 429.</summary>
-    public int MaxHeavyCallsPerSilo { get; set; } = 32;
+    /// <summary>
+    /// Heavy calls of all tenants together that may be running or waiting on one silo; one more is answered 429. Keep this times the
+    /// longest heavy call (about 2 s for a simulation of a million requests) over <see cref="HeavyWorkerThreads"/> under Orleans'
+    /// 30-second response timeout, or the last call admitted may time out (503) while it waits.
+    /// </summary>
+    public int MaxHeavyCallsPerSilo { get; set; } = 8;
 
     /// <summary>The scheduler's thread count: <see cref="HeavyWorkers"/>, or half the processors (at least one) when it is 0.</summary>
     public int HeavyWorkerThreads => HeavyWorkers > 0 ? HeavyWorkers : Math.Max(1, Environment.ProcessorCount / 2);
