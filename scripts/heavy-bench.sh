@@ -5,7 +5,7 @@
 # floods: FLOOD_CALLERS (8) curl loops, each posting `simulate` of FLOOD_REQUESTS (1,000,000) generated requests again as soon as
 # the last one answers, for as long as the bench runs. Conditions alternate in each round (quiet, flood), after an unrecorded
 # warm-up round of both, so that the spread over rounds is the noise floor. The flood's answers are counted by status (200: ran;
-# 429: refused by the tenant's heavy-call budget). Silo settings pass through the environment (e.g. Lens__Grains__
+# 429: refused by the tenant's heavy-call budget; the caller then waits 2 s, as Retry-After asks). Silo settings pass through the environment (e.g. Lens__Grains__
 # MaxHeavyCallsPerTenant=8 admits all eight). Sizes: BENCH_REQUESTS (20000 calls), BENCH_CLIENTS (4), BENCH_WARMUP (2000).
 # Ports: HTTP_PORT/SILO_PORT/GATEWAY_PORT (5185/11185/30185). Everything started is stopped on exit.
 set -euo pipefail
@@ -68,9 +68,12 @@ done
 deployment=$(lens status --server "$base" --api-key-env LENS_BENCH_KEY --device d0 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 
 flood() { # caller index: simulate again and again while the flag file exists; one status code per line
+  local code
   while [ -f "$work/flooding" ]; do
-    curl -s -o /dev/null -w '%{http_code}\n' -X POST -H "X-Api-Key: $LENS_HEAVY_KEY" -H 'Content-Type: application/json' \
-      --data-binary "@$work/simulate.json" "$base/v1/devices/d0/deployments/$deployment/simulate" >>"$work/flood-$1.codes" || true
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "X-Api-Key: $LENS_HEAVY_KEY" -H 'Content-Type: application/json' \
+      --data-binary "@$work/simulate.json" "$base/v1/devices/d0/deployments/$deployment/simulate" || true)
+    echo "$code" >>"$work/flood-$1.codes"
+    [ "$code" != 429 ] || sleep 2 # as the SDK does: wait what Retry-After asks
   done
 }
 
