@@ -192,18 +192,18 @@ public interface IPredictorGrain : IGrainWithStringKey
     Task<string> GetModelJsonAsync(string deploymentKey);
 
     /// <summary>Serves a trace or a generated workload on the deployment's fitted model (continuous batching, method.md "Batched serving").</summary>
-    [Alias("Simulate")]
+    [Alias("Simulate"), AlwaysInterleave] // waits on the silo's heavy-work threads; predictions go on meanwhile
     Task<SimulationReport> SimulateAsync(string deploymentKey, SimulateRequest request);
 
     /// <summary>Capacity planning over deployments of this grain's tenant (another tenant's names are not found).</summary>
-    [Alias("Capacity")]
+    [Alias("Capacity"), AlwaysInterleave] // waits on the silo's heavy-work threads; predictions go on meanwhile
     Task<CapacityReport> CapacityAsync(CapacityRequest request);
 
     /// <summary>The model of a bucket set never profiled, read from the deployment's cost curves (model file JSON with a predicted block).</summary>
-    [Alias("WhatIf")]
+    [Alias("WhatIf"), AlwaysInterleave] // waits on the silo's heavy-work threads; predictions go on meanwhile
     Task<string> WhatIfAsync(string deploymentKey, WhatIfRequest request);
 
     /// <summary>The advisor's recommendation for a workload (the advice document's JSON, as <c>lens advise</c> writes it).</summary>
-    [Alias("Advise")]
+    [Alias("Advise"), AlwaysInterleave] // waits on the silo's heavy-work threads; predictions go on meanwhile
     Task<string> AdviseAsync(string deploymentKey, AdviseRequest request);
 }

@@ -94,6 +94,28 @@ public sealed class LensGrainOptions
     /// <summary>Relative standard deviation of one observation when predictions are refined with telemetry (<c>ModelRefinement.Refine</c>).</summary>
     public double RefinementNoise { get; set; } = 0.05;
 
+    /// <summary>
+    /// Threads of the silo's <see cref="HeavyWorkScheduler"/>, which runs heavy calls (simulate, advise, what-if) off the threads
+    /// that answer predictions; 0: half the processors, at least one (so on two cores one stays free for predictions).
+    /// </summary>
+    public int HeavyWorkers { get; set; }
+
+    /// <summary>
+    /// Heavy calls (simulate, advise, what-if) one tenant may have running or waiting on one silo (<see cref="HeavyWorkBudget"/>);
+    /// one more is answered 429 with <c>Retry-After</c>.
+    /// </summary>
+    public int MaxHeavyCallsPerTenant { get; set; } = 2;
+
+    /// <summary>
+    /// Heavy calls of all tenants together that may be running or waiting on one silo; one more is answered 429. Keep this times the
+    /// longest heavy call (about 2 s for a simulation of a million requests) over <see cref="HeavyWorkerThreads"/> under Orleans'
+    /// 30-second response timeout, or the last call admitted may time out (503) while it waits.
+    /// </summary>
+    public int MaxHeavyCallsPerSilo { get; set; } = 8;
+
+    /// <summary>The scheduler's thread count: <see cref="HeavyWorkers"/>, or half the processors (at least one) when it is 0.</summary>
+    public int HeavyWorkerThreads => HeavyWorkers > 0 ? HeavyWorkers : Math.Max(1, Environment.ProcessorCount / 2);
+
     public void Validate()
     {
         if (DriftWindow < 1 || DriftMinObservations < 1 || DriftConsecutive < 1 || !(DriftZ > 0) || !(DriftMinRelativeShift >= 0) ||
@@ -110,9 +132,17 @@ public sealed class LensGrainOptions
         }
 
         if (MaxMeasurementsPerBucket < 2 || MaxTelemetryPerBucket < 0 || MaxRowsPerImport < 1 || MaxPredictionsPerCall < 1 || PredictorCacheSize < 1 ||
-            MaxDevicesPerTenant < 1 || ModelLease <= TimeSpan.Zero)
+            MaxDevicesPerTenant < 1 || ModelLease <= TimeSpan.Zero || MaxSimulateRequests < 1 || MaxAdviseRequests < 1)
         {
             throw new InvalidOperationException("Lens:Grains limits must be positive (measurements per bucket at least 2)");
+        }
+
+        if (HeavyWorkers is < 0 or > 1024 || MaxHeavyCallsPerTenant is < 1 or > 10_000 || MaxHeavyCallsPerSilo < MaxHeavyCallsPerTenant ||
+            MaxHeavyCallsPerSilo > 100_000)
+        {
+            throw new InvalidOperationException(
+                "Lens:Grains heavy-call settings are invalid: HeavyWorkers 0..1024 (0: half the processors), MaxHeavyCallsPerTenant 1..10000, " +
+                $"MaxHeavyCallsPerSilo from MaxHeavyCallsPerTenant to 100000; got {HeavyWorkers}, {MaxHeavyCallsPerTenant}, {MaxHeavyCallsPerSilo}");
         }
 
         if (MaxDeploymentsPerDevice is < 1 or > DeploymentsPerDeviceLimit)

@@ -19,7 +19,10 @@ public static class LensTelemetry
     /// <summary>Tag: the bucket, e.g. <c>decode-256</c>.</summary>
     public const string BucketTag = "lens.bucket";
 
-    /// <summary>Tag: why a measurement failed (<c>transient</c>: retried; <c>fatal</c>: ended the run).</summary>
+    /// <summary>
+    /// Tag: why a measurement failed (<c>transient</c>: retried; <c>fatal</c>: ended the run), or which budget refused a heavy call
+    /// (<c>tenant</c>, <c>silo</c>).
+    /// </summary>
     public const string ReasonTag = "lens.reason";
 
     public static readonly ActivitySource ActivitySource = new(Name);
@@ -58,6 +61,10 @@ public static class LensTelemetry
 
     internal static readonly Counter<long> Reprofiles = Meter.CreateCounter<long>("lens.drift.reprofiles", "{run}",
         "Single-bucket re-profiles started because a bucket's drift was sustained");
+
+    internal static readonly Counter<long> HeavyRefusals = Meter.CreateCounter<long>("lens.heavy.refusals", "{call}",
+        "Heavy calls (simulate, advise, what-if) refused with 429 because the tenant's or the silo's heavy-call budget was spent, " +
+        "by reason (tenant, silo)");
 
     internal static KeyValuePair<string, object?> Deployment(string tenant, string device, string deployment) =>
         new(DeploymentTag, $"{tenant}/{device}/{deployment}");

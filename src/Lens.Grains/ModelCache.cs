@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using Lens.Abstractions;
 using Lens.Core;
@@ -23,6 +22,7 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
     private readonly IClusterMembershipService _membership;
     private readonly LensGrainOptions _options;
     private readonly ILogger<ModelCache> _logger;
+    private readonly TimeProvider _time;
     private readonly long _leaseTicks;
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
@@ -30,13 +30,16 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
     private readonly Lazy<Task<IModelObserver>> _self;
     private Task? _watcher;
 
-    public ModelCache(IGrainFactory grains, IClusterMembershipService membership, IOptions<LensGrainOptions> options, ILogger<ModelCache> logger)
+    /// <param name="time">The clock leases are read from (the silo's <see cref="TimeProvider"/>; a fake one in tests).</param>
+    public ModelCache(IGrainFactory grains, IClusterMembershipService membership, IOptions<LensGrainOptions> options, ILogger<ModelCache> logger,
+        TimeProvider time)
     {
         _grains = grains;
         _membership = membership;
         _options = options.Value;
         _logger = logger;
-        _leaseTicks = (long)(_options.ModelLease.TotalSeconds * Stopwatch.Frequency);
+        _time = time;
+        _leaseTicks = (long)(_options.ModelLease.TotalSeconds * time.TimestampFrequency);
         // One reference for the silo's lifetime, held here so Orleans' weak handle to this object stays alive. Orleans refuses to
         // create it on a grain's scheduler, and the first use is a predictor's call: Task.Run leaves that scheduler.
         _self = new(() => Task.Run(() => _grains.CreateObjectReference<IModelObserver>(this)));
@@ -63,7 +66,7 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
     /// </summary>
     public bool TryGet(string deploymentKey, [NotNullWhen(true)] out DeploymentModel? model, out long version)
     {
-        if (_entries.TryGetValue(deploymentKey, out var entry) && entry.Model is { } held && Stopwatch.GetTimestamp() < entry.LeaseEnds)
+        if (_entries.TryGetValue(deploymentKey, out var entry) && entry.Model is { } held && _time.GetTimestamp() < entry.LeaseEnds)
         {
             (model, version) = (held, entry.Version);
             return true;
@@ -76,7 +79,7 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
     private async Task<(DeploymentModel, long)> RefreshAsync(DeploymentKey key, string text)
     {
         // The lease counts from before the subscription: a push sent after it reached the deployment grain arrives within it.
-        var leaseEnds = Stopwatch.GetTimestamp() + _leaseTicks;
+        var leaseEnds = _time.GetTimestamp() + _leaseTicks;
         var subscription = await _grains.GetGrain<IDeploymentGrain>(text).SubscribeModelAsync(await _self.Value);
         LensTelemetry.ModelSubscriptions.Add(1, LensTelemetry.Deployment(key.Tenant, key.Device, key.Deployment));
         var stamp = subscription.Stamp;

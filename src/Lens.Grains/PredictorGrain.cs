@@ -10,10 +10,12 @@ namespace Lens.Grains;
 /// <summary>
 /// Answers predictions (method.md, "Composition and prediction") from a <see cref="DeploymentModel"/> composed of the deployment's
 /// bucket snapshots, held by the silo's <see cref="ModelCache"/>, which deployment grains keep current by push: a re-profiled bucket is
-/// used by the very next prediction, and a prediction makes no grain call. Holds no state of record; keyed by tenant.
+/// used by the very next prediction, and a prediction makes no grain call. Holds no state of record; keyed by tenant. Heavy calls
+/// (simulate, what-if, advise, capacity) capture the models and the request, then run on the silo's <see cref="HeavyWorkScheduler"/>,
+/// never on the threads that answer predictions.
 /// </summary>
 [GrainType("predictor"), StatelessWorker]
-public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCache models) : Grain, IPredictorGrain
+public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCache models, HeavyWorkScheduler heavy) : Grain, IPredictorGrain
 {
     private readonly LensGrainOptions _options = options.Value;
     private readonly Dictionary<string, RefinedModel> _refined = new(StringComparer.Ordinal);
@@ -38,9 +40,13 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
     public async Task<SimulationReport> SimulateAsync(string deploymentKey, SimulateRequest request)
     {
         var (model, version) = await ModelAsync(deploymentKey, false);
-        var (workload, trace) = Guard(() => ServingWorkloads.Trace(model.Buckets, request, _options.MaxSimulateRequests));
-        var run = Guard(() => ServingSimulation.Simulate(model, trace, workload.MaxNumSeqs, workload.Replicas));
-        return ServingWorkloads.Report(run, workload, request.IncludeRequests, version);
+        var max = _options.MaxSimulateRequests;
+        return await heavy.RunAsync(() =>
+        {
+            var (workload, trace) = Guard(() => ServingWorkloads.Trace(model.Buckets, request, max));
+            var run = Guard(() => ServingSimulation.Simulate(model, trace, workload.MaxNumSeqs, workload.Replicas));
+            return ServingWorkloads.Report(run, workload, request.IncludeRequests, version);
+        });
     }
 
     public async Task<CapacityReport> CapacityAsync(CapacityRequest request)
@@ -53,19 +59,21 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
             (models[k], _) = await ModelAsync(keys[k], false);
         }
 
-        return Guard(() => CapacityPlanning.Plan(request, models));
+        return await heavy.RunAsync(() => Guard(() => CapacityPlanning.Plan(request, models)));
     }
 
     public async Task<string> WhatIfAsync(string deploymentKey, WhatIfRequest request)
     {
         var (model, _) = await ModelAsync(deploymentKey, false);
-        return Guard(() => WhatIfAdvice.WhatIf(model, request, DeploymentKey.Parse(deploymentKey).Deployment));
+        var source = DeploymentKey.Parse(deploymentKey).Deployment;
+        return await heavy.RunAsync(() => Guard(() => WhatIfAdvice.WhatIf(model, request, source)));
     }
 
     public async Task<string> AdviseAsync(string deploymentKey, AdviseRequest request)
     {
         var (model, _) = await ModelAsync(deploymentKey, false);
-        return Guard(() => WhatIfAdvice.Advise(model, request, _options.MaxAdviseRequests, DeploymentKey.Parse(deploymentKey).Deployment));
+        var (max, source) = (_options.MaxAdviseRequests, DeploymentKey.Parse(deploymentKey).Deployment);
+        return await heavy.RunAsync(() => Guard(() => WhatIfAdvice.Advise(model, request, max, source)));
     }
 
     public async Task<PredictManyResult> PredictManyAsync(string deploymentKey, PredictManyRequest request)

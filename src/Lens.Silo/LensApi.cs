@@ -18,7 +18,7 @@ namespace Lens.Silo;
 public static class LensApi
 {
     public const string ApiKeyHeader = "X-Api-Key";
-    private const string TenantItem = "lens.tenant";
+    internal const string TenantItem = "lens.tenant";
     private const string Deployment = "/devices/{device}/deployments/{deployment}";
 
     public static IEndpointRouteBuilder MapLensApi(this IEndpointRouteBuilder app)
@@ -135,7 +135,7 @@ public static class LensApi
             var request = await ReadBodyAsync<SimulateRequest>(http);
             var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
             return Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).SimulateAsync(key, request));
-        })).Accepts<SimulateRequest>("application/json").Produces<SimulationReport>().ProducesProblem(409).WithName("Simulate")
+        })).Accepts<SimulateRequest>("application/json").Produces<SimulationReport>().ProducesProblem(409).WithName("Simulate").WithHeavyBudget()
             .WithSummary("Serve a trace or a generated workload with continuous batching: percentiles, throughput, SLO attainment, goodput");
 
         v1.MapPost(Deployment + "/predict/static-batch", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
@@ -145,21 +145,22 @@ public static class LensApi
             var request = new SimulateRequest(batch?.InputLengths is { } i ? new double[i.Length] : null, batch?.InputLengths, batch?.OutputLengths,
                 MaxNumSeqs: batch?.MaxNumSeqs, IncludeRequests: true);
             return Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).SimulateAsync(key, request));
-        })).Accepts<StaticBatchRequest>("application/json").Produces<SimulationReport>().ProducesProblem(409).WithName("PredictStaticBatch")
+        })).Accepts<StaticBatchRequest>("application/json").Produces<SimulationReport>().ProducesProblem(409).WithName("PredictStaticBatch").WithHeavyBudget()
             .WithSummary("Requests started together (the paper's batch mode): each one's TTFT and E2E, in the given order");
 
         v1.MapPost("/capacity", (Func<HttpContext, Task<IResult>>)(http => Handle(http, async (tenant, grains) =>
                 Results.Ok(await grains.GetGrain<IPredictorGrain>(tenant).CapacityAsync(CapacityPrices.Apply(await ReadBodyAsync<CapacityRequest>(http),
                     http.RequestServices.GetRequiredService<IConfiguration>(), tenant))))))
             .Accepts<CapacityRequest>("application/json").Produces<CapacityReport>().ProducesProblem(409).WithName("Capacity")
-            .WithSummary("The fewest replicas of each of the tenant's deployments that meet a per-request SLO for a workload, their cost, the cheapest");
+            .WithSummary("The fewest replicas of each of the tenant's deployments that meet a per-request SLO for a workload, their cost, the cheapest")
+            .WithHeavyBudget();
 
         v1.MapPost(Deployment + "/whatif", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
         {
             var request = await ReadBodyAsync<WhatIfRequest>(http);
             var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
             return Results.Content(await grains.GetGrain<IPredictorGrain>(tenant).WhatIfAsync(key, request), "application/json");
-        })).Accepts<WhatIfRequest>("application/json").Produces<string>(200, "application/json").ProducesProblem(409).WithName("WhatIf")
+        })).Accepts<WhatIfRequest>("application/json").Produces<string>(200, "application/json").ProducesProblem(409).WithName("WhatIf").WithHeavyBudget()
             .WithSummary("The model of a bucket set never profiled, from the deployment's cost curves (lens-model format, predicted block)");
 
         v1.MapPost(Deployment + "/advise", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
@@ -167,7 +168,7 @@ public static class LensApi
             var request = await ReadBodyAsync<AdviseRequest>(http);
             var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment")).Format();
             return Results.Content(await grains.GetGrain<IPredictorGrain>(tenant).AdviseAsync(key, request), "application/json");
-        })).Accepts<AdviseRequest>("application/json").Produces<string>(200, "application/json").ProducesProblem(409).WithName("Advise")
+        })).Accepts<AdviseRequest>("application/json").Produces<string>(200, "application/json").ProducesProblem(409).WithName("Advise").WithHeavyBudget()
             .WithSummary("Bucket edges under a budget, batch buckets for goodput, replicas for a target rate (the advice document)");
 
         v1.MapGet(Deployment + "/model", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>

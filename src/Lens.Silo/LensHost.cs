@@ -187,7 +187,9 @@ public static class LensHost
         {
             ReferenceFactory = name => ReferenceBackends.Create(name, options.EngineProfileDirectory),
         });
-        silo.AddLensGrains(g => Copy(options.Grains, g));
+        // The bound Lens:Grains object itself is the grains' IOptions value (validated again when the silo starts): no setting is
+        // copied by hand, so none can be forgotten (MaxSimulateRequests and MaxAdviseRequests once were).
+        silo.AddLensGrains(options.Grains);
         silo.AddActivityPropagation(); // an HTTP request's span and its grain calls form one trace
         if (options.DashboardPath is { Length: > 0 })
         {
@@ -233,30 +235,6 @@ public static class LensHost
             default:
                 throw new LensConfigurationException($"storage mode {options.Storage} is not supported");
         }
-    }
-
-    private static void Copy(LensGrainOptions from, LensGrainOptions to)
-    {
-        to.MaxMeasurementsPerBucket = from.MaxMeasurementsPerBucket;
-        to.MaxTelemetryPerBucket = from.MaxTelemetryPerBucket;
-        to.MaxRowsPerImport = from.MaxRowsPerImport;
-        to.MaxPredictionsPerCall = from.MaxPredictionsPerCall;
-        to.MaxAttempts = from.MaxAttempts;
-        to.InitialBackoff = from.InitialBackoff;
-        to.MaxBackoff = from.MaxBackoff;
-        to.ResumeCheckPeriod = from.ResumeCheckPeriod;
-        to.PredictorCacheSize = from.PredictorCacheSize;
-        to.ModelLease = from.ModelLease;
-        to.DriftWindow = from.DriftWindow;
-        to.DriftMinObservations = from.DriftMinObservations;
-        to.DriftZ = from.DriftZ;
-        to.DriftMinRelativeShift = from.DriftMinRelativeShift;
-        to.DriftConsecutive = from.DriftConsecutive;
-        to.AutoReprofile = from.AutoReprofile;
-        to.RefinementNoise = from.RefinementNoise;
-        to.MaxDevicesPerTenant = from.MaxDevicesPerTenant;
-        to.MaxDeploymentsPerDevice = from.MaxDeploymentsPerDevice;
-        to.HealthHistoryLength = from.HealthHistoryLength;
     }
 }
 

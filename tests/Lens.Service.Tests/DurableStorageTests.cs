@@ -440,7 +440,7 @@ public sealed class DurableStorageTests(AzuriteFixture azurite)
 
     private static Task<LensServer> StartAsync(LensServerOptions options) => LensHost.StartAsync(options, b =>
     {
-        b.Logging.SetMinimumLevel(LogLevel.Warning);
+        b.Logging.SetMinimumLevel(LogLevel.Warning).QuietExpected();
         b.Services.AddSingleton<IMeasurementBackendFactory, ControlledBackendFactory>();
     });
 

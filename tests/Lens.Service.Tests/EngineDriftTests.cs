@@ -139,7 +139,7 @@ public sealed class EngineDriftTests(ITestOutputHelper output)
         Tenants = { ["acme"] = Key },
     }, b =>
     {
-        b.Logging.SetMinimumLevel(LogLevel.Warning);
+        b.Logging.SetMinimumLevel(LogLevel.Warning).QuietExpected();
         b.Services.AddSingleton<IMeasurementBackendFactory>(new SharedEngineFactory(backend));
     });
 

@@ -36,7 +36,7 @@ public sealed class HttpHostFixture : IAsyncLifetime
         };
         Server = await LensHost.StartAsync(options, b =>
         {
-            b.Logging.SetMinimumLevel(LogLevel.Warning);
+            b.Logging.SetMinimumLevel(LogLevel.Warning).QuietExpected();
             // Wrap the silo's own factory, so that replay backends are under the tests' control and the other kinds stay real.
             var silos = b.Services.Last(d => d.ServiceType == typeof(IMeasurementBackendFactory));
             b.Services.AddSingleton<IMeasurementBackendFactory>(sp =>

@@ -2,6 +2,7 @@ using Lens.Abstractions;
 using Lens.Client;
 using Lens.Grains;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using Orleans.TestingHost;
 using Xunit.Abstractions;
 
@@ -48,13 +49,21 @@ public sealed class ModelCacheFailureTests(ITestOutputHelper output)
     [Fact]
     public async Task A_subscription_is_renewed_when_its_lease_runs_out()
     {
-        await using var cluster = await StartAsync(silos: 1, lease: TimeSpan.FromMilliseconds(300));
+        var clock = new FakeTimeProvider();
+        await using var cluster = await StartAsync(silos: 1, lease: TimeSpan.FromMinutes(1), clock);
         var (key, version) = await ProfiledAsync(cluster);
         var cache = cluster.Silos[0].ServiceProvider.GetRequiredService<ModelCache>();
         using var fetches = new FetchCounter(key);
         Assert.Equal(version, (await cache.GetAsync(key)).Version);
         Assert.Equal(1, fetches.Count);
-        await Task.Delay(TimeSpan.FromMilliseconds(600));
+
+        clock.Advance(TimeSpan.FromSeconds(59)); // within the lease: served from the cache
+        Assert.Equal(version, (await cache.GetAsync(key)).Version);
+        Assert.Equal(1, fetches.Count);
+
+        clock.Advance(TimeSpan.FromSeconds(1)); // the lease has run out: renewed with the device grain
+        Assert.Equal(version, (await cache.GetAsync(key)).Version);
+        Assert.Equal(2, fetches.Count);
         Assert.Equal(version, (await cache.GetAsync(key)).Version);
         Assert.Equal(2, fetches.Count);
     }
@@ -65,10 +74,18 @@ public sealed class ModelCacheFailureTests(ITestOutputHelper output)
         await task.WaitAsync(StepLimit);
     }
 
-    private static async Task<InProcessTestCluster> StartAsync(short silos, TimeSpan lease)
+    /// <param name="clock">The model cache's clock (only the cache's: profiling and the grains keep the real one).</param>
+    private static async Task<InProcessTestCluster> StartAsync(short silos, TimeSpan lease, TimeProvider? clock = null)
     {
         var builder = new InProcessTestClusterBuilder(silos);
-        builder.ConfigureSilo((_, silo) => ClusterFixture.ConfigureSilo(silo, o => o.ModelLease = lease));
+        builder.ConfigureSilo((_, silo) =>
+        {
+            ClusterFixture.ConfigureSilo(silo, o => o.ModelLease = lease);
+            if (clock is not null)
+            {
+                silo.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<ModelCache>(sp, clock));
+            }
+        });
         var cluster = builder.Build();
         await cluster.DeployAsync();
         return cluster;

@@ -26,7 +26,7 @@ internal static class SecureHost
         LensHost.StartAsync(options, b =>
         {
             b.Logging.SetMinimumLevel(LogLevel.Information);
-            b.Logging.AddFilter("Orleans", LogLevel.Warning).AddFilter("Microsoft", LogLevel.Warning);
+            b.Logging.AddFilter("Orleans", LogLevel.Warning).AddFilter("Microsoft", LogLevel.Warning).QuietExpected();
             if (logs is not null)
             {
                 b.Logging.AddProvider(logs);

@@ -5,6 +5,7 @@ using Lens.Abstractions;
 using Lens.Core;
 using Lens.Grains;
 using Lens.Measurement;
+using Microsoft.Extensions.Logging;
 
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
 
@@ -186,4 +187,20 @@ internal sealed class ControlledBackendFactory : IMeasurementBackendFactory
             return timed;
         }
     }
+}
+
+/// <summary>
+/// What a test's LENS server logs that is expected and says nothing about the test: Orleans' placement retries when a silo's
+/// hosted client has stopped (Polly, one stack trace per attempt), the ServerGC note, the watchdog and health monitor on a shared
+/// machine's starved CPU, the lowered reminder period. Test hosts only; a call that still fails throws to the test, and every
+/// other warning (LENS' own included) is still shown.
+/// </summary>
+internal static class TestLogging
+{
+    public static ILoggingBuilder QuietExpected(this ILoggingBuilder logging) => logging
+        .AddFilter("Polly", LogLevel.None)
+        .AddFilter("Orleans.Runtime.Silo", LogLevel.Error)
+        .AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error)
+        .AddFilter("Orleans.Runtime.MembershipService.LocalSiloHealthMonitor", LogLevel.Error)
+        .AddFilter("Orleans.Hosting.ReminderOptionsValidator", LogLevel.Error);
 }
