@@ -67,6 +67,28 @@ public sealed record ServingRun(IReadOnlyList<ServedRequest> Requests, int MaxNu
 }
 
 /// <summary>
+/// Sees a serving simulation step by step, in the order the replicas run: what an analysis needs beyond each request's times
+/// (which cells a request's latency is made of). Calls on one replica come in time order.
+/// </summary>
+public interface IServingObserver
+{
+    /// <summary>
+    /// Trace request <paramref name="request"/> is admitted: its prefill (bucket index <paramref name="prefillIndex"/>) runs alone from
+    /// <paramref name="startMs"/> for <paramref name="ms"/>.
+    /// </summary>
+    void Prefill(int replica, int request, int prefillIndex, double startMs, double ms);
+
+    /// <summary>
+    /// <paramref name="steps"/> identical decode steps run from <paramref name="startMs"/>, <paramref name="stepMs"/> each, at batch
+    /// bucket index <paramref name="batchIndex"/> and decode index <paramref name="decodeIndex"/>.
+    /// </summary>
+    void Decode(int replica, int batchIndex, int decodeIndex, long steps, double startMs, double stepMs);
+
+    /// <summary>Trace request <paramref name="request"/> emitted its last token (after its prefill when <c>O = 1</c>, else after a decode run).</summary>
+    void Finished(int replica, int request);
+}
+
+/// <summary>
 /// Continuous batching with batch-size buckets, simulated step by step with the model's costs (method.md, "Batched serving"; the
 /// scheduler of vLLM and NxD Inference on Neuron). At most <c>max_num_seqs</c> sequences are in flight per replica; the others wait
 /// first come first served in one queue shared by the replicas. Each iteration of a replica:
@@ -89,7 +111,9 @@ public static class ServingSimulation
     /// <see cref="RequestOutOfRangeException"/> naming the trace row (1-based) of a request the buckets cannot serve, and
     /// <see cref="UnfittedBucketException"/> when a needed bucket has no fit.
     /// </summary>
-    public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1)
+    /// <param name="observer">Sees every prefill and decode run as it is simulated (exposure analyses); null: none.</param>
+    public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1,
+        IServingObserver? observer = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trace);
@@ -134,7 +158,7 @@ public static class ServingSimulation
 
         var arrivals = trace.Select(r => r.ArrivalMs).ToArray();
         Array.Sort(arrivals, order);
-        var state = new Scheduler(model, trace, order, seqs, replicas);
+        var state = new Scheduler(model, trace, order, seqs, replicas, observer);
         state.Run();
         return new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
     }
@@ -158,10 +182,12 @@ public static class ServingSimulation
         private readonly int _maxSeqs;
         private readonly Replica[] _replicas;
         private readonly int[] _decodeEdges;
+        private readonly IServingObserver? _observer;
         private int _next; // head of the FCFS queue, an index into _order
 
-        public Scheduler(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas)
+        public Scheduler(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas, IServingObserver? observer)
         {
+            _observer = observer;
             _model = model;
             _buckets = model.Buckets;
             _trace = trace;
@@ -221,12 +247,14 @@ public static class ServingSimulation
                 }
 
                 var start = replica.Now;
+                _observer?.Prefill(index, id, p, start, a);
                 replica.Now += a;
                 BusyMs += a;
                 var first = start + _model.TtftMs(p);
                 if (request.OutputLength == 1)
                 {
                     Served[id] = new ServedRequest(request.ArrivalMs, start, first, replica.Now, 1, index);
+                    _observer?.Finished(index, id);
                     continue;
                 }
 
@@ -260,6 +288,7 @@ public static class ServingSimulation
                 run = Math.Min(run, (long)Math.Max(1, untilArrival));
             }
 
+            _observer?.Decode(index, b, d, run, replica.Now, cost);
             replica.Now += run * cost;
             replica.Steps += run;
             DecodeSteps += run;
@@ -269,6 +298,7 @@ public static class ServingSimulation
                 foreach (var id in replica.RemoveFinished())
                 {
                     Served[id] = Served[id] with { FinishMs = replica.Now };
+                    _observer?.Finished(index, id);
                 }
             }
         }
