@@ -42,6 +42,10 @@ public static class LensApp
                 .WithDescription("Simulate a workload trace on fitted deployments: TTFT/TPOT/E2E percentiles, throughput, SLO attainment.")
                 .WithExample("simulate", "--model", "a.json", "--model", "b.json", "--rate", "2", "--slo-ttft", "500", "--slo-tpot", "50")
                 .WithExample("simulate", "--model", "model.json", "--trace", "trace.csv", "--out", "pred.csv", "--max-num-seqs", "8");
+            config.AddCommand<MonitorCommand>("monitor")
+                .WithDescription("Monitor live traffic offline: windows of observed requests replayed under batching, slowdowns attributed to cells.")
+                .WithExample("monitor", "--model", "model.json", "--observed", "measured.csv", "--window", "1000")
+                .WithExample("monitor", "--model", "model.json", "--otlp", "traces.json", "--device", "npu-0", "--deployment", "llama");
             config.AddCommand<WhatIfCommand>("whatif")
                 .WithDescription("Write the model of a bucket set never profiled, from a profiled model's cost curves A(p), S(B, D).")
                 .WithExample("whatif", "--model", "model.json", "--prefill-buckets", "128,384,640", "--decode-buckets", "256,768,1280",

@@ -101,6 +101,57 @@ public static class LensCsv
         });
 
     /// <summary>
+    /// Reads requests a server served (<see cref="ObservedRequest"/>): <c>arrival_ms,input_len,output_len,ttft_ms,e2e_ms</c>, optional
+    /// <c>queue_ms</c> and <c>replica</c>; the output of <c>lens replay</c> reads as it is. A row with a non-empty <c>error</c> column
+    /// (a request that failed) is skipped and counted in <paramref name="failedRows"/>; any other bad cell fails the whole file.
+    /// </summary>
+    public static CsvRows<ObservedRequest> ReadObserved(TextReader reader, string source, out int failedRows)
+    {
+        var read = Read<ObservedRequest?>(reader, source, ["arrival_ms", "input_len", "output_len", "ttft_ms", "e2e_ms"], (cells, line) =>
+        {
+            if (cells.Has("error") && cells.Text("error").Length > 0)
+            {
+                return null;
+            }
+
+            double Number(string column)
+            {
+                var text = cells.Text(column);
+                return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v)
+                    ? v
+                    : throw new CsvFormatException(source, line, column, $"'{text}' is not a finite number");
+            }
+
+            var arrival = Number("arrival_ms");
+            var ttft = Number("ttft_ms");
+            var e2e = Number("e2e_ms");
+            double? queue = cells.Has("queue_ms") && cells.Text("queue_ms").Length > 0 ? Number("queue_ms") : null;
+            var replica = cells.Has("replica") && cells.Text("replica").Length > 0 ? cells.Text("replica") : null;
+            var input = cells.Int("input_len", 1, ObservedRequest.MaxLength);
+            var output = cells.Int("output_len", 1, ObservedRequest.MaxLength);
+            if (ObservedRequest.Problem(arrival, input, output, ttft, e2e, queue, replica) is { } problem)
+            {
+                throw new CsvFormatException(source, line, null, problem);
+            }
+
+            return new ObservedRequest(arrival, input, output, ttft, e2e, queue, replica);
+        });
+        var rows = new List<ObservedRequest>(read.Rows.Count);
+        var lines = new List<int>(read.Rows.Count);
+        for (var i = 0; i < read.Rows.Count; i++)
+        {
+            if (read.Rows[i] is { } row)
+            {
+                rows.Add(row);
+                lines.Add(read.Lines[i]);
+            }
+        }
+
+        failedRows = read.Rows.Count - rows.Count;
+        return new CsvRows<ObservedRequest>(source, rows, lines);
+    }
+
+    /// <summary>
     /// Reads the public Azure LLM inference trace format: <c>TIMESTAMP,ContextTokens,GeneratedTokens</c>, the timestamp a date-time
     /// such as <c>2023-11-16 18:15:46.6805900</c> (read as UTC). Arrivals are in ms from the earliest row (the file need not be sorted);
     /// rows keep the file's order. ContextTokens is the prompt length, GeneratedTokens the output length (both from 1).

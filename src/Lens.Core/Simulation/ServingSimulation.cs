@@ -67,6 +67,28 @@ public sealed record ServingRun(IReadOnlyList<ServedRequest> Requests, int MaxNu
 }
 
 /// <summary>
+/// Sees a serving simulation step by step, in the order the replicas run: what an analysis needs beyond each request's times
+/// (which cells a request's latency is made of). Calls on one replica come in time order.
+/// </summary>
+public interface IServingObserver
+{
+    /// <summary>
+    /// Trace request <paramref name="request"/> is admitted: its prefill (bucket index <paramref name="prefillIndex"/>) runs alone from
+    /// <paramref name="startMs"/> for <paramref name="ms"/>.
+    /// </summary>
+    void Prefill(int replica, int request, int prefillIndex, double startMs, double ms);
+
+    /// <summary>
+    /// <paramref name="steps"/> identical decode steps run from <paramref name="startMs"/>, <paramref name="stepMs"/> each, at batch
+    /// bucket index <paramref name="batchIndex"/> and decode index <paramref name="decodeIndex"/>.
+    /// </summary>
+    void Decode(int replica, int batchIndex, int decodeIndex, long steps, double startMs, double stepMs);
+
+    /// <summary>Trace request <paramref name="request"/> emitted its last token (after its prefill when <c>O = 1</c>, else after a decode run).</summary>
+    void Finished(int replica, int request);
+}
+
+/// <summary>
 /// Continuous batching with batch-size buckets, simulated step by step with the model's costs (method.md, "Batched serving"; the
 /// scheduler of vLLM and NxD Inference on Neuron). At most <c>max_num_seqs</c> sequences are in flight per replica; the others wait
 /// first come first served in one queue shared by the replicas. Each iteration of a replica:
@@ -92,14 +114,15 @@ public static partial class ServingSimulation
     /// <see cref="UnfittedBucketException"/> when a needed bucket has no fit. <paramref name="routing"/> says how the fleet's requests
     /// reach its replicas: one shared queue (the default), or a router in front of per-replica queues (<see cref="FleetRouting"/>).
     /// </summary>
+    /// <param name="observer">Sees every prefill and decode run as it is simulated (exposure analyses; the shared queue only); null: none.</param>
     public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1,
-        FleetRouting routing = FleetRouting.Shared) =>
-        Simulate(model, trace, maxNumSeqs, replicas, routing, null)!;
+        FleetRouting routing = FleetRouting.Shared, IServingObserver? observer = null) =>
+        Simulate(model, trace, maxNumSeqs, replicas, routing, null, observer)!;
 
-    /// <summary>As <see cref="Simulate(DeploymentModel, IReadOnlyList{TraceRequest}, int?, int, FleetRouting)"/>, stopping (null) as
-    /// soon as more requests miss the objectives than <paramref name="budget"/> allows: a capacity search only needs to know that.</summary>
+    /// <summary>As <see cref="Simulate(DeploymentModel, IReadOnlyList{TraceRequest}, int?, int, FleetRouting, IServingObserver)"/>, stopping
+    /// (null) as soon as more requests miss the objectives than <paramref name="budget"/> allows: a capacity search only needs to know that.</summary>
     internal static ServingRun? Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs, int replicas,
-        FleetRouting routing, MissBudget? budget)
+        FleetRouting routing, MissBudget? budget, IServingObserver? observer = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trace);
@@ -155,12 +178,17 @@ public static partial class ServingSimulation
         }
         if (routing != FleetRouting.Shared && replicas > 1)
         {
+            if (observer is not null)
+            {
+                throw new ArgumentException("an observer sees the shared queue only; route the fleet through one queue to observe it");
+            }
+
             var fleet = new RoutedFleet(model, trace, order, seqs, replicas, routing) { Budget = budget };
             fleet.Run();
             return budget is { Exhausted: true } ? null : new ServingRun(fleet.Served, seqs, replicas, fleet.DecodeSteps, fleet.BusyMs);
         }
 
-        var state = new Scheduler(model, trace, order, seqs, replicas) { Budget = budget };
+        var state = new Scheduler(model, trace, order, seqs, replicas, observer) { Budget = budget };
         state.Run();
         return budget is { Exhausted: true } ? null : new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
     }
@@ -184,11 +212,13 @@ public static partial class ServingSimulation
         private readonly int _maxSeqs;
         private readonly Replica[] _replicas;
         private readonly int[] _decodeEdges;
+        private readonly IServingObserver? _observer;
         private int _next; // head of the FCFS queue, an index into _order
         private int _idle = -1; // replicas with nothing in flight (set on the first use)
 
-        public Scheduler(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas)
+        public Scheduler(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas, IServingObserver? observer)
         {
+            _observer = observer;
             _model = model;
             _buckets = model.Buckets;
             _trace = trace;
@@ -287,6 +317,7 @@ public static partial class ServingSimulation
                 }
 
                 var start = replica.Now;
+                _observer?.Prefill(index, id, p, start, a);
                 replica.Now += a;
                 BusyMs += a;
                 var first = start + _model.TtftMs(p);
@@ -294,6 +325,7 @@ public static partial class ServingSimulation
                 {
                     Served[id] = new ServedRequest(request.ArrivalMs, start, first, replica.Now, 1, index);
                     Budget?.Admitted(Served[id]);
+                    _observer?.Finished(index, id);
                     continue;
                 }
 
@@ -333,6 +365,7 @@ public static partial class ServingSimulation
                 run = Math.Min(run, (long)Math.Max(1, untilArrival));
             }
 
+            _observer?.Decode(index, b, d, run, replica.Now, cost);
             replica.Now += run * cost;
             replica.Steps += run;
             DecodeSteps += run;
@@ -343,6 +376,7 @@ public static partial class ServingSimulation
                 {
                     Served[id] = Served[id] with { FinishMs = replica.Now };
                     Budget?.Finished(Served[id]);
+                    _observer?.Finished(index, id);
                 }
 
                 if (replica.Count == 0 && _idle >= 0)

@@ -1,0 +1,320 @@
+using MathNet.Numerics.LinearAlgebra;
+
+namespace Lens.Core;
+
+/// <summary>Settings of <see cref="TrafficAnalysis"/>.</summary>
+/// <param name="MinObservations">Requests whose latency a cell must be part of before the cell can be judged.</param>
+/// <param name="Z">How many standard errors a cell's own shift must clear.</param>
+/// <param name="MinRelativeShift">Smallest relative change of a cell that counts (live traffic is noisier than a profile).</param>
+/// <param name="MinEstimateSteps">Steps a cell must have run in the window before its cost is re-estimated from the traffic.</param>
+/// <param name="MaxEstimateError">Largest relative standard error of a shift whose re-estimated cost is offered.</param>
+/// <param name="Iterations">Most Gauss-Newton rounds: each replays the window with the costs found so far (the schedule depends on them).</param>
+/// <param name="MaxNumSeqs">Sequences in flight per replica on the server (null: the largest batch bucket).</param>
+/// <param name="Replicas">Replicas behind the server's queue.</param>
+public sealed record TrafficOptions(int MinObservations = 20, double Z = 4, double MinRelativeShift = 0.10, long MinEstimateSteps = 200,
+    double MaxEstimateError = 0.05, int Iterations = 16, int? MaxNumSeqs = null, int Replicas = 1);
+
+/// <summary>How one cost cell fares against a window of live traffic.</summary>
+/// <param name="Cell">The prefill bucket, or decode bucket with its batch bucket.</param>
+/// <param name="Observations">Requests whose latency the cell is part of (in the replay).</param>
+/// <param name="Steps">Steps of the cell the replay ran (a prefill counts one).</param>
+/// <param name="Shift">Relative change of the cell's cost that best explains the window (0.3 = 30% slower than its profile).</param>
+/// <param name="ShiftStandardError">Standard error of <see cref="Shift"/>.</param>
+/// <param name="Band">The cell's band: own shifts (beyond the common shift) inside it are noise.</param>
+/// <param name="OutOfBand">Whether the cell's own shift left its band in this window (flagged after consecutive windows).</param>
+/// <param name="ProfiledMs">The cell's cost in the model.</param>
+/// <param name="EstimatedMs">Its cost estimated from the traffic, when it ran enough steps and the estimate is tight; else null.</param>
+public sealed record CellHealth(BucketId Cell, int Observations, long Steps, double Shift, double ShiftStandardError, double Band, bool OutOfBand,
+    double ProfiledMs, double? EstimatedMs);
+
+/// <summary>One window of live traffic analysed.</summary>
+/// <param name="Requests">Requests replayed.</param>
+/// <param name="Skipped">Observed requests the deployment's buckets cannot serve (left out of the replay).</param>
+/// <param name="TtftMape">Mean absolute percentage error of the profile's TTFT predictions for the window (percent).</param>
+/// <param name="E2eMape">The same for E2E.</param>
+/// <param name="CommonShift">The shift the judged cells share (median): the machine as a whole, not one bucket.</param>
+/// <param name="Cells">Every cell the window reached.</param>
+/// <param name="StartMs">Earliest arrival of the window.</param>
+/// <param name="EndMs">Latest arrival of the window.</param>
+public sealed record TrafficReport(int Requests, int Skipped, double TtftMape, double E2eMape, double CommonShift, IReadOnlyList<CellHealth> Cells,
+    double StartMs, double EndMs)
+{
+    public IEnumerable<CellHealth> OutOfBand => Cells.Where(c => c.OutOfBand);
+}
+
+/// <summary>
+/// Monitoring under continuous batching (method.md, "Live traffic"): a window of observed requests is replayed through the serving
+/// simulation of the deployment (its batch buckets, <c>max_num_seqs</c> and replicas) at the observed arrivals, and each request's
+/// observed TTFT and E2E are compared with the replay's. The same replay gives each request's exposure (<see cref="ExposureRecorder"/>):
+/// how much of each cell's cost its latency is made of. The residuals, relative to the prediction, are regressed on the exposures
+/// (least squares, with a ridge that pulls thinly observed cells toward the common shift), which attributes a slowdown to the cells
+/// that caused it. The schedule itself depends on the costs (a slow cell queues everyone behind it), so the window is replayed again
+/// with the costs found, and solved again (Gauss-Newton; <see cref="TrafficOptions.Iterations"/> rounds).
+/// <para>
+/// A cell is out of band when at least <see cref="TrafficOptions.MinObservations"/> requests include it and its own shift beyond the
+/// common shift <c>c</c> (the median over judged cells) clears both <c>band = max(MinRelativeShift, Z * relative standard error of its
+/// profile)</c> and <c>Z * se(shift)</c>. A shift all cells share is the machine, reported as <see cref="TrafficReport.CommonShift"/>
+/// and blamed on no cell. With batch bucket 1 and one replica and no queueing, a request's exposure is its own breakdown, and this is
+/// the single-request drift analysis.
+/// </para>
+/// Cost: a few replays (linear in the window's events) and normal equations over the cells each request touches.
+/// </summary>
+public static class TrafficAnalysis
+{
+    private const double Ridge = 1e-3;
+
+    /// <summary>
+    /// Weight of the prior that a cell shifts as the others do: as much as one request whose latency is all that cell. A cell that
+    /// a few requests touch for a few steps stays at the common shift instead of taking the noise of those requests.
+    /// </summary>
+    private const double Prior = 1;
+
+    public static TrafficReport Analyze(DeploymentModel model, IReadOnlyList<ObservedRequest> window, TrafficOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(window);
+        options ??= new TrafficOptions();
+        var served = window.Where(o => model.Buckets.CheckRequest(o.InputLength, o.OutputLength) is null).ToArray();
+        if (served.Length == 0)
+        {
+            throw new ArgumentException($"none of the window's {window.Count} requests fits the deployment's buckets ({model.Buckets})");
+        }
+
+        var start = served.Min(o => o.ArrivalMs);
+        var trace = served.Select(o => new TraceRequest(o.ArrivalMs - start, o.InputLength, o.OutputLength)).ToArray();
+        var cells = new CostCells(model);
+        var shift = new double[cells.Count];
+        var se = new double[cells.Count];
+        var common = 0.0;
+
+        var replay = Replay(model, cells, trace, served, shift, options);
+        var ttftMape = 100 * served.Select((o, n) => Math.Abs(o.TtftMs - replay.Run.Requests[n].TtftMs) / o.TtftMs).Average();
+        var e2eMape = 100 * served.Select((o, n) => Math.Abs(o.E2eMs - replay.Run.Requests[n].E2eMs) / o.E2eMs).Average();
+        var (observations, active) = Exposed(replay, cells);
+        var damping = Damping;
+        for (var iteration = 0; iteration < Math.Max(1, options.Iterations) && active.Length > 0; iteration++)
+        {
+            // Gauss-Newton on the replay: the exposures are the derivatives at the current costs. Queueing makes them too small far
+            // from the true costs (a slower cell also lengthens the queue), so steps are damped, no cell moves by more than MaxStep in
+            // one round, and a step that raises the cells' scores (see Replay) is undone and the damping halved. (The window's own squared
+            // error is rugged at the scale of one step, as admissions move by a step here and there; it cannot judge a step.)
+            var delta = Solve(replay.Rows, active, shift, common, se);
+            var trial = (double[])shift.Clone();
+            var largest = 0.0;
+            foreach (var c in active)
+            {
+                var step = Math.Clamp(damping * delta[c], -MaxStep, MaxStep);
+                largest = Math.Max(largest, Math.Abs(step));
+                trial[c] = Math.Max(MinShift, shift[c] + step);
+            }
+
+            var next = Replay(model, cells, trace, served, trial, options);
+            if (next.Error <= replay.Error)
+            {
+                (shift, replay) = (trial, next);
+                (observations, active) = Exposed(replay, cells);
+            }
+            else
+            {
+                damping /= 2;
+            }
+
+            var judged = active.Where(c => observations[c] >= options.MinObservations).Select(c => shift[c]).Order().ToArray();
+            common = judged.Length == 0 ? 0 : RepeatStatistic.QuantileOfSorted(judged, 0.5);
+            if (largest < 1e-3 || damping < MinDamping)
+            {
+                break;
+            }
+        }
+
+        if (active.Length > 0)
+        {
+            _ = Solve(replay.Rows, active, shift, common, se); // standard errors at the final costs
+        }
+
+        var steps = replay.Exposure.Steps;
+        var result = new List<CellHealth>();
+        foreach (var c in active)
+        {
+            var band = Math.Max(options.MinRelativeShift, options.Z * cells.RelativeFitError(c));
+            var own = Math.Abs(shift[c] - common);
+            var outOfBand = observations[c] >= options.MinObservations && own > band && own > options.Z * se[c];
+            double? estimate = steps[c] >= options.MinEstimateSteps && se[c] <= options.MaxEstimateError ? cells.Cost(c) * (1 + shift[c]) : null;
+            result.Add(new CellHealth(cells.Id(c), observations[c], steps[c], shift[c], se[c], band, outOfBand, cells.Cost(c), estimate));
+        }
+
+        return new TrafficReport(served.Length, window.Count - served.Length, ttftMape, e2eMape, common, result, start,
+            served.Max(o => o.ArrivalMs));
+    }
+
+    /// <summary>Requests whose E2E each cell is part of, and the cells some request is exposed to.</summary>
+    private static (int[] Observations, int[] Active) Exposed(ReplayResult replay, CostCells cells)
+    {
+        var observations = new int[cells.Count];
+        foreach (var row in replay.Exposure.E2e)
+        {
+            foreach (var c in row.Cells)
+            {
+                observations[c]++;
+            }
+        }
+
+        foreach (var row in replay.Exposure.Ttft)
+        {
+            foreach (var c in row.Cells)
+            {
+                observations[c] = Math.Max(observations[c], 1); // a cell only a TTFT waits through is still a column
+            }
+        }
+
+        return (observations, [.. Enumerable.Range(0, cells.Count).Where(c => observations[c] > 0)]);
+    }
+
+    /// <summary>Most a cell's shift moves in one round.</summary>
+    private const double MaxStep = 0.15;
+
+    /// <summary>The share of a Gauss-Newton step taken at first; halved after each step that made the window's error worse.</summary>
+    private const double Damping = 0.7;
+
+    private const double MinDamping = 0.05;
+
+    /// <summary>A cell is never found faster than a hundredth of its profile (a cost cannot be zero or negative).</summary>
+    private const double MinShift = -0.99;
+
+    private sealed record ReplayResult(ServingRun Run, ExposureRecorder Exposure, List<(ExposureRow X, double Scale, double Y)> Rows, double Error);
+
+    /// <summary>
+    /// The window replayed with every cell's cost times <c>1 + shift</c>: one row per observed TTFT and E2E, relative to the replay's
+    /// prediction (<c>x = exposure / pred</c>, <c>y = (obs - pred) / pred</c>), and how far the costs are from explaining it.
+    /// </summary>
+    private static ReplayResult Replay(DeploymentModel model, CostCells cells, TraceRequest[] trace, ObservedRequest[] observed, double[] shift,
+        TrafficOptions options)
+    {
+        var exposure = new ExposureRecorder(cells, trace, options.Replicas);
+        var run = ServingSimulation.Simulate(Scaled(model, cells, shift), trace, options.MaxNumSeqs, options.Replicas, observer: exposure);
+        var rows = new List<(ExposureRow, double, double)>(observed.Length * 2);
+        for (var n = 0; n < observed.Length; n++)
+        {
+            Add(exposure.Ttft[n], observed[n].TtftMs, run.Requests[n].TtftMs);
+            Add(exposure.E2e[n], observed[n].E2eMs, run.Requests[n].E2eMs);
+        }
+
+        // The judge of a step: each cell's normalized score (x_c . y)^2 / (x_c . x_c), summed. It is zero where the costs explain
+        // the window as well as least squares can, and it sums over many requests, so one admission moved by a step barely counts.
+        var g = new double[cells.Count];
+        var h = new double[cells.Count];
+        foreach (var (x, scale, y) in rows)
+        {
+            for (var k = 0; k < x.Cells.Length; k++)
+            {
+                var v = x.Ms[k] * scale;
+                g[x.Cells[k]] += v * y;
+                h[x.Cells[k]] += v * v;
+            }
+        }
+
+        var score = 0.0;
+        for (var c = 0; c < g.Length; c++)
+        {
+            score += h[c] > 0 ? g[c] * g[c] / h[c] : 0;
+        }
+
+        return new ReplayResult(run, exposure, rows, score / Math.Max(1, rows.Count));
+
+        void Add(ExposureRow x, double obs, double pred)
+        {
+            if (!(pred > 0))
+            {
+                return;
+            }
+
+            var y = (obs - pred) / pred;
+            if (x.Cells.Length > 0)
+            {
+                rows.Add((x, 1 / pred, y));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The step <c>delta</c> of the active cells' shifts: ridge least squares by normal equations, <c>y = x . delta</c>, with a prior
+    /// that pulls each cell's shift toward the common one (<see cref="Prior"/>, plus a ridge relative to the cell's own information so
+    /// that cells always exposed together stay defined). Writes the shifts' standard errors.
+    /// </summary>
+    private static double[] Solve(List<(ExposureRow X, double Scale, double Y)> rows, int[] active, double[] shift, double common, double[] se)
+    {
+        var column = new int[shift.Length];
+        Array.Fill(column, -1);
+        for (var k = 0; k < active.Length; k++)
+        {
+            column[active[k]] = k;
+        }
+
+        var m = active.Length;
+        var xtx = Matrix<double>.Build.Dense(m, m);
+        var xty = Vector<double>.Build.Dense(m);
+        var cols = new int[m];
+        var vals = new double[m];
+        foreach (var (x, scale, y) in rows)
+        {
+            var nnz = 0;
+            for (var k = 0; k < x.Cells.Length; k++)
+            {
+                cols[nnz] = column[x.Cells[k]];
+                vals[nnz++] = x.Ms[k] * scale;
+            }
+
+            for (var i = 0; i < nnz; i++)
+            {
+                xty[cols[i]] += vals[i] * y;
+                for (var j = 0; j < nnz; j++)
+                {
+                    xtx[cols[i], cols[j]] += vals[i] * vals[j];
+                }
+            }
+        }
+
+        for (var k = 0; k < m; k++)
+        {
+            var ridge = (Ridge * xtx[k, k]) + Prior;
+            xtx[k, k] += ridge;
+            xty[k] += ridge * (common - shift[active[k]]);
+        }
+
+        var inverse = xtx.Inverse();
+        var beta = inverse * xty;
+        double rss = 0;
+        foreach (var (x, scale, y) in rows)
+        {
+            var fit = 0.0;
+            for (var k = 0; k < x.Cells.Length; k++)
+            {
+                fit += x.Ms[k] * scale * beta[column[x.Cells[k]]];
+            }
+
+            rss += (y - fit) * (y - fit);
+        }
+
+        var sigma2 = rss / Math.Max(1, rows.Count - m);
+        var delta = new double[shift.Length];
+        for (var k = 0; k < m; k++)
+        {
+            delta[active[k]] = beta[k];
+            se[active[k]] = Math.Sqrt(Math.Max(0, inverse[k, k] * sigma2));
+        }
+
+        return delta;
+    }
+
+    /// <summary>The model with every cell's cost times <c>1 + shift</c> (a prefill bucket's TTFT with it).</summary>
+    internal static DeploymentModel Scaled(DeploymentModel model, CostCells cells, double[] shift)
+    {
+        var prefill = model.PrefillBuckets.Select((p, i) => p with
+        {
+            AMs = p.AMs * Math.Max(0.01, 1 + shift[i]),
+            TtftMs = p.TtftMs * Math.Max(0.01, 1 + shift[i]),
+        }).ToArray();
+        var decode = model.DecodeBuckets.Select((d, k) => d with { StepMs = d.StepMs * Math.Max(0.01, 1 + shift[cells.Prefill + k]) }).ToArray();
+        return new DeploymentModel(model.Buckets, prefill, decode, model.Statistic, model.RelativeNoise, model.Calibration);
+    }
+}
