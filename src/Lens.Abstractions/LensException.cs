@@ -18,6 +18,9 @@ public enum LensErrorKind
 
     /// <summary>A prediction needs a bucket that has no fit yet (Core's <c>UnfittedBucketException</c>). HTTP 409.</summary>
     Unfitted,
+
+    /// <summary>The tenant's (or the server's) budget of heavy calls is spent: retry when one has finished. HTTP 429.</summary>
+    TooManyRequests,
 }
 
 /// <summary>

@@ -6,11 +6,17 @@ namespace Lens.Grains;
 /// One per silo: admits heavy calls (simulate, advise, what-if, and every route that opts in) within a budget, so that one tenant
 /// cannot fill the <see cref="HeavyWorkScheduler"/>'s queue: at most <see cref="LensGrainOptions.MaxHeavyCallsPerTenant"/> running or
 /// waiting per tenant, and <see cref="LensGrainOptions.MaxHeavyCallsPerSilo"/> for all tenants together. A refused call costs nothing
-/// (its body is not read) and is counted in <c>lens.heavy.refusals</c>, tagged with which bound refused it (<c>tenant</c>, <c>silo</c>).
+/// (over HTTP its body is not read; the web console and Orleans clients are admitted by the predictor grain itself) and is counted in <c>lens.heavy.refusals</c>, tagged with which bound refused it (<c>tenant</c>, <c>silo</c>).
 /// The budget is per silo: in a cluster each silo admits its own.
 /// </summary>
 public sealed class HeavyWorkBudget(IOptions<LensGrainOptions> options)
 {
+    /// <summary>
+    /// Request-context key set by a front end that already admitted the call (the HTTP route's filter), so the grain does not count
+    /// it twice.
+    /// </summary>
+    public const string AdmittedKey = "lens.heavy-admitted";
+
     private readonly LensGrainOptions _options = options.Value;
     private readonly Dictionary<string, int> _byTenant = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();

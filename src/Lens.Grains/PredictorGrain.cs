@@ -15,7 +15,8 @@ namespace Lens.Grains;
 /// never on the threads that answer predictions.
 /// </summary>
 [GrainType("predictor"), StatelessWorker]
-public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCache models, HeavyWorkScheduler heavy) : Grain, IPredictorGrain
+public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCache models, HeavyWorkScheduler heavy, HeavyWorkBudget budget)
+    : Grain, IPredictorGrain
 {
     private readonly LensGrainOptions _options = options.Value;
     private readonly Dictionary<string, RefinedModel> _refined = new(StringComparer.Ordinal);
@@ -41,7 +42,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
     {
         var (model, version) = await ModelAsync(deploymentKey, false);
         var max = _options.MaxSimulateRequests;
-        return await heavy.RunAsync(() =>
+        return await HeavyAsync(() =>
         {
             var (workload, trace) = Guard(() => ServingWorkloads.Trace(model.Buckets, request, max));
             var run = Guard(() => ServingSimulation.Simulate(model, trace, workload.MaxNumSeqs, workload.Replicas));
@@ -59,21 +60,21 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
             (models[k], _) = await ModelAsync(keys[k], false);
         }
 
-        return await heavy.RunAsync(() => Guard(() => CapacityPlanning.Plan(request, models)));
+        return await HeavyAsync(() => Guard(() => CapacityPlanning.Plan(request, models)));
     }
 
     public async Task<string> WhatIfAsync(string deploymentKey, WhatIfRequest request)
     {
         var (model, _) = await ModelAsync(deploymentKey, false);
         var source = DeploymentKey.Parse(deploymentKey).Deployment;
-        return await heavy.RunAsync(() => Guard(() => WhatIfAdvice.WhatIf(model, request, source)));
+        return await HeavyAsync(() => Guard(() => WhatIfAdvice.WhatIf(model, request, source)));
     }
 
     public async Task<string> AdviseAsync(string deploymentKey, AdviseRequest request)
     {
         var (model, _) = await ModelAsync(deploymentKey, false);
         var (max, source) = (_options.MaxAdviseRequests, DeploymentKey.Parse(deploymentKey).Deployment);
-        return await heavy.RunAsync(() => Guard(() => WhatIfAdvice.Advise(model, request, max, source)));
+        return await HeavyAsync(() => Guard(() => WhatIfAdvice.Advise(model, request, max, source)));
     }
 
     public async Task<PredictManyResult> PredictManyAsync(string deploymentKey, PredictManyRequest request)
@@ -127,6 +128,19 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
         LensTelemetry.Predictions.Add(n);
         LensTelemetry.PredictionDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         return new PredictManyResult(e2e, ttft, tpot, low, high, version);
+    }
+
+    /// <summary>
+    /// Runs heavy work on the silo's heavy-work threads under the tenant's budget. A call the HTTP API admitted carries its lease in the
+    /// request context (<see cref="HeavyWorkBudget.AdmittedKey"/>); any other caller (the web console, an Orleans client) is admitted
+    /// here, so every front end meets the same budget. Past it: <see cref="LensErrorKind.TooManyRequests"/>.
+    /// </summary>
+    private async Task<T> HeavyAsync<T>(Func<T> work)
+    {
+        using var lease = RequestContext.Get(HeavyWorkBudget.AdmittedKey) is true
+            ? null
+            : budget.TryEnter(_tenant ??= this.GetPrimaryKeyString(), out var refusal) ?? throw new LensException(LensErrorKind.TooManyRequests, refusal!);
+        return await heavy.RunAsync(work);
     }
 
     public async Task<string> GetModelJsonAsync(string deploymentKey)

@@ -34,6 +34,14 @@ public static class HeavyRoutes
             return Results.Problem(refusal, statusCode: StatusCodes.Status429TooManyRequests, title: "Too many heavy calls");
         }
 
-        return await next(context);
+        RequestContext.Set(HeavyWorkBudget.AdmittedKey, true); // the grain call below carries the lease: not counted twice
+        try
+        {
+            return await next(context);
+        }
+        finally
+        {
+            RequestContext.Remove(HeavyWorkBudget.AdmittedKey);
+        }
     }
 }

@@ -226,6 +226,7 @@ public static class LensApi
                 LensErrorKind.Conflict => Problem(StatusCodes.Status409Conflict, "Conflict", ex.Message),
                 LensErrorKind.OutOfRange => Problem(StatusCodes.Status400BadRequest, "Request outside the deployment's buckets", ex.Message),
                 LensErrorKind.Unfitted => Problem(StatusCodes.Status409Conflict, "Bucket not fitted", ex.Message),
+                LensErrorKind.TooManyRequests => TooMany(http, ex.Message),
                 _ => Problem(StatusCodes.Status400BadRequest, "Bad request", ex.Message),
             };
         }
@@ -236,6 +237,12 @@ public static class LensApi
     }
 
     private static IResult Problem(int status, string title, string detail) => Results.Problem(detail, statusCode: status, title: title);
+
+    private static IResult TooMany(HttpContext http, string detail)
+    {
+        http.Response.Headers.RetryAfter = HeavyRoutes.RetryAfterSeconds;
+        return Problem(StatusCodes.Status429TooManyRequests, "Too many heavy calls", detail);
+    }
 
     private static async Task<T> ReadBodyAsync<T>(HttpContext http)
         where T : class

@@ -55,6 +55,12 @@ public sealed class HeavyCallBudgetTests
         var whatIf = await Assert.ThrowsAsync<LensApiException>(() => acme.WhatIfAsync(acmeDevice, acmeId, new WhatIfRequest([128, 512], [512, 1024])));
         Assert.Equal(429, whatIf.Status);
 
+        // The same budget holds for callers that reach the grains without the HTTP API (the web console, an Orleans client).
+        var cluster = new LensClusterClient(server.Services.GetRequiredService<IClusterClient>(), "acme");
+        var direct = await Assert.ThrowsAsync<LensException>(() => cluster.SimulateAsync(acmeDevice, acmeId, small));
+        Assert.Equal(LensErrorKind.TooManyRequests, direct.Kind);
+        Assert.Contains("MaxHeavyCallsPerTenant", direct.Message, StringComparison.Ordinal);
+
         // The tenant's predictions are not heavy: answered while its heavy calls wait (the predictor interleaves them).
         Assert.True((await acme.PredictAsync(acmeDevice, acmeId, 200, 100)).E2eMs > 0);
 
@@ -64,7 +70,7 @@ public sealed class HeavyCallBudgetTests
         var full = await Assert.ThrowsAsync<LensApiException>(() => globex.SimulateAsync(globexDevice, globexId, small));
         Assert.Equal(429, full.Status);
         Assert.Contains("MaxHeavyCallsPerSilo", full.Detail, StringComparison.Ordinal);
-        Assert.Equal(3, refusals.Of("tenant"));
+        Assert.Equal(4, refusals.Of("tenant"));
         Assert.Equal(1, refusals.Of("silo"));
         Assert.All(admitted, t => Assert.False(t.IsCompleted));
 
