@@ -24,4 +24,7 @@ internal static partial class GrainLog
 
     [LoggerMessage(7, LogLevel.Warning, "A model change of {Deployment} did not reach one silo's model cache; it is unsubscribed until it renews")]
     public static partial void PushFailed(ILogger logger, Exception exception, string deployment);
+
+    [LoggerMessage(8, LogLevel.Information, "A model change of {Deployment} did not reach a silo that is gone or stopping ({Reason}); it is unsubscribed")]
+    public static partial void PushToGoneSilo(ILogger logger, string deployment, string reason);
 }

@@ -41,6 +41,12 @@ internal sealed class ModelPublisher(string deploymentKey, TimeSpan lease, ILogg
                 await push(o).WaitAsync(PushTimeout);
                 return true;
             }
+            catch (Exception ex) when (ex is ClientNotAvailableException or TimeoutException or OrleansMessageRejectionException)
+            {
+                // Expected when a silo stops or fails: one line, no stack trace (its cache subscribes again if it comes back).
+                GrainLog.PushToGoneSilo(logger, deploymentKey, ex.GetType().Name);
+                return false;
+            }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 GrainLog.PushFailed(logger, ex, deploymentKey);
