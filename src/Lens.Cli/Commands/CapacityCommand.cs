@@ -33,7 +33,7 @@ public sealed class CapacitySettings : WorkloadSettings
     public double TimeScale { get; init; } = 1;
 
     [CommandOption("--attainment <SHARE>")]
-    [Description("Share of requests that must meet both limits, in (0, 1].")]
+    [Description("Share of requests that must meet both limits: above 0, at most 1.")]
     [DefaultValue(0.9)]
     public double Attainment { get; init; } = 0.9;
 

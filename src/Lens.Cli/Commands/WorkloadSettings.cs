@@ -13,7 +13,8 @@ public abstract class WorkloadSettings : CommandSettings
 
     [CommandOption("--rate <RPS>")]
     [Description("Instead of --trace: arrivals at this many requests per second (Poisson; simulate's and capacity's --burstiness make them bursty), lengths " +
-                 "from --input-dist and --output-dist (simulate: uniform over the first model's buckets when not given).")]
+                 "from --input-dist and --output-dist (when not given, uniform over the buckets of simulate's first model, of capacity's " +
+                 "candidate with the shortest sequences).")]
     public double? Rate { get; init; }
 
     [CommandOption("--input-dist <DIST>")]
@@ -30,7 +31,7 @@ public abstract class WorkloadSettings : CommandSettings
     public int Seed { get; init; }
 
     [CommandOption("--slo-ttft <MS>")]
-    [Description("TTFT objective (ms); with --slo-tpot, reports the share of requests meeting both and goodput.")]
+    [Description("TTFT objective (ms), per request; with --slo-tpot, the share of requests meeting both (simulate: and goodput).")]
     public double? SloTtft { get; init; }
 
     [CommandOption("--slo-tpot <MS>")]
