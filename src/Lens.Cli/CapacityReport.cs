@@ -43,12 +43,7 @@ internal static class CapacityReport
         return table;
     }
 
-    public static string Routing(FleetRouting routing) => routing switch
-    {
-        FleetRouting.RoundRobin => "round-robin",
-        FleetRouting.LeastOutstanding => "least-outstanding",
-        _ => "shared",
-    };
+    public static string Routing(FleetRouting routing) => FleetRoutingNames.Name(routing);
 
     public static string F(double v) => double.IsNaN(v) ? "-" : v.ToString("0.##", CultureInfo.InvariantCulture);
 }

@@ -75,10 +75,11 @@ internal static class CapacityPlanning
             return new CapacityCandidate($"{c.Device}/{c.Deployment}", models[k].WithLayout(Layout(c, request.PricePerChipHour)), c.MaxNumSeqs);
         }).ToArray();
 
-        // A generated workload draws lengths every candidate serves: the buckets with the shortest sequences clamp them.
-        var buckets = models.MinBy(m => (m.Buckets.MaxSequence, m.Buckets.MaxPrompt))!.Buckets;
-        var (_, trace) = ServingWorkloads.Trace(buckets,
+        // The trace the CLI plans on for the same workload: a generated one clamped into every candidate's buckets.
+        var buckets = models.Select(m => m.Buckets).ToArray();
+        var workload = ServingWorkloads.Validated(buckets.MinBy(b => (b.MaxSequence, b.MaxPrompt))!,
             new SimulateRequest(request.ArrivalMs, request.InputLengths, request.OutputLengths, request.Workload), MaxRequests);
+        var trace = CapacityPlanner.Trace(workload, buckets).Requests;
         for (var k = 0; k < candidates.Length; k++)
         {
             if (Workload.FirstOutOfRange(candidates[k].Model.Buckets, trace) is { } bad)
@@ -101,13 +102,8 @@ internal static class CapacityPlanning
     private static DeploymentLayout Layout(CapacityCandidateSpec c, double? price) =>
         new(c.Chips ?? 1, c.DeviceKind, c.PricePerChipHour ?? price);
 
-    private static FleetRouting Routing(string? routing) => routing switch
-    {
-        "shared" => FleetRouting.Shared,
-        "round-robin" => FleetRouting.RoundRobin,
-        "least-outstanding" => FleetRouting.LeastOutstanding,
-        _ => throw LensException.Validation("routing", $"routing must be shared, round-robin or least-outstanding; got '{routing}'"),
-    };
+    private static FleetRouting Routing(string? routing) => FleetRoutingNames.Parse(routing) ??
+        throw LensException.Validation("routing", $"routing must be shared, round-robin or least-outstanding; got '{routing}'");
 
     private static double? N(double v) => double.IsFinite(v) ? v : null;
 }

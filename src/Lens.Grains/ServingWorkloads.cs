@@ -13,6 +13,13 @@ internal static class ServingWorkloads
     /// <summary>The workload of <paramref name="request"/> (validated, at most <paramref name="maxRequests"/> requests) and its trace on <paramref name="buckets"/>.</summary>
     public static (Workload Workload, IReadOnlyList<TraceRequest> Trace) Trace(BucketSet buckets, SimulateRequest? request, int maxRequests)
     {
+        var workload = Validated(buckets, request, maxRequests);
+        return (workload, workload.Generate(buckets).Requests);
+    }
+
+    /// <summary>The workload of <paramref name="request"/>, validated (at most <paramref name="maxRequests"/> requests, on <paramref name="buckets"/>).</summary>
+    public static Workload Validated(BucketSet buckets, SimulateRequest? request, int maxRequests)
+    {
         if (request is null)
         {
             throw LensException.Validation("request", "a trace (arrivalMs, inputLengths, outputLengths) or a workload is required");
@@ -24,7 +31,7 @@ internal static class ServingWorkloads
             throw LensException.Validation(FieldOf(error.Field), error.Message);
         }
 
-        return (workload, workload.Generate(buckets).Requests);
+        return workload;
     }
 
     public static SimulationReport Report(ServingRun run, Workload workload, bool includeRequests, long modelVersion)

@@ -10,6 +10,7 @@ public static class ConsolePaths
     public const string SignOut = "/ui/signout";
     public const string Assets = "/ui/assets/";
     public const string WhatIf = "/ui/what-if";
+    public const string Capacity = "/ui/capacity";
 
     public static string Devices(string device) => $"{Root}?device={Uri.EscapeDataString(device)}";
 

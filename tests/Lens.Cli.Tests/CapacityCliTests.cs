@@ -101,6 +101,25 @@ public sealed class CapacityCliTests : IDisposable
         Assert.Contains("--chips gives 4 chips for tp2.json, whose model file says 2", conflict.Stderr);
     }
 
+    [Fact]
+    public void Help_lists_the_shared_workload_options_and_a_generated_workload_is_clamped_into_every_candidate_with_the_count()
+    {
+        var help = _lens.Run("capacity", "--help");
+        Assert.True(help.ExitCode == 0, help.Stderr);
+        foreach (var option in new[] { "--trace", "--rate", "--input-dist", "--output-dist", "--seed", "--slo-ttft", "--slo-tpot", "--attainment" })
+        {
+            Assert.Contains(option, help.Stdout);
+        }
+
+        // Prompts up to 100 against buckets serving at most 64: the draws are clamped, counted, and the plan still runs.
+        WriteModel("tp1.json", 10, 2);
+        WriteModel("tp2.json", 5, 0.5);
+        var run = _lens.Run("capacity", "--models", "tp1.json", "tp2.json", "--rate", "20", "--count", "200", "--input-dist", "uniform:1-100",
+            "--output-dist", "fixed:4", "--slo-ttft", "200", "--slo-tpot", "10", "--no-headroom");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Matches(@"\d+ of 200 requests were clamped into the buckets \(prompt <= 64, I \+ O <= 128\)", run.Stdout);
+    }
+
     [Theory]
     [InlineData("--attainment", "1.5", "--attainment must be in (0, 1]")]
     [InlineData("--max-replicas", "0", "--max-replicas must be in 1..4096")]

@@ -141,4 +141,30 @@ public class CapacityPlannerTests
 
     private static CandidatePlan Plan(CapacityCandidate candidate, TraceRequest[] trace, CapacitySlo slo) =>
         Assert.Single(CapacityPlanner.Plan([candidate], trace, slo, new CapacityOptions(Headroom: false)).Candidates);
+
+    [Fact]
+    public void The_planned_trace_of_a_generated_workload_is_drawn_once_and_clamped_into_every_candidates_buckets()
+    {
+        // One candidate serves prompts up to 512 but sequences up to 600, the other prompts up to 64 and sequences up to 1024: neither
+        // alone bounds both, so the draws are clamped into each in turn (prompt <= 64, I + O <= 600).
+        var longPrompts = new BucketSet([512], [600]);
+        var longSequences = new BucketSet([64], [1024]);
+        var workload = new Workload { RequestsPerSecond = 10, Count = 500, Seed = 3, InputDist = "uniform:1-500", OutputDist = "uniform:1-900" };
+        var planned = CapacityPlanner.Trace(workload, [longPrompts, longSequences]);
+        var drawn = workload.Draw(longPrompts);
+        Assert.Equal(drawn.Select(r => r.ArrivalMs), planned.Requests.Select(r => r.ArrivalMs));
+        Assert.All(planned.Requests, r =>
+        {
+            Assert.Null(longPrompts.CheckRequest(r.InputLength, r.OutputLength));
+            Assert.Null(longSequences.CheckRequest(r.InputLength, r.OutputLength));
+        });
+        Assert.Equal(drawn.Zip(planned.Requests).Count(p => p.First != p.Second), planned.Clamped);
+        Assert.True(planned.Clamped > 400); // most prompts were above 64
+        Assert.Equal((64, 600), (planned.MaxInput, planned.MaxSequence));
+
+        // The same in the other order of candidates; a given trace is kept as it is.
+        Assert.Equal(planned.Requests, CapacityPlanner.Trace(workload, [longSequences, longPrompts]).Requests);
+        var given = new TraceRequest[] { new(0, 100, 700) };
+        Assert.Same(given, CapacityPlanner.Trace(new Workload { Trace = given }, [longPrompts, longSequences]).Requests);
+    }
 }

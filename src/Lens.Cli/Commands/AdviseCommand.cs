@@ -157,18 +157,8 @@ public sealed class AdviseCommand : Command<AdviseSettings>
 
     private static (IReadOnlyList<TraceRequest> Trace, ServiceObjectives? Slo) ReadWorkload(AdviseSettings settings, BucketCostModel costs)
     {
-        if (settings.Trace is { } path)
+        if (settings.ReadTrace() is { } rows)
         {
-            CsvRows<TraceRequest> rows;
-            using (var reader = CliFiles.Open(path, "--trace"))
-            {
-                rows = LensCsv.ReadAnyTrace(reader, path);
-            }
-
-            if (rows.Rows.Count == 0)
-            {
-                throw new CliException($"{path}: the trace has no requests");
-            }
 
             if (settings.ToWorkload(rows.Rows).Validate(WorkloadSettings.OptionOf, AdviseSettings.MaxCount) is { } error)
             {
@@ -177,7 +167,7 @@ public sealed class AdviseCommand : Command<AdviseSettings>
 
             if (Advisor.FirstUnsupported(costs, rows.Rows) is { } bad)
             {
-                throw new CliException($"{path}:{rows.Lines[bad.Index]}: {bad.Reason}");
+                throw new CliException($"{settings.Trace}:{rows.Lines[bad.Index]}: {bad.Reason}");
             }
 
             return (rows.Rows, settings.ToWorkload(rows.Rows).Slo);

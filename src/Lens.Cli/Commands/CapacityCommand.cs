@@ -6,7 +6,8 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-public sealed class CapacitySettings : CommandSettings
+/// <summary>Capacity's options: the shared workload options (<see cref="WorkloadSettings"/>) plus the candidates, the SLO's share and the search.</summary>
+public sealed class CapacitySettings : WorkloadSettings
 {
     [CommandOption("--models <FILES>")]
     [Description("Model JSON of each candidate layout: --models tp1.json tp2.json (or the option repeated).")]
@@ -15,14 +16,6 @@ public sealed class CapacitySettings : CommandSettings
     [CommandArgument(0, "[MORE_MODELS]")]
     [Description("Further model files after --models.")]
     public string[] MoreModels { get; init; } = [];
-
-    [CommandOption("--trace <FILE>")]
-    [Description("Workload trace CSV (arrival_ms,input_len,output_len, or the Azure LLM inference trace), replayed as given.")]
-    public string? Trace { get; init; }
-
-    [CommandOption("--rate <RPS>")]
-    [Description("Instead of --trace: arrivals at this many requests per second (Poisson unless --burstiness).")]
-    public double? Rate { get; init; }
 
     [CommandOption("--count <N>")]
     [Description("With --rate: requests in the generated trace.")]
@@ -34,34 +27,13 @@ public sealed class CapacitySettings : CommandSettings
     [DefaultValue(1.0)]
     public double Burstiness { get; init; } = 1;
 
-    [CommandOption("--input-dist <DIST>")]
-    [Description("With --rate: prompt lengths, fixed:N, uniform:MIN-MAX, normal:MEAN,SD or lognormal:MEDIAN,SIGMA.")]
-    public string? InputDist { get; init; }
-
-    [CommandOption("--output-dist <DIST>")]
-    [Description("With --rate: output lengths, in the same forms as --input-dist.")]
-    public string? OutputDist { get; init; }
-
-    [CommandOption("--seed <S>")]
-    [Description("With --rate: seed of the generated trace.")]
-    [DefaultValue(0)]
-    public int Seed { get; init; }
-
     [CommandOption("--time-scale <X>")]
     [Description("Scale the workload's rate: arrivals X times as frequent (times divided by X).")]
     [DefaultValue(1.0)]
     public double TimeScale { get; init; } = 1;
 
-    [CommandOption("--slo-ttft <MS>")]
-    [Description("Per-request TTFT limit (ms).")]
-    public double? SloTtft { get; init; }
-
-    [CommandOption("--slo-tpot <MS>")]
-    [Description("Per-request TPOT limit (ms).")]
-    public double? SloTpot { get; init; }
-
     [CommandOption("--attainment <SHARE>")]
-    [Description("Share of requests that must meet both limits, in (0, 1].")]
+    [Description("Share of requests that must meet both limits: above 0, at most 1.")]
     [DefaultValue(0.9)]
     public double Attainment { get; init; } = 0.9;
 
@@ -122,21 +94,6 @@ public sealed class CapacitySettings : CommandSettings
             return ValidationResult.Error("give either --trace or --rate");
         }
 
-        if (Rate is { } r && !(r > 0 && double.IsFinite(r)))
-        {
-            return ValidationResult.Error($"--rate must be a positive number; got {r}");
-        }
-
-        if (Count is < 1 or > Workload.MaxCount)
-        {
-            return ValidationResult.Error($"--count must be in 1..{Workload.MaxCount}; got {Count}");
-        }
-
-        if (!(Burstiness > 0 && Burstiness <= 100))
-        {
-            return ValidationResult.Error($"--burstiness must be in (0, 100]; got {Burstiness}");
-        }
-
         if (!(TimeScale > 0 && TimeScale <= 1e6))
         {
             return ValidationResult.Error($"--time-scale must be in (0, 1000000]; got {TimeScale}");
@@ -150,6 +107,11 @@ public sealed class CapacitySettings : CommandSettings
         if (!(SloTtft > 0 && SloTtft <= CapacitySlo.MaxMs) || !(SloTpot > 0 && SloTpot <= CapacitySlo.MaxMs))
         {
             return ValidationResult.Error($"--slo-ttft and --slo-tpot must be in (0, {CapacitySlo.MaxMs}] ms; got {SloTtft} and {SloTpot}");
+        }
+
+        if (ToWorkload(null).Validate(OptionOf) is { } error)
+        {
+            return ValidationResult.Error(error.Message);
         }
 
         if (!(Attainment > 0 && Attainment <= 1))
@@ -177,11 +139,6 @@ public sealed class CapacitySettings : CommandSettings
             return ValidationResult.Error($"--replicas must be in 1..{CapacityPlanner.ReplicaLimit}; got {Replicas}");
         }
 
-        if (MaxNumSeqs is < 1)
-        {
-            return ValidationResult.Error($"--max-num-seqs must be at least 1; got {MaxNumSeqs}");
-        }
-
         if (Chips is not null)
         {
             var parts = Chips.Split(',');
@@ -196,13 +153,16 @@ public sealed class CapacitySettings : CommandSettings
         return ValidationResult.Success();
     }
 
-    public static FleetRouting? ParseRouting(string text) => text switch
+    protected override int GeneratedCount => Count;
+
+    /// <summary>The shared options plus capacity's burstiness and max_num_seqs (its --replicas is the inverse question's fleet, not the workload's).</summary>
+    internal override Workload ToWorkload(IReadOnlyList<TraceRequest>? trace) => base.ToWorkload(trace) with
     {
-        "shared" => FleetRouting.Shared,
-        "round-robin" => FleetRouting.RoundRobin,
-        "least-outstanding" => FleetRouting.LeastOutstanding,
-        _ => null,
+        Burstiness = Burstiness,
+        MaxNumSeqs = MaxNumSeqs,
     };
+
+    public static FleetRouting? ParseRouting(string text) => FleetRoutingNames.Parse(text);
 }
 
 /// <summary>How many of which deployment, for a workload under an SLO, at the lowest price (method.md, "Parallel layouts and cost").</summary>
@@ -229,11 +189,6 @@ public sealed class CapacityCommand : Command<CapacitySettings>
             if (settings.PricePerChipHour is { } price)
             {
                 layout = layout with { PricePerChipHour = price };
-            }
-
-            if (settings.MaxNumSeqs > model.Buckets.MaxBatch)
-            {
-                throw new CliException($"--max-num-seqs {settings.MaxNumSeqs} is above the largest batch bucket of {path} (allowed 1..{model.Buckets.MaxBatch})");
             }
 
             return new CapacityCandidate(path, model.WithLayout(layout), settings.MaxNumSeqs);
@@ -316,52 +271,32 @@ public sealed class CapacityCommand : Command<CapacitySettings>
         return LensApp.Ok;
     }
 
+    /// <summary>
+    /// The workload of the options (<see cref="WorkloadSettings"/>), as one trace every candidate serves
+    /// (<see cref="CapacityPlanner.Trace"/>: the same trace the service plans on), at the --time-scale rate.
+    /// </summary>
     private static IReadOnlyList<TraceRequest> Workload(CapacitySettings settings, CapacityCandidate[] candidates)
     {
-        IReadOnlyList<TraceRequest> trace;
-        if (settings.Trace is not null)
+        var rows = settings.ReadTrace();
+        foreach (var c in candidates)
         {
-            using var reader = CliFiles.Open(settings.Trace, "--trace");
-            var rows = LensCsv.ReadAnyTrace(reader, settings.Trace);
-            if (rows.Rows.Count == 0)
+            if (rows is not null)
             {
-                throw new CliException($"{settings.Trace}: the trace has no requests");
+                settings.RefuseUnserved(rows, c.Model.Buckets, c.Name);
             }
 
-            foreach (var c in candidates)
+            if (settings.ToWorkload(rows?.Rows).Validate(WorkloadSettings.OptionOf, Lens.Core.Workload.MaxCount, c.Model.Buckets) is { } error)
             {
-                if (Lens.Core.Workload.FirstOutOfRange(c.Model.Buckets, rows.Rows) is { } bad)
-                {
-                    throw new CliException($"{settings.Trace}:{rows.Lines[bad.Index]}: {bad.Reason} (model {c.Name})");
-                }
-            }
-
-            trace = rows.Rows;
-        }
-        else
-        {
-            // Lengths every candidate serves: the buckets with the shortest sequences clamp the draws.
-            var buckets = candidates.Select(c => c.Model.Buckets).MinBy(b => (b.MaxSequence, b.MaxPrompt))!;
-            try
-            {
-                var workload = new Lens.Core.Workload
-                {
-                    RequestsPerSecond = settings.Rate!.Value, Burstiness = settings.Burstiness, Count = settings.Count, Seed = settings.Seed,
-                    InputDist = settings.InputDist, OutputDist = settings.OutputDist,
-                };
-                if (workload.Validate(WorkloadSettings.OptionOf) is { } invalid)
-                {
-                    throw new CliException(invalid.Message);
-                }
-
-                trace = workload.Generate(buckets).Requests;
-            }
-            catch (ArgumentException ex)
-            {
-                throw new CliException(ex.Message);
+                throw new CliException($"{error.Message} ({c.Name})");
             }
         }
 
-        return settings.TimeScale == 1 ? trace : CapacityPlanner.Scaled(trace, settings.TimeScale);
+        var served = CapacityPlanner.Trace(settings.ToWorkload(rows?.Rows), [.. candidates.Select(c => c.Model.Buckets)]);
+        if (served.ClampNote is { } note && !settings.Json)
+        {
+            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(note)}[/]");
+        }
+
+        return settings.TimeScale == 1 ? served.Requests : CapacityPlanner.Scaled(served.Requests, settings.TimeScale);
     }
 }

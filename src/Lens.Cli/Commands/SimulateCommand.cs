@@ -83,26 +83,11 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         var models = settings.Models.Select(m => (Path: m, Model: CliFiles.ReadModel(m))).ToArray();
         Workload workload;
         IReadOnlyList<TraceRequest> trace;
-        if (settings.Trace is not null)
+        if (settings.ReadTrace() is { } rows)
         {
-            CsvRows<TraceRequest> rows;
-            using (var reader = CliFiles.Open(settings.Trace, "--trace"))
-            {
-                rows = LensCsv.ReadAnyTrace(reader, settings.Trace);
-            }
-
-            if (rows.Rows.Count == 0)
-            {
-                throw new CliException($"{settings.Trace}: the trace has no requests");
-            }
-
-            // A given trace is the user's data: a row a deployment cannot serve is refused, naming its line.
             foreach (var (path, model) in models)
             {
-                if (Workload.FirstOutOfRange(model.Buckets, rows.Rows) is { } bad)
-                {
-                    throw new CliException($"{settings.Trace}:{rows.Lines[bad.Index]}: {bad.Reason} (model {path})");
-                }
+                settings.RefuseUnserved(rows, model.Buckets, path);
             }
 
             workload = settings.ToWorkload(rows.Rows);

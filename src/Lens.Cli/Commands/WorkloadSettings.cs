@@ -4,7 +4,7 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-/// <summary>The workload options simulate and advise share, mapped onto one <see cref="Workload"/> (validated and generated in Core).</summary>
+/// <summary>The workload options simulate, advise and capacity share, mapped onto one <see cref="Workload"/> (validated and generated in Core).</summary>
 public abstract class WorkloadSettings : CommandSettings
 {
     [CommandOption("--trace <FILE>")]
@@ -12,8 +12,9 @@ public abstract class WorkloadSettings : CommandSettings
     public string? Trace { get; init; }
 
     [CommandOption("--rate <RPS>")]
-    [Description("Instead of --trace: arrivals at this many requests per second (Poisson; simulate's --burstiness makes them bursty), lengths " +
-                 "from --input-dist and --output-dist (simulate: uniform over the first model's buckets when not given).")]
+    [Description("Instead of --trace: arrivals at this many requests per second (Poisson; simulate's and capacity's --burstiness make them bursty), lengths " +
+                 "from --input-dist and --output-dist (when not given, uniform over the buckets of simulate's first model, of capacity's " +
+                 "candidate with the shortest sequences).")]
     public double? Rate { get; init; }
 
     [CommandOption("--input-dist <DIST>")]
@@ -30,7 +31,7 @@ public abstract class WorkloadSettings : CommandSettings
     public int Seed { get; init; }
 
     [CommandOption("--slo-ttft <MS>")]
-    [Description("TTFT objective (ms); with --slo-tpot, reports the share of requests meeting both and goodput.")]
+    [Description("TTFT objective (ms), per request; with --slo-tpot, the share of requests meeting both (simulate: and goodput).")]
     public double? SloTtft { get; init; }
 
     [CommandOption("--slo-tpot <MS>")]
@@ -52,6 +53,32 @@ public abstract class WorkloadSettings : CommandSettings
         SloTtftMs = SloTtft,
         SloTpotMs = SloTpot,
     };
+
+    /// <summary>The rows of --trace, or null with --rate; a trace without requests is refused.</summary>
+    internal CsvRows<TraceRequest>? ReadTrace()
+    {
+        if (Trace is not { } path)
+        {
+            return null;
+        }
+
+        CsvRows<TraceRequest> rows;
+        using (var reader = CliFiles.Open(path, "--trace"))
+        {
+            rows = LensCsv.ReadAnyTrace(reader, path);
+        }
+
+        return rows.Rows.Count == 0 ? throw new CliException($"{path}: the trace has no requests") : rows;
+    }
+
+    /// <summary>A given trace is the user's data: the first row <paramref name="buckets"/> cannot serve is refused, naming its line.</summary>
+    internal void RefuseUnserved(CsvRows<TraceRequest> rows, BucketSet buckets, string model)
+    {
+        if (Workload.FirstOutOfRange(buckets, rows.Rows) is { } bad)
+        {
+            throw new CliException($"{Trace}:{rows.Lines[bad.Index]}: {bad.Reason} (model {model})");
+        }
+    }
 
     /// <summary>The CLI option of each workload field.</summary>
     internal static string OptionOf(WorkloadField field) => field switch

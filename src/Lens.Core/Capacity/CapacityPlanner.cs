@@ -171,6 +171,34 @@ public static class CapacityPlanner
         return (double)met / run.Requests.Count;
     }
 
+    /// <summary>
+    /// The one trace every candidate is planned on, for the CLI, the service and the console alike: a given trace as it is (each front
+    /// end refuses, in its own words, a row a candidate cannot serve), or the generated one drawn with the default lengths of the
+    /// buckets with the shortest sequences and clamped (<see cref="Workload.Fit"/>) into what every candidate's buckets serve;
+    /// <see cref="FittedTrace.Clamped"/> counts the drawn requests that changed.
+    /// </summary>
+    public static FittedTrace Trace(Workload workload, IReadOnlyList<BucketSet> buckets)
+    {
+        ArgumentNullException.ThrowIfNull(workload);
+        ArgumentNullException.ThrowIfNull(buckets);
+        if (buckets.Count == 0)
+        {
+            throw new ArgumentException("give at least one candidate's buckets", nameof(buckets));
+        }
+
+        var shortest = buckets.MinBy(b => (b.MaxSequence, b.MaxPrompt))!;
+        if (workload.Trace is not null)
+        {
+            return workload.Generate(shortest);
+        }
+
+        // What every candidate serves: prompts up to the least min(pm, dn - 1), sequences up to the least dn; Fit's one rule clamps
+        // the draws into it (prompt first, then output), whatever the candidates' order.
+        var maxInput = buckets.Min(b => Math.Min(b.MaxPrompt, b.MaxSequence - 1));
+        var common = maxInput < 1 ? shortest : new BucketSet([maxInput], [buckets.Min(b => b.MaxSequence)]);
+        return Workload.Fit(common, workload.Draw(shortest));
+    }
+
     /// <summary>Requests per second over the span of the arrivals; NaN when they all arrive at once.</summary>
     public static double OfferedRate(IReadOnlyList<TraceRequest> trace)
     {

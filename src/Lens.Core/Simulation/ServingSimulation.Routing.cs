@@ -14,6 +14,24 @@ public enum FleetRouting
     LeastOutstanding,
 }
 
+/// <summary>The names of <see cref="FleetRouting"/> every front end uses (CLI option, JSON field, console choice).</summary>
+public static class FleetRoutingNames
+{
+    /// <summary>The names, in the enum's order.</summary>
+    public static IReadOnlyList<string> All { get; } = ["shared", "round-robin", "least-outstanding"];
+
+    /// <summary>The routing named <paramref name="name"/>, or null when it names none.</summary>
+    public static FleetRouting? Parse(string? name) => name switch
+    {
+        "shared" => FleetRouting.Shared,
+        "round-robin" => FleetRouting.RoundRobin,
+        "least-outstanding" => FleetRouting.LeastOutstanding,
+        _ => null,
+    };
+
+    public static string Name(FleetRouting routing) => All[(int)routing];
+}
+
 public static partial class ServingSimulation
 {
     /// <summary>
