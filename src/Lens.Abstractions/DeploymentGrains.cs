@@ -26,6 +26,11 @@ public static class DeploymentGrains
         }
 
         spec = spec.Normalized();
+        if (LensNames.Check(spec.Name, "name") is { } nameError)
+        {
+            throw LensException.Validation("name", nameError); // the key is built from it: named as the spec's field, not the key's
+        }
+
         return Get(grains, device.Deployment(spec.DeploymentId)).CreateAsync(spec);
     }
 
