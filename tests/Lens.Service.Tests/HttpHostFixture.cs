@@ -32,7 +32,7 @@ public sealed class HttpHostFixture : IAsyncLifetime
             Tenants = { ["acme"] = AcmeKey, ["globex"] = GlobexKey },
             OperatorApiKey = OperatorKey,
             Metrics = { TenantLabels = true }, // the metrics tests look for their own deployment's series
-            Grains = { HealthHistoryLength = 5 }, // the health-history tests see the ring wrap
+            Grains = { HealthHistoryLength = 5, TrafficWindow = OtlpTrafficTests.Window }, // the health-history tests see the ring wrap; OTLP windows stay small
         };
         Server = await LensHost.StartAsync(options, b =>
         {
