@@ -21,8 +21,19 @@ public sealed class LensOtlpOptions
     /// <summary>Most spans in one export (1..100,000); exporters batch 512 by default. More: 400, nothing of it used.</summary>
     public int MaxSpansPerRequest { get; set; } = 10_000;
 
+    /// <summary>
+    /// Port of the OTLP/gRPC intake (<c>TraceService/Export</c>, HTTP/2 cleartext, on <c>Lens:HttpAddress</c>); 0: off (the default).
+    /// OpenTelemetry's conventional port is 4317.
+    /// </summary>
+    public int GrpcPort { get; set; }
+
     internal void Check(List<string> errors)
     {
+        if (GrpcPort is < 0 or > 65535)
+        {
+            errors.Add($"Lens:Otlp:GrpcPort is {GrpcPort}; use 1..65535, or 0 for no OTLP/gRPC intake");
+        }
+
         if (MaxBodyBytes is < 1024 or > MaxBodyLimit)
         {
             errors.Add($"Lens:Otlp:MaxBodyBytes is {MaxBodyBytes}; use 1024..{MaxBodyLimit}");

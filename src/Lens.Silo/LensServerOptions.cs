@@ -166,6 +166,11 @@ public sealed class LensServerOptions
             errors.Add($"ports must differ: silo {SiloPort}, gateway {GatewayPort}, HTTP {HttpPort}");
         }
 
+        if (Otlp.GrpcPort != 0 && (Otlp.GrpcPort == SiloPort || Otlp.GrpcPort == GatewayPort || Otlp.GrpcPort == HttpPort))
+        {
+            errors.Add($"Lens:Otlp:GrpcPort {Otlp.GrpcPort} must differ from the silo, gateway and HTTP ports");
+        }
+
         if (!IPAddress.TryParse(HttpAddress, out _))
         {
             errors.Add($"Lens:HttpAddress '{HttpAddress}' is not an IP address (use 127.0.0.1 for loopback)");

@@ -88,6 +88,49 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
     }
 
     [Fact]
+    public async Task The_standard_exporter_over_grpc_reaches_the_tenants_deployment_and_no_other_tenants()
+    {
+        var device = NewDevice();
+        var id = (await fixture.Acme.CreateDeploymentAsync(device, TestModels.Spec("grpc"))).Id;
+        var endpoint = new Uri($"http://127.0.0.1:{fixture.GrpcPort}");
+        Export(OtlpExportProtocol.Grpc, endpoint, HttpHostFixture.AcmeKey, device, id, 40);
+        Export(OtlpExportProtocol.Grpc, endpoint, HttpHostFixture.GlobexKey, device, id, 25); // names acme's deployment: rejected
+        Export(OtlpExportProtocol.Grpc, endpoint, "not-a-key-0123456789", device, id, 25);   // unauthenticated: refused
+        Assert.Equal(40, (await fixture.Acme.GetTrafficAsync(device, id)).Received);
+    }
+
+    /// <summary>Emits <paramref name="count"/> <c>llm_request</c> spans through a process-local provider with the standard OTLP exporter.</summary>
+    private static void Export(OtlpExportProtocol protocol, Uri endpoint, string key, string device, string deployment, int count)
+    {
+        using var source = new ActivitySource("lens-test-" + Guid.NewGuid().ToString("N")[..8]);
+        using var provider = Sdk.CreateTracerProviderBuilder()
+            .SetResourceBuilder(ResourceBuilder.CreateEmpty().AddAttributes(new Dictionary<string, object>
+            {
+                ["lens.device"] = device,
+                ["lens.deployment"] = deployment,
+            }))
+            .AddSource(source.Name)
+            .AddOtlpExporter(o =>
+            {
+                o.Endpoint = endpoint;
+                o.Protocol = protocol;
+                o.Headers = "x-api-key=" + key;
+            })
+            .Build();
+        var start = DateTimeOffset.UtcNow.AddMinutes(-1);
+        for (var i = 0; i < count; i++)
+        {
+            using var span = source.StartActivity("llm_request", ActivityKind.Server, default(ActivityContext), startTime: start.AddMilliseconds(i * 50));
+            span?.SetTag("gen_ai.usage.prompt_tokens", 100 + i);
+            span?.SetTag("gen_ai.usage.completion_tokens", 20);
+            span?.SetTag("gen_ai.latency.time_to_first_token", 0.05);
+            span?.SetTag("gen_ai.latency.e2e", 0.4);
+        }
+
+        provider.ForceFlush(30_000);
+    }
+
+    [Fact]
     public async Task A_slowed_cell_of_a_batched_deployment_is_flagged_after_the_configured_windows_and_marked_stale()
     {
         var device = NewDevice();
