@@ -111,8 +111,9 @@ public sealed class TrafficMonitorGrain(
             (model, version) = await models.GetAsync(_key);
             report = await heavy.RunAsync(() => TrafficAnalysis.Analyze(model, window));
         }
-        catch (Exception ex) when (ex is UnfittedBucketException or RequestOutOfRangeException or LensException or ArgumentException)
+        catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            // An analysis that cannot run (the model unfitted or absent, ...) is reported in the status; the requests stay taken.
             s.LastError = ex.Message;
             await state.WriteStateAsync();
             return;

@@ -160,6 +160,28 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
     }
 
     [Fact]
+    public async Task Unchanged_traffic_flags_nothing_and_a_device_wide_slowdown_is_the_common_shift_blamed_on_no_cell()
+    {
+        var device = NewDevice();
+        var (id, profiled) = await BatchedDeploymentAsync(device, "steady");
+        await SendAsync(fixture.Http, HttpHostFixture.AcmeKey, device, id, Observe(Truth(_ => 1), Traffic(profiled, 0.6, 2 * Window, 21), 0.01, 22));
+        var steady = await fixture.Acme.GetTrafficAsync(device, id);
+        Assert.Equal(2, steady.Analyses);
+        Assert.Empty(steady.Flagged);
+        Assert.DoesNotContain(steady.Latest!.Cells, c => c.OutOfBand);
+        Assert.InRange(steady.Latest.CommonShift, -0.02, 0.05);
+
+        var slower = Observe(Truth(_ => 1.2), Traffic(profiled, 0.6, Window, 23), 0, 24)
+            .Select(r => r with { ArrivalMs = r.ArrivalMs + 1e7 }).ToArray(); // after the steady traffic
+        await SendAsync(fixture.Http, HttpHostFixture.AcmeKey, device, id, slower);
+        var shifted = await fixture.Acme.GetTrafficAsync(device, id);
+        Assert.Equal(3, shifted.Analyses);
+        Assert.InRange(shifted.Latest!.CommonShift, 0.17, 0.23);
+        Assert.DoesNotContain(shifted.Latest.Cells, c => c.OutOfBand);
+        Assert.DoesNotContain(await fixture.Acme.GetBucketsAsync(device, id), b => b.Stale);
+    }
+
+    [Fact]
     public async Task Another_tenants_spans_never_reach_a_deployment_even_naming_it()
     {
         var acmeDevice = NewDevice();
