@@ -69,6 +69,13 @@ public sealed class LensClusterClient
     public Task<DeploymentHealthHistory> GetHealthHistoryAsync(string device, string deployment, int? last = null) =>
         Deployment(device, deployment).GetHealthHistoryAsync(last);
 
+    /// <summary>Live-traffic monitoring from the deployment's OTLP spans: requests received, analyses, the latest window's cells.</summary>
+    public async Task<TrafficStatus> GetTrafficAsync(string device, string deployment)
+    {
+        await Deployment(device, deployment).GetAsync(); // not found for a deployment the tenant lacks
+        return await _client.GetGrain<ITrafficMonitorGrain>(new DeploymentKey(Tenant, device, deployment).Format()).GetStatusAsync();
+    }
+
     /// <param name="refined">Refine the profiled model with the deployment's observed latencies first (opt-in).</param>
     public Task<PredictionResult> PredictAsync(string device, string deployment, int inputLength, int outputLength, bool refined = false) =>
         Predictor.PredictAsync(Key(device, deployment), new PredictRequest(inputLength, outputLength, refined));

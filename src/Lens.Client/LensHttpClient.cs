@@ -106,6 +106,10 @@ public sealed class LensHttpClient
     public async Task<DeploymentHealth> GetHealthAsync(string device, string deployment, CancellationToken cancellationToken = default) =>
         await SendAsync<DeploymentHealth>(HttpMethod.Get, $"{Deployment(device, deployment)}/health", null, cancellationToken);
 
+    /// <summary>Live-traffic monitoring from the deployment's OTLP spans: requests received, analyses, the latest window's cells.</summary>
+    public async Task<TrafficStatus> GetTrafficAsync(string device, string deployment, CancellationToken cancellationToken = default) =>
+        await SendAsync<TrafficStatus>(HttpMethod.Get, $"{Deployment(device, deployment)}/traffic", null, cancellationToken);
+
     /// <summary>The deployment's drift analyses over time, oldest first: the newest <paramref name="last"/> (all when null).</summary>
     public async Task<DeploymentHealthHistory> GetHealthHistoryAsync(string device, string deployment, int? last = null,
         CancellationToken cancellationToken = default) =>

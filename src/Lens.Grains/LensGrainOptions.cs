@@ -82,6 +82,15 @@ public sealed class LensGrainOptions
     /// <summary>K: consecutive analyses (one per telemetry batch) that must flag a bucket before it is marked stale and re-profiled.</summary>
     public int DriftConsecutive { get; set; } = 3;
 
+    /// <summary>
+    /// Requests of live traffic (OTLP spans) per deployment in one analysed window (<c>TrafficMonitorGrain</c>): a window is analysed
+    /// each time this many new requests arrived, over the newest this many. Held in memory (1..1,000,000).
+    /// </summary>
+    public int TrafficWindow { get; set; } = 10_000;
+
+    /// <summary>Windows running a cost cell must be out of band in before it is flagged and marked stale (1..100).</summary>
+    public int TrafficConsecutive { get; set; } = 2;
+
     /// <summary>Whether sustained drift re-profiles the bucket; when off it is only reported (health, metrics).</summary>
     public bool AutoReprofile { get; set; } = true;
 
@@ -124,6 +133,12 @@ public sealed class LensGrainOptions
             throw new InvalidOperationException(
                 "Lens:Grains drift settings are invalid: DriftWindow, DriftMinObservations, DriftConsecutive >= 1, DriftZ > 0, " +
                 "DriftMinRelativeShift >= 0, RefinementNoise > 0");
+        }
+
+        if (TrafficWindow is < 1 or > 1_000_000 || TrafficConsecutive is < 1 or > 100)
+        {
+            throw new InvalidOperationException(
+                $"Lens:Grains:TrafficWindow must be in 1..1000000 (got {TrafficWindow}) and TrafficConsecutive in 1..100 (got {TrafficConsecutive})");
         }
 
         if (HealthHistoryLength is < 0 or > DeploymentHealthHistory.MaxLast)

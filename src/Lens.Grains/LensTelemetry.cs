@@ -66,6 +66,20 @@ public static class LensTelemetry
         "Heavy calls (simulate, advise, what-if) refused with 429 because the tenant's or the silo's heavy-call budget was spent, " +
         "by reason (tenant, silo)");
 
+    /// <summary>OTLP spans received (HTTP and gRPC), by tenant-free reason-less count: every span of every accepted export body.</summary>
+    public static readonly Counter<long> SpansReceived = Meter.CreateCounter<long>("lens.otlp.spans", "{span}",
+        "OTLP spans received in export bodies that parsed (LLM requests or not)");
+
+    /// <summary>OTLP LLM request spans refused, by reason (<c>unrouted</c>, <c>invalid</c>, <c>unknown</c>: no such deployment of the tenant).</summary>
+    public static readonly Counter<long> SpansRejected = Meter.CreateCounter<long>("lens.otlp.rejected", "{span}",
+        "OTLP LLM request spans refused (reported to the exporter as rejected), by reason");
+
+    internal static readonly Counter<long> TrafficAnalyses = Meter.CreateCounter<long>("lens.traffic.analyses", "{window}",
+        "Windows of live traffic analysed under batching");
+
+    internal static readonly Counter<long> TrafficFlagged = Meter.CreateCounter<long>("lens.traffic.flagged", "{cell}",
+        "Cells flagged by a live-traffic analysis (out of band in enough windows running), by cell");
+
     internal static KeyValuePair<string, object?> Deployment(string tenant, string device, string deployment) =>
         new(DeploymentTag, $"{tenant}/{device}/{deployment}");
 

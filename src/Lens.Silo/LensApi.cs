@@ -177,6 +177,15 @@ public static class LensApi
             return Results.Content(await grains.GetGrain<IPredictorGrain>(tenant).GetModelJsonAsync(key), "application/json");
         })).Produces<string>(200, "application/json").WithName("GetModel").WithSummary("The fitted model in the lens-model file format");
 
+        v1.MapOtlpTraces();
+        v1.MapGet(Deployment + "/traffic", (HttpContext http, string device, string deployment) => Handle(http, async (tenant, grains) =>
+        {
+            var key = new DeviceKey(tenant, device).Deployment(Name(deployment, "deployment"));
+            await DeploymentGrains.Get(grains, key).GetAsync(); // 404 for a deployment the tenant lacks
+            return Results.Ok(await grains.GetGrain<ITrafficMonitorGrain>(key.Format()).GetStatusAsync());
+        })).Produces<TrafficStatus>().WithName("GetTraffic")
+            .WithSummary("Live-traffic monitoring from OTLP spans: the latest window's MAPE, common shift and cells (shift, band, streak, flagged)");
+
         return app;
     }
 

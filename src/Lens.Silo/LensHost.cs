@@ -66,7 +66,8 @@ public static class LensHost
             throw;
         }
 
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault()
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses
+                          .FirstOrDefault(a => options.Otlp.GrpcPort == 0 || !a.EndsWith($":{options.Otlp.GrpcPort}", StringComparison.Ordinal))
                       ?? throw new InvalidOperationException("the HTTP server reported no address");
         return new LensServer(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)));
     }
@@ -82,6 +83,7 @@ public static class LensHost
         OperatorGate.Use(app, options);
         app.MapOpenApi();
         app.MapLensApi();
+        OtlpGrpc.Map(app, options);
         app.MapLensConsole();
         if (options.MetricsPath is { Length: > 0 } metrics)
         {
@@ -111,6 +113,7 @@ public static class LensHost
         options.Validate();
 
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(options.HttpAddress), options.HttpPort));
+        OtlpGrpc.Add(builder, options);
         // Orleans and its resilience pipelines log every placement and retry at Information: keep the console for what matters.
         builder.Logging.AddFilter("Orleans", LogLevel.Warning);
         builder.Logging.AddFilter("Polly", LogLevel.Warning);

@@ -87,6 +87,9 @@ public sealed class LensServerOptions
     /// <summary>Limits and retry settings of the grains.</summary>
     public LensGrainOptions Grains { get; set; } = new();
 
+    /// <summary>Bounds of the OTLP trace intake (<c>Lens:Otlp</c>): body sizes and spans per export.</summary>
+    public LensOtlpOptions Otlp { get; set; } = new();
+
     /// <summary>
     /// OTLP endpoint (gRPC, e.g. <c>http://127.0.0.1:4317</c>) that metrics and traces are exported to; off unless set.
     /// </summary>
@@ -161,6 +164,11 @@ public sealed class LensServerOptions
         if (SiloPort == GatewayPort || (HttpPort != 0 && (HttpPort == SiloPort || HttpPort == GatewayPort)))
         {
             errors.Add($"ports must differ: silo {SiloPort}, gateway {GatewayPort}, HTTP {HttpPort}");
+        }
+
+        if (Otlp.GrpcPort != 0 && (Otlp.GrpcPort == SiloPort || Otlp.GrpcPort == GatewayPort || Otlp.GrpcPort == HttpPort))
+        {
+            errors.Add($"Lens:Otlp:GrpcPort {Otlp.GrpcPort} must differ from the silo, gateway and HTTP ports");
         }
 
         if (!IPAddress.TryParse(HttpAddress, out _))
@@ -257,6 +265,7 @@ public sealed class LensServerOptions
             errors.Add("Lens:Tenants: two tenants share an API key; every tenant needs its own");
         }
 
+        Otlp.Check(errors);
         try
         {
             Grains.Validate();

@@ -117,7 +117,7 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
         var deployment = random.Next(4) == 0 ? Pick(random, BadNames) : id;
         var root = $"v1/devices/{device}/deployments";
         var one = $"{root}/{deployment}";
-        var route = index % 19;
+        var route = index % 21;
         var (method, path, body) = route switch
         {
             0 => (HttpMethod.Post, root, CreateBody(random)),
@@ -137,6 +137,8 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
             14 => (HttpMethod.Post, $"{one}/predict/static-batch", BatchPredictBody(random)),
             15 => (HttpMethod.Post, $"{one}/whatif", WhatIfBody(random)),
             16 => (HttpMethod.Post, $"{one}/advise", AdviseBody(random)),
+            18 => (HttpMethod.Post, "v1/traces", OtlpBody(random)),
+            19 => (HttpMethod.Get, $"{one}/traffic", null),
             17 => (random.Next(2) == 0 ? HttpMethod.Get : Pick(random, [HttpMethod.Post, HttpMethod.Put, HttpMethod.Delete]), "v1/devices",
                 random.Next(2) == 0 ? null : CreateBody(random)),
             _ => (Pick(random, [HttpMethod.Put, HttpMethod.Delete, HttpMethod.Patch, HttpMethod.Head, HttpMethod.Options]),
@@ -169,7 +171,12 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
                 request.Headers.ExpectContinue = true;
             }
 
-            var type = Pick(random, MediaTypes);
+            var type = route == 18 && random.Next(2) == 0 ? Pick(random, ["application/x-protobuf", "application/json"]) : Pick(random, MediaTypes);
+            if (route == 18 && random.Next(4) == 0)
+            {
+                request.Content.Headers.ContentEncoding.Add(Pick(random, ["gzip", "br", "identity", "deflate"]));
+            }
+
             if (type.Length > 0 && (route != 3 || random.Next(5) != 0))
             {
                 request.Content.Headers.ContentType = MediaTypeHeaderValue.Parse(type);
@@ -182,6 +189,17 @@ public sealed class FuzzTests(HttpHostFixture fixture, ITestOutputHelper output)
 
         return request;
     }
+
+    /// <summary>OTLP export bodies: bad JSON, OTLP JSON with bad values, names and counts, random bytes, oversized.</summary>
+    private static string OtlpBody(Random random) => random.Next(6) switch
+    {
+        0 => Pick(random, BadJson),
+        1 => "<oversized>",
+        2 => $$$"""{"resourceSpans":[{"resource":{"attributes":[{"key":"lens.device","value":{"stringValue":"{{{Pick(random, BadNames)}}}"}},{"key":"lens.deployment","value":{"stringValue":"x"}}]},"scopeSpans":[{"spans":[{"startTimeUnixNano":"{{{Pick(random, BadNumbers)}}}","attributes":[{"key":"gen_ai.usage.prompt_tokens","value":{"intValue":{{{Pick(random, BadNumbers)}}}}},{"key":"gen_ai.usage.completion_tokens","value":{"intValue":"5"}},{"key":"gen_ai.latency.time_to_first_token","value":{"doubleValue":{{{Pick(random, BadNumbers)}}}}},{"key":"gen_ai.latency.e2e","value":{"doubleValue":1}}]}]}]}]}""",
+        3 => $$$"""{"resourceSpans":[{"scopeSpans":[{"spans":[{{{string.Join(',', Enumerable.Repeat("{}", random.Next(1, 20000)))}}}]}]}]}""",
+        4 => new string((char)random.Next(1, 128), random.Next(1, 2000)),
+        _ => Pick(random, ["{}", "[]", "null", "{\"resourceSpans\":null}", "{\"resourceSpans\":[{}]}", "\"x\"", "123"]),
+    };
 
     private static string CreateBody(Random random) => random.Next(8) switch
     {

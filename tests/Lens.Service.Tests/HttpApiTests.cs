@@ -66,7 +66,10 @@ public sealed class HttpApiTests(HttpHostFixture fixture) : IClassFixture<HttpHo
 
         using var openApi = await fixture.Http.GetAsync("openapi/v1.json");
         Assert.Equal(HttpStatusCode.OK, openApi.StatusCode);
-        Assert.Contains("/v1/devices/{device}/deployments/{deployment}/predict", await openApi.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var document = await openApi.Content.ReadAsStringAsync();
+        Assert.Contains("/v1/devices/{device}/deployments/{deployment}/predict", document, StringComparison.Ordinal);
+        Assert.Contains("\"/v1/traces\"", document, StringComparison.Ordinal);
+        Assert.Contains("/v1/devices/{device}/deployments/{deployment}/traffic", document, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -15,6 +15,9 @@ public sealed class HttpHostFixture : IAsyncLifetime
 
     public LensServer Server { get; private set; } = null!;
 
+    /// <summary>Port of the OTLP/gRPC intake (<c>Lens:Otlp:GrpcPort</c>).</summary>
+    public int GrpcPort { get; } = TestModels.FreePort();
+
     public HttpClient Http { get; private set; } = null!;
 
     public LensHttpClient Acme { get; private set; } = null!;
@@ -31,8 +34,9 @@ public sealed class HttpHostFixture : IAsyncLifetime
             ServiceId = "lens-http-" + Guid.NewGuid().ToString("N")[..8],
             Tenants = { ["acme"] = AcmeKey, ["globex"] = GlobexKey },
             OperatorApiKey = OperatorKey,
+            Otlp = { GrpcPort = GrpcPort }, // the OTLP tests export over gRPC too
             Metrics = { TenantLabels = true }, // the metrics tests look for their own deployment's series
-            Grains = { HealthHistoryLength = 5 }, // the health-history tests see the ring wrap
+            Grains = { HealthHistoryLength = 5, TrafficWindow = OtlpTrafficTests.Window }, // the health-history tests see the ring wrap; OTLP windows stay small
         };
         Server = await LensHost.StartAsync(options, b =>
         {

@@ -33,6 +33,12 @@ public sealed class ServerOptionsValidationTests
         { "Grains:MaxDevicesPerTenant", "0", "Lens:Grains limits must be positive" },
         { "Grains:MaxAttempts", "0", "Lens:Grains retry settings are invalid" },
         { "Grains:ResumeCheckPeriod", "00:00:00.5", "Lens:Grains retry settings are invalid" },
+        { "Otlp:MaxBodyBytes", "100", "Lens:Otlp:MaxBodyBytes is 100; use 1024..67108864" },
+        { "Otlp:MaxDecompressedBytes", "2048", "Lens:Otlp:MaxDecompressedBytes is 2048; use Lens:Otlp:MaxBodyBytes (4194304)..268435456" },
+        { "Otlp:MaxSpansPerRequest", "0", "Lens:Otlp:MaxSpansPerRequest is 0; use 1..100000" },
+        { "Otlp:GrpcPort", "70000", "Lens:Otlp:GrpcPort is 70000; use 1..65535, or 0 for no OTLP/gRPC intake" },
+        { "Otlp:GrpcPort", "11111", "Lens:Otlp:GrpcPort 11111 must differ from the silo, gateway and HTTP ports" },
+        { "Grains:TrafficWindow", "0", "Lens:Grains:TrafficWindow must be in 1..1000000" },
     };
 
     [Theory]

@@ -1,0 +1,93 @@
+using Orleans.Concurrency;
+
+namespace Lens.Abstractions;
+
+/// <summary>
+/// LLM requests a production server served, read from its OpenTelemetry spans (Core's <c>ObservedRequest</c>, column by column so
+/// that a batch of thousands crosses the grain boundary compactly). Times in ms; <see cref="QueueMs"/> is NaN where the span had no
+/// queue time, <see cref="Replicas"/> null where no span named a replica.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.ObservedBatch.v1")]
+public sealed record ObservedBatch(
+    [property: Id(0)] double[] ArrivalMs,
+    [property: Id(1)] int[] InputLengths,
+    [property: Id(2)] int[] OutputLengths,
+    [property: Id(3)] double[] TtftMs,
+    [property: Id(4)] double[] E2eMs,
+    [property: Id(5)] double[] QueueMs,
+    [property: Id(6)] string?[]? Replicas)
+{
+    public int Count => ArrivalMs.Length;
+}
+
+/// <summary>One cost cell in the latest analysed window of live traffic (Core's <c>CellHealth</c> with its streak).</summary>
+/// <param name="Cell">The prefill bucket, or the decode bucket with its batch bucket (<c>decode-512-b4</c>).</param>
+/// <param name="ConsecutiveWindows">Windows running in which the cell was out of band.</param>
+/// <param name="Flagged">Out of band in enough windows running: the cell is marked stale.</param>
+/// <param name="EstimatedMs">Its cost estimated from the traffic, when the window ran it enough; else null.</param>
+[GenerateSerializer, Immutable, Alias("lens.TrafficCell.v1")]
+public sealed record TrafficCell(
+    [property: Id(0)] string Cell,
+    [property: Id(1)] int Observations,
+    [property: Id(2)] long Steps,
+    [property: Id(3)] double Shift,
+    [property: Id(4)] double ShiftStandardError,
+    [property: Id(5)] double Band,
+    [property: Id(6)] bool OutOfBand,
+    [property: Id(7)] int ConsecutiveWindows,
+    [property: Id(8)] bool Flagged,
+    [property: Id(9)] double ProfiledMs,
+    [property: Id(10)] double? EstimatedMs);
+
+/// <summary>One analysed window of live traffic (Core's <c>TrafficReport</c>); MAPEs are null when no request could be replayed.</summary>
+[GenerateSerializer, Immutable, Alias("lens.TrafficWindow.v1")]
+public sealed record TrafficWindow(
+    [property: Id(0)] DateTimeOffset AnalyzedAt,
+    [property: Id(1)] long ModelVersion,
+    [property: Id(2)] int Requests,
+    [property: Id(3)] int Skipped,
+    [property: Id(4)] double? TtftMape,
+    [property: Id(5)] double? E2eMape,
+    [property: Id(6)] double CommonShift,
+    [property: Id(7)] double StartMs,
+    [property: Id(8)] double EndMs,
+    [property: Id(9)] TrafficCell[] Cells);
+
+/// <summary>
+/// A deployment's live-traffic monitoring: requests received from its OTLP spans, the window held, the analyses made, and the latest
+/// window's report (null before the first).
+/// </summary>
+/// <param name="WindowSize">Requests one analysis takes (<c>Lens:Grains:TrafficWindow</c>).</param>
+/// <param name="ConsecutiveWindows">Windows running a cell must be out of band in to be flagged (<c>Lens:Grains:TrafficConsecutive</c>).</param>
+/// <param name="Pending">Requests received since the last analysis (one is made when a window's worth arrived).</param>
+/// <param name="LastError">Why the latest window could not be analysed (the model unfitted, ...); null when it was.</param>
+[GenerateSerializer, Immutable, Alias("lens.TrafficStatus.v1")]
+public sealed record TrafficStatus(
+    [property: Id(0)] string Deployment,
+    [property: Id(1)] long Received,
+    [property: Id(2)] int WindowSize,
+    [property: Id(3)] int Pending,
+    [property: Id(4)] long Analyses,
+    [property: Id(5)] int ConsecutiveWindows,
+    [property: Id(6)] string[] Flagged,
+    [property: Id(7)] TrafficWindow? Latest,
+    [property: Id(8)] string? LastError);
+
+/// <summary>
+/// The live traffic of one deployment (key <see cref="DeploymentKey"/>): requests read from OTLP spans go in, a window's worth is
+/// analysed under the deployment's batching (Core's <c>TrafficAnalysis</c>), and a cell out of band in enough windows running is
+/// flagged and marked stale. Calls the deployment and bucket grains, never called by them (no call cycle).
+/// </summary>
+[Alias("lens.ITrafficMonitorGrain")]
+public interface ITrafficMonitorGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Adds requests of this deployment (the caller built the key from the authenticated tenant); a deployment that does not exist is
+    /// a <see cref="LensErrorKind.NotFound"/> and nothing is kept. Analyses the window when a window's worth of new requests arrived.
+    /// </summary>
+    [Alias("Observe")]
+    Task<TrafficStatus> ObserveAsync(ObservedBatch batch);
+
+    [Alias("GetStatus"), ReadOnly]
+    Task<TrafficStatus> GetStatusAsync();
+}

@@ -1,0 +1,178 @@
+using Lens.Abstractions;
+using Lens.Core;
+using Microsoft.Extensions.Options;
+
+namespace Lens.Grains;
+
+/// <summary>
+/// Monitors one deployment (key <see cref="DeploymentKey"/>) against its live traffic under continuous batching (method.md, "Live
+/// traffic"): the LLM requests its server's OpenTelemetry spans describe come in through OTLP, and each time a window's worth of new
+/// requests arrived (<see cref="LensGrainOptions.TrafficWindow"/>), the newest window is replayed through the deployment's serving
+/// simulation with its current model (the silo's <see cref="ModelCache"/>) by <see cref="TrafficAnalysis.Analyze"/>, on the silo's
+/// <see cref="HeavyWorkScheduler"/> (the grain turn awaits it; later batches queue behind it). The per-cell streaks are folded by a
+/// <see cref="TrafficMonitor"/>: a cell out of band in <see cref="LensGrainOptions.TrafficConsecutive"/> windows running is flagged and
+/// its bucket grain (the decode bucket with its batch bucket, or the prefill bucket) marked stale.
+/// <para>
+/// What is persisted: the window itself is held in memory only (10,000 requests is ~0.5 MB, past an Azure Table row); a new activation
+/// starts an empty window. The state of record, <see cref="TrafficState"/>, holds the streaks, the latest report (one row per cell the
+/// window reached: a few hundred cells stay far below a row) and the counts; it is written once per analysis.
+/// </para>
+/// </summary>
+[GrainType("traffic")]
+public sealed class TrafficMonitorGrain(
+    IOptions<LensGrainOptions> options,
+    TimeProvider time,
+    ModelCache models,
+    HeavyWorkScheduler heavy,
+    [PersistentState("traffic", LensGrainOptions.StorageName)] IPersistentState<TrafficState> state) : Grain, ITrafficMonitorGrain
+{
+    private readonly LensGrainOptions _options = options.Value;
+    private readonly Queue<ObservedRequest> _window = new();
+    private TrafficMonitor _monitor = null!;
+    private DeploymentKey _key = null!;
+    private bool _exists;
+    private int _pending;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        _key = DeploymentKey.Parse(this.GetPrimaryKeyString());
+        _monitor = new TrafficMonitor(_options.TrafficConsecutive);
+        var streaks = new List<KeyValuePair<BucketId, int>>();
+        foreach (var (cell, n) in state.State.Streaks)
+        {
+            if (BucketId.TryParse(cell, out var id))
+            {
+                streaks.Add(new(id, n));
+            }
+        }
+
+        _monitor.Restore(streaks);
+        return Task.CompletedTask;
+    }
+
+    public async Task<TrafficStatus> ObserveAsync(ObservedBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        var n = batch.Count;
+        if (batch.InputLengths.Length != n || batch.OutputLengths.Length != n || batch.TtftMs.Length != n || batch.E2eMs.Length != n ||
+            batch.QueueMs.Length != n || (batch.Replicas is { } r && r.Length != n))
+        {
+            throw LensException.Validation("batch", "every column of an observed batch must hold one value per request");
+        }
+
+        if (!_exists)
+        {
+            await DeploymentGrains.Get(GrainFactory, _key).GetAsync(); // NotFound for a deployment the tenant lacks: nothing is kept
+            _exists = true;
+        }
+
+        for (var i = 0; i < n; i++)
+        {
+            var queue = double.IsNaN(batch.QueueMs[i]) ? (double?)null : batch.QueueMs[i];
+            var replica = batch.Replicas?[i];
+            if (ObservedRequest.Problem(batch.ArrivalMs[i], batch.InputLengths[i], batch.OutputLengths[i], batch.TtftMs[i], batch.E2eMs[i], queue,
+                    replica) is { } problem)
+            {
+                throw LensException.Validation($"batch[{i}]", problem);
+            }
+
+            _window.Enqueue(new ObservedRequest(batch.ArrivalMs[i], batch.InputLengths[i], batch.OutputLengths[i], batch.TtftMs[i], batch.E2eMs[i],
+                queue, replica));
+        }
+
+        while (_window.Count > _options.TrafficWindow)
+        {
+            _window.Dequeue();
+        }
+
+        _pending += n;
+        state.State.Received += n;
+        if (_pending >= _options.TrafficWindow)
+        {
+            _pending = 0;
+            await AnalyzeAsync();
+        }
+
+        return Status();
+    }
+
+    public Task<TrafficStatus> GetStatusAsync() => Task.FromResult(Status());
+
+    private async Task AnalyzeAsync()
+    {
+        using var activity = LensTelemetry.ActivitySource.StartActivity("lens.traffic.analyze");
+        var s = state.State;
+        var window = _window.OrderBy(r => r.ArrivalMs).ToArray();
+        TrafficReport report;
+        long version;
+        try
+        {
+            DeploymentModel model;
+            (model, version) = await models.GetAsync(_key);
+            report = await heavy.RunAsync(() => TrafficAnalysis.Analyze(model, window));
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // An analysis that cannot run (the model unfitted or absent, ...) is reported in the status; the requests stay taken.
+            s.LastError = ex.Message;
+            await state.WriteStateAsync();
+            return;
+        }
+
+        var verdict = _monitor.Next(report);
+        var deploymentTag = LensTelemetry.Deployment(_key.Tenant, _key.Device, _key.Deployment);
+        LensTelemetry.TrafficAnalyses.Add(1, deploymentTag);
+        var stale = new List<Task<BucketSnapshot>>();
+        foreach (var cell in verdict.Flagged)
+        {
+            var name = cell.Health.Cell.ToString();
+            LensTelemetry.TrafficFlagged.Add(1, deploymentTag, LensTelemetry.Bucket(name));
+            if (cell.ConsecutiveOutOfBand == _monitor.ConsecutiveWindows)
+            {
+                // Newly flagged: its bucket's profile no longer describes the device (a re-profile's commit clears it).
+                stale.Add(GrainFactory.GetGrain<IBucketGrain>(_key.Bucket(cell.Health.Cell).Format()).SetStaleAsync(true));
+            }
+        }
+
+        await Task.WhenAll(stale);
+        s.Analyses++;
+        s.LastError = null;
+        s.Streaks = _monitor.Streaks.ToDictionary(p => p.Key.ToString(), p => p.Value, StringComparer.Ordinal);
+        s.Latest = new TrafficWindow(time.GetUtcNow(), version, report.Requests, report.Skipped, Finite(report.TtftMape), Finite(report.E2eMape),
+            report.CommonShift, report.StartMs, report.EndMs,
+            [.. verdict.Cells.Select(c => new TrafficCell(c.Health.Cell.ToString(), c.Health.Observations, c.Health.Steps, c.Health.Shift,
+                c.Health.ShiftStandardError, c.Health.Band, c.Health.OutOfBand, c.ConsecutiveOutOfBand, c.Flagged, c.Health.ProfiledMs,
+                c.Health.EstimatedMs))]);
+        await state.WriteStateAsync();
+        activity?.SetTag("lens.flagged", stale.Count);
+    }
+
+    private TrafficStatus Status()
+    {
+        var s = state.State;
+        return new TrafficStatus(_key.Deployment, s.Received, _options.TrafficWindow, _pending, s.Analyses, _monitor.ConsecutiveWindows,
+            [.. s.Latest?.Cells.Where(c => c.Flagged).Select(c => c.Cell) ?? []], s.Latest, s.LastError);
+    }
+
+    private static double? Finite(double value) => double.IsFinite(value) ? value : null;
+}
+
+/// <summary>The stored part of a deployment's live-traffic monitoring: counts, streaks per cell and the latest window's report.</summary>
+[GenerateSerializer, Alias("lens.TrafficState.v1")]
+public sealed class TrafficState
+{
+    [Id(0)]
+    public long Received { get; set; }
+
+    [Id(1)]
+    public long Analyses { get; set; }
+
+    [Id(2)]
+    public Dictionary<string, int> Streaks { get; set; } = new(StringComparer.Ordinal);
+
+    [Id(3)]
+    public TrafficWindow? Latest { get; set; }
+
+    [Id(4)]
+    public string? LastError { get; set; }
+}
