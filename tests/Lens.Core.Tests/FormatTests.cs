@@ -56,6 +56,46 @@ public class FormatTests
         Assert.Equal(json, ModelJson.Serialize(back));
     }
 
+    [Fact]
+    public void Policies_round_trip_and_default_files_keep_their_version()
+    {
+        var buckets = BucketPresets.NxdInference(512, 1024);
+        var model = BucketFitter.Fit(buckets, Synthetic.Random(buckets, 3).Measure(ProfilingPlanner.Create(buckets).Rows), RepeatStatistic.Parse("min"));
+        Assert.Contains("\"version\": 1", ModelJson.Serialize(model));
+        Assert.DoesNotContain("policy", ModelJson.Serialize(model));
+        Assert.True(ModelJson.Deserialize(ModelJson.Serialize(model), "m.json").Policy.IsDefault);
+
+        SchedulingPolicy[] policies =
+        [
+            SchedulingPolicy.ChunkedPrefill(256, [8, 32, 128, 256], 8, 1024),
+            SchedulingPolicy.PagedDecode(16, 1024),
+        ];
+        foreach (var policy in policies)
+        {
+            var json = ModelJson.Serialize(model.WithLayout(new DeploymentLayout(2)).WithPolicy(policy));
+            Assert.Contains($"\"version\": {ModelJson.Version}", json);
+            var back = ModelJson.Deserialize(json, "m.json");
+            Assert.Equal(policy, back.Policy);
+            Assert.Equal(2, back.Layout.Chips);
+            Assert.Equal(json, ModelJson.Serialize(back));
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"maxNumBatchedTokens\":256,\"tokenBuckets\":[8,128],\"maxNumSeqs\":8,\"scheduler\":\"chunked\"}", "largest token bucket 128 is below maxNumBatchedTokens 256")]
+    [InlineData("{\"scheduler\":\"chunked\",\"maxNumBatchedTokens\":0}", "maxNumBatchedTokens 0 is outside 1..")]
+    [InlineData("{\"execution\":\"paged\"}", "blockSize 0 is outside 1..")]
+    [InlineData("{\"blockSize\":16}", "blockSize belongs to paged execution")]
+    [InlineData("{\"scheduler\":\"chunked\",\"execution\":\"paged\",\"blockSize\":16}", "chunked prefill with paged execution is not modelled")]
+    [InlineData("{\"scheduler\":\"round-robin\"}", "not a LENS model file")]
+    public void Bad_policies_are_refused_naming_the_field(string policy, string expected)
+    {
+        var json = "{\"format\":\"lens-model\",\"version\":3,\"prefillBuckets\":[8],\"decodeBuckets\":[16],\"statistic\":\"min\"," +
+                   "\"prefill\":[{\"edge\":8,\"aMs\":1,\"aStandardError\":0,\"ttftMs\":1,\"ttftStandardError\":0,\"plateauSpread\":0}]," +
+                   "\"decode\":[{\"edge\":16,\"stepMs\":1,\"stepStandardError\":0}],\"policy\":" + policy + "}";
+        Assert.Contains(expected, Assert.Throws<FormatException>(() => ModelJson.Deserialize(json, "model.json")).Message);
+    }
+
     [Theory]
     [InlineData("{", "not a LENS model file")]
     [InlineData("{\"format\":\"other\"}", "not a LENS model file (format is 'other', expected 'lens-model')")]

@@ -127,7 +127,23 @@ public sealed class DeploymentModel
             throw new ArgumentException($"invalid layout: {problem}", nameof(layout));
         }
 
-        return new DeploymentModel(Buckets, PrefillBuckets, DecodeBuckets, Statistic, RelativeNoise, Calibration) { Layout = layout };
+        return new DeploymentModel(Buckets, PrefillBuckets, DecodeBuckets, Statistic, RelativeNoise, Calibration) { Layout = layout, Policy = Policy };
+    }
+
+    /// <summary>The scheduler and execution type the costs belong to (method.md, "Scheduling policies"); prefill-first padded by
+    /// default. The policy names the axes of the step table (<see cref="SchedulingPolicy"/>).</summary>
+    public SchedulingPolicy Policy { get; private init; } = SchedulingPolicy.Default;
+
+    /// <summary>The same fitted values under <paramref name="policy"/> (validated).</summary>
+    public DeploymentModel WithPolicy(SchedulingPolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        if (policy.Check() is { } problem)
+        {
+            throw new ArgumentException($"invalid scheduling policy: {problem}", nameof(policy));
+        }
+
+        return new DeploymentModel(Buckets, PrefillBuckets, DecodeBuckets, Statistic, RelativeNoise, Calibration) { Layout = Layout, Policy = policy };
     }
 
     public IReadOnlyList<PrefillValues> PrefillBuckets { get; }

@@ -11,11 +11,16 @@ namespace Lens.Core;
 /// A what-if model carries a <c>predicted</c> block (<see cref="PredictedBlock"/>), which older readers ignore.
 /// Version 2 adds batch buckets (<c>batchBuckets</c>, and <c>batch</c> on each decode value); a model without batch buckets is still
 /// written as version 1, which earlier releases read, and version 1 files load as batch bucket <c>[1]</c>.
+/// Version 3 adds the scheduling policy (<c>policy</c>); only a model with a policy other than prefill-first padded is written as
+/// version 3, so a release that would read its cost table under the wrong scheduler refuses it instead.
 /// </summary>
 public static class ModelJson
 {
     public const string Format = "lens-model";
-    public const int Version = 2;
+    public const int Version = 3;
+
+    /// <summary>The version a batched model under the default policy is written as.</summary>
+    public const int BatchedVersion = 2;
 
     /// <summary>The version a model without batch buckets is written as (readable by every release).</summary>
     public const int SingleBatchVersion = 1;
@@ -35,7 +40,7 @@ public static class ModelJson
         var doc = new ModelDocument
         {
             Format = Format,
-            Version = model.Buckets.IsBatched ? Version : SingleBatchVersion,
+            Version = !model.Policy.IsDefault ? Version : model.Buckets.IsBatched ? BatchedVersion : SingleBatchVersion,
             PrefillBuckets = [.. model.Buckets.Prefill],
             DecodeBuckets = [.. model.Buckets.Decode],
             BatchBuckets = model.Buckets.IsBatched ? [.. model.Buckets.Batch] : null,
@@ -49,6 +54,7 @@ public static class ModelJson
             Chips = model.Layout.IsDefault ? null : model.Layout.Chips,
             DeviceKind = model.Layout.DeviceKind,
             PricePerChipHour = model.Layout.PricePerChipHour,
+            Policy = model.Policy.IsDefault ? null : model.Policy,
         };
         return JsonSerializer.Serialize(doc, Options);
     }
@@ -96,7 +102,8 @@ public static class ModelJson
             var model = new DeploymentModel(buckets, doc.Prefill ?? [], decode, RepeatStatistic.Parse(doc.Statistic ?? "min"),
                 doc.RelativeNoise, doc.Calibration);
             var layout = new DeploymentLayout(doc.Chips ?? 1, doc.DeviceKind, doc.PricePerChipHour);
-            return layout.IsDefault ? model : model.WithLayout(layout);
+            model = layout.IsDefault ? model : model.WithLayout(layout);
+            return doc.Policy is null ? model : model.WithPolicy(doc.Policy);
         }
         catch (Exception ex) when (ex is ArgumentException or FormatException)
         {
@@ -149,6 +156,10 @@ public static class ModelJson
         /// <summary>Price per chip-hour, absent when none.</summary>
         [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
         public double? PricePerChipHour { get; set; }
+
+        /// <summary>The scheduling policy (version 3); absent means prefill-first padded.</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public SchedulingPolicy? Policy { get; set; }
     }
 
     /// <summary>One decode value in the file; <see cref="Batch"/> is written by version 2 only.</summary>
