@@ -106,9 +106,15 @@ public sealed class BucketSet : IEquatable<BucketSet>
     private readonly int[] _prefill;
     private readonly int[] _decode;
     private readonly int[] _batch;
+    private readonly bool _promptsInTokens;
 
     public BucketSet(IEnumerable<int> prefill, IEnumerable<int> decode, DecodeConvention convention = DecodeConvention.AfterAppend,
         IEnumerable<int>? batch = null)
+        : this(prefill, decode, convention, batch, promptsInTokens: true)
+    {
+    }
+
+    private BucketSet(IEnumerable<int> prefill, IEnumerable<int> decode, DecodeConvention convention, IEnumerable<int>? batch, bool promptsInTokens)
     {
         ArgumentNullException.ThrowIfNull(prefill);
         ArgumentNullException.ThrowIfNull(decode);
@@ -118,7 +124,7 @@ public sealed class BucketSet : IEquatable<BucketSet>
         Validate(_prefill, "prefill");
         Validate(_decode, "decode");
         Validate(_batch, "batch");
-        if (_prefill[^1] > _decode[^1])
+        if (promptsInTokens && _prefill[^1] > _decode[^1])
         {
             throw new BucketSetException(
                 $"the longest prompt (prefill bucket {_prefill[^1]}) is above the longest sequence (decode bucket {_decode[^1]}); " +
@@ -131,6 +137,20 @@ public sealed class BucketSet : IEquatable<BucketSet>
         }
 
         Convention = convention;
+        _promptsInTokens = promptsInTokens;
+    }
+
+    /// <summary>
+    /// The buckets of a deployment with paged execution (method.md, "Execution types"): prefill buckets in tokens, decode buckets in
+    /// KV blocks (the batch's total <c>sum ceil(len / block_size)</c>), so a prompt's bucket is not compared with them; the policy's
+    /// <c>MaxModelLen</c> bounds a request instead of the largest decode bucket.
+    /// </summary>
+    public static BucketSet ForPagedExecution(IEnumerable<int> prefill, IEnumerable<int> blocks, DecodeConvention convention = DecodeConvention.AfterAppend,
+        IEnumerable<int>? batch = null)
+    {
+        ArgumentNullException.ThrowIfNull(prefill);
+        ArgumentNullException.ThrowIfNull(blocks);
+        return new BucketSet(prefill, blocks, convention, batch, promptsInTokens: false);
     }
 
     /// <summary>Prefill bucket edges, ascending.</summary>
@@ -164,7 +184,7 @@ public sealed class BucketSet : IEquatable<BucketSet>
     public int BatchIndex(int sequences) => FirstAtOrAbove(_batch, sequences);
 
     /// <summary>The same buckets with other batch buckets (null: <c>[1]</c>).</summary>
-    public BucketSet WithBatch(IEnumerable<int>? batch) => new(_prefill, _decode, Convention, batch);
+    public BucketSet WithBatch(IEnumerable<int>? batch) => new(_prefill, _decode, Convention, batch, _promptsInTokens);
 
     /// <summary>Index of <c>pre(I)</c> in <see cref="Prefill"/>, or -1 when <c>I</c> is above the longest prompt.</summary>
     public int PrefillIndex(int inputLength) => FirstAtOrAbove(_prefill, inputLength);
