@@ -106,6 +106,13 @@ public class StackConfigTests
         Assert.Equal([256, 1024], overridden.Buckets.Prefill.ToArray());
         Assert.Equal([2, 8], overridden.Buckets.Batch.ToArray());
 
+        // The plugin's default max_num_seqs (32), and its neuron_config options under additional_config.
+        var options = ServingStacks.Resolve("vllm-neuron", StackKnobs.FromJson("{\"max_model_len\": 4096, \"additional_config\": {\"neuron_config\": " +
+                                                                               "{\"num_batched_tokens_buckets\": [512, 4096], \"num_seqs_buckets\": [4, 32]}}}", "vllm.json"));
+        Assert.Equal([512, 4096], options.Buckets.Prefill.ToArray());
+        Assert.Equal([4, 32], options.Buckets.Batch.ToArray());
+        Assert.Equal([1, 2, 4, 8, 16, 32], ServingStacks.Resolve("vllm-neuron", StackKnobs.FromJson("{\"max_model_len\": 512}", "v.json")).Buckets.Batch.ToArray());
+
         var chunked = ServingStacks.Resolve("vllm-neuron", StackKnobs.FromJson("{\"max_model_len\": 2048, \"max_num_seqs\": 16, \"enable_chunked_prefill\": true, " +
                                                                                "\"max_num_batched_tokens\": 256}", "vllm.json"));
         Assert.Equal(SchedulingPolicy.ChunkedPrefill(256, [128, 256], 16, 2048), chunked.Policy);
@@ -147,6 +154,7 @@ public class StackConfigTests
     [InlineData("nxdi", "[1, 2]", "c.json: expected a JSON object")]
     [InlineData("vllm-neuron", "{\"max_model_len\": 1024, \"enable_chunked_prefill\": true}", "enable_chunked_prefill needs max_num_batched_tokens")]
     [InlineData("vllm-neuron", "{\"max_model_len\": 1024, \"override_neuron_config\": \"{oops\"}", "override_neuron_config is not a JSON object")]
+    [InlineData("vllm-neuron", "{\"max_model_len\": 1024, \"max_num_seqs\": 8, \"additional_config\": {\"neuron_config\": {\"num_seqs_buckets\": [1, 4]}}}", "c.json additional_config neuron_config: num_seqs_buckets ends at 4; its largest must equal max_num_seqs 8")]
     [InlineData("rbln", "{\"max_seq_len\": 1024, \"prefill_chunk_size\": 100}", "prefill_chunk_size is 100; allowed a positive multiple of 64")]
     [InlineData("rbln", "{\"max_seq_len\": 1024, \"batch_size\": 2, \"decoder_batch_sizes\": [4]}", "entry #1 is 4; allowed integers in 1..2")]
     [InlineData("furiosa", "{\"prefill_buckets\": [[2, 128]], \"decode_buckets\": [[1, 256]]}", "has [2, 128]; LENS runs each prefill alone")]

@@ -68,15 +68,21 @@ public static class NeuronStacks
         return new StackDeployment(stack, new BucketSet(prefill, decode, convention, [1]), policy, notes);
     }
 
+    /// <summary>vLLM on Neuron's default <c>max_num_seqs</c> (vllm-neuron platform.py: "default batch size for Neuron to 32").</summary>
+    public const int DefaultMaxNumSeqs = 32;
+
     /// <summary>
-    /// vLLM on Neuron: vLLM's <c>max_model_len</c> (required), <c>max_num_seqs</c> (vLLM's default 256), <c>max_num_batched_tokens</c>
-    /// and <c>enable_chunked_prefill</c> (default false: the Neuron plugin's scheduler without chunking) give NxD Inference's default
-    /// neuron config (vllm-neuron's <c>_get_default_neuron_config</c>: <c>ctx_batch_size</c> 1; <c>batch_size</c> <c>max_num_seqs</c>
-    /// and <c>max_context_length</c> <c>max_model_len</c>, or with chunked prefill 1 and <c>max_num_batched_tokens</c>; <c>seq_len</c>
-    /// <c>max_model_len</c>), over which <c>override_neuron_config</c> (an object, or its JSON text) is merged key by key. Batch
-    /// buckets: <c>token_generation_batches</c> from the override, else <c>num_seqs_buckets</c> (the plugin's
-    /// <c>additional_config.neuron_config</c> or the override), else powers of two up to <c>max_num_seqs</c>. With chunked prefill, the
-    /// token buckets are <c>num_batched_tokens_buckets</c> when given, else the context-encoding buckets.
+    /// vLLM on Neuron: vLLM's <c>max_model_len</c> (required), <c>max_num_seqs</c> (the plugin's default 32),
+    /// <c>max_num_batched_tokens</c> and <c>enable_chunked_prefill</c> (default false: the plugin's own scheduler "will disable chunked
+    /// prefill and schedule requests using the continuous batching mechanism, prioritizing prefill over decode", platform.py) give
+    /// NxD Inference's default neuron config (vllm-neuron's <c>_get_default_neuron_config</c>: <c>ctx_batch_size</c> 1;
+    /// <c>batch_size</c> <c>max_num_seqs</c> and <c>max_context_length</c> <c>max_model_len</c>, or with chunked prefill 1 and
+    /// <c>max_num_batched_tokens</c>; <c>seq_len</c> <c>max_model_len</c>), over which <c>override_neuron_config</c> (under
+    /// <c>additional_config</c>, where the plugin reads it, or at the top; an object or its JSON text) is merged key by key.
+    /// The plugin's <c>additional_config.neuron_config</c> options (Neuron docs, "Additional Configuration Options"):
+    /// <c>num_batched_tokens_buckets</c>, the compiled prefill token counts (default powers of two from 128 to the maximum), and
+    /// <c>num_seqs_buckets</c>, the compiled decode batch sizes (default powers of two from 1 to <c>max_num_seqs</c>). An override's
+    /// own <c>context_encoding_buckets</c> and <c>token_generation_batches</c> take precedence.
     /// </summary>
     public static StackDeployment VllmNeuron(StackKnobs knobs, DecodeConvention convention)
     {
@@ -84,7 +90,7 @@ public static class NeuronStacks
         var notes = new List<string>();
         var maxModelLen = knobs.Int("max_model_len", 1, MaxTokens)
             ?? throw new StackConfigException($"{knobs.Source}: max_model_len is required (vLLM's --max-model-len, 1..{MaxTokens})");
-        var maxNumSeqs = knobs.Int("max_num_seqs", 1, LensCsv.MaxBatch) ?? VllmGaudiStack.DefaultMaxNumSeqs;
+        var maxNumSeqs = knobs.Int("max_num_seqs", 1, LensCsv.MaxBatch) ?? DefaultMaxNumSeqs;
         var chunked = knobs.Bool("enable_chunked_prefill") ?? false;
         int? budget = null;
         if (chunked)
@@ -96,31 +102,39 @@ public static class NeuronStacks
         var defaults = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["ctx_batch_size"] = "1",
-            ["batch_size"] = (chunked ? 1 : maxNumSeqs).ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["max_context_length"] = (budget ?? maxModelLen).ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["seq_len"] = maxModelLen.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["batch_size"] = Text(chunked ? 1 : maxNumSeqs),
+            ["max_context_length"] = Text(budget ?? maxModelLen),
+            ["seq_len"] = Text(maxModelLen),
             ["enable_bucketing"] = "true",
             ["is_chunked_prefill"] = chunked ? "true" : "false",
         };
-        var overrides = knobs.Object("override_neuron_config") ?? StackKnobs.Empty;
-        var extra = knobs.Object("additional_config")?.Object("neuron_config") ?? StackKnobs.Empty;
+        var additional = knobs.Object("additional_config");
+        var overrides = knobs.Object("override_neuron_config") ?? additional?.Object("override_neuron_config") ?? StackKnobs.Empty;
+        var options = additional?.Object("neuron_config") ?? StackKnobs.Empty;
         var config = StackKnobs.FromPairs(defaults, "vLLM's defaults").With(overrides);
-        var seqsBuckets = overrides.IntList("num_seqs_buckets", 1, maxNumSeqs) ?? extra.IntList("num_seqs_buckets", 1, maxNumSeqs);
         if (!chunked && !overrides.Has("token_generation_batches"))
         {
-            var batch = seqsBuckets is null ? BucketPresets.BatchBuckets("pow2", maxNumSeqs) : [.. seqsBuckets.Append(maxNumSeqs).Distinct().Order()];
+            var seqs = Ascending(options, "num_seqs_buckets", 1, maxNumSeqs);
+            if (seqs is not null && seqs[^1] != maxNumSeqs)
+            {
+                throw options.Bad("num_seqs_buckets", $"ends at {seqs[^1]}; its largest must equal max_num_seqs {maxNumSeqs}");
+            }
+
+            var batch = seqs ?? BucketPresets.BatchBuckets("pow2", maxNumSeqs);
             config = config.With(StackKnobs.FromPairs([new("token_generation_batches", $"[{string.Join(',', batch)}]"),
-                new("tkg_batch_size", maxNumSeqs.ToString(System.Globalization.CultureInfo.InvariantCulture))], "vLLM's num_seqs buckets"));
+                new("tkg_batch_size", Text(maxNumSeqs))], "num_seqs_buckets"));
         }
 
-        var tokenBuckets = overrides.IntList("num_batched_tokens_buckets", 1, MaxTokens) ?? extra.IntList("num_batched_tokens_buckets", 1, MaxTokens);
-        if (chunked && tokenBuckets is not null)
+        var tokens = Ascending(options, "num_batched_tokens_buckets", 1, budget ?? maxModelLen);
+        if (tokens is not null && !overrides.Has("context_encoding_buckets"))
         {
-            config = config.With(StackKnobs.FromPairs([new("context_encoding_buckets", $"[{string.Join(',', tokenBuckets)}]")], "num_batched_tokens_buckets"));
+            config = config.With(StackKnobs.FromPairs([new("context_encoding_buckets", $"[{string.Join(',', tokens)}]")], "num_batched_tokens_buckets"));
         }
 
         return Nxdi(config, convention, "vllm-neuron", notes, maxNumSeqs);
     }
+
+    private static string Text(int value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>A listed bucket set, checked ascending and distinct, naming the key.</summary>
     internal static int[]? Ascending(StackKnobs config, string key, int min, int max)

@@ -88,7 +88,8 @@ public static class StackEmitter
         return config;
     }
 
-    /// <summary>vLLM on Neuron: vLLM's arguments and <c>override_neuron_config</c> carrying NxD Inference's bucket keys.</summary>
+    /// <summary>vLLM on Neuron: vLLM's arguments and <c>additional_config.override_neuron_config</c> carrying NxD Inference's bucket
+    /// keys (vLLM's <c>--additional-config</c>).</summary>
     private static StackConfigText VllmNeuron(BucketSet buckets, SchedulingPolicy policy)
     {
         var overrides = NeuronConfig(buckets, policy);
@@ -112,7 +113,7 @@ public static class StackEmitter
             overrides["token_generation_batches"] = Array(buckets.Batch);
         }
 
-        root["override_neuron_config"] = overrides;
+        root["additional_config"] = new JsonObject { ["override_neuron_config"] = overrides }; // where vllm-neuron reads it
         return new(Json(root), null, []);
     }
 
