@@ -53,7 +53,12 @@ public static class LensApp
             config.AddCommand<AdviseCommand>("advise")
                 .WithDescription("Recommend bucket edges under a budget, batch buckets for goodput, and replicas for a target rate.")
                 .WithExample("advise", "--model", "model.json", "--trace", "trace.csv", "--slo-ttft", "500", "--slo-tpot", "50",
-                    "--max-buckets", "4", "--out", "advice.json");
+                    "--max-buckets", "4", "--out", "advice.json")
+                .WithExample("advise", "--model", "model.json", "--trace", "trace.csv", "--out", "advice.json", "--emit", "vllm-neuron");
+            config.AddCommand<StackCommand>("stack")
+                .WithDescription("Show the buckets and scheduling policy a serving stack's own configuration gives (--stack), or write them in another stack's format.")
+                .WithExample("stack", "--stack", "vllm-gaudi", "--stack-config", "gaudi.env")
+                .WithExample("stack", "--stack", "nxdi", "--stack-config", "neuron_config.json", "--emit", "furiosa", "--out", "furiosa.json");
             CommandRegistry.Register(config);
         });
 

@@ -48,6 +48,25 @@ public sealed class AdviseSettings : WorkloadSettings
     [Description("Print the advice as JSON.")]
     public bool Json { get; init; }
 
+    [CommandOption("--emit <STACK>")]
+    [Description("Also write the recommendation in a serving stack's own format, ready to paste: nxdi (neuron config JSON), vllm-neuron " +
+                 "(vLLM arguments with override_neuron_config), vllm-gaudi (env lines and a bucketing file), rbln (rbln_config), furiosa (BucketConfig).")]
+    public string? Emit { get; init; }
+
+    [CommandOption("--emit-out <FILE>")]
+    [Description("With --emit: where to write it (default: beside --out, e.g. advice.vllm-neuron.json; vllm-gaudi: advice.vllm-gaudi.env " +
+                 "and advice.vllm-gaudi.buckets.txt).")]
+    public string? EmitOut { get; init; }
+
+    [CommandOption("--stack-config <FILE>")]
+    [Description("With --emit: the deployment's present config in that stack's format; knobs the buckets do not decide (block_size, " +
+                 "prefill_chunk_size, max_num_batched_tokens) are taken from it.")]
+    public string? StackConfig { get; init; }
+
+    /// <summary>Where <c>--emit</c> writes: <c>--emit-out</c>, or beside <c>--out</c>.</summary>
+    internal string EmitPath =>
+        EmitOut ?? Path.ChangeExtension(Out!, $".{ServingStacks.Normalize(Emit!)}.{(ServingStacks.TakesEnvLines(Emit!) ? "env" : "json")}");
+
     public override ValidationResult Validate()
     {
         if (Model is null || Out is null)
@@ -93,6 +112,16 @@ public sealed class AdviseSettings : WorkloadSettings
         if (TargetRate is not null && SloTtft is null)
         {
             return ValidationResult.Error("--target-rate sizes replicas at the SLO: give --slo-ttft and --slo-tpot too");
+        }
+
+        if (Emit is null && (EmitOut is not null || StackConfig is not null))
+        {
+            return ValidationResult.Error("--emit-out and --stack-config go with --emit STACK");
+        }
+
+        if (Emit is not null && StackEmit.CheckTarget(Emit, "advice") is { } emitProblem)
+        {
+            return ValidationResult.Error(emitProblem);
         }
 
         if (BatchBuckets is not null)
@@ -144,6 +173,7 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         var plot = Path.ChangeExtension(settings.Out!, ".png");
         AdvisePlot.Write(plot, advice);
         CliFiles.WriteAtomically(settings.Out!, w => w.Write(document));
+        var emitted = settings.Emit is null ? null : Emit(settings, source, advice.Recommended);
         if (settings.Json)
         {
             Console.Out.WriteLine(document);
@@ -152,7 +182,24 @@ public sealed class AdviseCommand : Command<AdviseSettings>
 
         WriteTable(advice);
         AnsiConsole.MarkupLine($"wrote [green]{Markup.Escape(settings.Out!)}[/] and [green]{Markup.Escape(plot)}[/]");
+        if (emitted is not null)
+        {
+            Console.Out.Write(emitted.Text);
+        }
+
         return LensApp.Ok;
+    }
+
+    /// <summary>The recommendation in the stack's own format (<c>--emit</c>), under the profiled model's scheduling policy.</summary>
+    private static StackConfigText Emit(AdviseSettings settings, DeploymentModel source, ScoredDeployment recommended)
+    {
+        var stack = ServingStacks.Normalize(settings.Emit!);
+        var current = settings.StackConfig is null ? StackKnobs.Empty : StackFiles.Read(stack, settings.StackConfig, false, null);
+        var convention = source.Buckets.Convention;
+        var buckets = source.Policy.Execution == ExecutionKind.Paged
+            ? BucketSet.ForPagedExecution(recommended.Prefill, recommended.Decode, convention, recommended.Batch)
+            : new BucketSet(recommended.Prefill, recommended.Decode, convention, recommended.Batch);
+        return StackEmit.Write(stack, buckets, source.Policy, current, settings.EmitPath, quiet: settings.Json);
     }
 
     private static (IReadOnlyList<TraceRequest> Trace, ServiceObjectives? Slo) ReadWorkload(AdviseSettings settings, BucketCostModel costs)

@@ -5,8 +5,9 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-/// <summary>Bucket sets, given as explicit lists or as a serving stack's preset.</summary>
-public class BucketSettings : CommandSettings
+/// <summary>Bucket sets, given as explicit lists, as a serving stack's preset, or by a stack's own configuration (<c>--stack</c>,
+/// BucketSettings.Stack.cs).</summary>
+public partial class BucketSettings : CommandSettings
 {
     private BucketSet? _buckets;
 
@@ -70,10 +71,20 @@ public class BucketSettings : CommandSettings
     public int BatchStep { get; init; } = 32;
 
     /// <summary>Whether bucket options were given at all (commands where they are optional check this first).</summary>
-    public bool HasBuckets => Preset is not null || PrefillBuckets is not null || DecodeBuckets is not null;
+    public bool HasBuckets => Preset is not null || PrefillBuckets is not null || DecodeBuckets is not null || Stack is not null;
 
     public override ValidationResult Validate()
     {
+        if (Stack is not null)
+        {
+            return ValidateStack();
+        }
+
+        if (StackConfig is not null || StackSet is { Length: > 0 } || StackFromEnvironment)
+        {
+            return ValidationResult.Error("--stack-config, --stack-set and --stack-from-environment go with --stack NAME");
+        }
+
         var explicitLists = PrefillBuckets is not null || DecodeBuckets is not null;
         if (Preset is not null && explicitLists)
         {
@@ -189,6 +200,11 @@ public class BucketSettings : CommandSettings
     private BucketSet CreateBuckets()
     {
         var convention = Convention == "before-append" ? DecodeConvention.BeforeAppend : DecodeConvention.AfterAppend;
+        if (Stack is not null)
+        {
+            return CreateStackBuckets(convention);
+        }
+
         var lengths = Preset is not null
             ? BucketPresets.Create(Preset, MaxContext ?? SeqLen!.Value, SeqLen!.Value, LinearMin, LinearStep, convention)
             : new BucketSet(BucketSet.ParseEdges(PrefillBuckets!, "prefill"), BucketSet.ParseEdges(DecodeBuckets!, "decode"), convention);

@@ -138,7 +138,7 @@ public static class StackEmitter
             : buckets.MaxSequence;
         var budget = Math.Max(buckets.MaxPrompt, current.Int("max_num_batched_tokens", 1, SchedulingPolicy.MaxTokens) ?? 0);
         var file = new StringBuilder();
-        file.Append("# vLLM on Gaudi bucketing file (VLLM_BUCKETING_FROM_FILE), written by lens advise --emit vllm-gaudi\n");
+        file.Append("# vLLM on Gaudi bucketing file (VLLM_BUCKETING_FROM_FILE), written by lens --emit vllm-gaudi\n");
         file.Append("# prompt buckets: (batch, query, context blocks)\n");
         file.Append(CultureInfo.InvariantCulture, $"(1, [{string.Join(", ", buckets.Prefill)}], 0)\n");
         file.Append("# decode buckets: (batch, 1, total KV blocks of the batch)\n");
@@ -154,7 +154,7 @@ public static class StackEmitter
         }
 
         var env = new StringBuilder();
-        env.Append("# vLLM on Gaudi, written by lens advise --emit vllm-gaudi: environment variables\n");
+        env.Append("# vLLM on Gaudi, written by lens --emit vllm-gaudi: environment variables\n");
         env.Append(CultureInfo.InvariantCulture, $"VLLM_BUCKETING_FROM_FILE={bucketFileName}\n");
         env.Append(CultureInfo.InvariantCulture,
             $"# vLLM engine arguments (vllm serve --block-size {blockSize} --max-model-len {maxModelLen} --max-num-seqs {buckets.MaxBatch} --max-num-batched-tokens {budget}); LENS reads them back from these lines\n");
