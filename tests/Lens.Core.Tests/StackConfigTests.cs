@@ -152,6 +152,8 @@ public class StackConfigTests
     [InlineData("nxdi", "{\"seq_len\": 1024, \"ctx_batch_size\": 4}", "ctx_batch_size is above 1")]
     [InlineData("nxdi", "{\"seq_len\": 1024, \"is_chunked_prefill\": true}", "needs chunked_prefill_config.max_num_seqs")]
     [InlineData("nxdi", "[1, 2]", "c.json: expected a JSON object")]
+    [InlineData("nxdi", "{\"seq_len\": 1024, \"seq_len\": 2048}", "a key given twice?")]
+    [InlineData("vllm-gaudi", "max_model_len=2048\nVLLM_BUCKETING_STRATEGY=lin\nVLLM_DECODE_BLOCK_BUCKET_STEP=1\nmax_num_seqs=4096\n", "gaudi.env:3: VLLM_DECODE_BLOCK_BUCKET_{MIN,STEP,MAX}: linear buckets min=1, step=1, max=65536 give more than 4096 buckets")]
     [InlineData("vllm-neuron", "{\"max_model_len\": 1024, \"enable_chunked_prefill\": true}", "enable_chunked_prefill needs max_num_batched_tokens")]
     [InlineData("vllm-neuron", "{\"max_model_len\": 1024, \"override_neuron_config\": \"{oops\"}", "override_neuron_config is not a JSON object")]
     [InlineData("vllm-neuron", "{\"max_model_len\": 1024, \"max_num_seqs\": 8, \"additional_config\": {\"neuron_config\": {\"num_seqs_buckets\": [1, 4]}}}", "c.json additional_config neuron_config: num_seqs_buckets ends at 4; its largest must equal max_num_seqs 8")]

@@ -72,10 +72,11 @@ public static class RblnFuriosaStacks
         var batch = decodePairs.Select(p => p.First).Distinct().Order().ToArray();
         var notes = new List<string>();
         var listed = decodePairs.ToHashSet();
-        var missing = batch.SelectMany(b => decode.Select(d => (b, d))).Where(c => !listed.Contains(c)).ToArray();
-        if (missing.Length > 0)
+        var missing = (long)batch.Length * decode.Length - listed.Count;
+        if (missing > 0)
         {
-            notes.Add($"{missing.Length} (batch, attention size) cells are not in decode_buckets (e.g. [{missing[0].b}, {missing[0].d}]): the stack did not compile them");
+            var first = batch.SelectMany(b => decode.Select(d => (b, d))).First(c => !listed.Contains(c));
+            notes.Add($"{missing} (batch, attention size) cells are not in decode_buckets (e.g. [{first.b}, {first.d}]): the stack did not compile them");
         }
 
         try

@@ -49,6 +49,10 @@ public sealed class StackKnobs
         {
             throw new StackConfigException($"{source}: not JSON: {ex.Message}");
         }
+        catch (ArgumentException ex) when (ex is not StackConfigException)
+        {
+            throw new StackConfigException($"{source}: {ex.Message} (a key given twice?)");
+        }
 
         if (root is not JsonObject obj)
         {
@@ -287,9 +291,21 @@ public sealed class StackKnobs
     private static StackKnobs FromObject(JsonObject obj, string source, string prefix)
     {
         var values = new Dictionary<string, (JsonNode?, string)>(StringComparer.Ordinal);
-        foreach (var (key, value) in obj)
+        var where = prefix.Length == 0 ? source : $"{source} {prefix}";
+        try
         {
-            Add(values, key, value, prefix.Length == 0 ? source : $"{source} {prefix.TrimEnd('.')}", source);
+            foreach (var (key, value) in obj)
+            {
+                Add(values, key, value, where, source);
+            }
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new StackConfigException($"{where}: {ex.Message} (a key given twice?)");
+        }
+        catch (ArgumentException ex) when (ex is not StackConfigException)
+        {
+            throw new StackConfigException($"{where}: {ex.Message} (a key given twice?)");
         }
 
         return new StackKnobs(values, source);

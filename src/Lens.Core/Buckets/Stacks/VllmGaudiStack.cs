@@ -27,6 +27,12 @@ public static class VllmGaudiStack
     /// <summary>The bucketing file of <c>VLLM_BUCKETING_FROM_FILE</c> holds at most this many buckets after expanding lists.</summary>
     public const int MaxFileBuckets = 100_000;
 
+    /// <summary>Most buckets one range may generate (a hostile step of 1 cannot ask for a million graphs).</summary>
+    public const int MaxRangeBuckets = 4096;
+
+    /// <summary>Most (batch, blocks) cells a generated decode grid may have.</summary>
+    public const int MaxDecodeCells = 1 << 18;
+
     private const int MaxTokens = SchedulingPolicy.MaxTokens;
 
     /// <summary>
@@ -49,6 +55,11 @@ public static class VllmGaudiStack
         }
 
         var start = zero ? step : min;
+        if ((max - (long)step) / step > MaxRangeBuckets)
+        {
+            throw new StackConfigException($"linear buckets min={min}, step={step}, max={max} give more than {MaxRangeBuckets} buckets; allowed a step of at least {Math.Max(1, max / MaxRangeBuckets)}");
+        }
+
         var buckets = new SortedSet<int>();
         for (long b = start; b < step && b <= max; b *= 2)
         {
@@ -194,7 +205,7 @@ public static class VllmGaudiStack
             {
                 // linear.py get_prompt_cfgs / get_decode_cfgs with read_bucket_settings' defaults.
                 var q = Setting(knobs, "PROMPT", "QUERY", blockSize, blockSize, maxNumBatchedTokens);
-                query = LinearRange(q.Min, q.Step, q.Max);
+                query = Range(knobs, "VLLM_PROMPT_QUERY_BUCKET_STEP", q);
                 var b = Setting(knobs, "DECODE", "BS", 1, 32, maxNumSeqs);
                 var maxDecodeBlocks = (int)Math.Min(MaxTokens, Math.Max((long)maxModelLen * maxNumSeqs / blockSize, blockSize));
                 var k = Setting(knobs, "DECODE", "BLOCK", 1, blockSize, maxDecodeBlocks);
@@ -203,7 +214,7 @@ public static class VllmGaudiStack
                     k = (Math.Max(1, k.Max - k.Step), k.Step, k.Max);
                 }
 
-                AddGrid(decode, LinearRange(b.Min, b.Step, b.Max), LinearRange(k.Min, k.Step, k.Max), cap);
+                AddGrid(decode, Range(knobs, "VLLM_DECODE_BS_BUCKET_STEP", b), Range(knobs, "VLLM_DECODE_BLOCK_BUCKET_STEP", k), cap);
             }
 
             // common.py generate_buckets, prompt filters: query <= max_model_len and bs * query <= max_num_batched_tokens.
@@ -322,8 +333,25 @@ public static class VllmGaudiStack
         return result;
     }
 
+    private static int[] Range(StackKnobs knobs, string stepKey, (int Min, int Step, int Max) setting)
+    {
+        try
+        {
+            return LinearRange(setting.Min, setting.Step, setting.Max);
+        }
+        catch (StackConfigException ex)
+        {
+            throw new StackConfigException($"{knobs.Where(stepKey)}: {stepKey.Replace("_STEP", "_{MIN,STEP,MAX}", StringComparison.Ordinal)}: {ex.Message}");
+        }
+    }
+
     private static void AddGrid(SortedSet<(int, int)> decode, int[] bs, int[] blocks, int cap)
     {
+        if ((long)bs.Length * blocks.Length > MaxDecodeCells)
+        {
+            throw new StackConfigException($"{bs.Length} batch buckets x {blocks.Length} block buckets is over {MaxDecodeCells} decode cells; raise the bucket steps");
+        }
+
         foreach (var b in bs)
         {
             foreach (var k in blocks)
