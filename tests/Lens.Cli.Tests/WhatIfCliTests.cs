@@ -9,14 +9,16 @@ public sealed class WhatIfCliTests : IDisposable
 
     public void Dispose() => _lens.Dispose();
 
+    private void WriteModel(string name) => WriteModel(_lens, name);
+
     /// <summary>P = D = 128..1024 (powers of two), B = 1, 2, 4; A(p) = 3 + p / 100, S(B, D) = 0.5 + 0.1 B + D / 1000.</summary>
-    private void WriteModel(string name)
+    internal static void WriteModel(LensProcess lens, string name)
     {
         int[] edges = [128, 256, 512, 1024];
         var buckets = new BucketSet(edges, edges, DecodeConvention.AfterAppend, [1, 2, 4]);
         var model = new DeploymentModel(buckets, [.. edges.Select(p => new PrefillValues(p, 3 + (p / 100.0), 0.01, double.NaN, 0, double.NaN))],
             [.. buckets.Batch.SelectMany(b => edges.Select(d => new DecodeValues(d, 0.5 + (0.1 * b) + (d / 1000.0), 0.001, b)))], RepeatStatistic.Min, 0.01);
-        _lens.Write(name, ModelJson.Serialize(model));
+        lens.Write(name, ModelJson.Serialize(model));
     }
 
     [Fact]
