@@ -352,11 +352,11 @@ public sealed class EngineServer : IAsyncDisposable
                 includeUsage = OptionalBool(options, "include_usage", "stream_options.include_usage") ?? false;
             }
 
-            if (_engine.Buckets.CheckRequest(prompt.Length, maxTokens) is { } reason)
+            if (_engine.CheckRequest(prompt.Length, maxTokens) is { } reason)
             {
                 var param = prompt.Length < 1 || prompt.Length > _engine.Buckets.MaxPrompt ? "prompt" : "max_tokens";
                 throw new BadRequestException(
-                    $"this model's maximum context length is {_engine.Buckets.MaxSequence} tokens and its longest prompt " +
+                    $"this model's maximum context length is {_engine.MaxModelLen} tokens and its longest prompt " +
                     $"{_engine.Buckets.MaxPrompt} tokens; you requested {prompt.Length} prompt and {maxTokens} completion tokens: {reason}",
                     param);
             }

@@ -26,6 +26,7 @@ internal sealed class Scheduler : IDisposable
     private readonly Sequence[] _inFlight; // admission order; _inFlightCount of them
     private readonly int[] _freeSlots;
     private readonly DecodeRow[] _rows;
+    private DecodeRow[] _mixedRows = new DecodeRow[16];
     private int _inFlightCount, _freeSlotCount, _pausing;
     private volatile bool _disposed;
     private Thread? _loop;
@@ -51,8 +52,9 @@ internal sealed class Scheduler : IDisposable
         _freeSlotCount = maxNumSeqs;
     }
 
-    /// <summary>Whether requests queue for one loop shared by every caller (more than one slot).</summary>
-    public bool Batched => _inFlight.Length > 1;
+    /// <summary>Whether requests queue for one loop shared by every caller (more than one slot, or chunked prefill, whose mixed
+    /// steps are the loop's).</summary>
+    public bool Batched => _inFlight.Length > 1 || _policy is ChunkedPolicy;
 
     public bool Disposed => _disposed;
 
@@ -170,7 +172,7 @@ internal sealed class Scheduler : IDisposable
         while (true)
         {
             var step = NextStep(PeekWaiting());
-            if (step.Kind == StepKind.Admit)
+            if (step.Kind is StepKind.Admit or StepKind.Join)
             {
                 var next = NextWaiting() ?? throw new UnreachableException("the policy admitted from an empty queue");
                 if (next.Cancellation.IsCancellationRequested)
@@ -179,13 +181,24 @@ internal sealed class Scheduler : IDisposable
                     continue;
                 }
 
-                Admit(next, step.LengthBucket);
+                if (step.Kind == StepKind.Join)
+                {
+                    Join(next);
+                }
+                else
+                {
+                    Admit(next, step.LengthBucket);
+                }
             }
             else
             {
                 if (step.Kind == StepKind.Decode)
                 {
                     Decode(step);
+                }
+                else if (step.Kind == StepKind.Mixed)
+                {
+                    Mixed(step);
                 }
 
                 return;
@@ -330,6 +343,7 @@ internal sealed class Scheduler : IDisposable
         sequence.PrefillTrace = new PrefillTrace(new BucketId(BucketKind.Prefill, prefill.PaddedLength), prefill.PaddedLength,
             prefill.ShadowLayerPasses, Stopwatch.GetElapsedTime(sequence.Admitted, end).TotalMilliseconds);
         sequence.FirstToken = end;
+        sequence.Prefilled = sequence.InputLength;
         sequence.Tokens[0] = prefill.Token;
         sequence.Publish(1);
         if (sequence.Done)
@@ -385,6 +399,102 @@ internal sealed class Scheduler : IDisposable
                 sequence.Steps[k - 1] = new DecodeStepTrace(k, sequence.InputLength + k, trace.Bucket, trace.AttentionSpan, moved,
                     trace.ShadowLayerPasses, ms, batch, rows, trace.Index);
                 sequence.Publish(k + 1);
+                if (sequence.Done)
+                {
+                    Retire(sequence);
+                    continue;
+                }
+            }
+
+            _inFlight[kept++] = sequence;
+        }
+
+        Array.Clear(_inFlight, kept, _inFlightCount - kept);
+        _inFlightCount = kept;
+    }
+
+    /// <summary>Chunked prefill: the head of the queue takes a slot and goes in flight with nothing computed yet.</summary>
+    private void Join(Sequence sequence)
+    {
+        sequence.Slot = _freeSlots[--_freeSlotCount];
+        sequence.Admitted = Stopwatch.GetTimestamp();
+        sequence.Prefilled = 0;
+        sequence.Scheduled = 0;
+        _inFlight[_inFlightCount++] = sequence;
+    }
+
+    /// <summary>
+    /// One mixed step (chunked prefill): a row per scheduled token, in admission order (a decoding sequence's last token, or the
+    /// next <see cref="Sequence.Scheduled"/> prompt tokens), run at the step's token and context buckets. A sequence whose prompt
+    /// completes gets its first token from its chunk's last row; a decoding one its next token; finished sequences leave.
+    /// </summary>
+    private void Mixed(in ScheduledStep step)
+    {
+        var tokens = step.Rows;
+        if (tokens < 1 || tokens > step.Batch)
+        {
+            throw new UnreachableException($"the policy scheduled {step} with {_inFlightCount} sequences in flight");
+        }
+
+        var rows = _mixedRows.Length >= tokens ? _mixedRows : _mixedRows = new DecodeRow[Math.Max(tokens, 2 * _mixedRows.Length)];
+        var started = Stopwatch.GetTimestamp();
+        var n = 0;
+        for (var s = 0; s < _inFlightCount; s++)
+        {
+            var sequence = _inFlight[s];
+            for (var t = 0; t < sequence.Scheduled; t++)
+            {
+                var decoding = sequence.Prefilled == sequence.InputLength;
+                var position = decoding ? sequence.InputLength + sequence.Produced - 1 : sequence.Prefilled + t;
+                rows[n++] = new DecodeRow
+                {
+                    Slot = sequence.Slot,
+                    InputLength = sequence.InputLength,
+                    Position = position,
+                    Token = decoding ? sequence.Tokens[sequence.Produced - 1]
+                        : sequence.Prompt is { } prompt ? prompt[position] : DecodeRow.SyntheticPrompt,
+                };
+            }
+        }
+
+        if (n != tokens)
+        {
+            throw new UnreachableException($"the policy scheduled {tokens} tokens but gave sequences {n}");
+        }
+
+        var trace = _executor.Mixed(rows.AsSpan(0, n), step.Batch, step.LengthBucket, started);
+        _log.Record(trace);
+        var end = Stopwatch.GetTimestamp();
+        var ms = Stopwatch.GetElapsedTime(started, end).TotalMilliseconds;
+        var kept = 0;
+        n = 0;
+        for (var s = 0; s < _inFlightCount; s++)
+        {
+            var sequence = _inFlight[s];
+            var scheduled = sequence.Scheduled;
+            sequence.Scheduled = 0;
+            if (scheduled > 0)
+            {
+                n += scheduled;
+                var token = rows[n - 1].Token;
+                if (sequence.Prefilled == sequence.InputLength)
+                {
+                    var k = sequence.Produced;
+                    sequence.CacheMoves += rows[n - 1].CacheMoved ? 1 : 0;
+                    sequence.Tokens[k] = token;
+                    sequence.Steps[k - 1] = new DecodeStepTrace(k, sequence.InputLength + k, trace.Bucket, trace.AttentionSpan,
+                        rows[n - 1].CacheMoved, trace.ShadowLayerPasses, ms, step.Batch, tokens, trace.Index);
+                    sequence.Publish(k + 1);
+                }
+                else if ((sequence.Prefilled += scheduled) == sequence.InputLength)
+                {
+                    sequence.FirstToken = end;
+                    sequence.PrefillTrace = new PrefillTrace(new BucketId(BucketKind.Prefill, sequence.InputLength), sequence.InputLength,
+                        0, Stopwatch.GetElapsedTime(sequence.Admitted, end).TotalMilliseconds);
+                    sequence.Tokens[0] = token;
+                    sequence.Publish(1);
+                }
+
                 if (sequence.Done)
                 {
                     Retire(sequence);
