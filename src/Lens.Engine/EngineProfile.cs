@@ -84,6 +84,7 @@ public sealed record EngineProfile
     public int[] BatchBuckets { get; init; } = [1];
 
     /// <summary>The scheduling policy; null (absent) means prefill-first padded, as every profile before policies.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public SchedulingPolicy? Policy { get; init; }
 
     /// <summary><see cref="Policy"/>, or the default policy when absent.</summary>

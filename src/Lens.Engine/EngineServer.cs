@@ -146,7 +146,7 @@ public sealed class EngineServer : IAsyncDisposable
                 json.WriteString("object", "model");
                 json.WriteNumber("created", _created);
                 json.WriteString("owned_by", "lens");
-                json.WriteNumber("max_model_len", _engine.Buckets.MaxSequence);
+                json.WriteNumber("max_model_len", _engine.MaxModelLen);
                 json.WriteNumber("max_num_seqs", _engine.MaxNumSeqs);
                 json.WriteEndObject();
                 json.WriteEndArray();
