@@ -116,7 +116,8 @@ public class PolicySchedulerTests
             SchedulingPolicy.ChunkedPrefill(8, [4, 8], 2));
         var counts = StepCounts.Of(chunked, [new RequestPair(10, 3), new RequestPair(5, 2), new RequestPair(3, 1)]);
         int t8k8 = chunked.Cells.Step(1, 0), t8k16 = chunked.Cells.Step(1, 1), t4k16 = chunked.Cells.Step(0, 1);
-        Assert.Equal(0, chunked.Cells.PrefillCells);
+        Assert.Equal(1, chunked.Cells.PrefillCells);
+        Assert.False(chunked.Cells.UsesPrefill);
         Assert.Equal([new CellCount(t4k16, 1), new CellCount(t8k8, 1), new CellCount(t8k16, 1)], counts[1].E2e.ToArray());
         Assert.Equal([new CellCount(t8k8, 1), new CellCount(t8k16, 1)], counts[0].Ttft.ToArray());
         Assert.Equal([new CellCount(t4k16, 2), new CellCount(t8k8, 1), new CellCount(t8k16, 1)], counts[2].E2e.ToArray());

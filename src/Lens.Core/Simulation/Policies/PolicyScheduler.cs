@@ -79,6 +79,11 @@ public sealed class PolicyScheduler
             return problem;
         }
 
+        if (buckets.DecodeInBlocks && policy.Execution != ExecutionKind.Paged)
+        {
+            return "the decode buckets count KV blocks, which only paged execution reads";
+        }
+
         if (policy.Scheduler == SchedulerKind.Chunked)
         {
             if (policy.MaxNumSeqs > policy.MaxNumBatchedTokens)

@@ -2,8 +2,9 @@ namespace Lens.Core;
 
 /// <summary>
 /// The cost cells of a deployment under its scheduling policy, as one index space (method.md, "Scheduling policies: every stack's
-/// scheduler, one fit for all"): first the prefill cells <c>A[p]</c>, one per prefill bucket (none under the chunked scheduler, whose
-/// prompts run inside mixed steps), then the step table row by row, <see cref="Columns"/> cells a row:
+/// scheduler, one fit for all"): first the prefill cells <c>A[p]</c>, one per prefill bucket (present under every policy so that cell
+/// indices are the model file's layout, but never reached under the chunked scheduler, whose prompts run inside mixed steps:
+/// <see cref="UsesPrefill"/>), then the step table row by row, <see cref="Columns"/> cells a row:
 /// <code>
 /// cell(prefill p)  = p                                   0 &lt;= p &lt; PrefillCells
 /// cell(row, col)   = PrefillCells + row * Columns + col  row: batch bucket (prefill-first) or token bucket (chunked)
@@ -20,14 +21,17 @@ public sealed class StepCells
         ArgumentNullException.ThrowIfNull(buckets);
         ArgumentNullException.ThrowIfNull(policy);
         Policy = policy;
-        _prefill = policy.Scheduler == SchedulerKind.Chunked ? [] : [.. buckets.Prefill];
+        _prefill = [.. buckets.Prefill];
         _rows = policy.Scheduler == SchedulerKind.Chunked ? [.. policy.TokenBuckets] : [.. buckets.Batch];
         _columns = [.. buckets.Decode];
     }
 
     public SchedulingPolicy Policy { get; }
 
-    /// <summary>Prefill cells, the first of the index space (0 under the chunked scheduler).</summary>
+    /// <summary>Whether steps ever run a prefill cell (false under the chunked scheduler: those cells exist but no step reaches them).</summary>
+    public bool UsesPrefill => Policy.Scheduler != SchedulerKind.Chunked;
+
+    /// <summary>Prefill cells, the first of the index space (one per prefill bucket).</summary>
     public int PrefillCells => _prefill.Length;
 
     /// <summary>Rows of the step table: batch buckets (prefill-first) or token buckets (chunked).</summary>
