@@ -184,7 +184,9 @@ public sealed record EngineProfile
         BucketSet buckets;
         try
         {
-            buckets = new BucketSet(PrefillBuckets ?? [], DecodeBuckets ?? [], Convention);
+            buckets = EffectivePolicy.Execution == ExecutionKind.Paged
+                ? BucketSet.Paged(PrefillBuckets ?? [], DecodeBuckets ?? [], Convention)
+                : new BucketSet(PrefillBuckets ?? [], DecodeBuckets ?? [], Convention);
         }
         catch (BucketSetException ex)
         {
