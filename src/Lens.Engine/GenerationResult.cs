@@ -103,7 +103,7 @@ public sealed record GenerationResult(
 /// <param name="Requests">Requests generated (warm-up excluded).</param>
 /// <param name="PrefillPasses">Prefill passes (warm-up included).</param>
 /// <param name="PrefillRows">Rows computed by prefill passes: the sum of padded lengths.</param>
-/// <param name="DecodeSteps">Decode steps.</param>
+/// <param name="DecodeSteps">Decode steps (and mixed steps under chunked prefill): the step log's indices.</param>
 /// <param name="AttentionPositions">KV positions scored per head, layer and row, summed over decode steps (the sum of
 /// <c>B * span</c>).</param>
 /// <param name="CacheMoves">Copies of the cache into the next decode bucket's buffer at an edge.</param>

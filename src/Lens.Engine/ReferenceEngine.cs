@@ -18,6 +18,13 @@ namespace Lens.Engine;
 /// <c>B</c> = the smallest batch bucket <c>&gt;=</c> the sequences in flight and <c>D</c> = the smallest decode bucket
 /// <c>&gt;=</c> the longest of them after this step's append; with one batch bucket of 1, requests run one at a time on the
 /// caller's thread, as before batching;</item>
+/// <item>the profile's scheduling policy (method.md, "Scheduling policies"): besides prefill-first padded above,
+/// <see cref="PagedPolicy"/> (prefill-first with paged execution: a decode step at <c>(B, blocks bucket)</c>, each row attending
+/// over its own real blocks and the padding blocks up to the bucket attended too; a request admitted only when its
+/// <c>ceil((I + O) / block_size)</c> blocks fit beside those reserved in flight) and <see cref="ChunkedPolicy"/> (chunked prefill:
+/// mixed steps of decodes and prompt chunks under a token budget, each one graph at <c>(T, K)</c>, a row per token padded to the
+/// token bucket, attending over the context bucket's buffer); the step log names each step's kind and cell
+/// (<see cref="BatchStepTrace.Row"/>, <see cref="BatchStepTrace.Column"/>);</item>
 /// <item><see cref="SlowdownHook"/>: a work multiplier per bucket, as extra layer passes per step on both paths;</item>
 /// <item><see cref="EngineWarmup"/> and <see cref="EngineWork"/> (the counters) and <see cref="StepLog"/>.</item>
 /// </list>
@@ -175,7 +182,7 @@ public sealed class ReferenceEngine : IDisposable
     }
 
     /// <summary>
-    /// The decode steps from engine step <paramref name="index"/> on (see <see cref="EngineCounters.DecodeSteps"/>), oldest first;
+    /// The decode (or, under chunked prefill, mixed) steps from engine step <paramref name="index"/> on (see <see cref="EngineCounters.DecodeSteps"/>), oldest first;
     /// only the newest 8,192 steps are kept.
     /// </summary>
     public IReadOnlyList<BatchStepTrace> StepsSince(long index) => _log.Since(index);
