@@ -59,31 +59,12 @@ internal sealed partial class Scheduler
         var trace = _executor.Decode(_rows.AsSpan(0, rows), batch, step.LengthBucket, started);
         _log.Record(trace);
         var ms = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        var kept = 0;
-        for (var r = 0; r < _inFlightCount; r++)
+        for (var r = 0; r < rows; r++)
         {
-            var sequence = _inFlight[r];
-            if (r < rows)
-            {
-                var k = sequence.Produced;
-                var moved = _rows[r].CacheMoved;
-                sequence.CacheMoves += moved ? 1 : 0;
-                sequence.Tokens[k] = _rows[r].Token;
-                sequence.Steps[k - 1] = new DecodeStepTrace(k, sequence.InputLength + k, trace.Bucket, trace.AttentionSpan, moved,
-                    trace.ShadowLayerPasses, ms, batch, rows, trace.Index);
-                sequence.Publish(k + 1);
-                if (sequence.Done)
-                {
-                    Retire(sequence);
-                    continue;
-                }
-            }
-
-            _inFlight[kept++] = sequence;
+            Decoded(_inFlight[r], _rows[r], trace, ms, batch, rows);
         }
 
-        Array.Clear(_inFlight, kept, _inFlightCount - kept);
-        _inFlightCount = kept;
+        RetireFinished();
     }
 
     /// <summary>Chunked prefill: the head of the queue takes a slot and goes in flight with nothing computed yet.</summary>
@@ -139,43 +120,61 @@ internal sealed partial class Scheduler
         _log.Record(trace);
         var end = Stopwatch.GetTimestamp();
         var ms = Stopwatch.GetElapsedTime(started, end).TotalMilliseconds;
-        var kept = 0;
         n = 0;
         for (var s = 0; s < _inFlightCount; s++)
         {
             var sequence = _inFlight[s];
             var scheduled = sequence.Scheduled;
             sequence.Scheduled = 0;
-            if (scheduled > 0)
+            if (scheduled == 0)
             {
-                n += scheduled;
-                var token = rows[n - 1].Token;
-                if (sequence.Prefilled == sequence.InputLength)
-                {
-                    var k = sequence.Produced;
-                    sequence.CacheMoves += rows[n - 1].CacheMoved ? 1 : 0;
-                    sequence.Tokens[k] = token;
-                    sequence.Steps[k - 1] = new DecodeStepTrace(k, sequence.InputLength + k, trace.Bucket, trace.AttentionSpan,
-                        rows[n - 1].CacheMoved, trace.ShadowLayerPasses, ms, step.Batch, tokens, trace.Index);
-                    sequence.Publish(k + 1);
-                }
-                else if ((sequence.Prefilled += scheduled) == sequence.InputLength)
-                {
-                    sequence.FirstToken = end;
-                    sequence.PrefillTrace = new PrefillTrace(new BucketId(BucketKind.Prefill, sequence.InputLength), sequence.InputLength,
-                        0, Stopwatch.GetElapsedTime(sequence.Admitted, end).TotalMilliseconds);
-                    sequence.Tokens[0] = token;
-                    sequence.Publish(1);
-                }
-
-                if (sequence.Done)
-                {
-                    Retire(sequence);
-                    continue;
-                }
+                continue;
             }
 
-            _inFlight[kept++] = sequence;
+            n += scheduled;
+            if (sequence.Prefilled == sequence.InputLength)
+            {
+                Decoded(sequence, rows[n - 1], trace, ms, step.Batch, tokens);
+            }
+            else if ((sequence.Prefilled += scheduled) == sequence.InputLength)
+            {
+                sequence.FirstToken = end;
+                sequence.PrefillTrace = new PrefillTrace(new BucketId(BucketKind.Prefill, sequence.InputLength), sequence.InputLength,
+                    0, Stopwatch.GetElapsedTime(sequence.Admitted, end).TotalMilliseconds);
+                sequence.Tokens[0] = rows[n - 1].Token;
+                sequence.Publish(1);
+            }
+        }
+
+        RetireFinished();
+    }
+
+    /// <summary>A decoding sequence's next token from its row of a step, with the step's trace.</summary>
+    private static void Decoded(Sequence sequence, in DecodeRow row, in BatchStepTrace trace, double ms, int batch, int rows)
+    {
+        var k = sequence.Produced;
+        sequence.CacheMoves += row.CacheMoved ? 1 : 0;
+        sequence.Tokens[k] = row.Token;
+        sequence.Steps[k - 1] = new DecodeStepTrace(k, sequence.InputLength + k, trace.Bucket, trace.AttentionSpan, row.CacheMoved,
+            trace.ShadowLayerPasses, ms, batch, rows, trace.Index);
+        sequence.Publish(k + 1);
+    }
+
+    /// <summary>After a step: the sequences with all their tokens leave, in admission order; the others keep their order.</summary>
+    private void RetireFinished()
+    {
+        var kept = 0;
+        for (var r = 0; r < _inFlightCount; r++)
+        {
+            var sequence = _inFlight[r];
+            if (sequence.Done)
+            {
+                Retire(sequence);
+            }
+            else
+            {
+                _inFlight[kept++] = sequence;
+            }
         }
 
         Array.Clear(_inFlight, kept, _inFlightCount - kept);

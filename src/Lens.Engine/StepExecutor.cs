@@ -141,19 +141,7 @@ internal sealed class StepExecutor : IStepExecutor
             _runner.SetRow(r, _cache.K(row.Slot, j), _cache.V(row.Slot, j), row.Position, row.Token);
         }
 
-        var pad = _cache.PadSlot;
-        for (var r = rows.Length; r < batch; r++)
-        {
-            _runner.SetRow(r, _cache.K(pad, j), _cache.V(pad, j), 0, 0);
-        }
-
-        var trace = Run(batch, rows.Length, j, moves, started);
-        for (var r = 0; r < rows.Length; r++)
-        {
-            rows[r].Token = _runner.RowToken(r);
-        }
-
-        return trace;
+        return PadAndRun(rows, batch, j, moves, started);
     }
 
     public BatchStepTrace Mixed(Span<DecodeRow> rows, int tokenBucket, int contextBucket, long started)
@@ -182,13 +170,20 @@ internal sealed class StepExecutor : IStepExecutor
             _runner.SetRow(r, _cache.K(row.Slot, j), _cache.V(row.Slot, j), row.Position, token);
         }
 
+        return PadAndRun(rows, tokenBucket, j, moves, started);
+    }
+
+    /// <summary>Fills rows <c>rows.Length..batch - 1</c> with padding in the pad slot's buffer of bucket <paramref name="j"/>,
+    /// runs the step and hands each real row its token.</summary>
+    private BatchStepTrace PadAndRun(Span<DecodeRow> rows, int batch, int j, int moves, long started)
+    {
         var pad = _cache.PadSlot;
-        for (var r = rows.Length; r < tokenBucket; r++)
+        for (var r = rows.Length; r < batch; r++)
         {
             _runner.SetRow(r, _cache.K(pad, j), _cache.V(pad, j), 0, 0);
         }
 
-        var trace = Run(tokenBucket, rows.Length, j, moves, started);
+        var trace = Run(batch, rows.Length, j, moves, started);
         for (var r = 0; r < rows.Length; r++)
         {
             rows[r].Token = _runner.RowToken(r);
