@@ -26,7 +26,7 @@ public static class StepCosts
         ArgumentOutOfRangeException.ThrowIfLessThan(prefillRuns, 1);
         if (!engine.Policy.IsDefault)
         {
-            throw new NotSupportedException(
+            throw new InvalidOperationException(
                 $"step costs are measured per (batch, decode) bucket of a prefill-first padded engine; '{engine.Profile.Name}' runs " +
                 $"the {engine.Policy.Name} policy, whose cells the policy-independent fit measures");
         }

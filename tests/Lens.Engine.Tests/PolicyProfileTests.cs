@@ -92,4 +92,12 @@ public sealed class PolicyProfileTests
         // The chunked scheduler never runs a prefill alone; paged: one stabilising round's prefill, then every prefill bucket.
         Assert.Equal(kind == EngineStepKind.Mixed ? 0 : 1 + 3, engine.Counters.PrefillPasses);
     }
+
+    [Fact]
+    public async Task Step_costs_by_batch_and_decode_bucket_refuse_other_policies_with_the_reason()
+    {
+        using var engine = ReferenceEngine.Create(EngineProfiles.Load("tiny-paged"), warmup: false);
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => StepCosts.MeasureAsync(engine, 1, 1));
+        Assert.Contains("prefill-first paged", ex.Message, StringComparison.Ordinal);
+    }
 }
