@@ -14,7 +14,15 @@ namespace Lens.Engine;
 /// </code>
 /// A slowdown multiplier <c>m &gt;= 1</c> makes its bucket's work about <c>m</c> times as much by repeating layer passes
 /// (used to simulate drift of one bucket). <c>batchBuckets</c> (default <c>[1]</c>) are the compiled decode batch sizes; the largest
-/// is <c>max_num_seqs</c> (method.md, "Batched serving").
+/// is <c>max_num_seqs</c> (method.md, "Batched serving"). <c>policy</c> (absent: prefill-first padded) is the scheduler, as
+/// Lens.Core's <see cref="SchedulingPolicy"/> (method.md, "Scheduling policies"), with that type's axes:
+/// <list type="bullet">
+/// <item><c>{ "scheduler": "chunked", "maxNumBatchedTokens": 32, "tokenBuckets": [8, 16, 32], "maxNumSeqs": 4 }</c>: mixed steps
+/// over token buckets and context buckets, which are the <c>decodeBuckets</c>; <c>batchBuckets</c> stay <c>[1]</c>;</item>
+/// <item><c>{ "execution": "paged", "blockSize": 4, "maxModelLen": 128 }</c>: prefill-first, decode steps over batch buckets and
+/// block buckets, which are the <c>decodeBuckets</c> counted in blocks of <c>blockSize</c> tokens; the KV capacity is the largest
+/// block bucket.</item>
+/// </list>
 /// </summary>
 public sealed record EngineProfile
 {
@@ -75,9 +83,18 @@ public sealed record EngineProfile
     /// </summary>
     public int[] BatchBuckets { get; init; } = [1];
 
-    /// <summary>The most sequences in flight: the largest batch bucket.</summary>
+    /// <summary>The scheduling policy; null (absent) means prefill-first padded, as every profile before policies.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public SchedulingPolicy? Policy { get; init; }
+
+    /// <summary><see cref="Policy"/>, or the default policy when absent.</summary>
     [JsonIgnore]
-    public int MaxNumSeqs => BatchBuckets is { Length: > 0 } b ? b[^1] : 0;
+    public SchedulingPolicy EffectivePolicy => Policy ?? SchedulingPolicy.Default;
+
+    /// <summary>The most sequences in flight: the chunked policy's <c>maxNumSeqs</c>, else the largest batch bucket.</summary>
+    [JsonIgnore]
+    public int MaxNumSeqs => EffectivePolicy.Scheduler == SchedulerKind.Chunked ? EffectivePolicy.MaxNumSeqs
+        : BatchBuckets is { Length: > 0 } b ? b[^1] : 0;
 
     /// <summary>Bucket id (<see cref="BucketId.ToString"/>, e.g. <c>decode-512</c>) -> work multiplier (1..100).</summary>
     public Dictionary<string, double>? Slowdown { get; init; }
@@ -167,7 +184,9 @@ public sealed record EngineProfile
         BucketSet buckets;
         try
         {
-            buckets = new BucketSet(PrefillBuckets ?? [], DecodeBuckets ?? [], Convention);
+            buckets = EffectivePolicy.Execution == ExecutionKind.Paged
+                ? BucketSet.Paged(PrefillBuckets ?? [], DecodeBuckets ?? [], Convention)
+                : new BucketSet(PrefillBuckets ?? [], DecodeBuckets ?? [], Convention);
         }
         catch (BucketSetException ex)
         {
@@ -181,6 +200,7 @@ public sealed record EngineProfile
         }
 
         ValidateBatchBuckets(source);
+        EnginePolicy.Validate(this, buckets, source);
         var cache = CacheFloats(buckets);
         if (cache > MaxCacheFloats)
         {
@@ -226,9 +246,16 @@ public sealed record EngineProfile
     {
         long perPosition = 2L * Layers * KvHeads * HeadDim;
         long spans = 0;
-        foreach (var d in buckets.Decode)
+        if (EffectivePolicy.Execution == ExecutionKind.Paged)
         {
-            spans += d + 1;
+            spans = EnginePolicy.PagedSpan(EffectivePolicy, buckets) + 1L;
+        }
+        else
+        {
+            foreach (var d in buckets.Decode)
+            {
+                spans += d + 1;
+            }
         }
 
         return (MaxNumSeqs + 1L) * perPosition * (spans + buckets.MaxPrompt);
@@ -255,7 +282,7 @@ public sealed record EngineProfile
         }
     }
 
-    private static void Range(string source, string field, int value, int min, int max)
+    internal static void Range(string source, string field, int value, int min, int max)
     {
         if (value < min || value > max)
         {
@@ -263,7 +290,7 @@ public sealed record EngineProfile
         }
     }
 
-    private static EngineProfileException Bad(string source, string field, string message) => new(source, field, $"'{field}' {message}");
+    internal static EngineProfileException Bad(string source, string field, string message) => new(source, field, $"'{field}' {message}");
 }
 
 /// <summary>An engine profile that cannot be read or breaks a rule; names the file (or source) and the field.</summary>
@@ -281,7 +308,8 @@ public sealed class EngineProfileException(string source, string? field, string 
 public static class EngineProfiles
 {
     /// <summary>Shipped profile names.</summary>
-    public static readonly IReadOnlyList<string> Names = ["tiny", "nxdi-small", "linear-small", "tiny-batch", "nxdi-small-batch"];
+    public static readonly IReadOnlyList<string> Names = ["tiny", "nxdi-small", "linear-small", "tiny-batch", "nxdi-small-batch", "tiny-chunked", "tiny-paged", "small-chunked",
+        "small-paged"];
 
     /// <summary>
     /// The path of a shipped profile, e.g. <c>Path("tiny")</c>; looks next to this assembly, then in the app's base folder.

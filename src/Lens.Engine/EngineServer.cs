@@ -146,7 +146,7 @@ public sealed class EngineServer : IAsyncDisposable
                 json.WriteString("object", "model");
                 json.WriteNumber("created", _created);
                 json.WriteString("owned_by", "lens");
-                json.WriteNumber("max_model_len", _engine.Buckets.MaxSequence);
+                json.WriteNumber("max_model_len", _engine.MaxModelLen);
                 json.WriteNumber("max_num_seqs", _engine.MaxNumSeqs);
                 json.WriteEndObject();
                 json.WriteEndArray();
@@ -352,11 +352,11 @@ public sealed class EngineServer : IAsyncDisposable
                 includeUsage = OptionalBool(options, "include_usage", "stream_options.include_usage") ?? false;
             }
 
-            if (_engine.Buckets.CheckRequest(prompt.Length, maxTokens) is { } reason)
+            if (_engine.CheckRequest(prompt.Length, maxTokens) is { } reason)
             {
                 var param = prompt.Length < 1 || prompt.Length > _engine.Buckets.MaxPrompt ? "prompt" : "max_tokens";
                 throw new BadRequestException(
-                    $"this model's maximum context length is {_engine.Buckets.MaxSequence} tokens and its longest prompt " +
+                    $"this model's maximum context length is {_engine.MaxModelLen} tokens and its longest prompt " +
                     $"{_engine.Buckets.MaxPrompt} tokens; you requested {prompt.Length} prompt and {maxTokens} completion tokens: {reason}",
                     param);
             }

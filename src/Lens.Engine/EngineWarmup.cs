@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Lens.Core;
 
 namespace Lens.Engine;
 
@@ -8,11 +7,11 @@ namespace Lens.Engine;
 /// freshly called code unoptimised and recompiles hot methods in the background (tiered compilation), which makes the first
 /// hundreds of milliseconds several times slower. So: short rounds (the shortest prefill bucket and a few decode steps in every
 /// decode bucket, at the smallest batch bucket) repeat, with short pauses for the background compiler, until a round is no faster
-/// than the best of the rounds before; then every prefill bucket runs once and every (batch, decode) bucket a few steps, so that
-/// each bucket's buffers have been touched. Warm-up runs in the pad slot: sequences in flight are not disturbed. Its steps are
+/// than the best of the rounds before; then every prefill bucket runs once and every cell of the step table (batch by decode,
+/// batch by block, or token by context bucket, as the policy has it) a few steps, so that each bucket's buffers have been touched. Warm-up runs in the pad slot: sequences in flight are not disturbed. Its steps are
 /// counted and logged like any other.
 /// </summary>
-internal sealed class EngineWarmup(StepExecutor executor, KvCache cache, StepLog log, BucketSet buckets, IReadOnlyList<int> batchBuckets)
+internal sealed class EngineWarmup(StepExecutor executor, KvCache cache, StepLog log)
 {
     private const int StepsPerBucket = 3;
 
@@ -26,7 +25,7 @@ internal sealed class EngineWarmup(StepExecutor executor, KvCache cache, StepLog
         while (rounds < maxRounds)
         {
             var t0 = Stopwatch.GetTimestamp();
-            Round(prefillCount: 1, batchCount: 1);
+            Round(Math.Min(1, executor.PrefillBuckets), rowCount: 1);
             var ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             rounds++;
             if (ms < best * 0.98)
@@ -42,11 +41,11 @@ internal sealed class EngineWarmup(StepExecutor executor, KvCache cache, StepLog
             Thread.Sleep(rounds < 5 ? 100 : 10);
         }
 
-        Round(executor.PrefillBuckets, batchBuckets.Count);
+        Round(executor.PrefillBuckets, executor.Cells.Rows);
         return rounds;
     }
 
-    private void Round(int prefillCount, int batchCount)
+    private void Round(int prefillCount, int rowCount)
     {
         var pad = cache.PadSlot;
         for (var i = 0; i < prefillCount; i++)
@@ -55,17 +54,14 @@ internal sealed class EngineWarmup(StepExecutor executor, KvCache cache, StepLog
             _ = executor.Prefill(pad, null, p, i);
         }
 
-        var spans = cache.Spans.Length;
-        for (var b = 0; b < batchCount; b++)
+        var columns = executor.Cells.Columns;
+        for (var row = 0; row < rowCount; row++)
         {
-            var batch = batchBuckets[b];
-            for (var j = 0; j < spans; j++)
+            for (var j = 0; j < columns; j++)
             {
-                var start = buckets.DecodeLowerEdge(j);
-                var span = cache.Spans[j];
                 for (var n = 0; n < StepsPerBucket; n++)
                 {
-                    log.Record(executor.WarmupDecode(batch, j, Math.Min(start + n, span - 1), executor.SyntheticToken(n)));
+                    log.Record(executor.WarmupStep(row, j, n));
                 }
             }
         }

@@ -26,13 +26,13 @@ internal sealed class EngineWork
         _shadowPasses += shadow;
     }
 
-    /// <summary>A decode step of <paramref name="batch"/> rows (<paramref name="rows"/> real) over <paramref name="span"/>
-    /// positions; returns its index, from 0.</summary>
-    public long DecodeStep(int batch, int rows, int span, int shadow)
+    /// <summary>A decode or mixed step of <paramref name="batch"/> rows (<paramref name="rows"/> real) whose heads scored
+    /// <paramref name="positions"/> KV positions in all (per head and layer); returns its index, from 0.</summary>
+    public long DecodeStep(int batch, int rows, long positions, int shadow)
     {
         var index = _decodeSteps;
         _decodeSteps++;
-        _attentionPositions += (long)batch * span;
+        _attentionPositions += positions;
         _paddedRows += batch - rows;
         _shadowPasses += shadow;
         return index;

@@ -32,18 +32,35 @@ public readonly record struct DecodeStepTrace(
     int Rows,
     long Index);
 
+/// <summary>What kind of step the engine ran (its step log).</summary>
+public enum EngineStepKind
+{
+    /// <summary>A decode step of the prefill-first scheduler: cell (batch bucket, decode bucket), or with paged execution (batch
+    /// bucket, block bucket).</summary>
+    Decode = 0,
+
+    /// <summary>A mixed step of the chunked scheduler (prompt chunks and decodes together): cell (token bucket, context bucket).</summary>
+    Mixed = 1,
+}
+
 /// <summary>
-/// One decode step of the engine at (<see cref="Batch"/>, <see cref="Bucket"/>), whatever requests it served (warm-up included):
-/// <see cref="ReferenceEngine.StepsSince"/>.
+/// One step of the engine at (<see cref="Batch"/>, <see cref="Bucket"/>), whatever requests it served (warm-up included):
+/// <see cref="ReferenceEngine.StepsSince"/>. Its cell in a model's step table (Lens.Core's indices, whose axes the scheduling
+/// policy names) is (<see cref="Row"/>, <see cref="Column"/>): batch bucket by decode bucket (prefill-first padded), batch bucket
+/// by block bucket (paged; <see cref="Bucket"/>'s edge then counts blocks), token bucket by context bucket (chunked, where
+/// <see cref="Batch"/> is the token bucket's edge and <see cref="Rows"/> the tokens scheduled).
 /// </summary>
 /// <param name="Index">The engine's decode step number, from 0 (<see cref="EngineCounters.DecodeSteps"/> before the step).</param>
 /// <param name="Batch">The batch bucket B: rows computed.</param>
 /// <param name="Rows">Sequences in flight (real rows); the other <c>Batch - Rows</c> were padding.</param>
 /// <param name="Bucket">The decode bucket D: the smallest at or above the longest sequence after this step's append.</param>
-/// <param name="AttentionSpan">KV positions each row's heads scored.</param>
+/// <param name="AttentionSpan">KV positions each row's heads scored (paged: the block bucket's positions, summed over the rows).</param>
 /// <param name="CacheMoves">Rows whose cache was copied into D's buffer because D grew.</param>
 /// <param name="ShadowLayerPasses">Extra layer passes run for the bucket's slowdown.</param>
 /// <param name="Ms">Wall time of the step (monotonic clock), cache copies included.</param>
+/// <param name="Kind">Decode or mixed.</param>
+/// <param name="Row">The cell's row index: the batch bucket's (token bucket's for a mixed step).</param>
+/// <param name="Column">The cell's column index: the decode, block or context bucket's.</param>
 public readonly record struct BatchStepTrace(
     long Index,
     int Batch,
@@ -52,7 +69,10 @@ public readonly record struct BatchStepTrace(
     int AttentionSpan,
     int CacheMoves,
     int ShadowLayerPasses,
-    double Ms)
+    double Ms,
+    EngineStepKind Kind = EngineStepKind.Decode,
+    int Row = 0,
+    int Column = 0)
 {
     /// <summary>Rows computed only to fill the batch bucket.</summary>
     public int PaddedRows => Batch - Rows;
@@ -83,7 +103,7 @@ public sealed record GenerationResult(
 /// <param name="Requests">Requests generated (warm-up excluded).</param>
 /// <param name="PrefillPasses">Prefill passes (warm-up included).</param>
 /// <param name="PrefillRows">Rows computed by prefill passes: the sum of padded lengths.</param>
-/// <param name="DecodeSteps">Decode steps.</param>
+/// <param name="DecodeSteps">Decode steps (and mixed steps under chunked prefill): the step log's indices.</param>
 /// <param name="AttentionPositions">KV positions scored per head, layer and row, summed over decode steps (the sum of
 /// <c>B * span</c>).</param>
 /// <param name="CacheMoves">Copies of the cache into the next decode bucket's buffer at an edge.</param>

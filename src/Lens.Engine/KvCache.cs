@@ -31,6 +31,7 @@ internal sealed class KvCache
     private readonly int[] _bucket; // per slot: the decode bucket index its cache is in, -1 while it is in the staging buffer
     private readonly int[] _stagedLength; // per slot: the padded length its staging buffer was written with
     private readonly int _floatsPerPosition;
+    private const int Fresh = -2; // a slot's bucket before its first chunk (chunked prefill)
 
     /// <param name="floatsPerPosition">Floats of K (or V) per position: layers x KV heads x head size.</param>
     /// <param name="sequenceSlots">Slots for sequences in flight (<c>max_num_seqs</c>); one more is added for padded rows.</param>
@@ -92,6 +93,12 @@ internal sealed class KvCache
         return (_prefillK[slot], _prefillV[slot]);
     }
 
+    /// <summary>
+    /// Chunked prefill: <paramref name="slot"/> now holds a new sequence whose first chunk is computed straight into the buffer of
+    /// the step's bucket (nothing staged, nothing to copy at its first <see cref="Prepare"/>).
+    /// </summary>
+    public void Begin(int slot) => _bucket[slot] = Fresh;
+
     /// <summary>Slot <paramref name="slot"/>'s K buffer of decode bucket <paramref name="j"/>.</summary>
     public float[] K(int slot, int j) => _cacheK[slot][j];
 
@@ -109,6 +116,11 @@ internal sealed class KvCache
     {
         var from = _bucket[slot];
         _bucket[slot] = j;
+        if (from == Fresh)
+        {
+            return CacheCopy.None;
+        }
+
         if (from < 0)
         {
             HandOff(slot, length, _stagedLength[slot], j);

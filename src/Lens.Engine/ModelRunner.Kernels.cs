@@ -17,19 +17,20 @@ internal sealed partial class ModelRunner
     }
 
     /// <summary>
-    /// One head, one query: scores over all <paramref name="span"/> positions of a transposed K (<c>[headDim][span]</c> from
-    /// <paramref name="kBase"/>), masked beyond <paramref name="position"/>, softmax, weighted sum of V.
+    /// One head, one query: scores over the first <paramref name="length"/> positions of a transposed K (<c>[headDim][stride]</c>
+    /// from <paramref name="kBase"/>), masked beyond <paramref name="position"/>, softmax, weighted sum of V.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AttendHead(float[] k, float[] v, int kBase, int span, int position, ReadOnlySpan<float> q, float[] scoreBuffer,
-        Span<float> output)
+    private static void AttendHead(float[] k, float[] v, int kBase, int stride, int length, int position, ReadOnlySpan<float> q,
+        float[] scoreBuffer, Span<float> output)
     {
         var hd = q.Length;
+        var span = length;
         var scores = scoreBuffer.AsSpan(0, span);
         TensorPrimitives.Multiply(k.AsSpan(kBase, span), q[0], scores);
         for (var d = 1; d < hd; d++)
         {
-            TensorPrimitives.MultiplyAdd(k.AsSpan(kBase + (d * span), span), q[d], scores, scores);
+            TensorPrimitives.MultiplyAdd(k.AsSpan(kBase + (d * stride), span), q[d], scores, scores);
         }
 
         scores[(position + 1)..].Fill(float.NegativeInfinity);
@@ -39,7 +40,7 @@ internal sealed partial class ModelRunner
         TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum<float>(scores), scores);
         for (var d = 0; d < hd; d++)
         {
-            output[d] = TensorPrimitives.Dot(scores, v.AsSpan(kBase + (d * span), span));
+            output[d] = TensorPrimitives.Dot(scores, v.AsSpan(kBase + (d * stride), span));
         }
     }
 

@@ -36,7 +36,10 @@ internal sealed partial class ModelRunner
     // Decode rows of one step, B of them: row-major B x width, and each row's KV buffers, position and input (then output) token.
     private readonly float[] _x, _xn, _q, _k, _v, _attn, _tmp, _gateBuf, _upBuf, _logits, _xLastIn, _xShadow, _ropeA, _ropeB, _sigmoid;
     private readonly float[][] _rowK, _rowV;
-    private readonly int[] _rowPosition, _rowToken;
+    private readonly int[] _rowPosition, _rowToken, _rowAttend;
+    private float[]? _padK, _padV; // paged execution: the buffer the step's padding blocks are attended over
+    private int _padPositions;
+    private readonly float[] _padOut;
     private readonly float[][] _scores; // one per thread, of the longest span
 
     // Prefill state, sized for the longest prefill bucket; a request uses exactly its padded length P.
@@ -110,6 +113,8 @@ internal sealed partial class ModelRunner
         _rowV = new float[maxRows][];
         _rowPosition = new int[maxRows];
         _rowToken = new int[maxRows];
+        _rowAttend = new int[maxRows];
+        _padOut = new float[_headDim];
         _ropeA = new float[half];
         _ropeB = new float[half];
         _sigmoid = new float[4096];
@@ -188,13 +193,29 @@ internal sealed partial class ModelRunner
         return TensorPrimitives.IndexOfMax<float>(_logits.AsSpan(0, _vocab));
     }
 
-    /// <summary>Row <paramref name="r"/> of the next decode step: its KV buffers, the position of its input token, the token.</summary>
-    public void SetRow(int r, float[] cacheK, float[] cacheV, int position, int token)
+    /// <summary>
+    /// Row <paramref name="r"/> of the next decode step: its KV buffers, the position of its input token, the token, and the
+    /// positions its heads attend over (the first <paramref name="attend"/> of the buffer's span; all of it by default).
+    /// </summary>
+    public void SetRow(int r, float[] cacheK, float[] cacheV, int position, int token, int attend = int.MaxValue)
     {
         _rowK[r] = cacheK;
         _rowV[r] = cacheV;
         _rowPosition[r] = position;
         _rowToken[r] = token;
+        _rowAttend[r] = attend;
+    }
+
+    /// <summary>
+    /// Paged execution: besides its rows, each layer of the next decode steps attends one query per head over
+    /// <paramref name="positions"/> positions of <paramref name="cacheK"/> and <paramref name="cacheV"/> (in pieces of the span),
+    /// results discarded: the padding blocks up to the step's block bucket. 0: none.
+    /// </summary>
+    public void SetPadding(float[] cacheK, float[] cacheV, int positions)
+    {
+        _padK = cacheK;
+        _padV = cacheV;
+        _padPositions = positions;
     }
 
     /// <summary>The token row <paramref name="r"/> produced in the last <see cref="Decode"/>.</summary>
@@ -308,7 +329,7 @@ internal sealed partial class ModelRunner
             var kBase = layerBase + ((head / _group) * hd * p);
             for (var t = 0; t < p; t++)
             {
-                AttendHead(pk, pv, kBase, p, t, _pQ.AsSpan((t * h) + (head * hd), hd), scores, _pA.AsSpan((t * h) + (head * hd), hd));
+                AttendHead(pk, pv, kBase, p, p, t, _pQ.AsSpan((t * h) + (head * hd), hd), scores, _pA.AsSpan((t * h) + (head * hd), hd));
             }
         }
     }
@@ -364,6 +385,11 @@ internal sealed partial class ModelRunner
             DecodeAttentionParallel(layerBase, span, batch * _heads);
         }
 
+        if (_padPositions > 0)
+        {
+            PadAttention(layerBase, span);
+        }
+
         OutputAndMlp(w, x, batch, _attn, _tmp, _xn, _gateBuf, _upBuf);
     }
 
@@ -376,8 +402,24 @@ internal sealed partial class ModelRunner
         {
             var (r, head) = Math.DivRem(pair, _heads);
             var kBase = layerBase + ((head / _group) * hd * span);
-            AttendHead(_rowK[r], _rowV[r], kBase, span, _rowPosition[r], _q.AsSpan((r * h) + (head * hd), hd), scores,
-                _attn.AsSpan((r * h) + (head * hd), hd));
+            AttendHead(_rowK[r], _rowV[r], kBase, span, Math.Min(_rowAttend[r], span), _rowPosition[r], _q.AsSpan((r * h) + (head * hd), hd),
+                scores, _attn.AsSpan((r * h) + (head * hd), hd));
+        }
+    }
+
+    /// <summary>The padding's attention (<see cref="SetPadding"/>): one query per head over the padding positions, discarded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void PadAttention(int layerBase, int span)
+    {
+        var hd = _headDim;
+        for (var head = 0; head < _heads; head++)
+        {
+            var kBase = layerBase + ((head / _group) * hd * span);
+            for (var left = _padPositions; left > 0; left -= span)
+            {
+                var length = Math.Min(left, span);
+                AttendHead(_padK!, _padV!, kBase, span, length, length - 1, _q.AsSpan(head * hd, hd), _scores[0], _padOut);
+            }
         }
     }
 

@@ -18,6 +18,13 @@ namespace Lens.Engine;
 /// <c>B</c> = the smallest batch bucket <c>&gt;=</c> the sequences in flight and <c>D</c> = the smallest decode bucket
 /// <c>&gt;=</c> the longest of them after this step's append; with one batch bucket of 1, requests run one at a time on the
 /// caller's thread, as before batching;</item>
+/// <item>the profile's scheduling policy (method.md, "Scheduling policies"): besides prefill-first padded above,
+/// <see cref="PagedPolicy"/> (prefill-first with paged execution: a decode step at <c>(B, blocks bucket)</c>, each row attending
+/// over its own real blocks and the padding blocks up to the bucket attended too; a request admitted only when its
+/// <c>ceil((I + O) / block_size)</c> blocks fit beside those reserved in flight) and <see cref="ChunkedPolicy"/> (chunked prefill:
+/// mixed steps of decodes and prompt chunks under a token budget, each one graph at <c>(T, K)</c>, a row per token padded to the
+/// token bucket, attending over the context bucket's buffer); the step log names each step's kind and cell
+/// (<see cref="BatchStepTrace.Row"/>, <see cref="BatchStepTrace.Column"/>);</item>
 /// <item><see cref="SlowdownHook"/>: a work multiplier per bucket, as extra layer passes per step on both paths;</item>
 /// <item><see cref="EngineWarmup"/> and <see cref="EngineWork"/> (the counters) and <see cref="StepLog"/>.</item>
 /// </list>
@@ -38,17 +45,35 @@ public sealed class ReferenceEngine : IDisposable
     {
         Profile = profile;
         Buckets = buckets;
+        Policy = profile.EffectivePolicy;
         _batchEdges = [.. profile.BatchBuckets];
-        var maxBatch = _batchEdges[^1];
-        var maxPosition = Math.Max(buckets.MaxSequence, buckets.MaxPrompt) + 2;
-        var cache = new KvCache(buckets, profile.Layers * profile.KvHeads * profile.HeadDim, maxBatch);
-        _runner = new ModelRunner(profile, maxPosition, maxBatch, buckets.MaxPrompt, cache.MaxSpan);
+        var chunked = Policy.Scheduler == SchedulerKind.Chunked;
+        var paged = Policy.Execution == ExecutionKind.Paged;
+        int[] rowEdges = chunked ? [.. Policy.TokenBuckets] : _batchEdges;
+        var slots = profile.MaxNumSeqs;
+        var pagedSpan = paged ? EnginePolicy.PagedSpan(Policy, buckets) : 0;
+        var cacheBuckets = paged ? new BucketSet(buckets.Prefill, [pagedSpan], buckets.Convention) : buckets;
+        var maxPosition = Math.Max(paged ? pagedSpan : buckets.MaxSequence, buckets.MaxPrompt) + 2;
+        var cache = new KvCache(cacheBuckets, profile.Layers * profile.KvHeads * profile.HeadDim, slots);
+        _runner = new ModelRunner(profile, maxPosition, rowEdges[^1], buckets.MaxPrompt, cache.MaxSpan);
         _slowdown = new SlowdownHook(buckets, profile.Slowdown);
-        var executor = new StepExecutor(_runner, cache, _slowdown, _work, buckets);
-        _warmup = new EngineWarmup(executor, cache, _log, buckets, _batchEdges);
-        _scheduler = new Scheduler(executor, new PrefillFirstPolicy(buckets, _batchEdges), maxBatch, _work, _log,
-            profile.Name);
+        var executor = new StepExecutor(_runner, cache, _slowdown, _work, buckets, Policy, rowEdges);
+        _warmup = new EngineWarmup(executor, cache, _log);
+        ISchedulingPolicy scheduling = chunked ? new ChunkedPolicy(buckets, Policy)
+            : paged ? new PagedPolicy(buckets, _batchEdges, Policy.BlockSize)
+            : new PrefillFirstPolicy(buckets, _batchEdges);
+        _scheduler = new Scheduler(executor, scheduling, slots, _work, _log, profile.Name);
     }
+
+    /// <summary>The scheduling policy the engine serves by (the profile's; prefill-first padded when it names none).</summary>
+    public SchedulingPolicy Policy { get; }
+
+    /// <summary>The longest request served, <c>I + O</c> at most (the policy's <c>max_model_len</c>).</summary>
+    public int MaxModelLen => EnginePolicy.MaxModelLen(Policy, Buckets);
+
+    /// <summary>Whether a request of <paramref name="inputLength"/> prompt and <paramref name="outputLength"/> output tokens can be
+    /// served under the policy; null when it can, else the reason with the allowed range.</summary>
+    public string? CheckRequest(int inputLength, int outputLength) => EnginePolicy.CheckRequest(Policy, Buckets, inputLength, outputLength);
 
     /// <summary>The profile the engine was created from (its slowdowns as at creation; see <see cref="GetSlowdown"/>).</summary>
     public EngineProfile Profile { get; }
@@ -59,8 +84,8 @@ public sealed class ReferenceEngine : IDisposable
     /// <summary>The compiled decode batch sizes, ascending (a copy).</summary>
     public IReadOnlyList<int> BatchBuckets => [.. _batchEdges];
 
-    /// <summary>The most sequences in flight at once: the largest batch bucket.</summary>
-    public int MaxNumSeqs => _batchEdges[^1];
+    /// <summary>The most sequences in flight at once: the largest batch bucket, or the chunked policy's <c>maxNumSeqs</c>.</summary>
+    public int MaxNumSeqs => Profile.MaxNumSeqs;
 
     /// <summary>Exact counts of the work done so far (warm-up included).</summary>
     public EngineCounters Counters => _work.Snapshot();
@@ -133,7 +158,7 @@ public sealed class ReferenceEngine : IDisposable
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(promptTokenIds);
-        Buckets.EnsureRequest(promptTokenIds.Count, outputTokens);
+        EnsureRequest(promptTokenIds.Count, outputTokens);
         var vocab = _runner.Vocab;
         for (var i = 0; i < promptTokenIds.Count; i++)
         {
@@ -152,12 +177,12 @@ public sealed class ReferenceEngine : IDisposable
     public Task<GenerationResult> GenerateAsync(int promptLength, int outputTokens, Func<int, ValueTask>? onToken = null,
         CancellationToken cancellationToken = default)
     {
-        Buckets.EnsureRequest(promptLength, outputTokens);
+        EnsureRequest(promptLength, outputTokens);
         return _scheduler.SubmitAsync(null, promptLength, outputTokens, onToken, cancellationToken);
     }
 
     /// <summary>
-    /// The decode steps from engine step <paramref name="index"/> on (see <see cref="EngineCounters.DecodeSteps"/>), oldest first;
+    /// The decode (or, under chunked prefill, mixed) steps from engine step <paramref name="index"/> on (see <see cref="EngineCounters.DecodeSteps"/>), oldest first;
     /// only the newest 8,192 steps are kept.
     /// </summary>
     public IReadOnlyList<BatchStepTrace> StepsSince(long index) => _log.Since(index);
@@ -170,4 +195,12 @@ public sealed class ReferenceEngine : IDisposable
     public IDisposable Pause() => _scheduler.Pause();
 
     public void Dispose() => _scheduler.Dispose();
+
+    private void EnsureRequest(int inputLength, int outputLength)
+    {
+        if (CheckRequest(inputLength, outputLength) is { } reason)
+        {
+            throw new RequestOutOfRangeException(reason);
+        }
+    }
 }

@@ -17,7 +17,7 @@ public sealed class ReferenceEngineBackend(ReferenceEngine engine) : IMeasuremen
 
     public async Task<TimedRequest> MeasureAsync(int inputLength, int outputLength, CancellationToken cancellationToken = default)
     {
-        if (_engine.Buckets.CheckRequest(inputLength, outputLength) is { } reason)
+        if (_engine.CheckRequest(inputLength, outputLength) is { } reason)
         {
             throw new MeasurementFailedException(reason, isTransient: false, new RequestOutOfRangeException(reason));
         }

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Lens.Core;
 
 namespace Lens.Engine;
 
@@ -7,13 +6,14 @@ namespace Lens.Engine;
 /// The reference engine's scheduler (vLLM's scheduler): owns the queue, the sequence slots (at most <c>max_num_seqs</c> in
 /// flight), admission, cancellation and delivery of tokens, and the step log; its <see cref="ISchedulingPolicy"/> decides each
 /// next step (which sequences, which cell) and its <see cref="IStepExecutor"/> runs it. Each iteration drops cancelled sequences,
-/// then runs the policy's steps until it is idle or a decode step has run.
-/// With several slots the iterations run on one dedicated thread (<see cref="Start"/>), fed by every caller; callers receive
+/// then runs the policy's steps until it is idle or a decode or mixed step has run (admissions, prefills and, under chunked
+/// prefill, joins come before it). With several slots, or under chunked prefill, the iterations run on one dedicated thread (<see cref="Start"/>), fed by every caller; callers receive
 /// their tokens through <see cref="Sequence.Signal"/> on their own thread, so a slow consumer never holds up the batch. With one
 /// slot (batch buckets <c>[1]</c>) the caller runs its request on its own thread under the gate (FIFO) and awaits each token's
-/// callback before the next step, exactly as before batching.
+/// callback before the next step, exactly as before batching. The steps themselves (admission with its prefill, decode and mixed
+/// steps, and what each hands to its sequences) are in Scheduler.Steps.cs.
 /// </summary>
-internal sealed class Scheduler : IDisposable
+internal sealed partial class Scheduler : IDisposable
 {
     private readonly IStepExecutor _executor;
     private readonly ISchedulingPolicy _policy;
@@ -26,6 +26,7 @@ internal sealed class Scheduler : IDisposable
     private readonly Sequence[] _inFlight; // admission order; _inFlightCount of them
     private readonly int[] _freeSlots;
     private readonly DecodeRow[] _rows;
+    private DecodeRow[] _mixedRows = new DecodeRow[16];
     private int _inFlightCount, _freeSlotCount, _pausing;
     private volatile bool _disposed;
     private Thread? _loop;
@@ -51,8 +52,9 @@ internal sealed class Scheduler : IDisposable
         _freeSlotCount = maxNumSeqs;
     }
 
-    /// <summary>Whether requests queue for one loop shared by every caller (more than one slot).</summary>
-    public bool Batched => _inFlight.Length > 1;
+    /// <summary>Whether requests queue for one loop shared by every caller (more than one slot, or chunked prefill, whose mixed
+    /// steps are the loop's).</summary>
+    public bool Batched => _inFlight.Length > 1 || _policy is ChunkedPolicy;
 
     public bool Disposed => _disposed;
 
@@ -155,7 +157,8 @@ internal sealed class Scheduler : IDisposable
         return onToken is null ? sequence.Completion.Task : StreamAsync(sequence, onToken);
     }
 
-    /// <summary>One scheduler iteration: drop cancelled sequences, then the policy's steps until it is idle or has decoded.</summary>
+    /// <summary>One scheduler iteration: drop cancelled sequences, then the policy's steps until it is idle or has run a decode or
+    /// mixed step.</summary>
     public void Iterate()
     {
         for (var r = _inFlightCount - 1; r >= 0; r--)
@@ -170,7 +173,7 @@ internal sealed class Scheduler : IDisposable
         while (true)
         {
             var step = NextStep(PeekWaiting());
-            if (step.Kind == StepKind.Admit)
+            if (step.Kind is StepKind.Admit or StepKind.Join)
             {
                 var next = NextWaiting() ?? throw new UnreachableException("the policy admitted from an empty queue");
                 if (next.Cancellation.IsCancellationRequested)
@@ -179,13 +182,24 @@ internal sealed class Scheduler : IDisposable
                     continue;
                 }
 
-                Admit(next, step.LengthBucket);
+                if (step.Kind == StepKind.Join)
+                {
+                    Join(next);
+                }
+                else
+                {
+                    Admit(next, step.LengthBucket);
+                }
             }
             else
             {
                 if (step.Kind == StepKind.Decode)
                 {
                     Decode(step);
+                }
+                else if (step.Kind == StepKind.Mixed)
+                {
+                    Mixed(step);
                 }
 
                 return;
@@ -318,94 +332,6 @@ internal sealed class Scheduler : IDisposable
         {
             return _waiting.TryDequeue(out var next) ? next : null;
         }
-    }
-
-    /// <summary>Takes a slot, runs the prefill alone and emits the first token; a sequence with more to come goes in flight.</summary>
-    private void Admit(Sequence sequence, int prefillBucket)
-    {
-        sequence.Slot = _freeSlots[--_freeSlotCount];
-        sequence.Admitted = Stopwatch.GetTimestamp();
-        var prefill = _executor.Prefill(sequence.Slot, sequence.Prompt, sequence.InputLength, prefillBucket);
-        var end = Stopwatch.GetTimestamp();
-        sequence.PrefillTrace = new PrefillTrace(new BucketId(BucketKind.Prefill, prefill.PaddedLength), prefill.PaddedLength,
-            prefill.ShadowLayerPasses, Stopwatch.GetElapsedTime(sequence.Admitted, end).TotalMilliseconds);
-        sequence.FirstToken = end;
-        sequence.Tokens[0] = prefill.Token;
-        sequence.Publish(1);
-        if (sequence.Done)
-        {
-            Retire(sequence);
-        }
-        else
-        {
-            _inFlight[_inFlightCount++] = sequence;
-        }
-    }
-
-    /// <summary>
-    /// One decode step for the first <see cref="ScheduledStep.Rows"/> sequences in flight at the step's cell; then every row gets
-    /// its token and finished sequences leave, in admission order.
-    /// </summary>
-    private void Decode(in ScheduledStep step)
-    {
-        var rows = step.Rows;
-        var batch = step.Batch;
-        if (step.Kind != StepKind.Decode || rows < 1 || rows > _inFlightCount || batch < rows)
-        {
-            throw new UnreachableException($"the policy scheduled {step} with {_inFlightCount} sequences in flight");
-        }
-
-        var started = Stopwatch.GetTimestamp();
-        for (var r = 0; r < rows; r++)
-        {
-            var sequence = _inFlight[r];
-            var k = sequence.Produced;
-            _rows[r] = new DecodeRow
-            {
-                Slot = sequence.Slot,
-                InputLength = sequence.InputLength,
-                Position = sequence.InputLength + k - 1,
-                Token = sequence.Tokens[k - 1],
-            };
-        }
-
-        var trace = _executor.Decode(_rows.AsSpan(0, rows), batch, step.LengthBucket, started);
-        _log.Record(trace);
-        var ms = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-        var kept = 0;
-        for (var r = 0; r < _inFlightCount; r++)
-        {
-            var sequence = _inFlight[r];
-            if (r < rows)
-            {
-                var k = sequence.Produced;
-                var moved = _rows[r].CacheMoved;
-                sequence.CacheMoves += moved ? 1 : 0;
-                sequence.Tokens[k] = _rows[r].Token;
-                sequence.Steps[k - 1] = new DecodeStepTrace(k, sequence.InputLength + k, trace.Bucket, trace.AttentionSpan, moved,
-                    trace.ShadowLayerPasses, ms, batch, rows, trace.Index);
-                sequence.Publish(k + 1);
-                if (sequence.Done)
-                {
-                    Retire(sequence);
-                    continue;
-                }
-            }
-
-            _inFlight[kept++] = sequence;
-        }
-
-        Array.Clear(_inFlight, kept, _inFlightCount - kept);
-        _inFlightCount = kept;
-    }
-
-    /// <summary>A finished sequence frees its slot and completes.</summary>
-    private void Retire(Sequence sequence)
-    {
-        _freeSlots[_freeSlotCount++] = sequence.Slot;
-        sequence.Slot = -1;
-        _work.Request();
-        sequence.Complete(Stopwatch.GetTimestamp());
     }
 
     /// <summary>Takes a sequence out of flight (cancelled, abandoned or failed) and frees its slot; a no-op if it is not in flight.</summary>

@@ -14,6 +14,15 @@ internal enum StepKind
 
     /// <summary>One decode step for the first <see cref="ScheduledStep.Rows"/> sequences in flight (admission order).</summary>
     Decode,
+
+    /// <summary>Admit the request at the head of the queue into a free slot without running anything: its prompt is processed in
+    /// chunks by mixed steps (chunked prefill).</summary>
+    Join,
+
+    /// <summary>One mixed step of the chunked scheduler: every sequence in flight with <see cref="Sequence.Scheduled"/> tokens
+    /// (a decode token, or a prompt chunk) in one graph over token bucket <see cref="ScheduledStep.Batch"/> (tokens computed,
+    /// <see cref="ScheduledStep.Rows"/> of them real) and context bucket <see cref="ScheduledStep.LengthBucket"/>.</summary>
+    Mixed,
 }
 
 /// <summary>
@@ -27,6 +36,10 @@ internal readonly record struct ScheduledStep(StepKind Kind, int Rows, int Batch
     public static ScheduledStep Admit(int prefillBucket) => new(StepKind.Admit, 1, 1, prefillBucket);
 
     public static ScheduledStep Decode(int rows, int batch, int decodeBucket) => new(StepKind.Decode, rows, batch, decodeBucket);
+
+    public static ScheduledStep Join => new(StepKind.Join, 1, 1, 0);
+
+    public static ScheduledStep Mixed(int tokens, int tokenBucket, int contextBucket) => new(StepKind.Mixed, tokens, tokenBucket, contextBucket);
 }
 
 /// <summary>What a policy sees: the sequences in flight (admission order), the head of the queue, the free slots.</summary>
@@ -43,9 +56,8 @@ internal readonly ref struct SchedulerView(ReadOnlySpan<Sequence> inFlight, Sequ
 /// <summary>
 /// A scheduling policy: decides the scheduler's next step from what it sees. The scheduler runs steps until the policy says
 /// <see cref="StepKind.Idle"/> or a decode step has run (one iteration), and owns everything else: the queue, slots, cancellation,
-/// delivery of tokens, the step log. Another policy (issue 18: chunked prefill under a token budget, paged execution over block
-/// buckets) is another class; a step that mixes prompt chunks with decodes would be a new <see cref="StepKind"/> that the
-/// executor runs.
+/// delivery of tokens, the step log. Each policy is a class: <see cref="PrefillFirstPolicy"/>, <see cref="PagedPolicy"/>
+/// (prefill-first over block buckets, with KV admission) and <see cref="ChunkedPolicy"/> (mixed steps under a token budget).
 /// </summary>
 internal interface ISchedulingPolicy
 {
@@ -94,17 +106,19 @@ internal sealed class PrefillFirstPolicy : ISchedulingPolicy
         return ScheduledStep.Decode(inFlight.Length, BatchBucket(inFlight.Length), j);
     }
 
-    /// <summary>The smallest batch bucket at or above <paramref name="rows"/>.</summary>
-    private int BatchBucket(int rows)
+    private int BatchBucket(int rows) => Smallest(_batchEdges, rows);
+
+    /// <summary>The smallest of ascending <paramref name="edges"/> at or above <paramref name="value"/>.</summary>
+    internal static int Smallest(int[] edges, int value)
     {
-        foreach (var edge in _batchEdges)
+        foreach (var edge in edges)
         {
-            if (edge >= rows)
+            if (edge >= value)
             {
                 return edge;
             }
         }
 
-        throw new UnreachableException($"{rows} sequences in flight, above max_num_seqs {_batchEdges[^1]}");
+        throw new UnreachableException($"{value} is above the largest bucket {edges[^1]}");
     }
 }

@@ -15,6 +15,12 @@ internal sealed class Sequence(IReadOnlyList<int>? prompt, int inputLength, int 
 
     public int Produced; // tokens that exist; written with a release fence after the token itself
     public int Slot = -1, CacheMoves;
+
+    /// <summary>Prompt tokens whose KV is computed: <c>I</c> after a prefill, growing chunk by chunk under the chunked scheduler.</summary>
+    public int Prefilled;
+
+    /// <summary>Chunked scheduler: the tokens the policy gave this sequence in the next mixed step (0: none).</summary>
+    public int Scheduled;
     public long Arrived, Admitted, FirstToken;
     public PrefillTrace PrefillTrace;
     public volatile bool Abandoned;

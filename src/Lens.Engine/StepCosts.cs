@@ -14,7 +14,7 @@ public sealed record StepCostTable(string Profile, IReadOnlyList<StepCost> Steps
 /// Measures a <see cref="ReferenceEngine"/>'s step costs directly (no HTTP): for every batch bucket <c>b</c> and decode bucket
 /// <c>d</c>, a group of <c>b</c> identical requests released at once (as the profiler's groups), whose steps inside <c>d</c> are
 /// read back from <see cref="ReferenceEngine.StepsSince"/>; steps that moved a cache are left out. Then each prefill bucket alone.
-/// For sizing workloads and demos; LENS itself measures only end to end.
+/// For sizing workloads and demos, prefill-first padded engines only; LENS itself measures only end to end.
 /// </summary>
 public static class StepCosts
 {
@@ -24,6 +24,13 @@ public static class StepCosts
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentOutOfRangeException.ThrowIfLessThan(stepsPerCell, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(prefillRuns, 1);
+        if (!engine.Policy.IsDefault)
+        {
+            throw new InvalidOperationException(
+                $"step costs are measured per (batch, decode) bucket of a prefill-first padded engine; '{engine.Profile.Name}' runs " +
+                $"the {engine.Policy.Name} policy, whose cells the policy-independent fit measures");
+        }
+
         var buckets = engine.Buckets;
         var decode = buckets.Decode;
         var steps = new List<StepCost>();

@@ -163,42 +163,6 @@ public sealed class SchedulerTests
     private static Sequence InFlight(int input, int produced) =>
         new(null, input, produced + 5, streamed: false, CancellationToken.None) { Produced = produced };
 
-    /// <summary>Records each call; a prefill's token is 1000 + I, a decode row's is its position + 1.</summary>
-    private sealed class RecordingExecutor : IStepExecutor
-    {
-        private static readonly int[] Edges = [16, 32, 64, 128];
-        private long _steps;
-
-        public List<string> Calls { get; } = [];
-
-        public List<string> Take()
-        {
-            var calls = Calls.ToList();
-            Calls.Clear();
-            return calls;
-        }
-
-        public PrefillOutcome Prefill(int slot, IReadOnlyList<int>? prompt, int inputLength, int prefillIndex)
-        {
-            Calls.Add($"prefill slot {slot} I {inputLength} pre {prefillIndex}");
-            return new PrefillOutcome(1000 + inputLength, Edges[prefillIndex], 0);
-        }
-
-        public BatchStepTrace Decode(Span<DecodeRow> rows, int batch, int lengthBucket, long started)
-        {
-            var described = new List<string>();
-            for (var r = 0; r < rows.Length; r++)
-            {
-                described.Add($"{rows[r].Slot}@{rows[r].Position}");
-                rows[r].Token = rows[r].Position + 1;
-            }
-
-            Calls.Add($"decode B {batch} D {lengthBucket} rows {string.Join(' ', described)}");
-            return new BatchStepTrace(_steps++, batch, rows.Length, new BucketId(BucketKind.Decode, Edges[lengthBucket]),
-                Edges[lengthBucket], 0, 0, 0);
-        }
-    }
-
     private sealed class OldestOnlyPolicy : ISchedulingPolicy
     {
         public ScheduledStep Next(SchedulerView view) =>

@@ -197,7 +197,7 @@ public sealed class AdviseCommand : Command<AdviseSettings>
         var current = settings.StackConfig is null ? StackKnobs.Empty : StackFiles.Read(stack, settings.StackConfig, false, null);
         var convention = source.Buckets.Convention;
         var buckets = source.Policy.Execution == ExecutionKind.Paged
-            ? BucketSet.ForPagedExecution(recommended.Prefill, recommended.Decode, convention, recommended.Batch)
+            ? BucketSet.Paged(recommended.Prefill, recommended.Decode, convention, recommended.Batch)
             : new BucketSet(recommended.Prefill, recommended.Decode, convention, recommended.Batch);
         return StackEmit.Write(stack, buckets, source.Policy, current, settings.EmitPath, quiet: settings.Json);
     }

@@ -91,7 +91,7 @@ public partial class BucketSettings
             var prefill = PrefillBuckets is null ? [.. deployment.Buckets.Prefill] : BucketSet.ParseEdges(PrefillBuckets, "prefill");
             var decode = DecodeBuckets is null ? [.. deployment.Buckets.Decode] : BucketSet.ParseEdges(DecodeBuckets, "decode");
             var lengths = deployment.Policy.Execution == ExecutionKind.Paged
-                ? BucketSet.ForPagedExecution(prefill, decode, convention)
+                ? BucketSet.Paged(prefill, decode, convention)
                 : new BucketSet(prefill, decode, convention);
             _stack = deployment with { Buckets = lengths.WithBatch(BuildBatch() ?? [.. deployment.Buckets.Batch]) };
         }

@@ -178,7 +178,7 @@ public static class Advisor
 
     /// <summary>
     /// The one-bucket set spanning what the cost curves can plan for (prompts up to <see cref="BucketCostModel.MaxPrefillEdge"/>,
-    /// sequences up to <see cref="BucketCostModel.MaxDecodeEdge"/>): generated workloads are clamped into it (<see cref="Workload.Fit"/>).
+    /// sequences up to <see cref="BucketCostModel.MaxDecodeEdge"/>): generated workloads are clamped into it (<see cref="Workload.Fit(BucketSet, IReadOnlyList{TraceRequest})"/>).
     /// </summary>
     public static BucketSet Supported(BucketCostModel costs)
     {

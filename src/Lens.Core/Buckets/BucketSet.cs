@@ -106,15 +106,14 @@ public sealed class BucketSet : IEquatable<BucketSet>
     private readonly int[] _prefill;
     private readonly int[] _decode;
     private readonly int[] _batch;
-    private readonly bool _promptsInTokens;
 
     public BucketSet(IEnumerable<int> prefill, IEnumerable<int> decode, DecodeConvention convention = DecodeConvention.AfterAppend,
         IEnumerable<int>? batch = null)
-        : this(prefill, decode, convention, batch, promptsInTokens: true)
+        : this(prefill, decode, convention, batch, decodeInBlocks: false)
     {
     }
 
-    private BucketSet(IEnumerable<int> prefill, IEnumerable<int> decode, DecodeConvention convention, IEnumerable<int>? batch, bool promptsInTokens)
+    private BucketSet(IEnumerable<int> prefill, IEnumerable<int> decode, DecodeConvention convention, IEnumerable<int>? batch, bool decodeInBlocks)
     {
         ArgumentNullException.ThrowIfNull(prefill);
         ArgumentNullException.ThrowIfNull(decode);
@@ -124,7 +123,8 @@ public sealed class BucketSet : IEquatable<BucketSet>
         Validate(_prefill, "prefill");
         Validate(_decode, "decode");
         Validate(_batch, "batch");
-        if (promptsInTokens && _prefill[^1] > _decode[^1])
+        DecodeInBlocks = decodeInBlocks;
+        if (!decodeInBlocks && _prefill[^1] > _decode[^1])
         {
             throw new BucketSetException(
                 $"the longest prompt (prefill bucket {_prefill[^1]}) is above the longest sequence (decode bucket {_decode[^1]}); " +
@@ -137,21 +137,18 @@ public sealed class BucketSet : IEquatable<BucketSet>
         }
 
         Convention = convention;
-        _promptsInTokens = promptsInTokens;
     }
 
     /// <summary>
-    /// The buckets of a deployment with paged execution (method.md, "Execution types"): prefill buckets in tokens, decode buckets in
-    /// KV blocks (the batch's total <c>sum ceil(len / block_size)</c>), so a prompt's bucket is not compared with them; the policy's
-    /// <c>MaxModelLen</c> bounds a request instead of the largest decode bucket.
+    /// Paged execution (vLLM on Gaudi; <see cref="SchedulingPolicy"/>): the decode buckets are block buckets, counted in KV blocks of the
+    /// batch, so the rule "longest prompt &lt;= longest decode bucket" does not apply and <see cref="MaxSequence"/> is the KV capacity in
+    /// blocks; a deployment's bound on <c>I + O</c> is then its policy's (<see cref="DeploymentModel.CheckRequest"/>).
     /// </summary>
-    public static BucketSet ForPagedExecution(IEnumerable<int> prefill, IEnumerable<int> blocks, DecodeConvention convention = DecodeConvention.AfterAppend,
-        IEnumerable<int>? batch = null)
-    {
-        ArgumentNullException.ThrowIfNull(prefill);
-        ArgumentNullException.ThrowIfNull(blocks);
-        return new BucketSet(prefill, blocks, convention, batch, promptsInTokens: false);
-    }
+    public static BucketSet Paged(IEnumerable<int> prefill, IEnumerable<int> blockBuckets, DecodeConvention convention = DecodeConvention.AfterAppend,
+        IEnumerable<int>? batch = null) => new(prefill, blockBuckets, convention, batch, decodeInBlocks: true);
+
+    /// <summary>Whether the decode buckets count KV blocks (paged execution, <see cref="Paged"/>) rather than tokens.</summary>
+    public bool DecodeInBlocks { get; }
 
     /// <summary>Prefill bucket edges, ascending.</summary>
     public ImmutableArray<int> Prefill => ImmutableArray.Create(_prefill);
@@ -184,7 +181,7 @@ public sealed class BucketSet : IEquatable<BucketSet>
     public int BatchIndex(int sequences) => FirstAtOrAbove(_batch, sequences);
 
     /// <summary>The same buckets with other batch buckets (null: <c>[1]</c>).</summary>
-    public BucketSet WithBatch(IEnumerable<int>? batch) => new(_prefill, _decode, Convention, batch, _promptsInTokens);
+    public BucketSet WithBatch(IEnumerable<int>? batch) => new(_prefill, _decode, Convention, batch, DecodeInBlocks);
 
     /// <summary>Index of <c>pre(I)</c> in <see cref="Prefill"/>, or -1 when <c>I</c> is above the longest prompt.</summary>
     public int PrefillIndex(int inputLength) => FirstAtOrAbove(_prefill, inputLength);
@@ -264,11 +261,11 @@ public sealed class BucketSet : IEquatable<BucketSet>
 
     /// <summary>Compact text form, e.g. <c>P=128,256 D=128,256,512 after-append</c>, with <c> B=1,2,4</c> when batched.</summary>
     public override string ToString() =>
-        $"P={string.Join(',', _prefill)} D={string.Join(',', _decode)}{(IsBatched ? $" B={string.Join(',', _batch)}" : "")} " +
+        $"P={string.Join(',', _prefill)} {(DecodeInBlocks ? "blocks" : "D")}={string.Join(',', _decode)}{(IsBatched ? $" B={string.Join(',', _batch)}" : "")} " +
         $"{(Convention == DecodeConvention.AfterAppend ? "after-append" : "before-append")}";
 
     public bool Equals(BucketSet? other) =>
-        other is not null && Convention == other.Convention && _prefill.AsSpan().SequenceEqual(other._prefill) &&
+        other is not null && Convention == other.Convention && DecodeInBlocks == other.DecodeInBlocks && _prefill.AsSpan().SequenceEqual(other._prefill) &&
         _decode.AsSpan().SequenceEqual(other._decode) && _batch.AsSpan().SequenceEqual(other._batch);
 
     public override bool Equals(object? obj) => Equals(obj as BucketSet);
@@ -277,6 +274,7 @@ public sealed class BucketSet : IEquatable<BucketSet>
     {
         var hash = new HashCode();
         hash.Add(Convention);
+        hash.Add(DecodeInBlocks);
         foreach (var p in _prefill)
         {
             hash.Add(p);

@@ -174,7 +174,7 @@ public static class CapacityPlanner
     /// <summary>
     /// The one trace every candidate is planned on, for the CLI, the service and the console alike: a given trace as it is (each front
     /// end refuses, in its own words, a row a candidate cannot serve), or the generated one drawn with the default lengths of the
-    /// buckets with the shortest sequences and clamped (<see cref="Workload.Fit"/>) into what every candidate's buckets serve;
+    /// buckets with the shortest sequences and clamped (<see cref="Workload.Fit(BucketSet, IReadOnlyList{TraceRequest})"/>) into what every candidate's buckets serve;
     /// <see cref="FittedTrace.Clamped"/> counts the drawn requests that changed.
     /// </summary>
     public static FittedTrace Trace(Workload workload, IReadOnlyList<BucketSet> buckets)

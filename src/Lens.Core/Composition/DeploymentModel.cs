@@ -40,7 +40,7 @@ public readonly record struct DecodeValues(int Edge, double StepMs, double StepS
 /// A single request runs its decode steps at the smallest batch bucket; with batch buckets, every decode bucket has one step cost
 /// per batch bucket, <c>S[B, d]</c>, which <see cref="StepMs(int, int)"/> gives to the serving simulation (method.md, "Batched serving").
 /// </summary>
-public sealed class DeploymentModel
+public sealed partial class DeploymentModel
 {
     private readonly int[] _decodeEdges;
     private readonly double[] _a, _aVar, _ttft, _ttftSe, _step, _stepVar;
@@ -174,7 +174,7 @@ public sealed class DeploymentModel
 
     /// <summary>The buckets without a fit (a prefill bucket no servable request reaches, <c>p(i-1) + 1 &gt;= dn</c>, needs none).</summary>
     public IEnumerable<BucketId> Unfitted =>
-        PrefillBuckets.Where((p, i) => !p.IsFitted && Buckets.PrefillLowerEdge(i) + 1 < Buckets.MaxSequence).Select(p => new BucketId(BucketKind.Prefill, p.Edge))
+        PrefillBuckets.Where((p, i) => !p.IsFitted && UsesPrefill(i)).Select(p => new BucketId(BucketKind.Prefill, p.Edge))
             .Concat(DecodeBuckets.Where(d => !d.IsFitted).Select(d => new BucketId(BucketKind.Decode, d.Edge, d.Batch)));
 
     /// <summary>
@@ -218,7 +218,7 @@ public sealed class DeploymentModel
     /// <see cref="UnfittedBucketException"/> when a bucket it needs has no fit.</summary>
     public Prediction Predict(int inputLength, int outputLength)
     {
-        Buckets.EnsureRequest(inputLength, outputLength);
+        EnsureRequest(inputLength, outputLength);
         return PredictValidated(inputLength, outputLength);
     }
 
@@ -236,7 +236,7 @@ public sealed class DeploymentModel
 
         for (var n = 0; n < inputLengths.Length; n++)
         {
-            if (Buckets.CheckRequest(inputLengths[n], outputLengths[n]) is { } reason)
+            if (CheckRequest(inputLengths[n], outputLengths[n]) is { } reason)
             {
                 throw new RequestOutOfRangeException($"request #{n}: {reason}");
             }
@@ -251,7 +251,12 @@ public sealed class DeploymentModel
     /// <summary>The per-bucket breakdown of a prediction: the prefill bucket, then each decode bucket touched with its steps.</summary>
     public IReadOnlyList<BucketShare> Breakdown(int inputLength, int outputLength)
     {
-        Buckets.EnsureRequest(inputLength, outputLength);
+        EnsureRequest(inputLength, outputLength);
+        if (!Policy.IsDefault)
+        {
+            return BreakdownByScheduler(inputLength, outputLength);
+        }
+
         var i = Buckets.PrefillIndex(inputLength);
         var shares = new List<BucketShare> { new(new BucketId(BucketKind.Prefill, Buckets.Prefill[i]), 1, _a[i]) };
         if (outputLength > 1)
@@ -269,6 +274,11 @@ public sealed class DeploymentModel
 
     private Prediction PredictValidated(int inputLength, int outputLength)
     {
+        if (!Policy.IsDefault)
+        {
+            return PredictByScheduler(inputLength, outputLength);
+        }
+
         var i = Buckets.PrefillIndex(inputLength);
         var a = _a[i];
         if (double.IsNaN(a))
@@ -287,11 +297,14 @@ public sealed class DeploymentModel
         return WithInterval(e2e, ttft, (e2e - ttft) / (outputLength - 1), _aVar[i] + decodeVar, i);
     }
 
-    private Prediction WithInterval(double e2e, double ttft, double tpot, double fitVariance, int prefillIndex)
+    private Prediction WithInterval(double e2e, double ttft, double tpot, double fitVariance, int prefillIndex) =>
+        WithInterval(e2e, ttft, tpot, fitVariance, _ttftSe[prefillIndex]);
+
+    private Prediction WithInterval(double e2e, double ttft, double tpot, double fitVariance, double ttftStandardError)
     {
         var z = Calibration.Z;
         var (low, high) = Calibration.E2e.Interval(e2e, Math.Sqrt(fitVariance), z);
-        var (ttftLow, ttftHigh) = Calibration.Ttft.Interval(ttft, _ttftSe[prefillIndex], z);
+        var (ttftLow, ttftHigh) = Calibration.Ttft.Interval(ttft, ttftStandardError, z);
         return new Prediction(e2e, ttft, tpot, low, high, ttftLow, ttftHigh);
     }
 

@@ -97,7 +97,9 @@ public static class ModelJson
 
         try
         {
-            var buckets = new BucketSet(doc.PrefillBuckets ?? [], doc.DecodeBuckets ?? [], doc.Convention, doc.BatchBuckets);
+            var buckets = doc.Policy?.Execution == ExecutionKind.Paged
+                ? BucketSet.Paged(doc.PrefillBuckets ?? [], doc.DecodeBuckets ?? [], doc.Convention, doc.BatchBuckets) // decode axis in blocks
+                : new BucketSet(doc.PrefillBuckets ?? [], doc.DecodeBuckets ?? [], doc.Convention, doc.BatchBuckets);
             var decode = (doc.Decode ?? []).Select(d => new DecodeValues(d.Edge, d.StepMs, d.StepStandardError, d.Batch ?? 1)).ToArray();
             var model = new DeploymentModel(buckets, doc.Prefill ?? [], decode, RepeatStatistic.Parse(doc.Statistic ?? "min"),
                 doc.RelativeNoise, doc.Calibration);

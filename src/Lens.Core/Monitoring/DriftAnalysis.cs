@@ -65,7 +65,7 @@ public static class DriftAnalysis
         var shareSum = new double[buckets.Length];
         foreach (var o in window)
         {
-            if (model.Buckets.CheckRequest(o.InputLength, o.OutputLength) is not null || !(o.E2eMs > 0))
+            if (model.CheckRequest(o.InputLength, o.OutputLength) is not null || !(o.E2eMs > 0))
             {
                 continue; // not a request this deployment serves; the intake rejects these before they get here
             }

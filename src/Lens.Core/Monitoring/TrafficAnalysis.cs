@@ -74,7 +74,7 @@ public static class TrafficAnalysis
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(window);
         options ??= new TrafficOptions();
-        var served = window.Where(o => model.Buckets.CheckRequest(o.InputLength, o.OutputLength) is null).ToArray();
+        var served = window.Where(o => model.CheckRequest(o.InputLength, o.OutputLength) is null).ToArray();
         if (served.Length == 0)
         {
             throw new ArgumentException($"none of the window's {window.Count} requests fits the deployment's buckets ({model.Buckets})");
@@ -315,6 +315,7 @@ public static class TrafficAnalysis
             TtftMs = p.TtftMs * Math.Max(0.01, 1 + shift[i]),
         }).ToArray();
         var decode = model.DecodeBuckets.Select((d, k) => d with { StepMs = d.StepMs * Math.Max(0.01, 1 + shift[cells.Prefill + k]) }).ToArray();
-        return new DeploymentModel(model.Buckets, prefill, decode, model.Statistic, model.RelativeNoise, model.Calibration);
+        var scaled = new DeploymentModel(model.Buckets, prefill, decode, model.Statistic, model.RelativeNoise, model.Calibration);
+        return model.Policy.IsDefault ? scaled : scaled.WithPolicy(model.Policy);
     }
 }

@@ -97,23 +97,30 @@ internal sealed class ExposureRecorder : IServingObserver
 
     public void Prefill(int replica, int request, int prefillIndex, double startMs, double ms)
     {
-        // What it waited through: the runs on this replica that ended after it arrived (the one it arrived in, in part).
-        var wait = new double[_cells.Count];
-        var arrival = _trace[request].ArrivalMs;
-        var log = _log[replica];
-        for (var k = log.Count - 1; k >= 0 && log[k].EndMs > arrival; k--)
-        {
-            var run = log[k];
-            var steps = run.StartMs >= arrival ? run.Steps : (run.EndMs - arrival) / run.StepMs;
-            wait[run.Cell] += steps * _reference[run.Cell];
-        }
-
+        var wait = Waited(replica, request);
         var ttft = (double[])wait.Clone();
         ttft[prefillIndex] += _ttftReference[prefillIndex];
         Ttft[request] = Sparse(ttft);
         wait[prefillIndex] += _reference[prefillIndex];
         Record(replica, prefillIndex, 1, startMs, ms);
         _inFlight[request] = (wait, (double[])_cum[replica].Clone());
+    }
+
+    /// <summary>Chunked: what it waited through until admitted; its steps from there are counted as they run.</summary>
+    public void Admitted(int replica, int request, double startMs) => _inFlight[request] = (Waited(replica, request), (double[])_cum[replica].Clone());
+
+    /// <summary>Chunked: its TTFT is what it waited through and every step since its admission, the one that completed its prompt included.</summary>
+    public void FirstToken(int replica, int request)
+    {
+        var (wait, cumAtStart) = _inFlight[request];
+        var cum = _cum[replica];
+        var ttft = (double[])wait.Clone();
+        for (var c = 0; c < ttft.Length; c++)
+        {
+            ttft[c] += cum[c] - cumAtStart[c];
+        }
+
+        Ttft[request] = Sparse(ttft);
     }
 
     public void Decode(int replica, int batchIndex, int decodeIndex, long steps, double startMs, double stepMs) =>
@@ -130,6 +137,23 @@ internal sealed class ExposureRecorder : IServingObserver
         }
 
         E2e[request] = Sparse(total);
+    }
+
+    /// <summary>What a request waited through before its first step: the runs on its replica that ended after it arrived (the one it
+    /// arrived in, in part).</summary>
+    private double[] Waited(int replica, int request)
+    {
+        var wait = new double[_cells.Count];
+        var arrival = _trace[request].ArrivalMs;
+        var log = _log[replica];
+        for (var k = log.Count - 1; k >= 0 && log[k].EndMs > arrival; k--)
+        {
+            var run = log[k];
+            var steps = run.StartMs >= arrival ? run.Steps : (run.EndMs - arrival) / run.StepMs;
+            wait[run.Cell] += steps * _reference[run.Cell];
+        }
+
+        return wait;
     }
 
     private void Record(int replica, int cell, long steps, double startMs, double stepMs)

@@ -35,57 +35,44 @@ public static class FleetRoutingNames
 public static partial class ServingSimulation
 {
     /// <summary>
-    /// Replicas with their own FCFS queues behind a router. Each replica runs the scheduler of <see cref="ServingSimulation"/> on what
-    /// is routed to it; the router decides at each arrival, so the replicas advance together in time order. Events at one instant
-    /// go in this order: replicas finish their prefill or decode run, then arrivals are routed, then replicas start their next one
-    /// (so a request that arrives when a replica becomes free is admitted at once, as with the shared queue). A decode run of identical
-    /// steps is planned to its next event (a departure or a bucket crossing); a request routed to the replica during the run, while a
-    /// slot is free, cuts it at the first step boundary at or after its arrival, where the replica admits it.
+    /// Replicas with their own FCFS queues behind a router. Each replica runs the policy's replica scheduler (the same one as the shared
+    /// queue) on what is routed to it; the router decides at each arrival, so the replicas advance together in time order. Events at
+    /// one instant go in this order: replicas finish their step or run, then arrivals are routed, then replicas start their next one
+    /// (so a request that arrives when a replica becomes free is admitted at once, as with the shared queue). A run of identical steps
+    /// is planned to its next event (a departure or a bucket crossing); a request routed to the replica during the run, when the
+    /// replica would admit its queue's head, cuts it at the first step boundary at or after its arrival, where the replica admits it.
     /// </summary>
     private sealed class RoutedFleet
     {
         private const int Finish = 0, Plan = 2;
 
-        private readonly DeploymentModel _model;
-        private readonly BucketSet _buckets;
         private readonly IReadOnlyList<TraceRequest> _trace;
         private readonly int[] _order;
-        private readonly int _maxSeqs;
         private readonly FleetRouting _routing;
-        private readonly int[] _decodeEdges;
-        private readonly Replica[] _replicas;
-        private readonly Queue<int>[] _queues;        // routed, not admitted (all have arrived)
+        private readonly ReplicaScheduler[] _replicas;
+        private readonly OwnQueue[] _queues;          // routed, not admitted (all have arrived)
         private readonly Queue<double>[] _finishes;   // finish times of routed requests, ascending (least outstanding only)
         private readonly int[] _outstanding;
         private readonly Activity[] _activity;
         private readonly bool[] _planned;
         private readonly PriorityQueue<(int Replica, int Kind, int Version), (double Time, int Kind, int Replica)> _events = new();
 
-        public RoutedFleet(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas, FleetRouting routing)
+        public RoutedFleet(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas, FleetRouting routing,
+            MissBudget? budget)
         {
-            _model = model;
-            _buckets = model.Buckets;
             _trace = trace;
             _order = order;
-            _maxSeqs = maxSeqs;
             _routing = routing;
-            _decodeEdges = [.. _buckets.Decode];
-            _replicas = [.. Enumerable.Range(0, replicas).Select(_ => new Replica(maxSeqs))];
-            _queues = [.. Enumerable.Range(0, replicas).Select(_ => new Queue<int>())];
             _finishes = [.. Enumerable.Range(0, replicas).Select(_ => new Queue<double>())];
+            Context = new ServingContext(model, trace, maxSeqs, null) { Budget = budget, Finishing = RecordFinish };
+            _replicas = [.. Enumerable.Range(0, replicas).Select(r => CreateReplica(Context, r))];
+            _queues = [.. Enumerable.Range(0, replicas).Select(_ => new OwnQueue())];
             _outstanding = new int[replicas];
             _activity = new Activity[replicas];
             _planned = new bool[replicas];
-            Served = new ServedRequest[trace.Count];
         }
 
-        public ServedRequest[] Served { get; }
-
-        public MissBudget? Budget { get; init; }
-
-        public long DecodeSteps { get; private set; }
-
-        public double BusyMs { get; private set; }
+        public ServingContext Context { get; }
 
         public void Run()
         {
@@ -101,7 +88,7 @@ public static partial class ServingSimulation
                     continue;
                 }
 
-                if (!hasEvent || Budget is { Exhausted: true })
+                if (!hasEvent || Context.Budget is { Exhausted: true })
                 {
                     return;
                 }
@@ -151,12 +138,11 @@ public static partial class ServingSimulation
             _outstanding[r]++;
             _queues[r].Enqueue(id);
             ref var act = ref _activity[r];
-            var replica = _replicas[r];
             if (act.Kind == ActivityKind.Idle)
             {
                 SchedulePlan(r, t);
             }
-            else if (act.Kind == ActivityKind.Decode && replica.Count < _maxSeqs)
+            else if (act.Kind == ActivityKind.Run && _replicas[r].WouldAdmit(_queues[r].Head))
             {
                 // Cut the run at the first step boundary at or after the arrival (at least one step: the run began before it).
                 var steps = (long)Math.Max(1, Math.Ceiling((t - act.Start) / act.Cost));
@@ -178,26 +164,14 @@ public static partial class ServingSimulation
             }
         }
 
-        /// <summary>A prefill or a decode run ends: the replica's clock moves to its end and finished sequences leave.</summary>
+        /// <summary>A step or a run ends: the replica's clock moves to its end and finished sequences leave.</summary>
         private void Complete(int r)
         {
             ref var act = ref _activity[r];
             var replica = _replicas[r];
-            if (act.Kind == ActivityKind.Decode)
+            if (act.Kind == ActivityKind.Run)
             {
-                replica.Now = act.Start + (act.Steps * act.Cost);
-                replica.Steps += act.Steps;
-                DecodeSteps += act.Steps;
-                BusyMs += act.Steps * act.Cost;
-                if (replica.Steps == replica.NextFinish)
-                {
-                    foreach (var id in replica.RemoveFinished())
-                    {
-                        Served[id] = Served[id] with { FinishMs = replica.Now };
-                        Budget?.Finished(Served[id]);
-                        RecordFinish(r, replica.Now);
-                    }
-                }
+                replica.CommitRun(act.Steps);
             }
 
             act.Kind = ActivityKind.Idle;
@@ -213,44 +187,19 @@ public static partial class ServingSimulation
             }
         }
 
-        /// <summary>The replica's next iteration step at <paramref name="time"/>: admit one queued request while a slot is free
-        /// (its prefill runs alone), else a run of identical decode steps up to the next departure or bucket crossing.</summary>
+        /// <summary>The replica's next work at <paramref name="time"/>: a step that serves its queue (a prefill of its head; a chunked
+        /// step with prompt tokens), else a run of identical steps up to the next departure or bucket crossing.</summary>
         private void Start(int r, double time)
         {
             var replica = _replicas[r];
             replica.Now = Math.Max(replica.Now, time);
             ref var act = ref _activity[r];
-            if (replica.Count < _maxSeqs && _queues[r].TryDequeue(out var id))
+            if (replica.TakesHead(_queues[r].Head))
             {
-                var request = _trace[id];
-                var p = _buckets.PrefillIndex(request.InputLength);
-                var a = _model.PrefillMs(p);
-                if (double.IsNaN(a))
-                {
-                    throw new UnfittedBucketException(new BucketId(BucketKind.Prefill, _buckets.Prefill[p]));
-                }
-
                 var start = replica.Now;
-                var end = start + a;
-                BusyMs += a;
-                var first = start + _model.TtftMs(p);
-                if (request.OutputLength == 1)
-                {
-                    Served[id] = new ServedRequest(request.ArrivalMs, start, first, end, 1, r);
-                    Budget?.Admitted(Served[id]);
-                    RecordFinish(r, end);
-                }
-                else
-                {
-                    Served[id] = new ServedRequest(request.ArrivalMs, start, first, double.NaN, request.OutputLength, r);
-                    Budget?.Admitted(Served[id]);
-                    replica.Add(id, replica.Steps + request.OutputLength - 1,
-                        request.InputLength + 1 + (int)_buckets.Convention - replica.Steps);
-                }
-
-                replica.Now = end;
-                act = new Activity(ActivityKind.Prefill, start, a, 1, act.Version + 1);
-                _events.Enqueue((r, Finish, act.Version), (end, Finish, r));
+                replica.ServeStep(_queues[r]);
+                act = new Activity(ActivityKind.Step, start, replica.Now - start, 1, act.Version + 1);
+                _events.Enqueue((r, Finish, act.Version), (replica.Now, Finish, r));
                 return;
             }
 
@@ -259,30 +208,36 @@ public static partial class ServingSimulation
                 return;
             }
 
-            var length = (int)(replica.MaxBase + replica.Steps);
-            var d = _buckets.DecodeIndex(length);
-            var b = _buckets.BatchIndex(replica.Count);
-            var cost = _model.StepMs(b, d);
-            if (double.IsNaN(cost))
-            {
-                throw new UnfittedBucketException(new BucketId(BucketKind.Decode, _decodeEdges[d], _buckets.Batch[b]));
-            }
-
-            var run = Math.Min(replica.NextFinish - replica.Steps, _decodeEdges[d] - length + 1);
-            act = new Activity(ActivityKind.Decode, replica.Now, cost, run, act.Version + 1);
+            var (cost, run) = replica.PlanRun();
+            act = new Activity(ActivityKind.Run, replica.Now, cost, run, act.Version + 1);
             _events.Enqueue((r, Finish, act.Version), (replica.Now + (run * cost), Finish, r));
         }
+    }
+
+    /// <summary>A replica's own queue behind the router: everything in it has arrived.</summary>
+    private sealed class OwnQueue : IRequestSource
+    {
+        private readonly Queue<int> _ids = new();
+
+        /// <summary>The request at its head, or -1.</summary>
+        public int Head => _ids.TryPeek(out var id) ? id : -1;
+
+        public void Enqueue(int id) => _ids.Enqueue(id);
+
+        public int Peek(double now) => Head;
+
+        public void Take() => _ids.Dequeue();
     }
 
     private enum ActivityKind
     {
         Idle,
-        Prefill,
-        Decode,
+        Step,
+        Run,
     }
 
-    /// <summary>What a replica is doing: a prefill or a run of <see cref="Steps"/> decode steps of <see cref="Cost"/> ms from
-    /// <see cref="Start"/>. <see cref="Version"/> tells a cut run's old end event from its new one.</summary>
+    /// <summary>What a replica is doing: a step serving its queue, or a run of <see cref="Steps"/> identical steps of <see cref="Cost"/> ms
+    /// from <see cref="Start"/>. <see cref="Version"/> tells a cut run's old end event from its new one.</summary>
     private struct Activity(ActivityKind kind, double start, double cost, long steps, int version)
     {
         public ActivityKind Kind = kind;

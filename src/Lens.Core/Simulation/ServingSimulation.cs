@@ -68,51 +68,67 @@ public sealed record ServingRun(IReadOnlyList<ServedRequest> Requests, int MaxNu
 
 /// <summary>
 /// Sees a serving simulation step by step, in the order the replicas run: what an analysis needs beyond each request's times
-/// (which cells a request's latency is made of). Calls on one replica come in time order.
+/// (which cells a request's latency is made of). Calls on one replica come in time order. Cells are the model's
+/// (<see cref="StepCells"/>): a prefill bucket, or a row and column of the step table, whose axes the policy names (prefill-first:
+/// batch bucket and decode or block bucket; chunked: token bucket and context bucket).
 /// </summary>
 public interface IServingObserver
 {
     /// <summary>
-    /// Trace request <paramref name="request"/> is admitted: its prefill (bucket index <paramref name="prefillIndex"/>) runs alone from
-    /// <paramref name="startMs"/> for <paramref name="ms"/>.
+    /// Prefill-first: trace request <paramref name="request"/> is admitted: its prefill (bucket index <paramref name="prefillIndex"/>) runs
+    /// alone from <paramref name="startMs"/> for <paramref name="ms"/>.
     /// </summary>
     void Prefill(int replica, int request, int prefillIndex, double startMs, double ms);
 
     /// <summary>
-    /// <paramref name="steps"/> identical decode steps run from <paramref name="startMs"/>, <paramref name="stepMs"/> each, at batch
-    /// bucket index <paramref name="batchIndex"/> and decode index <paramref name="decodeIndex"/>.
+    /// <paramref name="steps"/> identical steps run from <paramref name="startMs"/>, <paramref name="stepMs"/> each, at step-table row
+    /// <paramref name="batchIndex"/> and column <paramref name="decodeIndex"/> (prefill-first: decode steps at a batch bucket and a decode
+    /// or block bucket; chunked: every step, at a token bucket and a context bucket).
     /// </summary>
     void Decode(int replica, int batchIndex, int decodeIndex, long steps, double startMs, double stepMs);
 
     /// <summary>Trace request <paramref name="request"/> emitted its last token (after its prefill when <c>O = 1</c>, else after a decode run).</summary>
     void Finished(int replica, int request);
+
+    /// <summary>Chunked: trace request <paramref name="request"/> is admitted; its first chunk runs in the step from <paramref name="startMs"/>
+    /// (reported next by <see cref="Decode"/>).</summary>
+    void Admitted(int replica, int request, double startMs)
+    {
+    }
+
+    /// <summary>Chunked: trace request <paramref name="request"/>'s prompt completed in the step reported last; its first token came then.</summary>
+    void FirstToken(int replica, int request)
+    {
+    }
 }
 
 /// <summary>
-/// Continuous batching with batch-size buckets, simulated step by step with the model's costs (method.md, "Batched serving"; the
-/// scheduler of vLLM and NxD Inference on Neuron). At most <c>max_num_seqs</c> sequences are in flight per replica; the others wait
-/// first come first served in one queue shared by the replicas. Each iteration of a replica:
+/// Continuous batching, simulated step by step with the model's costs under the model's scheduling policy (method.md, "Batched
+/// serving", "Scheduling policies"; <see cref="PolicyScheduler"/> is the step-by-step definition this is tested against). At most
+/// <c>max_num_seqs</c> sequences are in flight per replica; the others wait first come first served in one queue shared by the replicas
+/// (or, with <see cref="FleetRouting"/>, in per-replica queues behind a router). Under prefill-first, each iteration of a replica:
 /// <list type="number">
-/// <item>while a request has arrived and a slot is free, it is admitted and its prefill runs alone at <c>pre(I)</c>, costing
-/// <c>A[pre(I)]</c>; its first token is emitted at its TTFT (a request with <c>O = 1</c> is done when its prefill ends); a request
-/// that arrived after the iteration began goes instead to another replica that had nothing in flight then (an idle replica does not
-/// watch a busy one take the queue's work);</item>
+/// <item>while a request has arrived and a slot is free (paged: and its KV blocks), it is admitted and its prefill runs alone at
+/// <c>pre(I)</c>, costing <c>A[pre(I)]</c>; its first token is emitted at its TTFT (a request with <c>O = 1</c> is done when its
+/// prefill ends); a request that arrived after the iteration began goes instead to another replica that had nothing in flight then
+/// (an idle replica does not watch a busy one take the queue's work);</item>
 /// <item>if sequences are in flight, one decode step runs for all <c>n</c> of them at batch bucket <c>bat(n)</c> and the decode bucket
-/// of the longest sequence after this step's append (padded execution), costing <c>S[bat(n), dec(max length)]</c>; each sequence
-/// gets a token, and one that has its <c>O</c> tokens leaves after the step.</item>
+/// of the longest sequence after this step's append (padded) or the block bucket of the batch's KV blocks (paged); each sequence gets
+/// a token, and one that has its <c>O</c> tokens leaves after the step.</item>
 /// </list>
-/// Exact for the model and deterministic. Runs of identical steps (same batch, same decode bucket, no arrival admitted, no sequence
-/// finishing) are taken at once, so the cost grows with the number of events (admissions, departures, bucket crossings), not with
-/// the steps or the simulated time. With batch buckets <c>[1]</c> it is the one-request-at-a-time device of earlier releases.
+/// Under chunked, every step has a token budget shared by decodes and prompt chunks (<see cref="ChunkedReplica"/>).
+/// Exact for the model and deterministic. Runs of identical steps (same cell, no arrival admitted, no sequence finishing) are taken at
+/// once, so the cost grows with the number of events (admissions, departures, bucket crossings, chunked steps with prompt tokens), not
+/// with the steps or the simulated time. With batch buckets <c>[1]</c> it is the one-request-at-a-time device of earlier releases.
 /// </summary>
 public static partial class ServingSimulation
 {
     /// <summary>
-    /// Simulates <paramref name="trace"/> on <paramref name="replicas"/> replicas of the deployment <paramref name="model"/>.
-    /// <paramref name="maxNumSeqs"/> defaults to the largest batch bucket and may not exceed it. Throws
-    /// <see cref="RequestOutOfRangeException"/> naming the trace row (1-based) of a request the buckets cannot serve, and
-    /// <see cref="UnfittedBucketException"/> when a needed bucket has no fit. <paramref name="routing"/> says how the fleet's requests
-    /// reach its replicas: one shared queue (the default), or a router in front of per-replica queues (<see cref="FleetRouting"/>).
+    /// Simulates <paramref name="trace"/> on <paramref name="replicas"/> replicas of the deployment <paramref name="model"/>, under its
+    /// scheduling policy. <paramref name="maxNumSeqs"/> defaults to the model's (<see cref="DeploymentModel.MaxNumSeqs"/>) and may not
+    /// exceed it. Throws <see cref="RequestOutOfRangeException"/> naming the trace row (1-based) of a request the policy cannot serve,
+    /// and <see cref="UnfittedBucketException"/> when a needed bucket has no fit. <paramref name="routing"/> says how the fleet's
+    /// requests reach its replicas: one shared queue (the default), or a router in front of per-replica queues (<see cref="FleetRouting"/>).
     /// </summary>
     /// <param name="observer">Sees every prefill and decode run as it is simulated (exposure analyses; the shared queue only); null: none.</param>
     public static ServingRun Simulate(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int? maxNumSeqs = null, int replicas = 1,
@@ -126,12 +142,12 @@ public static partial class ServingSimulation
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trace);
-        var buckets = model.Buckets;
-        var seqs = maxNumSeqs ?? buckets.MaxBatch;
-        if (seqs < 1 || seqs > buckets.MaxBatch)
+        var seqs = maxNumSeqs ?? model.MaxNumSeqs;
+        if (seqs < 1 || seqs > model.MaxNumSeqs)
         {
-            throw new ArgumentOutOfRangeException(nameof(maxNumSeqs), seqs,
-                $"max_num_seqs {seqs} is outside 1..{buckets.MaxBatch} (the largest batch bucket of {buckets})");
+            throw new ArgumentOutOfRangeException(nameof(maxNumSeqs), seqs, model.Policy.Scheduler == SchedulerKind.Chunked
+                ? $"max_num_seqs {seqs} is outside 1..{model.MaxNumSeqs} (the chunked policy's max_num_seqs)"
+                : $"max_num_seqs {seqs} is outside 1..{model.MaxNumSeqs} (the largest batch bucket of {model.Buckets})");
         }
 
         if (replicas < 1)
@@ -144,6 +160,11 @@ public static partial class ServingSimulation
             throw new ArgumentException("the trace is empty; give at least one request");
         }
 
+        if (!model.Policy.IsDefault)
+        {
+            _ = model.Scheduler; // the policy must run on the model's buckets (throws naming why not)
+        }
+
         for (var k = 0; k < trace.Count; k++)
         {
             var r = trace[k];
@@ -152,13 +173,50 @@ public static partial class ServingSimulation
                 throw new RequestOutOfRangeException($"trace row {k + 1}: arrival {r.ArrivalMs} ms is not a finite time >= 0");
             }
 
-            if (buckets.CheckRequest(r.InputLength, r.OutputLength) is { } reason)
+            if (model.CheckRequest(r.InputLength, r.OutputLength) is { } reason)
             {
                 throw new RequestOutOfRangeException($"trace row {k + 1}: {reason}");
             }
         }
 
-        // Arrival order, stable for equal times: the FCFS queue.
+        var order = ArrivalOrder(trace);
+        if (routing != FleetRouting.Shared && replicas > 1)
+        {
+            if (observer is not null)
+            {
+                throw new ArgumentException("an observer sees the shared queue only; route the fleet through one queue to observe it");
+            }
+
+            var fleet = new RoutedFleet(model, trace, order, seqs, replicas, routing, budget);
+            fleet.Run();
+            return budget is { Exhausted: true } ? null : Result(fleet.Context, seqs, replicas);
+        }
+
+        var queue = new SharedQueue(new ServingContext(model, trace, seqs, observer) { Budget = budget }, order, replicas);
+        queue.Run();
+        return budget is { Exhausted: true } ? null : Result(queue.Context, seqs, replicas);
+    }
+
+    /// <summary>
+    /// Static batch (the paper's batch mode): <paramref name="requests"/> started together on one replica, admitted in the given order
+    /// (at most <paramref name="maxNumSeqs"/> at once), each one's TTFT and E2E.
+    /// </summary>
+    public static ServingRun StaticBatch(DeploymentModel model, IReadOnlyList<RequestPair> requests, int? maxNumSeqs = null)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        return Simulate(model, [.. requests.Select(r => new TraceRequest(0, r.InputLength, r.OutputLength))], maxNumSeqs);
+    }
+
+    private static ServingRun Result(ServingContext context, int seqs, int replicas) =>
+        new(context.Served, seqs, replicas, context.DecodeSteps, context.BusyMs);
+
+    /// <summary>The replica scheduler of the model's policy.</summary>
+    private static ReplicaScheduler CreateReplica(ServingContext context, int index) =>
+        context.Model.Policy.Scheduler == SchedulerKind.Chunked ? new ChunkedReplica(context, index) : new PrefillFirstReplica(context, index);
+
+    /// <summary>Trace indices in arrival order, stable for equal times: the FCFS queue.</summary>
+    private static int[] ArrivalOrder(IReadOnlyList<TraceRequest> trace)
+    {
         var order = new int[trace.Count];
         for (var k = 0; k < order.Length; k++)
         {
@@ -176,66 +234,30 @@ public static partial class ServingSimulation
                 from = to;
             }
         }
-        if (routing != FleetRouting.Shared && replicas > 1)
-        {
-            if (observer is not null)
-            {
-                throw new ArgumentException("an observer sees the shared queue only; route the fleet through one queue to observe it");
-            }
 
-            var fleet = new RoutedFleet(model, trace, order, seqs, replicas, routing) { Budget = budget };
-            fleet.Run();
-            return budget is { Exhausted: true } ? null : new ServingRun(fleet.Served, seqs, replicas, fleet.DecodeSteps, fleet.BusyMs);
-        }
-
-        var state = new Scheduler(model, trace, order, seqs, replicas, observer) { Budget = budget };
-        state.Run();
-        return budget is { Exhausted: true } ? null : new ServingRun(state.Served, seqs, replicas, state.DecodeSteps, state.BusyMs);
+        return order;
     }
 
-    /// <summary>
-    /// Static batch (the paper's batch mode): <paramref name="requests"/> started together on one replica, admitted in the given order
-    /// (at most <paramref name="maxNumSeqs"/> at once), each one's TTFT and E2E.
-    /// </summary>
-    public static ServingRun StaticBatch(DeploymentModel model, IReadOnlyList<RequestPair> requests, int? maxNumSeqs = null)
+    /// <summary>One first-come first-served queue that every replica takes from when it can admit.</summary>
+    private sealed class SharedQueue : IRequestSource
     {
-        ArgumentNullException.ThrowIfNull(requests);
-        return Simulate(model, [.. requests.Select(r => new TraceRequest(0, r.InputLength, r.OutputLength))], maxNumSeqs);
-    }
-
-    private sealed class Scheduler
-    {
-        private readonly DeploymentModel _model;
-        private readonly BucketSet _buckets;
         private readonly IReadOnlyList<TraceRequest> _trace;
         private readonly int[] _order;
-        private readonly int _maxSeqs;
-        private readonly Replica[] _replicas;
-        private readonly int[] _decodeEdges;
-        private readonly IServingObserver? _observer;
+        private readonly ReplicaScheduler[] _replicas;
         private int _next; // head of the FCFS queue, an index into _order
         private int _idle = -1; // replicas with nothing in flight (set on the first use)
+        private int _current; // the replica iterating, and when its iteration began (for Peek)
+        private double _iterationStart;
 
-        public Scheduler(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int[] order, int maxSeqs, int replicas, IServingObserver? observer)
+        public SharedQueue(ServingContext context, int[] order, int replicas)
         {
-            _observer = observer;
-            _model = model;
-            _buckets = model.Buckets;
-            _trace = trace;
+            Context = context;
+            _trace = context.Trace;
             _order = order;
-            _maxSeqs = maxSeqs;
-            _decodeEdges = [.. _buckets.Decode];
-            _replicas = [.. Enumerable.Range(0, replicas).Select(_ => new Replica(maxSeqs))];
-            Served = new ServedRequest[trace.Count];
+            _replicas = [.. Enumerable.Range(0, replicas).Select(r => CreateReplica(context, r))];
         }
 
-        public ServedRequest[] Served { get; }
-
-        public MissBudget? Budget { get; init; }
-
-        public long DecodeSteps { get; private set; }
-
-        public double BusyMs { get; private set; }
+        public ServingContext Context { get; }
 
         public void Run()
         {
@@ -251,7 +273,7 @@ public static partial class ServingSimulation
 
             while (ready.TryDequeue(out var r, out var key))
             {
-                if (Budget is { Exhausted: true })
+                if (Context.Budget is { Exhausted: true })
                 {
                     return;
                 }
@@ -265,6 +287,21 @@ public static partial class ServingSimulation
                 }
             }
         }
+
+        /// <summary>The queue's head if it arrived by <paramref name="now"/> and no other replica sat idle when it arrived during this
+        /// iteration (that one takes it); else -1.</summary>
+        public int Peek(double now)
+        {
+            if (_next >= _order.Length)
+            {
+                return -1;
+            }
+
+            var arrival = _trace[_order[_next]].ArrivalMs;
+            return arrival > now || (arrival > _iterationStart && IdleElsewhere(_current, arrival, now)) ? -1 : _order[_next];
+        }
+
+        public void Take() => _next++;
 
         /// <summary>Whether a replica other than <paramref name="self"/> has nothing in flight and could start a request that arrives
         /// at <paramref name="arrival"/> before <paramref name="now"/>.</summary>
@@ -292,54 +329,21 @@ public static partial class ServingSimulation
         }
 
         /// <summary>When the replica's next iteration starts: now while it has work, else when the queue's head arrives (null: never).</summary>
-        private double? NextStart(Replica replica) =>
+        private double? NextStart(ReplicaScheduler replica) =>
             replica.Count > 0 ? replica.Now : _next < _order.Length ? Math.Max(replica.Now, _trace[_order[_next]].ArrivalMs) : null;
 
-        private void Iterate(Replica replica, int index)
+        private void Iterate(ReplicaScheduler replica, int index)
         {
-            // 1. Admissions: each prefill runs alone; a request that arrives during one is admitted next, while slots last, unless
-            // another replica sat idle (nothing in flight) when it arrived: that one takes it.
-            var iterationStart = replica.Now;
-            while (replica.Count < _maxSeqs && _next < _order.Length && _trace[_order[_next]].ArrivalMs <= replica.Now)
+            // 1. Steps that serve the queue (prefills; chunked steps with prompt tokens), while the replica takes its head.
+            (_current, _iterationStart) = (index, replica.Now);
+            while (replica.TakesHead(Peek(replica.Now)))
             {
-                if (_trace[_order[_next]].ArrivalMs > iterationStart && IdleElsewhere(index, _trace[_order[_next]].ArrivalMs, replica.Now))
-                {
-                    break;
-                }
-
-                var id = _order[_next++];
-                var request = _trace[id];
-                var p = _buckets.PrefillIndex(request.InputLength);
-                var a = _model.PrefillMs(p);
-                if (double.IsNaN(a))
-                {
-                    throw new UnfittedBucketException(new BucketId(BucketKind.Prefill, _buckets.Prefill[p]));
-                }
-
-                var start = replica.Now;
-                _observer?.Prefill(index, id, p, start, a);
-                replica.Now += a;
-                BusyMs += a;
-                var first = start + _model.TtftMs(p);
-                if (request.OutputLength == 1)
-                {
-                    Served[id] = new ServedRequest(request.ArrivalMs, start, first, replica.Now, 1, index);
-                    Budget?.Admitted(Served[id]);
-                    _observer?.Finished(index, id);
-                    continue;
-                }
-
-                Served[id] = new ServedRequest(request.ArrivalMs, start, first, double.NaN, request.OutputLength, index);
-                Budget?.Admitted(Served[id]);
-
-                // Its k-th decode step is global step g = g0 + k - 1 and runs at length I + k + offset = v + g.
-                if (replica.Count == 0 && _idle > 0)
+                var wasIdle = replica.Count == 0;
+                replica.ServeStep(this);
+                if (wasIdle && replica.Count > 0 && _idle > 0)
                 {
                     _idle--;
                 }
-
-                replica.Add(id, replica.Steps + request.OutputLength - 1,
-                    request.InputLength + 1 + (int)_buckets.Convention - replica.Steps);
             }
 
             if (replica.Count == 0)
@@ -347,96 +351,20 @@ public static partial class ServingSimulation
                 return;
             }
 
-            // 2. Decode: a run of identical steps, up to the next event.
-            var length = (int)(replica.MaxBase + replica.Steps); // at most the longest sequence
-            var d = _buckets.DecodeIndex(length);
-            var b = _buckets.BatchIndex(replica.Count);
-            var cost = _model.StepMs(b, d);
-            if (double.IsNaN(cost))
-            {
-                throw new UnfittedBucketException(new BucketId(BucketKind.Decode, _decodeEdges[d], _buckets.Batch[b]));
-            }
-
-            var run = Math.Min(replica.NextFinish - replica.Steps, _decodeEdges[d] - length + 1);
-            if (replica.Count < _maxSeqs && _next < _order.Length)
+            // 2. A run of identical steps, up to the next event.
+            var (cost, run) = replica.PlanRun();
+            if (_next < _order.Length && replica.WouldAdmit(_order[_next]))
             {
                 // A waiting request is admitted at the first step boundary at or after its arrival.
                 var untilArrival = Math.Ceiling((_trace[_order[_next]].ArrivalMs - replica.Now) / cost);
                 run = Math.Min(run, (long)Math.Max(1, untilArrival));
             }
 
-            _observer?.Decode(index, b, d, run, replica.Now, cost);
-            replica.Now += run * cost;
-            replica.Steps += run;
-            DecodeSteps += run;
-            BusyMs += run * cost;
-            if (replica.Steps == replica.NextFinish)
+            replica.CommitRun(run);
+            if (replica.Count == 0 && _idle >= 0)
             {
-                foreach (var id in replica.RemoveFinished())
-                {
-                    Served[id] = Served[id] with { FinishMs = replica.Now };
-                    Budget?.Finished(Served[id]);
-                    _observer?.Finished(index, id);
-                }
-
-                if (replica.Count == 0 && _idle >= 0)
-                {
-                    _idle++;
-                }
+                _idle++;
             }
-        }
-    }
-
-    /// <summary>One replica's sequences in flight: at most max_num_seqs, so linear scans are cheap and allocate nothing.</summary>
-    private sealed class Replica(int capacity)
-    {
-        private readonly int[] _ids = new int[capacity];
-        private readonly long[] _finish = new long[capacity]; // global step count after which the sequence is done
-        private readonly long[] _base = new long[capacity];     // length at global step g is base + g
-        private readonly List<int> _finished = new(capacity);
-
-        public double Now { get; set; }
-
-        /// <summary>Decode steps this replica has run.</summary>
-        public long Steps { get; set; }
-
-        public int Count { get; private set; }
-
-        public long MaxBase { get; private set; } = long.MinValue;
-
-        public long NextFinish { get; private set; } = long.MaxValue;
-
-        public void Add(int id, long finish, long lengthBase)
-        {
-            _ids[Count] = id;
-            _finish[Count] = finish;
-            _base[Count] = lengthBase;
-            Count++;
-            MaxBase = Math.Max(MaxBase, lengthBase);
-            NextFinish = Math.Min(NextFinish, finish);
-        }
-
-        public List<int> RemoveFinished()
-        {
-            _finished.Clear();
-            var kept = 0;
-            (MaxBase, NextFinish) = (long.MinValue, long.MaxValue);
-            for (var k = 0; k < Count; k++)
-            {
-                if (_finish[k] == Steps)
-                {
-                    _finished.Add(_ids[k]);
-                    continue;
-                }
-
-                (_ids[kept], _finish[kept], _base[kept]) = (_ids[k], _finish[k], _base[k]);
-                MaxBase = Math.Max(MaxBase, _base[kept]);
-                NextFinish = Math.Min(NextFinish, _finish[kept]);
-                kept++;
-            }
-
-            Count = kept;
-            return _finished;
         }
     }
 }

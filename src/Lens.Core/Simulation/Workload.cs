@@ -21,7 +21,7 @@ public enum WorkloadField
 /// <summary>What is wrong with a <see cref="Workload"/>: the field, and a message naming it as the front end does, with its allowed range.</summary>
 public sealed record WorkloadError(WorkloadField Field, string Message);
 
-/// <summary>The requests one bucket set serves, and how many of them were clamped into it (<see cref="Workload.Fit"/>).</summary>
+/// <summary>The requests one bucket set serves, and how many of them were clamped into it (<see cref="Workload.Fit(BucketSet, IReadOnlyList{TraceRequest})"/>).</summary>
 /// <param name="MaxInput">The longest prompt the buckets serve: <c>min(pm, dn - 1)</c>.</param>
 /// <param name="MaxSequence">The longest sequence the buckets serve: <c>dn</c>.</param>
 public sealed record FittedTrace(IReadOnlyList<TraceRequest> Requests, int Clamped, int MaxInput, int MaxSequence)
@@ -38,10 +38,10 @@ public sealed record FittedTrace(IReadOnlyList<TraceRequest> Requests, int Clamp
 /// arrivals x lengths (an <see cref="ArrivalProcess"/> composed with a <see cref="LengthDistribution"/> for prompts and one for
 /// outputs, as Vidur composes an interval generator and a length generator), the SLO they are judged by, and how they are served
 /// (replicas sharing one queue, at most <see cref="MaxNumSeqs"/> sequences in flight each). <see cref="Validate"/> checks it once,
-/// naming each field as the caller does; <see cref="Generate"/> gives the same trace for the same rate, lengths and seed everywhere.
+/// naming each field as the caller does; <see cref="Generate(BucketSet)"/> gives the same trace for the same rate, lengths and seed everywhere.
 /// </summary>
 /// <remarks>
-/// The one rule for requests longer than a deployment's buckets (<see cref="Fit"/>): a generated request is clamped into the
+/// The one rule for requests longer than a deployment's buckets (<see cref="Fit(BucketSet, IReadOnlyList{TraceRequest})"/>): a generated request is clamped into the
 /// buckets that serve it (prompt at most <c>min(pm, dn - 1)</c>, output at most <c>dn - I</c>) and counted, so that simulate and
 /// advise serve the same requests and say how many were clamped. A given trace is the user's data: simulate refuses a row its
 /// deployment cannot serve (naming the row), and advise compares the current deployment on the trace clamped into its buckets.
@@ -194,15 +194,23 @@ public sealed record Workload
 
     /// <summary>
     /// The requests to serve on <paramref name="buckets"/>: a given <see cref="Trace"/> as it is, or the generated ones
-    /// (<see cref="Draw"/>) clamped into the buckets (<see cref="Fit"/>).
+    /// (<see cref="Draw(BucketSet)"/>) clamped into the buckets (<see cref="Fit(BucketSet, IReadOnlyList{TraceRequest})"/>).
     /// </summary>
     public FittedTrace Generate(BucketSet buckets)
     {
         ArgumentNullException.ThrowIfNull(buckets);
-        return Trace is { } given
-            ? new FittedTrace(given, 0, Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1), buckets.MaxSequence)
-            : Fit(buckets, Draw(buckets));
+        return Generate(Bounds.Of(buckets));
     }
+
+    /// <summary>As <see cref="Generate(BucketSet)"/>, within what <paramref name="model"/> serves under its scheduling policy.</summary>
+    public FittedTrace Generate(DeploymentModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return Generate(Bounds.Of(model));
+    }
+
+    private FittedTrace Generate(Bounds bounds) =>
+        Trace is { } given ? new FittedTrace(given, 0, bounds.MaxInput, bounds.MaxSequence) : Fit(bounds, Draw(bounds));
 
     /// <summary>
     /// <see cref="Count"/> generated requests, before any clamping, seeded and deterministic: for each request in turn a gap from the
@@ -212,9 +220,21 @@ public sealed record Workload
     public IReadOnlyList<TraceRequest> Draw(BucketSet defaults)
     {
         ArgumentNullException.ThrowIfNull(defaults);
+        return Draw(Bounds.Of(defaults));
+    }
+
+    /// <summary>As <see cref="Draw(BucketSet)"/>, with default lengths over what <paramref name="model"/> serves under its policy.</summary>
+    public IReadOnlyList<TraceRequest> Draw(DeploymentModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return Draw(Bounds.Of(model));
+    }
+
+    private IReadOnlyList<TraceRequest> Draw(Bounds defaults)
+    {
         EnsureValid();
         var rate = RequestsPerSecond ?? throw new InvalidOperationException("the workload has a given trace or no rate: nothing to draw");
-        var maxInput = Math.Min(defaults.MaxPrompt, defaults.MaxSequence - 1);
+        var maxInput = defaults.MaxInput;
         var arrivals = new ArrivalProcess(rate, Burstiness);
         var input = LengthDistribution.Parse(InputDist ?? $"uniform:1-{maxInput}", "the input distribution");
         var output = LengthDistribution.Parse(OutputDist ?? $"uniform:1-{MaxOutput ?? defaults.MaxSequence - 1}", "the output distribution");
@@ -241,15 +261,28 @@ public sealed record Workload
     public static FittedTrace Fit(BucketSet buckets, IReadOnlyList<TraceRequest> trace)
     {
         ArgumentNullException.ThrowIfNull(buckets);
+        return Fit(Bounds.Of(buckets), trace);
+    }
+
+    /// <summary>As <see cref="Fit(BucketSet, IReadOnlyList{TraceRequest})"/>, into what <paramref name="model"/> serves under its policy
+    /// (a chunked prompt is bounded by <c>max_model_len - 1</c> only; <c>I + O</c> by the policy's bound).</summary>
+    public static FittedTrace Fit(DeploymentModel model, IReadOnlyList<TraceRequest> trace)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return Fit(Bounds.Of(model), trace);
+    }
+
+    private static FittedTrace Fit(Bounds bounds, IReadOnlyList<TraceRequest> trace)
+    {
         ArgumentNullException.ThrowIfNull(trace);
-        var maxInput = Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1);
+        var maxInput = bounds.MaxInput;
         var fitted = new TraceRequest[trace.Count];
         var clamped = 0;
         for (var n = 0; n < fitted.Length; n++)
         {
             var r = trace[n];
             var i = Math.Min(r.InputLength, maxInput);
-            var o = (int)Math.Min(r.OutputLength, (long)buckets.MaxSequence - i);
+            var o = (int)Math.Min(r.OutputLength, (long)bounds.MaxSequence - i);
             if (i != r.InputLength || o != r.OutputLength)
             {
                 clamped++;
@@ -258,22 +291,51 @@ public sealed record Workload
             fitted[n] = r with { InputLength = i, OutputLength = o };
         }
 
-        return new FittedTrace(fitted, clamped, maxInput, buckets.MaxSequence);
+        return new FittedTrace(fitted, clamped, maxInput, bounds.MaxSequence);
     }
 
     /// <summary>The first request of <paramref name="trace"/> that the buckets cannot serve, with the reason, or null when all fit.</summary>
     public static (int Index, string Reason)? FirstOutOfRange(BucketSet buckets, IReadOnlyList<TraceRequest> trace)
     {
         ArgumentNullException.ThrowIfNull(buckets);
+        return FirstOutOfRange(buckets.CheckRequest, trace);
+    }
+
+    /// <summary>The first request of <paramref name="trace"/> that <paramref name="model"/> cannot serve under its policy, or null.</summary>
+    public static (int Index, string Reason)? FirstOutOfRange(DeploymentModel model, IReadOnlyList<TraceRequest> trace)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return FirstOutOfRange(model.CheckRequest, trace);
+    }
+
+    private static (int Index, string Reason)? FirstOutOfRange(Func<int, int, string?> check, IReadOnlyList<TraceRequest> trace)
+    {
         ArgumentNullException.ThrowIfNull(trace);
         for (var n = 0; n < trace.Count; n++)
         {
-            if (buckets.CheckRequest(trace[n].InputLength, trace[n].OutputLength) is { } reason)
+            if (check(trace[n].InputLength, trace[n].OutputLength) is { } reason)
             {
                 return (n, reason);
             }
         }
 
         return null;
+    }
+
+    /// <summary>What a deployment serves: prompts up to <see cref="MaxInput"/>, <c>I + O</c> up to <see cref="MaxSequence"/>.</summary>
+    private readonly record struct Bounds(int MaxInput, int MaxSequence)
+    {
+        public static Bounds Of(BucketSet buckets) => new(Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1), buckets.MaxSequence);
+
+        public static Bounds Of(DeploymentModel model)
+        {
+            if (model.Policy.IsDefault)
+            {
+                return Of(model.Buckets);
+            }
+
+            var sequence = model.Scheduler.MaxSequence;
+            return new(model.Policy.Scheduler == SchedulerKind.Chunked ? sequence - 1 : Math.Min(model.Buckets.MaxPrompt, sequence - 1), sequence);
+        }
     }
 }

@@ -243,7 +243,7 @@ public static class VllmGaudiStack
                       "or run in the next block bucket the stack has (common.py caps a batch's blocks at batch x ceil(max_model_len / block_size))");
         }
 
-        var buckets2 = BucketSet.ForPagedExecution(query, blockBuckets, convention, batch);
+        var buckets2 = BucketSet.Paged(query, blockBuckets, convention, batch);
         var policy = SchedulingPolicy.PagedDecode(blockSize, maxModelLen);
         return new StackDeployment("vllm-gaudi", buckets2, policy, notes);
     }
