@@ -2,7 +2,11 @@ using MathNet.Numerics.LinearAlgebra;
 
 namespace Lens.Core;
 
-/// <summary>How a plan reaches one cost cell: the distinct measurements whose counts include it and how many different counts they give.</summary>
+/// <summary>
+/// How a plan reaches one cost cell: the distinct measurements whose counts include it, how many different (non-zero) counts they give,
+/// and what is wrong, if anything. A cell reached by one release may still be determined: the paper's pair has the short request's
+/// zero steps in it, so the rank of the counts over all reached cells (<see cref="PolicyPlan.NotIdentifiable"/>) is the test.
+/// </summary>
 public sealed record PlanCell(int Cell, string Name, int Measurements, int DistinctCounts, string? Problem);
 
 /// <summary>
@@ -86,7 +90,6 @@ public static class PolicyPlanner
                 continue;
             }
 
-            var problem = byCell[c].Count == 0 ? "no measurement reaches it" : byCell[c].Count < 2 ? "reached by one measurement only" : null;
             if (byCell[c].Count == 0 && !named.Contains(cells.Name(c)))
             {
                 // Prefill-first: a prefill bucket no servable prompt lands in; otherwise nothing in the plan's families reaches it.
@@ -94,7 +97,7 @@ public static class PolicyPlanner
                     : "no release of identical requests the policy can serve runs a step in it"));
             }
 
-            planCells.Add(new PlanCell(c, cells.Name(c), byCell[c].Count, byCell[c].Distinct().Count(), byCell[c].Count == 0 ? null : problem));
+            planCells.Add(new PlanCell(c, cells.Name(c), byCell[c].Count, byCell[c].Distinct().Count(), byCell[c].Count == 0 ? "no measurement reaches it" : null));
         }
 
         // Identifiability: the rank of the counts over the reached cells (columns scaled alike), as the fit tests it.
@@ -114,6 +117,8 @@ public static class PolicyPlanner
 
             notIdentifiable.AddRange(PolicyFitter.Confounded(x).Select(k => cells.Name(reached[k])));
         }
+
+        planCells = [.. planCells.Select(p => notIdentifiable.Contains(p.Name) ? p with { Problem = "not identifiable: its counts are confounded with other cells'" } : p)];
 
         long steps = 0;
         for (var p = 0; p < points.Count; p++)
