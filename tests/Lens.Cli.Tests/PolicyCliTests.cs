@@ -31,7 +31,7 @@ public sealed class PolicyCliTests : IDisposable
         for (var g = 0; g < plan.Count; g++)
         {
             var r = plan[g];
-            var times = new Times(r.Batch);
+            var times = new ReleaseTimes(r.Batch);
             truth.Scheduler.Run([.. Enumerable.Repeat(new TraceRequest(0, r.InputLength, r.OutputLength), r.Batch)], truth.Costs, times);
             for (var p = 0; p < r.Batch; p++)
             {
@@ -158,25 +158,5 @@ public sealed class PolicyCliTests : IDisposable
         var fit = _lens.Run(["fit", .. options, "--measurements", "m.csv", "--out", "model.json", "--allow-partial"]);
         Assert.True(fit.ExitCode == 0, fit.Stderr + fit.Stdout);
         Assert.Equal(SchedulerKind.Chunked, ModelJson.Deserialize(_lens.Read("model.json"), "model.json").Policy.Scheduler);
-    }
-
-    private sealed class Times(int requests) : IStepSink
-    {
-        public double[] Ttft { get; } = new double[requests];
-
-        public double[] E2e { get; } = new double[requests];
-
-        public void Step(ScheduledStep step)
-        {
-            foreach (var id in step.FirstToken)
-            {
-                Ttft[id] = step.FirstTokenAtMs;
-            }
-
-            foreach (var id in step.Finished)
-            {
-                E2e[id] = step.EndMs;
-            }
-        }
     }
 }

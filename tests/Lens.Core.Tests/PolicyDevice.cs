@@ -15,7 +15,7 @@ internal static class PolicyDevice
         long group = 0;
         foreach (var row in rows)
         {
-            var sink = new Times(row.Batch);
+            var sink = new ReleaseTimes(row.Batch);
             scheduler.Run([.. Enumerable.Repeat(new TraceRequest(0, row.InputLength, row.OutputLength), row.Batch)], truth.Costs, sink);
             var end = sink.E2e.Max() * (1 + (noise * Gaussian(rng)));
             for (var k = 0; k < row.Batch; k++)
@@ -32,24 +32,4 @@ internal static class PolicyDevice
 
     private static double Gaussian(Random rng) =>
         Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
-
-    private sealed class Times(int requests) : IStepSink
-    {
-        public double[] Ttft { get; } = new double[requests];
-
-        public double[] E2e { get; } = new double[requests];
-
-        public void Step(ScheduledStep step)
-        {
-            foreach (var id in step.FirstToken)
-            {
-                Ttft[id] = step.FirstTokenAtMs;
-            }
-
-            foreach (var id in step.Finished)
-            {
-                E2e[id] = step.EndMs;
-            }
-        }
-    }
 }

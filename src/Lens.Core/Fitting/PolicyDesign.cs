@@ -30,6 +30,33 @@ public sealed record PolicyPoint(ImmutableArray<RequestPair> Requests, double E2
             : string.Join(" + ", Requests.Select(r => $"(I={r.InputLength} O={r.OutputLength})"));
 }
 
+/// <summary>
+/// The times of one release run by a <see cref="PolicyScheduler"/> with real costs: each request's first token and end, from the
+/// release (what a profile runner measures of a group; a simulated device's answer).
+/// </summary>
+public sealed class ReleaseTimes(int requests) : IStepSink
+{
+    /// <summary>Each request's time to first token (ms).</summary>
+    public double[] Ttft { get; } = new double[requests];
+
+    /// <summary>Each request's end (ms).</summary>
+    public double[] E2e { get; } = new double[requests];
+
+    public void Step(ScheduledStep step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        foreach (var id in step.FirstToken)
+        {
+            Ttft[id] = step.FirstTokenAtMs;
+        }
+
+        foreach (var id in step.Finished)
+        {
+            E2e[id] = step.EndMs;
+        }
+    }
+}
+
 /// <summary>Builds <see cref="PolicyPoint"/>s: measurements grouped into releases, repeats reduced, counts from the policy's scheduler.</summary>
 public static class PolicyDesign
 {

@@ -168,24 +168,7 @@ public static class PolicyPlanner
                 int lower = (cmin - 1) * bs, edge = cmax * bs;
                 var room = Math.Min(scheduler.MaxSequence, (scheduler.KvCapacityBlocks / batch) * bs);
                 edge = Math.Min(edge, room);
-                int input, shortOut;
-                if (lower + 1 <= pm && edge - lower >= 3)
-                {
-                    input = lower + 1;
-                    shortOut = 1;
-                }
-                else
-                {
-                    input = Math.Min(pm, lower - offset);
-                    shortOut = lower + 1 - input - offset;
-                }
-
-                var longOut = edge - input;
-                if (maxSpan is { } span)
-                {
-                    longOut = Math.Min(longOut, shortOut + span);
-                }
-
+                var (input, shortOut, longOut) = ProfilingPlanner.Pair(lower, edge, pm, offset, maxSpan);
                 if (input < 1 || shortOut < 1 || longOut <= shortOut || scheduler.CheckRequest(input, longOut) is not null ||
                     (long)batch * scheduler.BlocksNeeded(input, longOut) > scheduler.KvCapacityBlocks)
                 {
