@@ -51,16 +51,7 @@ public static class PolicyPlanner
             : policy.Scheduler == SchedulerKind.Chunked ? ChunkedPoints(scheduler, options.MaxSpan, unreachable)
             : PagedPoints(scheduler, options.MaxSpan, unreachable);
 
-        var rows = new List<PlanRow>(points.Count * options.Repeats);
-        var rng = new Random(options.Seed);
-        for (var repeat = 0; repeat < options.Repeats; repeat++)
-        {
-            var round = points.Select(p => p with { Repeat = repeat }).ToArray();
-            rng.Shuffle(round);
-            rows.AddRange(round);
-        }
-
-        return Report(scheduler, options, points, rows, unreachable);
+        return Report(scheduler, options, points, ProfilingPlanner.Interleave(points, options), unreachable);
     }
 
     private static PolicyPlan Report(PolicyScheduler scheduler, PlanOptions options, List<PlanRow> points, List<PlanRow> rows, List<(string, string)> unreachable)

@@ -91,17 +91,7 @@ public static class ProfilingPlanner
         options ??= new PlanOptions();
         options.Validate();
 
-        var points = PlanPoints(buckets, options.MaxSpan);
-        var rows = new List<PlanRow>(points.Count * options.Repeats);
-        var rng = new Random(options.Seed);
-        for (var repeat = 0; repeat < options.Repeats; repeat++)
-        {
-            // Interleave: each round visits every point in its own seeded order, so device drift spreads over all buckets.
-            var round = points.Select(p => p with { Repeat = repeat }).ToArray();
-            rng.Shuffle(round);
-            rows.AddRange(round);
-        }
-
+        var rows = Interleave(PlanPoints(buckets, options.MaxSpan), options);
         long steps = rows.Sum(r => (long)r.OutputLength - 1);
         long width = (long)buckets.MaxSequence * buckets.Batch.Length;
         return new ProfilingPlan(buckets, options, rows, new PlanCost(rows.Sum(r => r.Batch), steps, width));
@@ -172,6 +162,22 @@ public static class ProfilingPlanner
             points.Add(new PlanRow(id, input, shortOut, 0, intercept ? PlanRole.Intercept : PlanRole.Base, batch));
             points.Add(new PlanRow(id, input, longOut, 0, PlanRole.Slope, batch));
         }
+    }
+
+    /// <summary>The rows of <paramref name="points"/> over the repeats: each round visits every point in its own seeded order, so
+    /// device drift spreads over all buckets.</summary>
+    internal static List<PlanRow> Interleave(IReadOnlyList<PlanRow> points, PlanOptions options)
+    {
+        var rows = new List<PlanRow>(points.Count * options.Repeats);
+        var rng = new Random(options.Seed);
+        for (var repeat = 0; repeat < options.Repeats; repeat++)
+        {
+            var round = points.Select(p => p with { Repeat = repeat }).ToArray();
+            rng.Shuffle(round);
+            rows.AddRange(round);
+        }
+
+        return rows;
     }
 
     /// <summary>
