@@ -186,8 +186,7 @@ public class BucketSettings : CommandSettings
     /// <summary>The bucket set the options describe (checked by <see cref="Validate"/>).</summary>
     public BucketSet BuildBuckets() => _buckets ??= CreateBuckets();
 
-    /// <summary>Builds the bucket set from the options (a scheduling policy's settings build theirs).</summary>
-    protected virtual BucketSet CreateBuckets()
+    private BucketSet CreateBuckets()
     {
         var convention = Convention == "before-append" ? DecodeConvention.BeforeAppend : DecodeConvention.AfterAppend;
         var lengths = Preset is not null

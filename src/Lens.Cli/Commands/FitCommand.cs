@@ -63,7 +63,7 @@ public sealed class FitCommand : Command<FitSettings>
 {
     public override int Execute(CommandContext context, FitSettings settings, CancellationToken cancellationToken)
     {
-        var buckets = settings.BuildBuckets();
+        var buckets = settings.BuildDeploymentBuckets();
         var statistic = RepeatStatistic.Parse(settings.Statistic);
         var rows = CliFiles.ReadMeasurements(settings.Measurements!, "--measurements");
         if (settings.HasPolicy)

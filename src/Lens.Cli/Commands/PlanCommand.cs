@@ -39,7 +39,7 @@ public sealed class PlanCommand : Command<PlanSettings>
 {
     public override int Execute(CommandContext context, PlanSettings settings, CancellationToken cancellationToken)
     {
-        var buckets = settings.BuildBuckets();
+        var buckets = settings.BuildDeploymentBuckets();
         if (settings.HasPolicy)
         {
             return PolicyPlanOutput.Write(settings, buckets);

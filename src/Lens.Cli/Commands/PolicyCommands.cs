@@ -9,7 +9,7 @@ internal static class PolicyPlanOutput
 {
     public static int Write(PlanSettings settings, BucketSet buckets)
     {
-        var policy = settings.BuildPolicy();
+        var policy = settings.PolicyFromOptions();
         PolicyPlan plan;
         try
         {
@@ -72,7 +72,7 @@ internal static class PolicyFitOutput
 {
     public static int Fit(FitSettings settings, BucketSet buckets, RepeatStatistic statistic, CsvRows<MeasuredRequest> rows)
     {
-        var policy = settings.BuildPolicy();
+        var policy = settings.PolicyFromOptions();
         var scheduler = PolicyScheduler.For(buckets, policy);
         if (MeasurementGroups.PartialRows(rows.Rows) is [var partial, ..])
         {

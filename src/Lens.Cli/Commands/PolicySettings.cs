@@ -13,6 +13,7 @@ namespace Lens.Cli.Commands;
 public class PolicySettings : BucketSettings
 {
     private SchedulingPolicy? _policy;
+    private BucketSet? _buckets;
 
     [CommandOption("--scheduler <NAME>")]
     [Description("The serving stack's scheduler: prefill-first (default: prefill alone, then one decode step for everyone) or chunked " +
@@ -50,7 +51,11 @@ public class PolicySettings : BucketSettings
     public bool HasPolicy => Scheduler != "prefill-first" || Execution != "padded";
 
     /// <summary>The policy the options describe (checked by <see cref="Validate"/>).</summary>
-    public SchedulingPolicy BuildPolicy() => _policy ??= CreatePolicy();
+    public SchedulingPolicy PolicyFromOptions() => _policy ??= CreatePolicy();
+
+    /// <summary>The bucket set under the policy: today's (<see cref="BucketSettings.BuildBuckets"/>) for prefill-first padded, else the
+    /// token buckets as rows and context buckets as columns (chunked) or block buckets as columns (paged).</summary>
+    public BucketSet BuildDeploymentBuckets() => HasPolicy ? _buckets ??= CreatePolicyBuckets() : BuildBuckets();
 
     public override ValidationResult Validate()
     {
@@ -74,8 +79,8 @@ public class PolicySettings : BucketSettings
 
         try
         {
-            var policy = BuildPolicy();
-            var buckets = BuildBuckets();
+            var policy = PolicyFromOptions();
+            var buckets = BuildDeploymentBuckets();
             return PolicyScheduler.Problem(buckets, policy) is { } problem
                 ? ValidationResult.Error($"--scheduler {Scheduler} --execution {Execution}: {problem}")
                 : ValidationResult.Success();
@@ -86,13 +91,8 @@ public class PolicySettings : BucketSettings
         }
     }
 
-    protected override BucketSet CreateBuckets()
+    private BucketSet CreatePolicyBuckets()
     {
-        if (!HasPolicy)
-        {
-            return base.CreateBuckets();
-        }
-
         if (Preset is not null)
         {
             throw new BucketSetException("--preset generates prefill-first padded buckets; give the lists with --scheduler chunked or --execution paged");
@@ -104,7 +104,7 @@ public class PolicySettings : BucketSettings
             "before-append" => DecodeConvention.BeforeAppend,
             _ => throw new BucketSetException($"--convention must be after-append or before-append; got '{Convention}'"),
         };
-        var policy = BuildPolicy();
+        var policy = PolicyFromOptions();
         if (policy.Scheduler == SchedulerKind.Chunked)
         {
             if (BatchBuckets is not null || BatchRule is not null)
