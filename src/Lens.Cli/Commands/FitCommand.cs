@@ -6,7 +6,7 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-public sealed class FitSettings : BucketSettings
+public sealed class FitSettings : PolicySettings
 {
     [CommandOption("--measurements <FILE>")]
     [Description("Measurements CSV: input_len,output_len,e2e_ms and optional ttft_ms, bucket, batch and group (grouped requests of batch buckets).")]
@@ -63,9 +63,14 @@ public sealed class FitCommand : Command<FitSettings>
 {
     public override int Execute(CommandContext context, FitSettings settings, CancellationToken cancellationToken)
     {
-        var buckets = settings.BuildBuckets();
+        var buckets = settings.BuildDeploymentBuckets();
         var statistic = RepeatStatistic.Parse(settings.Statistic);
         var rows = CliFiles.ReadMeasurements(settings.Measurements!, "--measurements");
+        if (settings.HasPolicy)
+        {
+            return PolicyFitOutput.Fit(settings, buckets, statistic, rows);
+        }
+
         CliFiles.EnsureInBuckets(rows, buckets);
         var fits = BucketFitter.FitAll(buckets, rows.Rows, statistic);
         var model = DeploymentModel.Compose(buckets, fits, statistic, settings.Level);

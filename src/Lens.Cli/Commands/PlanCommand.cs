@@ -5,7 +5,7 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-public sealed class PlanSettings : BucketSettings
+public sealed class PlanSettings : PolicySettings
 {
     [CommandOption("--out <FILE>")]
     [Description("Where to write the plan CSV (bucket,input_len,output_len,repeat,role, and batch with batch buckets).")]
@@ -39,7 +39,12 @@ public sealed class PlanCommand : Command<PlanSettings>
 {
     public override int Execute(CommandContext context, PlanSettings settings, CancellationToken cancellationToken)
     {
-        var buckets = settings.BuildBuckets();
+        var buckets = settings.BuildDeploymentBuckets();
+        if (settings.HasPolicy)
+        {
+            return PolicyPlanOutput.Write(settings, buckets);
+        }
+
         var plan = ProfilingPlanner.Create(buckets, new PlanOptions(settings.Repeats, settings.MaxSpan, settings.Seed));
         CliFiles.WriteAtomically(settings.Out!, w => LensCsv.WritePlan(w, plan.Rows));
         var summary = new

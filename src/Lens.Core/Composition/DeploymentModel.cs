@@ -350,7 +350,7 @@ public sealed partial class DeploymentModel
         return groups;
     }
 
-    private static (double Value, double StandardError) Combine(List<LengthEstimate> estimates)
+    internal static (double Value, double StandardError) Combine(List<LengthEstimate> estimates)
     {
         if (estimates.Count == 0)
         {
@@ -374,7 +374,7 @@ public sealed partial class DeploymentModel
         return (mean, sd / Math.Sqrt(estimates.Count));
     }
 
-    private static double PlateauSpread(List<LengthEstimate> estimates)
+    internal static double PlateauSpread(List<LengthEstimate> estimates)
     {
         var byLength = estimates.GroupBy(e => e.InputLength).Select(g => g.Average(e => e.ValueMs)).ToArray();
         return byLength.Length < 2 ? double.NaN : (byLength.Max() - byLength.Min()) / byLength.Average();

@@ -91,17 +91,7 @@ public static class ProfilingPlanner
         options ??= new PlanOptions();
         options.Validate();
 
-        var points = PlanPoints(buckets, options.MaxSpan);
-        var rows = new List<PlanRow>(points.Count * options.Repeats);
-        var rng = new Random(options.Seed);
-        for (var repeat = 0; repeat < options.Repeats; repeat++)
-        {
-            // Interleave: each round visits every point in its own seeded order, so device drift spreads over all buckets.
-            var round = points.Select(p => p with { Repeat = repeat }).ToArray();
-            rng.Shuffle(round);
-            rows.AddRange(round);
-        }
-
+        var rows = Interleave(PlanPoints(buckets, options.MaxSpan), options);
         long steps = rows.Sum(r => (long)r.OutputLength - 1);
         long width = (long)buckets.MaxSequence * buckets.Batch.Length;
         return new ProfilingPlan(buckets, options, rows, new PlanCost(rows.Sum(r => r.Batch), steps, width));
@@ -155,27 +145,7 @@ public static class ProfilingPlanner
         {
             int lower = buckets.DecodeLowerEdge(j), edge = buckets.Decode[j];
             var id = new BucketId(BucketKind.Decode, edge, batch);
-            int input, shortOut;
-            if (lower + 1 <= pm && edge - lower >= 3)
-            {
-                // The paper's pair: prompt at the bucket's first length, O = 1 and O = dj - I.
-                input = lower + 1;
-                shortOut = 1;
-            }
-            else
-            {
-                // Beyond the longest prompt (or a bucket too narrow for the pair above): the short request's steps stop at the
-                // bucket's lower edge, the long one's run to its top, so their difference is steps of this bucket alone.
-                input = Math.Min(pm, lower - offset);
-                shortOut = lower + 1 - input - offset;
-            }
-
-            var longOut = edge - input;
-            if (maxSpan is { } span)
-            {
-                longOut = Math.Min(longOut, shortOut + span);
-            }
-
+            var (input, shortOut, longOut) = Pair(lower, edge, pm, offset, maxSpan);
             if (input < 1 || shortOut < 1 || longOut <= shortOut)
             {
                 throw new PlanException(
@@ -192,6 +162,51 @@ public static class ProfilingPlanner
             points.Add(new PlanRow(id, input, shortOut, 0, intercept ? PlanRole.Intercept : PlanRole.Base, batch));
             points.Add(new PlanRow(id, input, longOut, 0, PlanRole.Slope, batch));
         }
+    }
+
+    /// <summary>The rows of <paramref name="points"/> over the repeats: each round visits every point in its own seeded order, so
+    /// device drift spreads over all buckets.</summary>
+    internal static List<PlanRow> Interleave(IReadOnlyList<PlanRow> points, PlanOptions options)
+    {
+        var rows = new List<PlanRow>(points.Count * options.Repeats);
+        var rng = new Random(options.Seed);
+        for (var repeat = 0; repeat < options.Repeats; repeat++)
+        {
+            var round = points.Select(p => p with { Repeat = repeat }).ToArray();
+            rng.Shuffle(round);
+            rows.AddRange(round);
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// The two requests that time the lengths <c>lower + 1 .. edge</c> of one sequence: their prompt, short and long output. The
+    /// paper's pair (prompt at the first length, <c>O = 1</c> and <c>O = edge - I</c>) when the first length is a prompt and the range
+    /// is at least 3 wide; otherwise the short request's steps stop at <paramref name="lower"/> and the long one's run to the top, so
+    /// their difference is steps of the range alone. Either output is below 1, or the long not above the short, when it cannot.
+    /// </summary>
+    internal static (int Input, int ShortOut, int LongOut) Pair(int lower, int edge, int maxPrompt, int offset, int? maxSpan)
+    {
+        int input, shortOut;
+        if (lower + 1 <= maxPrompt && edge - lower >= 3)
+        {
+            input = lower + 1;
+            shortOut = 1;
+        }
+        else
+        {
+            input = Math.Min(maxPrompt, lower - offset);
+            shortOut = lower + 1 - input - offset;
+        }
+
+        var longOut = edge - input;
+        if (maxSpan is { } span)
+        {
+            longOut = Math.Min(longOut, shortOut + span);
+        }
+
+        return (input, shortOut, longOut);
     }
 }
 
