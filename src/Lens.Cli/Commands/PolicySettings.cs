@@ -47,15 +47,30 @@ public class PolicySettings : BucketSettings
     [Description("Chunked or paged: the bound on I + O (vLLM max_model_len); default the largest decode (context) bucket, or the KV capacity.")]
     public int? MaxModelLen { get; init; }
 
-    /// <summary>Whether the options name a policy other than prefill-first padded.</summary>
-    public bool HasPolicy => Scheduler != "prefill-first" || Execution != "padded";
+    /// <summary>Whether the options (or the <c>--stack</c>'s configuration) name a policy other than prefill-first padded.</summary>
+    public bool HasPolicy => ExplicitPolicy || (Stack is not null && !PolicyFromOptions().IsDefault);
 
-    /// <summary>The policy the options describe (checked by <see cref="Validate"/>).</summary>
-    public SchedulingPolicy PolicyFromOptions() => _policy ??= CreatePolicy();
+    /// <summary>Whether <c>--scheduler</c> or <c>--execution</c> name a policy other than prefill-first padded.</summary>
+    private bool ExplicitPolicy => Scheduler != "prefill-first" || Execution != "padded";
+
+    /// <summary>The policy the options describe (checked by <see cref="Validate"/>), or the <c>--stack</c>'s.</summary>
+    public SchedulingPolicy PolicyFromOptions() => _policy ??= ExplicitPolicy ? CreatePolicy() : BuildPolicy();
 
     /// <summary>The bucket set under the policy: today's (<see cref="BucketSettings.BuildBuckets"/>) for prefill-first padded, else the
-    /// token buckets as rows and context buckets as columns (chunked) or block buckets as columns (paged).</summary>
-    public BucketSet BuildDeploymentBuckets() => HasPolicy ? _buckets ??= CreatePolicyBuckets() : BuildBuckets();
+    /// token buckets as rows and context buckets as columns (chunked) or block buckets as columns (paged); a <c>--stack</c>'s buckets
+    /// under its own policy.</summary>
+    public BucketSet BuildDeploymentBuckets() => _buckets ??= ExplicitPolicy ? CreatePolicyBuckets() : StackOrPlainBuckets();
+
+    /// <summary>Plan and fit run every policy, so a stack's chunked or paged configuration is taken as it is.</summary>
+    protected override string? CheckPolicy(SchedulingPolicy policy) => null;
+
+    private BucketSet StackOrPlainBuckets()
+    {
+        var buckets = BuildBuckets();
+        var policy = PolicyFromOptions();
+        // The chunked step table's rows are token buckets (SchedulingPolicy): the stack's bucket set carries them as its batch axis.
+        return policy.Scheduler == SchedulerKind.Chunked ? buckets.WithBatch(policy.TokenBuckets) : buckets;
+    }
 
     public override ValidationResult Validate()
     {
@@ -69,7 +84,12 @@ public class PolicySettings : BucketSettings
             return ValidationResult.Error($"--execution must be padded or paged; got '{Execution}'");
         }
 
-        if (!HasPolicy)
+        if (ExplicitPolicy && Stack is not null)
+        {
+            return ValidationResult.Error("give either --stack (its own scheduler) or --scheduler/--execution, not both");
+        }
+
+        if (!ExplicitPolicy)
         {
             return MaxNumBatchedTokens is not null || TokenBuckets is not null || BlockSize is not null || BlockBuckets is not null || MaxModelLen is not null
                 ? ValidationResult.Error("--max-num-batched-tokens, --token-buckets, --block-size, --block-buckets and --max-model-len go with " +
