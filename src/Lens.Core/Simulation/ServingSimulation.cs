@@ -218,9 +218,16 @@ public static partial class ServingSimulation
     private static int[] ArrivalOrder(IReadOnlyList<TraceRequest> trace)
     {
         var order = new int[trace.Count];
+        var sorted = true;
         for (var k = 0; k < order.Length; k++)
         {
             order[k] = k;
+            sorted &= k == 0 || trace[k - 1].ArrivalMs <= trace[k].ArrivalMs;
+        }
+
+        if (sorted)
+        {
+            return order; // already first come first served (generated traces are): the sort would keep it
         }
 
         var arrivals = trace.Select(r => r.ArrivalMs).ToArray();

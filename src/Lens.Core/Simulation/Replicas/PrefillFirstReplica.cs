@@ -17,7 +17,10 @@ internal sealed class PrefillFirstReplica : ReplicaScheduler
     private readonly bool _paged;
     private readonly int _blockSize;
     private readonly long _capacity;
+    private const int MaxHistogram = 4096; // block sizes up to this count steps-until-next-block in a histogram
+
     private readonly long[] _untilBlock;
+    private readonly int[] _phases;
     private int _row, _column;
     private double _cost;
 
@@ -29,7 +32,8 @@ internal sealed class PrefillFirstReplica : ReplicaScheduler
         _paged = context.Model.Policy.Execution == ExecutionKind.Paged;
         _blockSize = Math.Max(1, context.Model.Policy.BlockSize);
         _capacity = _paged ? context.Model.Scheduler.KvCapacityBlocks : long.MaxValue;
-        _untilBlock = _paged ? new long[context.MaxSeqs] : [];
+        _untilBlock = _paged && _blockSize > MaxHistogram ? new long[context.MaxSeqs] : [];
+        _phases = _paged && _blockSize <= MaxHistogram ? new int[_blockSize + 1] : [];
     }
 
     public override int Count => _flight.Count;
@@ -65,17 +69,30 @@ internal sealed class PrefillFirstReplica : ReplicaScheduler
         {
             long blocks = 0;
             var n = _flight.Count;
+            var histogram = _blockSize <= MaxHistogram;
+            if (histogram)
+            {
+                Array.Clear(_phases);
+            }
+
             for (var k = 0; k < n; k++)
             {
                 var length = _flight.BaseAt(k) + Steps;
                 blocks += (length + _blockSize - 1) / _blockSize;
-                _untilBlock[k] = _blockSize - ((length - 1) % _blockSize);
+                var until = _blockSize - ((length - 1) % _blockSize); // steps until its next block, 1..block_size
+                if (histogram)
+                {
+                    _phases[until]++;
+                }
+                else
+                {
+                    _untilBlock[k] = until;
+                }
             }
 
             _column = Context.Buckets.DecodeIndex((int)blocks);
             var slack = _decodeEdges[_column] - blocks;
-            Array.Sort(_untilBlock, 0, n);
-            run = Math.Min(_flight.NextFinish - Steps, ((slack / n) * _blockSize) + _untilBlock[(int)(slack % n)]);
+            run = Math.Min(_flight.NextFinish - Steps, ((slack / n) * _blockSize) + KthSmallest((int)(slack % n), n, histogram));
         }
         else
         {
@@ -101,6 +118,26 @@ internal sealed class PrefillFirstReplica : ReplicaScheduler
             foreach (var id in _flight.RemoveFinished(Steps))
             {
                 Context.Finished(Index, id, Now);
+            }
+        }
+    }
+
+    /// <summary>The <paramref name="rank"/>-th smallest (0-based) steps-until-next-block: counted over 1..block_size when the block is
+    /// small, else sorted.</summary>
+    private long KthSmallest(int rank, int n, bool histogram)
+    {
+        if (!histogram)
+        {
+            Array.Sort(_untilBlock, 0, n);
+            return _untilBlock[rank];
+        }
+
+        for (int until = 1, seen = 0; ; until++)
+        {
+            seen += _phases[until];
+            if (seen > rank)
+            {
+                return until;
             }
         }
     }
