@@ -3,7 +3,8 @@ namespace Lens.Core.Tests;
 /// <summary>The serving simulation's fast path of every policy against the step-by-step reference (<see cref="PolicyScheduler"/>).</summary>
 public class PolicyServingTests
 {
-    /// <summary>A random deployment under <paramref name="policy"/> (0: prefill-first padded, 1: paged, 2: chunked) with random costs.</summary>
+    /// <summary>A random deployment under <paramref name="policy"/> (0: prefill-first padded, 1: paged, 2: chunked, 3: paged with blocks
+    /// above 4096 tokens, which the replica counts by a scan per run instead of incrementally) with random costs.</summary>
     internal static DeploymentModel RandomModel(Random rng, int policy)
     {
         var edges = new SortedSet<int>();
@@ -16,9 +17,9 @@ public class PolicyServingTests
         var convention = rng.Next(2) == 0 ? DecodeConvention.AfterAppend : DecodeConvention.BeforeAppend;
         switch (policy)
         {
-            case 1:
+            case 1 or 3:
             {
-                var blockSize = 1 << rng.Next(0, 5);
+                var blockSize = policy == 3 ? 4097 + rng.Next(50) : 1 << rng.Next(0, 5);
                 var blocks = new SortedSet<int>();
                 for (int i = 0, b = 0, n = rng.Next(1, 6); i < n; i++)
                 {
@@ -60,6 +61,8 @@ public class PolicyServingTests
     [InlineData(1, 6)]
     [InlineData(1, 7)]
     [InlineData(1, 8)]
+    [InlineData(3, 1)]
+    [InlineData(3, 2)]
     [InlineData(2, 1)]
     [InlineData(2, 2)]
     [InlineData(2, 3)]

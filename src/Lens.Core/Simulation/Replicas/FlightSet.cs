@@ -13,6 +13,7 @@ internal sealed class FlightSet
     private readonly PriorityQueue<int, long> _finishing;                      // slots by finish
     private readonly PriorityQueue<(int Slot, int Serial), long> _longest;     // slots by -base; entries of freed slots are stale
     private readonly List<int> _finished;
+    private readonly List<long> _finishedBases;
     private int _freeCount, _serials;
 
     public FlightSet(int capacity)
@@ -23,6 +24,7 @@ internal sealed class FlightSet
         _finishing = new PriorityQueue<int, long>(capacity);
         _longest = new PriorityQueue<(int, int), long>(capacity);
         _finished = new List<int>(capacity);
+        _finishedBases = new List<long>(capacity);
         for (var k = 0; k < capacity; k++)
         {
             _free[k] = capacity - 1 - k;
@@ -72,14 +74,19 @@ internal sealed class FlightSet
         Reserved += blocks;
     }
 
+    /// <summary>The bases of the sequences <see cref="RemoveFinished"/> removed last, in its order.</summary>
+    public List<long> FinishedBases => _finishedBases;
+
     /// <summary>Removes the sequences done after step <paramref name="steps"/>; returns their ids (a reused list).</summary>
     public List<int> RemoveFinished(long steps)
     {
         _finished.Clear();
+        _finishedBases.Clear();
         while (_finishing.TryPeek(out var slot, out var finish) && finish == steps)
         {
             _finishing.Dequeue();
             _finished.Add(_ids[slot]);
+            _finishedBases.Add(_base[slot]);
             Reserved -= _blocks[slot];
             _serial[slot] = 0; // its entry among the longest is stale now
             var moved = _live[--Count];
