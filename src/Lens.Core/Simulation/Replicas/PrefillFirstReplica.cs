@@ -110,16 +110,12 @@ internal sealed class PrefillFirstReplica : ReplicaScheduler
 
     public override void CommitRun(long steps)
     {
-        Context.Observer?.Decode(Index, _row, _column, steps, Now, _cost);
         if (_phases is not null)
         {
             _blocks += ((steps / _blockSize) * _flight.Count) + CountUntilAtMost((int)(steps % _blockSize));
         }
 
-        Now += steps * _cost;
-        Steps += steps;
-        Context.DecodeSteps += steps;
-        Context.BusyMs += steps * _cost;
+        Ran(_row, _column, steps, _cost);
         if (Steps == _flight.NextFinish)
         {
             foreach (var id in _flight.RemoveFinished(Steps))
