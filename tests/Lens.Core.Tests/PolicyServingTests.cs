@@ -111,6 +111,55 @@ public class PolicyServingTests
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void Paged_runs_end_only_where_a_sequence_leaves_or_the_blocks_change_bucket(int seed)
+    {
+        // A group released at once: after the prefills, a run that ends with no departure must end at a block-bucket change.
+        var rng = new Random(seed);
+        var model = RandomModel(rng, 1);
+        var group = Enumerable.Range(0, model.MaxNumSeqs).Select(_ => new TraceRequest(0, 1 + rng.Next(model.Buckets.MaxPrompt),
+            2 + rng.Next(200))).ToArray();
+        var fitted = Workload.Fit(model, group).Requests;
+        var runs = new RunLog();
+        ServingSimulation.Simulate(model, fitted, observer: runs);
+        Assert.NotEmpty(runs.Runs);
+        for (var k = 1; k < runs.Runs.Count; k++)
+        {
+            if (!runs.Runs[k - 1].FinishedAfter)
+            {
+                Assert.NotEqual(runs.Runs[k - 1].Column, runs.Runs[k].Column);
+            }
+        }
+
+        var reference = new Reference(fitted.Count, model.Cells);
+        model.Scheduler.Run(fitted, model.Costs, reference);
+        Assert.Equal(reference.Steps, runs.Runs.Sum(r => r.Steps));
+    }
+
+    private sealed class RunLog : IServingObserver
+    {
+        public List<(int Column, long Steps, bool FinishedAfter)> Runs { get; } = [];
+
+        public void Prefill(int replica, int request, int prefillIndex, double startMs, double ms)
+        {
+        }
+
+        public void Decode(int replica, int batchIndex, int decodeIndex, long steps, double startMs, double stepMs) =>
+            Runs.Add((decodeIndex, steps, false));
+
+        public void Finished(int replica, int request)
+        {
+            if (Runs.Count > 0)
+            {
+                Runs[^1] = Runs[^1] with { FinishedAfter = true };
+            }
+        }
+    }
+
     [Fact]
     public void An_observer_sees_every_chunked_step_admission_and_first_token()
     {

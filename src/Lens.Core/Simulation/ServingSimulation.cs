@@ -360,6 +360,11 @@ public static partial class ServingSimulation
 
             // 2. A run of identical steps, up to the next event.
             var (cost, run) = replica.PlanRun();
+            if (run < 1)
+            {
+                throw new InvalidOperationException($"replica {index} planned a run of {run} steps: the simulation would not advance");
+            }
+
             if (_next < _order.Length && replica.WouldAdmit(_order[_next]))
             {
                 // A waiting request is admitted at the first step boundary at or after its arrival.

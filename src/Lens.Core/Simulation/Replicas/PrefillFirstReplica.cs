@@ -155,24 +155,16 @@ internal sealed class PrefillFirstReplica : ReplicaScheduler
         return lo <= hi ? _phases!.Range(lo, hi) : _phases!.Range(lo, _blockSize - 1) + _phases.Range(0, hi);
     }
 
-    /// <summary>The (<paramref name="rank"/> + 1)-th smallest steps-until-next-block among the sequences in flight.</summary>
+    /// <summary>The (<paramref name="rank"/> + 1)-th smallest steps-until-next-block among the sequences in flight. A sequence of phase
+    /// <c>p</c> is <c>hi + 1 - p</c> steps from its next block for <c>p &lt;= hi</c>, else <c>hi + 1 + block_size - p</c>, with
+    /// <c>hi = (-1 - Steps) mod block_size</c>: phases <c>hi, hi - 1, ..., 0, block_size - 1, ..., hi + 1</c> in that order.</summary>
     private long SmallestUntil(int rank)
     {
-        int lo = 1, hi = _blockSize;
-        while (lo < hi)
-        {
-            var mid = (lo + hi) >>> 1;
-            if (CountUntilAtMost(mid) > rank)
-            {
-                hi = mid;
-            }
-            else
-            {
-                lo = mid + 1;
-            }
-        }
-
-        return lo;
+        var hi = (int)((((_blockSize - 1 - (Steps % _blockSize)) % _blockSize) + _blockSize) % _blockSize);
+        var first = _phases!.Range(0, hi); // phases 0..hi come first
+        return rank < first
+            ? hi + 1 - _phases.LargestWithPrefixAtMost(first - rank - 1)
+            : hi + 1 + _blockSize - _phases.LargestWithPrefixAtMost(_flight.Count - rank + first - 1);
     }
 
     private int Need(int id)
@@ -192,6 +184,22 @@ internal sealed class PrefillFirstReplica : ReplicaScheduler
             {
                 _tree[k] += delta;
             }
+        }
+
+        /// <summary>The largest <c>p</c> in <c>0..size</c> with at most <paramref name="count"/> sequences of phase below <c>p</c>.</summary>
+        public int LargestWithPrefixAtMost(int count)
+        {
+            var position = 0;
+            for (var step = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)_tree.Length) >> 1; step > 0; step >>= 1)
+            {
+                if (position + step < _tree.Length && _tree[position + step] <= count)
+                {
+                    position += step;
+                    count -= _tree[position];
+                }
+            }
+
+            return position;
         }
 
         /// <summary>Sequences with a phase in <c>[from, to]</c>.</summary>
