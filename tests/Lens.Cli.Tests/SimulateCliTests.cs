@@ -42,6 +42,41 @@ public sealed class SimulateCliTests : IDisposable
     }
 
     [Fact]
+    public void Simulate_reads_a_chunked_or_paged_policy_from_the_model_file()
+    {
+        // Chunked: budget 8, token buckets 4, 8, context buckets 8, 16, 32, max_num_seqs 2; C[t, k] = t + k / 8.
+        var chunked = new BucketSet([8], [8, 16, 32], DecodeConvention.AfterAppend, [4, 8]);
+        _lens.Write("chunked.json", ModelJson.Serialize(new DeploymentModel(chunked, [new PrefillValues(8, double.NaN, 0, double.NaN, 0, double.NaN)],
+            [.. chunked.Batch.SelectMany(t => chunked.Decode.Select(k => new DecodeValues(k, t + (k / 8.0), 0, t)))], RepeatStatistic.Min, 0)
+            .WithPolicy(SchedulingPolicy.ChunkedPrefill(8, [4, 8], 2))));
+        // Steps: (t8, k8) 9 ms; (t8, k16) 10 ms, first tokens of rows 1 and 2; (t4, k16) 6 ms, row 2 done; (t4, k16) 6 ms, rows 1 and 3 done.
+        _lens.Write("trace.csv", "arrival_ms,input_len,output_len\n0,10,3\n0,5,2\n0,3,1\n");
+        var run = _lens.Run("simulate", "--model", "chunked.json", "--trace", "trace.csv", "--out", "chunked.csv");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Equal(["0,10,3,19,31,6", "0,5,2,19,25,6", "0,3,1,31,31,"], _lens.Read("chunked.csv").Trim().Split('\n').Skip(1));
+
+        // Paged: blocks of 4 tokens, block buckets 2, 4, 8 (KV capacity 32 tokens); A = 10; S[b, blocks] = b + blocks.
+        var paged = BucketSet.Paged([8], [2, 4, 8], DecodeConvention.AfterAppend, [1, 2, 4]);
+        _lens.Write("paged.json", ModelJson.Serialize(new DeploymentModel(paged, [new PrefillValues(8, 10, 0, double.NaN, 0, double.NaN)],
+            [.. paged.Batch.SelectMany(b => paged.Decode.Select(k => new DecodeValues(k, b + k, 0, b)))], RepeatStatistic.Min, 0)
+            .WithPolicy(SchedulingPolicy.PagedDecode(4))));
+        // (4, 6): prefill 10, lengths 5..8 at 2 blocks (3 ms each), length 9 at 3 blocks, bucket 4 (5 ms).
+        _lens.Write("one.csv", "arrival_ms,input_len,output_len\n0,4,6\n");
+        run = _lens.Run("simulate", "--model", "paged.json", "--trace", "one.csv", "--out", "paged.csv");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Equal("0,4,6,10,27,3.4", _lens.Read("paged.csv").Trim().Split('\n')[1]);
+
+        _lens.Write("long.csv", "arrival_ms,input_len,output_len\n0,4,6\n0,8,25\n");
+        var bad = _lens.Run("simulate", "--model", "paged.json", "--trace", "long.csv", "--out", "long-pred.csv");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("long.csv:3", bad.Stderr);
+        Assert.Contains("allowed I + O <= 32", bad.Stderr);
+        var tooMany = _lens.Run("simulate", "--model", "chunked.json", "--trace", "trace.csv", "--max-num-seqs", "4");
+        Assert.Equal(1, tooMany.ExitCode);
+        Assert.Contains("allowed 1..2", tooMany.Stderr);
+    }
+
+    [Fact]
     public void A_static_batch_prefills_in_turn_and_ends_together()
     {
         WriteBatchedModel("model.json");

@@ -3,7 +3,8 @@ namespace Lens.Core.Tests;
 /// <summary>The serving simulation's fast path of every policy against the step-by-step reference (<see cref="PolicyScheduler"/>).</summary>
 public class PolicyServingTests
 {
-    /// <summary>A random deployment under <paramref name="policy"/> (0: prefill-first padded, 1: paged, 2: chunked) with random costs.</summary>
+    /// <summary>A random deployment under <paramref name="policy"/> (0: prefill-first padded, 1: paged, 2: chunked, 3: paged with blocks
+    /// above 4096 tokens, which the replica counts by a scan per run instead of incrementally) with random costs.</summary>
     internal static DeploymentModel RandomModel(Random rng, int policy)
     {
         var edges = new SortedSet<int>();
@@ -16,9 +17,9 @@ public class PolicyServingTests
         var convention = rng.Next(2) == 0 ? DecodeConvention.AfterAppend : DecodeConvention.BeforeAppend;
         switch (policy)
         {
-            case 1:
+            case 1 or 3:
             {
-                var blockSize = 1 << rng.Next(0, 5);
+                var blockSize = policy == 3 ? 4097 + rng.Next(50) : 1 << rng.Next(0, 5);
                 var blocks = new SortedSet<int>();
                 for (int i = 0, b = 0, n = rng.Next(1, 6); i < n; i++)
                 {
@@ -60,6 +61,8 @@ public class PolicyServingTests
     [InlineData(1, 6)]
     [InlineData(1, 7)]
     [InlineData(1, 8)]
+    [InlineData(3, 1)]
+    [InlineData(3, 2)]
     [InlineData(2, 1)]
     [InlineData(2, 2)]
     [InlineData(2, 3)]
@@ -105,6 +108,55 @@ public class PolicyServingTests
             Assert.All(fleet.Requests, r => Assert.True(r.ArrivalMs <= r.StartMs && r.StartMs <= r.FirstTokenMs && r.FirstTokenMs <= r.FinishMs));
             Assert.Equal(3, fleet.Requests.Select(r => r.Replica).Distinct().Count());
             Assert.All(fleet.Requests, r => Assert.True(double.IsFinite(r.FinishMs)));
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void Paged_runs_end_only_where_a_sequence_leaves_or_the_blocks_change_bucket(int seed)
+    {
+        // A group released at once: after the prefills, a run that ends with no departure must end at a block-bucket change.
+        var rng = new Random(seed);
+        var model = RandomModel(rng, 1);
+        var group = Enumerable.Range(0, model.MaxNumSeqs).Select(_ => new TraceRequest(0, 1 + rng.Next(model.Buckets.MaxPrompt),
+            2 + rng.Next(200))).ToArray();
+        var fitted = Workload.Fit(model, group).Requests;
+        var runs = new RunLog();
+        ServingSimulation.Simulate(model, fitted, observer: runs);
+        Assert.NotEmpty(runs.Runs);
+        for (var k = 1; k < runs.Runs.Count; k++)
+        {
+            if (!runs.Runs[k - 1].FinishedAfter)
+            {
+                Assert.NotEqual(runs.Runs[k - 1].Column, runs.Runs[k].Column);
+            }
+        }
+
+        var reference = new Reference(fitted.Count, model.Cells);
+        model.Scheduler.Run(fitted, model.Costs, reference);
+        Assert.Equal(reference.Steps, runs.Runs.Sum(r => r.Steps));
+    }
+
+    private sealed class RunLog : IServingObserver
+    {
+        public List<(int Column, long Steps, bool FinishedAfter)> Runs { get; } = [];
+
+        public void Prefill(int replica, int request, int prefillIndex, double startMs, double ms)
+        {
+        }
+
+        public void Decode(int replica, int batchIndex, int decodeIndex, long steps, double startMs, double stepMs) =>
+            Runs.Add((decodeIndex, steps, false));
+
+        public void Finished(int replica, int request)
+        {
+            if (Runs.Count > 0)
+            {
+                Runs[^1] = Runs[^1] with { FinishedAfter = true };
+            }
         }
     }
 

@@ -87,7 +87,7 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         {
             foreach (var (path, model) in models)
             {
-                settings.RefuseUnserved(rows, model.Buckets, path);
+                settings.RefuseUnserved(rows, model, path);
             }
 
             workload = settings.ToWorkload(rows.Rows);
@@ -97,18 +97,18 @@ public sealed class SimulateCommand : Command<SimulateSettings>
         {
             // Lengths by default uniform over the first model's buckets; each model serves the draws clamped into its own (counted).
             workload = settings.ToWorkload(null);
-            trace = workload.Draw(models[0].Model.Buckets);
+            trace = workload.Draw(models[0].Model);
         }
 
         var slo = workload.Slo;
         var runs = models.Select(m =>
         {
-            if (workload.Validate(WorkloadSettings.OptionOf, Workload.MaxCount, m.Model.Buckets) is { } error)
+            if (workload.Validate(WorkloadSettings.OptionOf, Workload.MaxCount, m.Model) is { } error)
             {
                 throw new CliException($"{error.Message} ({m.Path})");
             }
 
-            var served = workload.Trace is null ? Workload.Fit(m.Model.Buckets, trace) : workload.Generate(m.Model.Buckets);
+            var served = workload.Trace is null ? Workload.Fit(m.Model, trace) : workload.Generate(m.Model);
             if (served.ClampNote is { } note && !settings.Json)
             {
                 AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(Path.GetFileName(m.Path))}: {Markup.Escape(note)}[/]");

@@ -72,9 +72,16 @@ public abstract class WorkloadSettings : CommandSettings
     }
 
     /// <summary>A given trace is the user's data: the first row <paramref name="buckets"/> cannot serve is refused, naming its line.</summary>
-    internal void RefuseUnserved(CsvRows<TraceRequest> rows, BucketSet buckets, string model)
+    internal void RefuseUnserved(CsvRows<TraceRequest> rows, BucketSet buckets, string model) =>
+        Refuse(rows, Workload.FirstOutOfRange(buckets, rows.Rows), model);
+
+    /// <summary>As the bucket set's overload, under the model's scheduling policy (chunked and paged bound requests their own way).</summary>
+    internal void RefuseUnserved(CsvRows<TraceRequest> rows, DeploymentModel deployment, string model) =>
+        Refuse(rows, Workload.FirstOutOfRange(deployment, rows.Rows), model);
+
+    private void Refuse(CsvRows<TraceRequest> rows, (int Index, string Reason)? firstBad, string model)
     {
-        if (Workload.FirstOutOfRange(buckets, rows.Rows) is { } bad)
+        if (firstBad is { } bad)
         {
             throw new CliException($"{Trace}:{rows.Lines[bad.Index]}: {bad.Reason} (model {model})");
         }

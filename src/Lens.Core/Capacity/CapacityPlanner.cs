@@ -357,14 +357,14 @@ public static class CapacityPlanner
 
         foreach (var c in candidates)
         {
-            if (Workload.FirstOutOfRange(c.Model.Buckets, trace) is { } bad)
+            if (Workload.FirstOutOfRange(c.Model, trace) is { } bad)
             {
                 throw new RequestOutOfRangeException($"{c.Name}: trace row {bad.Index + 1}: {bad.Reason}");
             }
 
-            if (c.MaxNumSeqs is { } seqs && (seqs < 1 || seqs > c.Model.Buckets.MaxBatch))
+            if (c.MaxNumSeqs is { } seqs && (seqs < 1 || seqs > c.Model.MaxNumSeqs))
             {
-                throw new ArgumentOutOfRangeException(nameof(candidates), seqs, $"{c.Name}: maxNumSeqs must be in 1..{c.Model.Buckets.MaxBatch}");
+                throw new ArgumentOutOfRangeException(nameof(candidates), seqs, $"{c.Name}: maxNumSeqs must be in 1..{c.Model.MaxNumSeqs}");
             }
         }
     }

@@ -209,6 +209,11 @@ public static partial class ServingSimulation
             }
 
             var (cost, run) = replica.PlanRun();
+            if (run < 1)
+            {
+                throw new InvalidOperationException($"replica {r} planned a run of {run} steps: the simulation would not advance");
+            }
+
             act = new Activity(ActivityKind.Run, replica.Now, cost, run, act.Version + 1);
             _events.Enqueue((r, Finish, act.Version), (replica.Now + (run * cost), Finish, r));
         }

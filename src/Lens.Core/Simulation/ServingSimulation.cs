@@ -218,9 +218,16 @@ public static partial class ServingSimulation
     private static int[] ArrivalOrder(IReadOnlyList<TraceRequest> trace)
     {
         var order = new int[trace.Count];
+        var sorted = true;
         for (var k = 0; k < order.Length; k++)
         {
             order[k] = k;
+            sorted &= k == 0 || trace[k - 1].ArrivalMs <= trace[k].ArrivalMs;
+        }
+
+        if (sorted)
+        {
+            return order; // already first come first served (generated traces are): the sort would keep it
         }
 
         var arrivals = trace.Select(r => r.ArrivalMs).ToArray();
@@ -353,6 +360,11 @@ public static partial class ServingSimulation
 
             // 2. A run of identical steps, up to the next event.
             var (cost, run) = replica.PlanRun();
+            if (run < 1)
+            {
+                throw new InvalidOperationException($"replica {index} planned a run of {run} steps: the simulation would not advance");
+            }
+
             if (_next < _order.Length && replica.WouldAdmit(_order[_next]))
             {
                 // A waiting request is admitted at the first step boundary at or after its arrival.

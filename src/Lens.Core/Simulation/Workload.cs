@@ -37,7 +37,7 @@ public sealed record FittedTrace(IReadOnlyList<TraceRequest> Requests, int Clamp
 /// One description of a workload, used by every front end (CLI, HTTP, console): the requests, either a given trace or generated as
 /// arrivals x lengths (an <see cref="ArrivalProcess"/> composed with a <see cref="LengthDistribution"/> for prompts and one for
 /// outputs, as Vidur composes an interval generator and a length generator), the SLO they are judged by, and how they are served
-/// (replicas sharing one queue, at most <see cref="MaxNumSeqs"/> sequences in flight each). <see cref="Validate"/> checks it once,
+/// (replicas sharing one queue, at most <see cref="MaxNumSeqs"/> sequences in flight each). <see cref="Validate(Func{WorkloadField, string}, int, BucketSet)"/> checks it once,
 /// naming each field as the caller does; <see cref="Generate(BucketSet)"/> gives the same trace for the same rate, lengths and seed everywhere.
 /// </summary>
 /// <remarks>
@@ -90,7 +90,7 @@ public sealed record Workload
     /// <summary>Sequences in flight at most per replica; null: the deployment's largest batch bucket.</summary>
     public int? MaxNumSeqs { get; init; }
 
-    /// <summary>The objectives (null without them; <see cref="Validate"/> checks that both or neither are given).</summary>
+    /// <summary>The objectives (null without them; <see cref="Validate(Func{WorkloadField, string}, int, BucketSet)"/> checks that both or neither are given).</summary>
     public ServiceObjectives? Slo => SloTtftMs is { } ttft && SloTpotMs is { } tpot ? new ServiceObjectives(ttft, tpot) : null;
 
     /// <summary>
@@ -183,7 +183,29 @@ public sealed record Workload
         return null;
     }
 
-    /// <summary>Throws an <see cref="ArgumentException"/> with <see cref="Validate"/>'s first error (fields named as in this type).</summary>
+    /// <summary>As <see cref="Validate(Func{WorkloadField, string}, int, BucketSet)"/> for a workload served on <paramref name="model"/>:
+    /// <c>max_num_seqs</c> is bounded by the model's (<see cref="DeploymentModel.MaxNumSeqs"/>: the chunked policy's own, else the largest
+    /// batch bucket).</summary>
+    public WorkloadError? Validate(Func<WorkloadField, string> name, int maxRequests, DeploymentModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (model.Policy.Scheduler != SchedulerKind.Chunked)
+        {
+            return Validate(name, maxRequests, model.Buckets);
+        }
+
+        if (Validate(name, maxRequests) is { } error)
+        {
+            return error;
+        }
+
+        return MaxNumSeqs is { } seqs && seqs > model.MaxNumSeqs
+            ? new(WorkloadField.MaxNumSeqs, string.Create(CultureInfo.InvariantCulture,
+                $"{name(WorkloadField.MaxNumSeqs)} must be at most the chunked policy's max_num_seqs {model.MaxNumSeqs} (allowed 1..{model.MaxNumSeqs}); got {seqs}"))
+            : null;
+    }
+
+    /// <summary>Throws an <see cref="ArgumentException"/> with <see cref="Validate(Func{WorkloadField, string}, int, BucketSet)"/>'s first error (fields named as in this type).</summary>
     public void EnsureValid(int maxRequests = MaxCount, BucketSet? buckets = null)
     {
         if (Validate(f => f.ToString(), maxRequests, buckets) is { } error)

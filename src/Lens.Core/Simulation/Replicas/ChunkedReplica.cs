@@ -62,11 +62,7 @@ internal sealed class ChunkedReplica : ReplicaScheduler
         var row = PolicyScheduler.FirstAtOrAbove(_tokenBuckets, _budget - budget);
         var column = Context.Buckets.DecodeIndex((int)context);
         var cost = Context.Cost(Context.Cells.Step(row, column));
-        Context.Observer?.Decode(Index, row, column, 1, start, cost);
-        Now += cost;
-        Steps++;
-        Context.DecodeSteps++;
-        Context.BusyMs += cost;
+        Ran(row, column, 1, cost);
         Depart();
 
         _completed.Clear();
@@ -106,11 +102,7 @@ internal sealed class ChunkedReplica : ReplicaScheduler
 
     public override void CommitRun(long steps)
     {
-        Context.Observer?.Decode(Index, _row, _column, steps, Now, _cost);
-        Now += steps * _cost;
-        Steps += steps;
-        Context.DecodeSteps += steps;
-        Context.BusyMs += steps * _cost;
+        Ran(_row, _column, steps, _cost);
         Depart();
     }
 

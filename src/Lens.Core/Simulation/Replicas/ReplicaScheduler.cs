@@ -115,4 +115,15 @@ internal abstract class ReplicaScheduler(ServingContext context, int index)
 
     /// <summary>Commits <paramref name="steps"/> steps (at most the planned ones) of the run planned last; the clock moves to their end.</summary>
     public abstract void CommitRun(long steps);
+
+    /// <summary><paramref name="steps"/> identical steps of step-table cell (<paramref name="row"/>, <paramref name="column"/>) ran from
+    /// <see cref="Now"/>: the observer sees them, the clock and the totals move.</summary>
+    protected void Ran(int row, int column, long steps, double cost)
+    {
+        Context.Observer?.Decode(Index, row, column, steps, Now, cost);
+        Now += steps * cost;
+        Steps += steps;
+        Context.DecodeSteps += steps;
+        Context.BusyMs += steps * cost;
+    }
 }
