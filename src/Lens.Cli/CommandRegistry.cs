@@ -40,8 +40,9 @@ internal static class CommandRegistry
         {
             engine.SetDescription("The built-in bucketed reference engine (a static-shape transformer on the CPU).");
             engine.AddCommand<EngineServeCommand>("serve")
-                .WithDescription("Serve the reference engine OpenAI-compatibly on 127.0.0.1.")
-                .WithExample("engine", "serve", "--profile", "nxdi-small", "--port", "8000");
+                .WithDescription("Serve the reference engine OpenAI-compatibly on 127.0.0.1, or with --twin the digital twin of a fitted model.")
+                .WithExample("engine", "serve", "--profile", "nxdi-small", "--port", "8000")
+                .WithExample("engine", "serve", "--twin", "model.json", "--port", "8001", "--replicas", "4");
             engine.AddCommand<EngineProfilesCommand>("profiles").WithDescription("List the shipped engine profiles.");
             engine.AddCommand<EngineStepsCommand>("steps")
                 .WithDescription("Time a decode step at every (batch, decode) bucket and each prefill bucket, in-process.")
