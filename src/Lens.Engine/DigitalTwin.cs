@@ -17,20 +17,24 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
     /// <summary>Most replicas one twin runs (each has a loop thread).</summary>
     public const int MaxReplicas = 64;
 
+    /// <summary>Largest <see cref="Slowdown"/>.</summary>
+    public const double MaxSlowdown = 1000;
+
     private readonly Scheduler[] _replicas;
     private readonly EngineWork[] _work;
     private readonly StepLog[] _logs;
 
-    private DigitalTwin(DeploymentModel model, int replicas, string name)
+    private DigitalTwin(DeploymentModel model, int replicas, string name, double slowdown)
     {
         Model = model;
         Name = name;
+        Slowdown = slowdown;
         var queue = new RequestQueue();
         var policy = PolicyFor(model);
         _work = [.. Enumerable.Range(0, replicas).Select(_ => new EngineWork())];
         _logs = [.. Enumerable.Range(0, replicas).Select(_ => new StepLog())];
         _replicas = [.. Enumerable.Range(0, replicas).Select(r =>
-            new Scheduler(new SleepingExecutor(model, _work[r]), policy, model.Buckets.MaxBatch, _work[r], _logs[r], $"{name} twin {r}", queue))];
+            new Scheduler(new SleepingExecutor(model, _work[r], slowdown), policy, model.Buckets.MaxBatch, _work[r], _logs[r], $"{name} twin {r}", queue))];
     }
 
     /// <summary>The one model id the server lists and accepts.</summary>
@@ -45,6 +49,9 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
     public int MaxNumSeqs => Model.Buckets.MaxBatch;
 
     public int Replicas => _replicas.Length;
+
+    /// <summary>Every step sleeps this many times its fitted cost (1: the deployment's own speed).</summary>
+    public double Slowdown { get; }
 
     /// <summary>Token ids are within <c>0 .. Vocab - 1</c> (synthetic).</summary>
     public int Vocab => SleepingExecutor.Vocab;
@@ -62,8 +69,15 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
     /// queue. Throws <see cref="ArgumentException"/> naming the problem when the model has unfitted buckets, a cost that is not a
     /// finite non-negative number of milliseconds, or a policy the reference engine's scheduler does not run yet.
     /// </summary>
-    public static DigitalTwin Create(DeploymentModel model, int replicas = 1, string name = "twin")
+    /// <param name="slowdown">Each step sleeps this many times its cost (1..<see cref="MaxSlowdown"/>): the same queueing system in
+    /// slower time, for a deployment whose steps are shorter than the timer's millisecond (replay its traces as many times slower).</param>
+    public static DigitalTwin Create(DeploymentModel model, int replicas = 1, string name = "twin", double slowdown = 1)
     {
+        if (slowdown is not (>= 1 and <= MaxSlowdown))
+        {
+            throw new ArgumentOutOfRangeException(nameof(slowdown), slowdown, $"slowdown {slowdown} is outside 1..{MaxSlowdown}");
+        }
+
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         if (replicas is < 1 or > MaxReplicas)
@@ -76,7 +90,7 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
             throw new ArgumentException(problem, nameof(model));
         }
 
-        var twin = new DigitalTwin(model, replicas, name);
+        var twin = new DigitalTwin(model, replicas, name, slowdown);
         foreach (var replica in twin._replicas)
         {
             replica.Start();

@@ -22,14 +22,12 @@ internal interface IDeviceClock
 /// (the admitted request's arrival, from <see cref="IDeviceClock.Ready"/>); it ends at its start plus its cost, whenever the thread
 /// wakes. Timer slop only ever delays when a token is published, never the device's clock: a late step does not make the next one
 /// shorter or push the ones after it. A prefill's first token is published at the fitted TTFT (at most <c>A</c>); the device is
-/// busy until <c>A</c>, as in <see cref="ServingSimulation"/>.
+/// busy until <c>A</c>, as in <see cref="ServingSimulation"/>. Every cost is multiplied by <c>slowdown</c> (1: the deployment's own
+/// speed; above 1, the same queueing system in slower time, for costs below the timer's millisecond).
 /// </para>
 /// </summary>
-internal sealed class SleepingExecutor(DeploymentModel model, EngineWork work) : IStepExecutor, IDeviceClock
+internal sealed class SleepingExecutor(DeploymentModel model, EngineWork work, double slowdown) : IStepExecutor, IDeviceClock
 {
-    /// <summary>Below this much time left, the executor spins (yielding) instead of sleeping: the OS sleeps in whole milliseconds.</summary>
-    private static readonly long SpinTicks = Stopwatch.Frequency / 1000;
-
     private readonly int[] _prefillEdges = [.. model.Buckets.Prefill];
     private readonly int[] _decodeEdges = [.. model.Buckets.Decode];
     private readonly BucketSet _buckets = model.Buckets;
@@ -46,8 +44,8 @@ internal sealed class SleepingExecutor(DeploymentModel model, EngineWork work) :
         var ready = _ready == long.MinValue ? Stopwatch.GetTimestamp() : _ready;
         _ready = long.MinValue;
         var start = TwinClock.StepStart(_deviceEnd, ready);
-        _deviceEnd = start + TwinClock.Ticks(model.PrefillMs(prefillIndex));
-        TwinClock.SleepUntil(start + TwinClock.Ticks(model.TtftMs(prefillIndex)), SpinTicks);
+        _deviceEnd = start + TwinClock.Ticks(slowdown * model.PrefillMs(prefillIndex));
+        TwinClock.SleepUntil(start + TwinClock.Ticks(slowdown * model.TtftMs(prefillIndex)));
         var p = _prefillEdges[prefillIndex];
         work.Prefill(p, 0);
         return new PrefillOutcome(Token(inputLength), p, 0);
@@ -57,8 +55,8 @@ internal sealed class SleepingExecutor(DeploymentModel model, EngineWork work) :
     {
         // Sequences are in flight, so the device has been busy since its last step: this one starts when that one ended.
         var start = _deviceEnd == long.MinValue ? started : _deviceEnd;
-        _deviceEnd = start + TwinClock.Ticks(model.StepMs(_buckets.BatchIndex(batch), lengthBucket));
-        TwinClock.SleepUntil(_deviceEnd, SpinTicks);
+        _deviceEnd = start + TwinClock.Ticks(slowdown * model.StepMs(_buckets.BatchIndex(batch), lengthBucket));
+        TwinClock.SleepUntil(_deviceEnd);
         for (var r = 0; r < rows.Length; r++)
         {
             rows[r].Token = Token(rows[r].Position + 1);
@@ -86,27 +84,16 @@ internal static class TwinClock
     /// <summary>Milliseconds as <see cref="Stopwatch"/> ticks (a NaN or negative cost is refused when the twin is created).</summary>
     public static long Ticks(double ms) => (long)Math.Round(ms * Stopwatch.Frequency / 1000.0);
 
-    /// <summary>Blocks until <paramref name="deadline"/>: sleeps whole milliseconds, then yields through the last
-    /// <paramref name="spinTicks"/> to a couple of milliseconds.</summary>
-    public static void SleepUntil(long deadline, long spinTicks)
+    /// <summary>
+    /// Blocks until <paramref name="deadline"/>, to within a millisecond: sleeps whole milliseconds (what the OS sleeps) and returns
+    /// once less than one is left, never spinning, so that many replicas of sub-millisecond steps cost little CPU. A token is then
+    /// published up to a millisecond early or, after a late wake, late; the device's clock is the deadlines', so neither drifts.
+    /// </summary>
+    public static void SleepUntil(long deadline)
     {
-        while (true)
+        while ((deadline - Stopwatch.GetTimestamp()) * 1000 / Stopwatch.Frequency is var ms && ms >= 1)
         {
-            var left = deadline - Stopwatch.GetTimestamp();
-            if (left <= 0)
-            {
-                return;
-            }
-
-            var ms = (left - spinTicks) * 1000 / Stopwatch.Frequency; // whole milliseconds, leaving the spin margin for slop
-            if (ms >= 1)
-            {
-                Thread.Sleep((int)Math.Min(ms, int.MaxValue));
-            }
-            else
-            {
-                Thread.Yield();
-            }
+            Thread.Sleep((int)Math.Min(ms, int.MaxValue));
         }
     }
 }
