@@ -122,11 +122,17 @@ public class CapacityPlannerTests
         var slo = new CapacitySlo(40, 3, 0.9);
         var plan = Assert.Single(CapacityPlanner.Plan([candidate], trace, slo, new CapacityOptions(routing, 24, Headroom: false)).Candidates);
         Assert.True(plan.Meets, plan.Reason);
-        foreach (var n in new[] { plan.Replicas - 1, plan.Replicas, plan.Replicas + 1, plan.Replicas + 6 }.Where(n => n >= 1))
+        var scales = new List<double>();
+        // From below the workload's rate, just above it, and far above it (the bracket doubling past 2).
+        foreach (var n in new[] { plan.Replicas - 1, plan.Replicas, plan.Replicas + 1, plan.Replicas + 6, plan.Replicas * 5 }.Where(n => n >= 1))
         {
             var rate = CapacityPlanner.MaxRate(candidate, n, trace, slo, routing);
             Assert.Equal(PlainBisection(candidate, n, trace, slo, routing), rate.Scale);
+            scales.Add(rate.Scale);
         }
+
+        Assert.Contains(scales, scale => scale < 1);
+        Assert.Contains(scales, scale => scale > 2);
     }
 
     /// <summary>The search as it was: bracket [1, 2] doubled or halved until it straddles the limit, then bisected in the log.</summary>

@@ -132,7 +132,11 @@ public static class CapacityPlanner
                     return new FleetRate(hi, offered * hi, At(hi), true);
                 }
 
-                below.RemoveAt(below.Count - 1);
+                if (below.Count > 0)
+                {
+                    below.RemoveAt(below.Count - 1);
+                }
+
                 (lo, hi) = (hi, below.Count > 0 ? below[^1] : hi * 2);
             }
         }
