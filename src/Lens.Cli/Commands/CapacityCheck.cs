@@ -91,9 +91,10 @@ internal static class CapacityCheck
 
     /// <summary>
     /// The workload and SLO, from the fits: the trace's rate is <c>--load</c> times what one replica of the fastest layout sustains
-    /// on the mix (so every layout needs several replicas); the TTFT limit is twice the slowest layout's prefill of the longest
-    /// prompt in the trace, the TPOT limit twice its decode step at the largest batch bucket and the longest sequence's bucket, so
-    /// that a request served without waiting meets both and queueing and prefill interruptions decide.
+    /// on the mix (so every layout needs several replicas); the TTFT limit is twice the largest fitted TTFT of any layout in the
+    /// prefill buckets the trace's prompts reach, the TPOT limit twice the largest fitted step of any layout at any batch bucket in
+    /// the decode buckets its sequences reach: a request served without waiting, alone or in any batch, meets both on every layout
+    /// (even where a noisy fit is not monotone), and queueing and prefill interruptions decide.
     /// </summary>
     public static (IReadOnlyList<TraceRequest> Trace, CapacitySlo Slo, double Rate, double[] Capacities) Workload(
         CapacityCheckSettings settings, IReadOnlyList<CheckLayout> layouts)
@@ -104,12 +105,13 @@ internal static class CapacityCheck
         var capacities = layouts.Select(l => ServingComparison.SaturatedRequestsPerSecond(l.Model, mix)).ToArray();
         var rate = settings.Load * capacities.Max();
         var trace = (workload with { RequestsPerSecond = rate, Count = settings.Requests }).Generate(buckets).Requests;
-        var slowest = layouts[Array.IndexOf(capacities, capacities.Min())].Model;
-        var p = buckets.PrefillIndex(trace.Max(r => r.InputLength));
-        var d = buckets.DecodeIndex(trace.Max(r => r.InputLength + r.OutputLength));
+        var prefills = buckets.PrefillIndex(trace.Max(r => r.InputLength));
+        var decodes = buckets.DecodeIndex(trace.Max(r => r.InputLength + r.OutputLength));
+        var ttft = layouts.Max(l => Enumerable.Range(0, prefills + 1).Max(l.Model.TtftMs));
+        var tpot = layouts.Max(l => Enumerable.Range(0, buckets.Batch.Length)
+            .Max(b => Enumerable.Range(0, decodes + 1).Max(d => l.Model.StepMs(b, d))));
         // Rounded to a microsecond, so that the capacity command printed with them plans exactly the same.
-        var slo = new CapacitySlo(Math.Round(2 * slowest.TtftMs(p), 3), Math.Round(2 * slowest.StepMs(buckets.Batch.Length - 1, d), 3),
-            settings.Attainment);
+        var slo = new CapacitySlo(Math.Round(2 * ttft, 3), Math.Round(2 * tpot, 3), settings.Attainment);
         return (trace, slo, rate, capacities);
     }
 
