@@ -23,9 +23,9 @@ internal static class CliFiles
         return LensCsv.ReadMeasurements(reader, path);
     }
 
-    public static DeploymentModel ReadModel(string path)
+    public static DeploymentModel ReadModel(string path, string option = "--model")
     {
-        using var reader = Open(path, "--model");
+        using var reader = Open(path, option);
         return ModelJson.Deserialize(reader.ReadToEnd(), path);
     }
 

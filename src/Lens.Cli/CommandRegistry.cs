@@ -36,12 +36,16 @@ internal static class CommandRegistry
             .WithDescription("How many replicas of which layout meet an SLO for a workload, at what cost; the cheapest marked.")
             .WithExample("capacity", "--models", "tp1.json", "tp2.json", "--trace", "trace.csv", "--slo-ttft", "400", "--slo-tpot", "40",
                 "--attainment", "0.9", "--chips", "1,2", "--price-per-chip-hour", "1.0", "--out", "capacity.json");
+        config.AddCommand<CapacityCheckCommand>("capacity-check")
+            .WithDescription("Issue 20's end-to-end check: profile two layouts, plan a fleet, replay it and one replica fewer against digital twins.")
+            .WithExample("capacity-check", "--engine", "nxdi-small-batch", "--degrees", "1,2", "--requests", "240", "--load", "2.5");
         config.AddBranch("engine", engine =>
         {
             engine.SetDescription("The built-in bucketed reference engine (a static-shape transformer on the CPU).");
             engine.AddCommand<EngineServeCommand>("serve")
-                .WithDescription("Serve the reference engine OpenAI-compatibly on 127.0.0.1.")
-                .WithExample("engine", "serve", "--profile", "nxdi-small", "--port", "8000");
+                .WithDescription("Serve the reference engine OpenAI-compatibly on 127.0.0.1, or with --twin the digital twin of a fitted model.")
+                .WithExample("engine", "serve", "--profile", "nxdi-small", "--port", "8000")
+                .WithExample("engine", "serve", "--twin", "model.json", "--port", "8001", "--replicas", "4");
             engine.AddCommand<EngineProfilesCommand>("profiles").WithDescription("List the shipped engine profiles.");
             engine.AddCommand<EngineStepsCommand>("steps")
                 .WithDescription("Time a decode step at every (batch, decode) bucket and each prefill bucket, in-process.")

@@ -31,7 +31,7 @@ namespace Lens.Engine;
 /// Greedy argmax, always exactly <c>O</c> tokens (no end-of-sequence). All buffers are allocated once, at creation; a decode step
 /// allocates nothing (with one thread). Every bucket is warmed up at creation unless asked not to.
 /// </summary>
-public sealed class ReferenceEngine : IDisposable
+public sealed class ReferenceEngine : IDisposable, ICompletionModel
 {
     private readonly int[] _batchEdges;
     private readonly ModelRunner _runner;
@@ -77,6 +77,10 @@ public sealed class ReferenceEngine : IDisposable
 
     /// <summary>The profile the engine was created from (its slowdowns as at creation; see <see cref="GetSlowdown"/>).</summary>
     public EngineProfile Profile { get; }
+
+    string ICompletionModel.Name => Profile.Name;
+
+    int ICompletionModel.Vocab => Profile.Vocab;
 
     /// <summary>The compiled bucket sets and decode convention.</summary>
     public BucketSet Buckets { get; }

@@ -10,6 +10,7 @@ internal sealed partial class Scheduler
     private void Admit(Sequence sequence, int prefillBucket)
     {
         sequence.Slot = _freeSlots[--_freeSlotCount];
+        (_executor as IDeviceClock)?.Ready(sequence.Arrived);
         sequence.Admitted = Stopwatch.GetTimestamp();
         var prefill = _executor.Prefill(sequence.Slot, sequence.Prompt, sequence.InputLength, prefillBucket);
         var end = Stopwatch.GetTimestamp();

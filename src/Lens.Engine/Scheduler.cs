@@ -21,8 +21,9 @@ internal sealed partial class Scheduler : IDisposable
     private readonly StepLog _log;
     private readonly string _name;
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly object _queueLock = new();
-    private readonly Queue<Sequence> _waiting = new();
+    private readonly object _queueLock;
+    private readonly Queue<Sequence> _waiting;
+    private readonly bool _shared;
     private readonly Sequence[] _inFlight; // admission order; _inFlightCount of them
     private readonly int[] _freeSlots;
     private readonly DecodeRow[] _rows;
@@ -33,9 +34,17 @@ internal sealed partial class Scheduler : IDisposable
 
     /// <param name="maxNumSeqs">Slots: the most sequences in flight at once. Above 1, requests queue for <see cref="Start"/>'s
     /// loop (or for <see cref="Iterate"/>).</param>
-    public Scheduler(IStepExecutor executor, ISchedulingPolicy policy, int maxNumSeqs, EngineWork work, StepLog log, string name)
+    /// <param name="queue">A queue shared with the schedulers of other replicas (a fleet behind one queue: each loop admits from it
+    /// at its own step boundaries; requests submitted to any of them wait there); null: a queue of its own. A shared queue always
+    /// runs the loop, whatever the slots.</param>
+    public Scheduler(IStepExecutor executor, ISchedulingPolicy policy, int maxNumSeqs, EngineWork work, StepLog log, string name,
+        RequestQueue? queue = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxNumSeqs);
+        _shared = queue is not null;
+        queue ??= new RequestQueue();
+        _queueLock = queue.Lock;
+        _waiting = queue.Waiting;
         _executor = executor;
         _policy = policy;
         _work = work;
@@ -54,7 +63,7 @@ internal sealed partial class Scheduler : IDisposable
 
     /// <summary>Whether requests queue for one loop shared by every caller (more than one slot, or chunked prefill, whose mixed
     /// steps are the loop's).</summary>
-    public bool Batched => _inFlight.Length > 1 || _policy is ChunkedPolicy;
+    public bool Batched => _inFlight.Length > 1 || _policy is ChunkedPolicy || _shared;
 
     public bool Disposed => _disposed;
 
@@ -172,10 +181,9 @@ internal sealed partial class Scheduler : IDisposable
 
         while (true)
         {
-            var step = NextStep(PeekWaiting());
-            if (step.Kind is StepKind.Admit or StepKind.Join)
+            var (step, next) = NextStepOrAdmission();
+            if (next is not null)
             {
-                var next = NextWaiting() ?? throw new UnreachableException("the policy admitted from an empty queue");
                 if (next.Cancellation.IsCancellationRequested)
                 {
                     next.Fail(new OperationCanceledException(next.Cancellation));
@@ -318,19 +326,14 @@ internal sealed partial class Scheduler : IDisposable
     private ScheduledStep NextStep(Sequence? nextWaiting) =>
         _policy.Next(new SchedulerView(_inFlight.AsSpan(0, _inFlightCount), nextWaiting, _freeSlotCount));
 
-    private Sequence? PeekWaiting()
+    /// <summary>The policy's next step with the head of the queue, and for an admission (or a chunked join) that head, taken from the
+    /// queue under one lock (another replica's loop may share the queue).</summary>
+    private (ScheduledStep Step, Sequence? Next) NextStepOrAdmission()
     {
         lock (_queueLock)
         {
-            return _waiting.TryPeek(out var next) ? next : null;
-        }
-    }
-
-    private Sequence? NextWaiting()
-    {
-        lock (_queueLock)
-        {
-            return _waiting.TryDequeue(out var next) ? next : null;
+            var step = NextStep(_waiting.TryPeek(out var head) ? head : null);
+            return step.Kind is StepKind.Admit or StepKind.Join ? (step, _waiting.Dequeue()) : (step, null);
         }
     }
 

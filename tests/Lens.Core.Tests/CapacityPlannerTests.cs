@@ -107,6 +107,77 @@ public class CapacityPlannerTests
         Assert.True(CapacityPlanner.MaxRate(candidate, plan.Replicas - 1, trace, slo, routing).Scale < 1);
     }
 
+    [Theory]
+    [InlineData(1, FleetRouting.Shared)]
+    [InlineData(3, FleetRouting.LeastOutstanding)]
+    [InlineData(5, FleetRouting.RoundRobin)]
+    public void The_headroom_search_gives_plain_bisections_answer_with_fewer_probes(int seed, FleetRouting routing)
+    {
+        // The search skips plain bisection's first probes above n / (n - 1) for n replicas; whatever n, the answer is the same scale.
+        var rng = new Random(seed);
+        var buckets = Synthetic.RandomBuckets(rng, DecodeConvention.AfterAppend).WithBatch([1, 2, 4]);
+        var model = FleetRoutingTests.TrueModel(buckets, (b, d) => 0.5 + (0.3 * b) + (d * 0.002), p => 3 + (p * 0.01));
+        var trace = new Workload { RequestsPerSecond = 400, Count = 1000, Seed = seed, MaxOutput = 40 }.Generate(buckets).Requests;
+        var candidate = new CapacityCandidate("m", model);
+        var slo = new CapacitySlo(40, 3, 0.9);
+        var plan = Assert.Single(CapacityPlanner.Plan([candidate], trace, slo, new CapacityOptions(routing, 24, Headroom: false)).Candidates);
+        Assert.True(plan.Meets, plan.Reason);
+        var scales = new List<double>();
+        // From below the workload's rate, just above it, and far above it (the bracket doubling past 2).
+        foreach (var n in new[] { plan.Replicas - 1, plan.Replicas, plan.Replicas + 1, plan.Replicas + 6, plan.Replicas * 5 }.Where(n => n >= 1))
+        {
+            var rate = CapacityPlanner.MaxRate(candidate, n, trace, slo, routing);
+            Assert.Equal(PlainBisection(candidate, n, trace, slo, routing), rate.Scale);
+            scales.Add(rate.Scale);
+        }
+
+        Assert.Contains(scales, scale => scale < 1);
+        Assert.Contains(scales, scale => scale > 2);
+    }
+
+    /// <summary>The search as it was: bracket [1, 2] doubled or halved until it straddles the limit, then bisected in the log.</summary>
+    private static double PlainBisection(CapacityCandidate candidate, int replicas, IReadOnlyList<TraceRequest> trace, CapacitySlo slo,
+        FleetRouting routing)
+    {
+        bool Meets(double scale) =>
+            CapacityPlanner.Attainment(candidate, replicas, CapacityPlanner.Scaled(trace, scale), slo.Objectives, routing) >= slo.Attainment;
+        double lo, hi;
+        if (Meets(1))
+        {
+            (lo, hi) = (1, 2);
+            while (Meets(hi))
+            {
+                if (hi >= CapacityPlanner.MaxScale)
+                {
+                    return hi;
+                }
+
+                (lo, hi) = (hi, hi * 2);
+            }
+        }
+        else
+        {
+            (lo, hi) = (0.5, 1);
+            while (!Meets(lo))
+            {
+                if (lo <= CapacityPlanner.MinScale)
+                {
+                    return 0;
+                }
+
+                (lo, hi) = (lo / 2, lo);
+            }
+        }
+
+        while (hi / lo > CapacityPlanner.RateTolerance)
+        {
+            var mid = Math.Sqrt(lo * hi);
+            (lo, hi) = Meets(mid) ? (mid, hi) : (lo, mid);
+        }
+
+        return lo;
+    }
+
     [Fact]
     public void Bad_inputs_name_the_field_and_its_range()
     {

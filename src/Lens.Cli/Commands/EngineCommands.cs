@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using System.Net;
 using Lens.Engine;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -13,22 +14,84 @@ public sealed class EngineServeSettings : CommandSettings
     public string Profile { get; init; } = EngineHost.DefaultProfile;
 
     [CommandOption("--port <PORT>")]
-    [Description("Loopback port to listen on (0 picks a free one).")]
+    [Description("Port to listen on (0 picks a free one).")]
     [DefaultValue(8000)]
     public int Port { get; init; } = 8000;
 
-    public override ValidationResult Validate() =>
-        Port is < 0 or > 65535 ? ValidationResult.Error($"--port must be in 0..65535; got {Port}") : ValidationResult.Success();
+    [CommandOption("--twin <MODEL>")]
+    [Description("Serve the digital twin of a fitted model file instead of the reference engine: the model's scheduler, each step sleeping its fitted cost.")]
+    public string? Twin { get; init; }
+
+    [CommandOption("--replicas <R>")]
+    [Description("With --twin: replicas behind one shared queue (1..64).")]
+    public int? Replicas { get; init; }
+
+    [CommandOption("--host <ADDRESS>")]
+    [Description("With --twin: the IP address to listen on (default 127.0.0.1); the reference engine listens on 127.0.0.1 only.")]
+    public string? Host { get; init; }
+
+    [CommandOption("--name <ID>")]
+    [Description("With --twin: the model id served (default: the model file's name without extension).")]
+    public string? Name { get; init; }
+
+    public override ValidationResult Validate()
+    {
+        if (Port is < 0 or > 65535)
+        {
+            return ValidationResult.Error($"--port must be in 0..65535; got {Port}");
+        }
+
+        if (Twin is null && (Replicas is not null || Host is not null || Name is not null))
+        {
+            return ValidationResult.Error("--replicas, --host and --name go with --twin (the reference engine is one replica on 127.0.0.1)");
+        }
+
+        if (Replicas is { } r && r is < 1 or > DigitalTwin.MaxReplicas)
+        {
+            return ValidationResult.Error($"--replicas must be in 1..{DigitalTwin.MaxReplicas}; got {r}");
+        }
+
+        if (Host is not null && !IPAddress.TryParse(Host, out _))
+        {
+            return ValidationResult.Error($"--host '{Host}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)");
+        }
+
+        return Name is not null && (Name.Length is 0 or > 256 || Name.Any(char.IsWhiteSpace))
+            ? ValidationResult.Error("--name must be 1 to 256 characters without spaces")
+            : ValidationResult.Success();
+    }
 }
 
-/// <summary>Serves the reference engine OpenAI-compatibly on 127.0.0.1 until Ctrl+C.</summary>
+/// <summary>Serves the reference engine, or the digital twin of a fitted model, OpenAI-compatibly until Ctrl+C.</summary>
 public sealed class EngineServeCommand : AsyncCommand<EngineServeSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, EngineServeSettings settings, CancellationToken cancellationToken)
     {
+        if (settings.Twin is { } modelPath)
+        {
+            var model = CliFiles.ReadModel(modelPath, "--twin");
+            if (DigitalTwin.Check(model) is { } problem)
+            {
+                throw new CliException($"--twin '{modelPath}': {problem}");
+            }
+
+            var name = settings.Name ?? Path.GetFileNameWithoutExtension(modelPath);
+            using var twin = DigitalTwin.Create(model, settings.Replicas ?? 1, name);
+            await using var twinServer = await EngineServer.StartAsync(twin, settings.Port,
+                settings.Host is null ? null : IPAddress.Parse(settings.Host), cancellationToken);
+            AnsiConsole.MarkupLineInterpolated(
+                $"Serving the twin '{name}' of {modelPath} ({model.Buckets}, {twin.Replicas} replica(s) behind one queue) at [bold]{twinServer.BaseAddress}[/]; Ctrl+C stops.");
+            return await WaitForCtrlCAsync(cancellationToken);
+        }
+
         using var engine = ReferenceEngine.Create(EngineHost.LoadProfile(settings.Profile));
         await using var server = await EngineServer.StartAsync(engine, settings.Port, cancellationToken);
         AnsiConsole.MarkupLineInterpolated($"Serving reference engine '{engine.Profile.Name}' ({engine.Buckets}) at [bold]{server.BaseAddress}[/]; Ctrl+C stops.");
+        return await WaitForCtrlCAsync(cancellationToken);
+    }
+
+    private static async Task<int> WaitForCtrlCAsync(CancellationToken cancellationToken)
+    {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Console.CancelKeyPress += (_, e) =>
         {

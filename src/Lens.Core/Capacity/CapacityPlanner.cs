@@ -85,6 +85,17 @@ public static class CapacityPlanner
         return MaxRate(candidate, replicas, trace, slo, routing, Attainment(candidate, replicas, trace, slo.Objectives, routing));
     }
 
+    /// <summary>
+    /// The search behind <see cref="MaxRate(CapacityCandidate, int, IReadOnlyList{TraceRequest}, CapacitySlo, FleetRouting)"/>, in
+    /// the log of the scale: a bracket, then bisection to <see cref="RateTolerance"/>. When the fleet meets the workload's own rate,
+    /// the bracket is found from below the old first guess: plain bisection of [1, 2] would probe 2, then <c>2^(1/2)</c>,
+    /// <c>2^(1/4)</c>, ... while they fail, down to the fleet's limit. For <c>n</c> replicas the limit is about <c>n / (n - 1)</c>
+    /// at most (a fleet's rate grows about in proportion to its replicas, and the capacity search that chose <c>n</c> found that
+    /// <c>n - 1</c> do not meet the rate), so those probes above the smallest <c>2^(1/2^m)</c> at or above it are skipped: the first
+    /// probe is that one, and from there the search climbs back up the same points while they meet, or bisects exactly as before.
+    /// The answer is the plain bisection's whenever the skipped probes would have failed, which they do when attainment falls with
+    /// the rate; only probes far above the limit are skipped, where the miss budget stops a run early anyway.
+    /// </summary>
     private static FleetRate MaxRate(CapacityCandidate candidate, int replicas, IReadOnlyList<TraceRequest> trace, CapacitySlo slo,
         FleetRouting routing, double attainmentAtOne)
     {
@@ -105,7 +116,15 @@ public static class CapacityPlanner
         double lo, hi;
         if (Meets(1))
         {
-            (lo, hi) = (1, 2);
+            // The points plain bisection probes while they fail: 2, 2^(1/2), 2^(1/4), ... (the same doubles: Math.Sqrt(1 * hi)).
+            var limit = replicas > 1 ? replicas / (replicas - 1.0) : 2;
+            var below = new List<double> { 2 };
+            while (below[^1] > RateTolerance && Math.Sqrt(below[^1]) >= limit)
+            {
+                below.Add(Math.Sqrt(below[^1]));
+            }
+
+            (lo, hi) = (1, below[^1]);
             while (Meets(hi))
             {
                 if (hi >= MaxScale)
@@ -113,7 +132,12 @@ public static class CapacityPlanner
                     return new FleetRate(hi, offered * hi, At(hi), true);
                 }
 
-                (lo, hi) = (hi, hi * 2);
+                if (below.Count > 0)
+                {
+                    below.RemoveAt(below.Count - 1);
+                }
+
+                (lo, hi) = (hi, below.Count > 0 ? below[^1] : hi * 2);
             }
         }
         else
