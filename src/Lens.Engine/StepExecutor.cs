@@ -126,7 +126,7 @@ internal sealed class StepExecutor(ModelRunner runner, KvCache cache, SlowdownHo
     private BatchStepTrace Run(int batch, int rows, int j, int cacheMoves, long started)
     {
         var span = cache.Spans[j];
-        var shadow = slowdown.ShadowPasses(BucketKind.Decode, j, runner.DecodePassUnits(span));
+        var shadow = slowdown.ShadowPasses(BucketKind.Decode, j, runner.DecodePassUnits(span), slowdown.BatchIndex(batch));
         runner.Decode(batch, rows, span, shadow);
         var index = work.DecodeStep(batch, rows, span, shadow);
         return new BatchStepTrace(index, batch, rows, new BucketId(BucketKind.Decode, _decodeEdges[j]), span, cacheMoves, shadow,
