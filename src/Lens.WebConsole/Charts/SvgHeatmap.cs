@@ -46,7 +46,7 @@ public static class SvgHeatmap
                 var fill = cell.Value is { } v && double.IsFinite(v) ? Colour(v / scale) : "#f3f4f6";
                 var value = cell.Value is { } w && double.IsFinite(w) ? w.ToString("0.####", CultureInfo.InvariantCulture) : "";
                 svg.Append(Invariant(
-                    $"<rect class=\"heat{(cell.Marked ? " marked" : "")}\" data-row=\"{Escape(rows[r])}\" data-column=\"{Escape(columns[c])}\" data-value=\"{value}\" x=\"{x:0.##}\" y=\"{y:0.##}\" width=\"{Math.Max(cellWidth - 1, 0.5):0.##}\" height=\"{RowHeight - 1}\" fill=\"{fill}\"{(cell.Marked ? " stroke=\"#111827\" stroke-width=\"1.5\"" : "")}><title>{Escape(cell.Title ?? $"{rows[r]}, {columns[c]}: not observed")}</title></rect>"));
+                    $"<rect class=\"heat{(cell.Marked ? " marked" : "")}\" data-row=\"{Escape(rows[r])}\" data-column=\"{Escape(columns[c])}\" data-value=\"{value}\" x=\"{x:0.##}\" y=\"{y:0.##}\" width=\"{Math.Max(cellWidth - 1, 0.5):0.##}\" height=\"{RowHeight - 1}\" fill=\"{fill}\"{(cell.Marked ? " stroke=\"#111827\" stroke-width=\"1.5\"" : " stroke=\"#d1d5db\" stroke-width=\"0.5\"")}><title>{Escape(cell.Title ?? $"{rows[r]}, {columns[c]}: not observed")}</title></rect>"));
             }
         }
 
