@@ -196,7 +196,7 @@ public sealed record EngineProfile
                 (id.Kind == BucketKind.Decode && Array.IndexOf(BatchBuckets, id.Batch) < 0))
             {
                 throw Bad(source, $"slowdown.{key}",
-                    $"'{key}' is not a bucket of this profile; use prefill-N, decode-N (every batch bucket) or decode-N-bB (one cell) with N " +
+                    $"'{key}' is not a bucket of this profile; use prefill-N or decode-N (every batch bucket), or decode-N-bB (one cell), with N " +
                     $"one of the profile's buckets ({buckets}) and B one of its batch buckets ({string.Join(',', BatchBuckets)})");
             }
 
