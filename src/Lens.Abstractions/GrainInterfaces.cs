@@ -81,6 +81,10 @@ public interface IDeploymentMonitorGrain : IGrainWithStringKey
     [Alias("GetHealthHistory"), ReadOnly]
     Task<HealthHistoryEntry[]> GetHealthHistoryAsync(int? last);
 
+    /// <summary>Appends one analysed window of live traffic (from the traffic monitor) to the health history.</summary>
+    [Alias("AppendHistory")]
+    Task AppendHistoryAsync(HealthHistoryEntry entry);
+
     /// <summary>The observations in the window, for refinement.</summary>
     [Alias("GetWindow"), ReadOnly]
     Task<ObservationWindow> GetWindowAsync();
@@ -144,6 +148,18 @@ public interface IDeploymentGrain : IGrainWithStringKey
     /// </summary>
     [Alias("SubscribeModel"), AlwaysInterleave]
     Task<ModelSubscription> SubscribeModelAsync(IModelObserver observer);
+
+    /// <summary>
+    /// Writes costs re-estimated from live traffic into the deployment's model (the traffic monitor calls it when it flags a cell
+    /// whose estimate is tight): each replaces its cell's profiled cost, with its provenance, until the cell's bucket is measured
+    /// again (an import or a profile run refitting it). Returns the new model version.
+    /// </summary>
+    [Alias("ApplyTrafficEstimates")]
+    Task<long> ApplyTrafficEstimatesAsync(TrafficEstimateRecord[] estimates);
+
+    /// <summary>The costs of the model taken from live traffic, by cell.</summary>
+    [Alias("GetTrafficEstimates"), AlwaysInterleave]
+    Task<TrafficEstimateRecord[]> GetTrafficEstimatesAsync();
 
     /// <summary>Per-bucket health against observed latencies (drift statistics, staleness, last profile) and the monitor's status.</summary>
     [Alias("GetHealth")]

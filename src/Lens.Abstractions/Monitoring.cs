@@ -78,7 +78,9 @@ public sealed record DeploymentHealth(
 
 /// <summary>
 /// One drift analysis in a deployment's health history (Core's <c>HealthSample</c>): arrays aligned with
-/// <see cref="DeploymentHealthHistory.Buckets"/>; MAPE and shift are null for a bucket no observation touched.
+/// <see cref="DeploymentHealthHistory.Buckets"/>; MAPE and shift are null for a bucket no observation touched. <see cref="Source"/> is
+/// <c>traffic</c> for a window of live traffic (cells' shifts, consecutive windows out of band, flagged ones as stale), null for
+/// single-request telemetry.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lens.HealthHistoryEntry.v1")]
 public sealed record HealthHistoryEntry(
@@ -90,7 +92,8 @@ public sealed record HealthHistoryEntry(
     [property: Id(5)] double?[] Shift,
     [property: Id(6)] double[] Band,
     [property: Id(7)] int[] ConsecutiveDrift,
-    [property: Id(8)] bool[] Stale);
+    [property: Id(8)] bool[] Stale,
+    [property: Id(9)] string? Source = null);
 
 /// <summary>
 /// <c>GET .../health/history</c>: the deployment's drift analyses, oldest first, at most <see cref="Capacity"/> of them kept (the

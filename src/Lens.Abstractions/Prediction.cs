@@ -43,8 +43,10 @@ public sealed record PredictManyResult(double[] E2eMs, double[] TtftMs, double?[
 /// What a cached model is valid for: the deployment's bucket context and its model version (bumped whenever any bucket's fitted data
 /// change).
 /// </summary>
+/// <param name="Estimates">Cells whose cost the model takes from live traffic instead of its buckets' fits (null: none).</param>
 [GenerateSerializer, Immutable, Alias("lens.ModelStamp.v1")]
-public sealed record ModelStamp([property: Id(0)] BucketContext Context, [property: Id(1)] long Version);
+public sealed record ModelStamp([property: Id(0)] BucketContext Context, [property: Id(1)] long Version,
+    [property: Id(2)] TrafficEstimateRecord[]? Estimates = null);
 
 /// <summary>
 /// A model cache's subscription to a deployment grain (<c>IDeploymentGrain.SubscribeModelAsync</c>): the deployment's current stamp,

@@ -61,6 +61,7 @@ public sealed record TrafficWindow(
 /// <param name="ConsecutiveWindows">Windows running a cell must be out of band in to be flagged (<c>Lens:Grains:TrafficConsecutive</c>).</param>
 /// <param name="Pending">Requests received since the last analysis (one is made when a window's worth arrived).</param>
 /// <param name="LastError">Why the latest window could not be analysed (the model unfitted, ...); null when it was.</param>
+/// <param name="Estimates">Costs re-estimated from traffic that the deployment's model now holds (null: none).</param>
 [GenerateSerializer, Immutable, Alias("lens.TrafficStatus.v1")]
 public sealed record TrafficStatus(
     [property: Id(0)] string Deployment,
@@ -71,7 +72,22 @@ public sealed record TrafficStatus(
     [property: Id(5)] int ConsecutiveWindows,
     [property: Id(6)] string[] Flagged,
     [property: Id(7)] TrafficWindow? Latest,
-    [property: Id(8)] string? LastError);
+    [property: Id(8)] string? LastError,
+    [property: Id(9)] TrafficEstimateRecord[]? Estimates = null);
+
+/// <summary>
+/// A cell's cost re-estimated from live traffic and written into the deployment's model (Core's <c>TrafficEstimate</c>): the cost,
+/// the profiled one it replaced, the steps of the cell the window ran, the window's arrivals (Unix ms) and when it was analysed.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.TrafficEstimate.v1")]
+public sealed record TrafficEstimateRecord(
+    [property: Id(0)] string Cell,
+    [property: Id(1)] double CostMs,
+    [property: Id(2)] double ProfiledMs,
+    [property: Id(3)] long Steps,
+    [property: Id(4)] double WindowStartMs,
+    [property: Id(5)] double WindowEndMs,
+    [property: Id(6)] DateTimeOffset EstimatedAt);
 
 /// <summary>
 /// The live traffic of one deployment (key <see cref="DeploymentKey"/>): requests read from OTLP spans go in, a window's worth is

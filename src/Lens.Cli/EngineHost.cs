@@ -34,6 +34,12 @@ internal sealed class EngineHost : IAsyncDisposable
     /// <summary>The OpenAI-compatible backend of the engine's server (null when timed in-process).</summary>
     public OpenAiCompletionsBackend? Http => _http;
 
+    /// <summary>The engine itself (its slowdown hook is a test's way to change the device under load).</summary>
+    public ReferenceEngine Engine => _engine;
+
+    /// <summary>The model id the engine serves (its profile's name).</summary>
+    public string ModelName => _engine.Profile.Name;
+
     public string Describe => $"reference engine '{_engine.Profile.Name}' ({Backend.Describe})";
 
     /// <summary>Loads a shipped profile by name, or a profile file by path.</summary>

@@ -13,7 +13,8 @@ namespace Lens.Engine;
 ///   "slowdown": { "decode-64": 1.5 } }
 /// </code>
 /// A slowdown multiplier <c>m &gt;= 1</c> makes its bucket's work about <c>m</c> times as much by repeating layer passes
-/// (used to simulate drift of one bucket). <c>batchBuckets</c> (default <c>[1]</c>) are the compiled decode batch sizes; the largest
+/// (used to simulate drift of one bucket): <c>decode-N</c> at every batch bucket, <c>decode-N-bB</c> in one (batch, length) cell only.
+/// <c>batchBuckets</c> (default <c>[1]</c>) are the compiled decode batch sizes; the largest
 /// is <c>max_num_seqs</c> (method.md, "Batched serving"). <c>policy</c> (absent: prefill-first padded) is the scheduler, as
 /// Lens.Core's <see cref="SchedulingPolicy"/> (method.md, "Scheduling policies"), with that type's axes:
 /// <list type="bullet">
@@ -211,10 +212,12 @@ public sealed record EngineProfile
 
         foreach (var (key, value) in Slowdown ?? [])
         {
-            if (!BucketId.TryParse(key, out var id) || !buckets.Contains(id))
+            if (!BucketId.TryParse(key, out var id) || !buckets.Contains(id with { Batch = 1 }) ||
+                (id.Kind == BucketKind.Decode && Array.IndexOf(BatchBuckets, id.Batch) < 0))
             {
                 throw Bad(source, $"slowdown.{key}",
-                    $"'{key}' is not a bucket of this profile; use prefill-N or decode-N with N one of the profile's buckets ({buckets})");
+                    $"'{key}' is not a bucket of this profile; use prefill-N or decode-N (every batch bucket), or decode-N-bB (one cell), with N " +
+                    $"one of the profile's buckets ({buckets}) and B one of its batch buckets ({string.Join(',', BatchBuckets)})");
             }
 
             if (!double.IsFinite(value) || value < 1 || value > 100)

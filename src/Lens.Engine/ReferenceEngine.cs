@@ -56,7 +56,7 @@ public sealed class ReferenceEngine : IDisposable, ICompletionModel
         var maxPosition = Math.Max(paged ? pagedSpan : buckets.MaxSequence, buckets.MaxPrompt) + 2;
         var cache = new KvCache(cacheBuckets, profile.Layers * profile.KvHeads * profile.HeadDim, slots);
         _runner = new ModelRunner(profile, maxPosition, rowEdges[^1], buckets.MaxPrompt, cache.MaxSpan);
-        _slowdown = new SlowdownHook(buckets, profile.Slowdown);
+        _slowdown = new SlowdownHook(buckets, profile.Slowdown, _batchEdges);
         var executor = new StepExecutor(_runner, cache, _slowdown, _work, buckets, Policy, rowEdges);
         _warmup = new EngineWarmup(executor, cache, _log);
         ISchedulingPolicy scheduling = chunked ? new ChunkedPolicy(buckets, Policy)
@@ -133,11 +133,18 @@ public sealed class ReferenceEngine : IDisposable, ICompletionModel
 
     /// <summary>
     /// The work multiplier of one bucket from now on (1 = none, up to 100): about <c>(m - 1)</c> times the bucket's work is
-    /// repeated as extra layer passes whose results are discarded, so tokens do not change.
+    /// repeated as extra layer passes whose results are discarded, so tokens do not change. A decode bucket of batch 1
+    /// (<c>decode-N</c>) sets the length bucket at every batch bucket; of a larger batch (<c>decode-N-bB</c>), that one cell.
     /// </summary>
     public void SetSlowdown(BucketId bucket, double multiplier) => _slowdown.Set(bucket, multiplier);
 
-    /// <summary>The current work multiplier of one bucket.</summary>
+    /// <summary>
+    /// The work multiplier of one cost cell from now on: a prefill bucket, or a decode (length bucket, batch bucket) cell exactly as
+    /// named, batch 1 included (only that cell, unlike <see cref="SetSlowdown"/>).
+    /// </summary>
+    public void SetCellSlowdown(BucketId cell, double multiplier) => _slowdown.Set(cell, multiplier, cell: true);
+
+    /// <summary>The current work multiplier of one prefill bucket or decode cell (<c>decode-N</c>: the cell at batch 1).</summary>
     public double GetSlowdown(BucketId bucket) => _slowdown.Get(bucket);
 
     /// <summary>

@@ -3,34 +3,56 @@ using Lens.Core;
 namespace Lens.Engine;
 
 /// <summary>
-/// Slowdown injection, the step-cost hook of both paths: a work multiplier per bucket (1 = none, up to 100) turned into extra
-/// layer passes per step, whose results the model runner discards, so tokens do not change. A pass of <c>u</c> layer-equivalents
-/// at multiplier <c>m</c> owes <c>(m - 1) u</c> extra passes; the fraction is carried over to the bucket's next pass, so that the
-/// work over many steps is <c>m</c> times the bucket's. Multipliers may change while steps run (volatile); the credits belong to
-/// the thread that runs steps.
+/// Slowdown injection, the step-cost hook of both paths: a work multiplier per cost cell (1 = none, up to 100), a prefill bucket or
+/// a decode (batch bucket, length bucket) cell, turned into extra layer passes per step, whose results the model runner discards, so
+/// tokens do not change. A pass of <c>u</c> layer-equivalents at multiplier <c>m</c> owes <c>(m - 1) u</c> extra passes; the fraction
+/// is carried over to the cell's next pass, so that the work over many steps is <c>m</c> times the cell's. Multipliers may change
+/// while steps run (volatile); the credits belong to the thread that runs steps.
+/// <para>
+/// Names (<see cref="Parse"/>): <c>prefill-N</c>; <c>decode-N</c>, the length bucket at every batch bucket (the per-bucket form, as
+/// before batch buckets); <c>decode-N-bB</c>, one cell: length bucket N at batch bucket B (<c>-b1</c> included).
+/// </para>
 /// </summary>
 internal sealed class SlowdownHook
 {
     private readonly BucketSet _buckets;
-    private readonly double[] _prefill, _decode; // multiplier per bucket
+    private readonly int[] _batch; // the engine's batch buckets, ascending
+    private readonly double[] _prefill, _decode; // multiplier per prefill bucket; per decode cell, [batch index * decode buckets + length index]
     private readonly double[] _prefillCredit, _decodeCredit; // fractional passes owed
 
-    public SlowdownHook(BucketSet buckets, IReadOnlyDictionary<string, double>? multipliers = null)
+    public SlowdownHook(BucketSet buckets, IReadOnlyDictionary<string, double>? multipliers = null, IReadOnlyList<int>? batchBuckets = null)
     {
         ArgumentNullException.ThrowIfNull(buckets);
         _buckets = buckets;
+        _batch = batchBuckets is { Count: > 0 } b ? [.. b] : [1];
         _prefill = Enumerable.Repeat(1.0, buckets.Prefill.Length).ToArray();
-        _decode = Enumerable.Repeat(1.0, buckets.Decode.Length).ToArray();
+        _decode = Enumerable.Repeat(1.0, buckets.Decode.Length * _batch.Length).ToArray();
         _prefillCredit = new double[_prefill.Length];
         _decodeCredit = new double[_decode.Length];
         foreach (var (key, value) in multipliers ?? new Dictionary<string, double>())
         {
-            Set(BucketId.Parse(key), value);
+            var (id, cell) = Parse(key);
+            Set(id, value, cell);
         }
     }
 
-    /// <summary>Sets one bucket's multiplier from now on; throws for a value outside 1..100 or a bucket not of the engine.</summary>
-    public void Set(BucketId bucket, double multiplier)
+    /// <summary>
+    /// Reads a slowdown's name: the bucket and whether it names one decode cell (<c>decode-N-bB</c>, batch suffix written) rather
+    /// than a whole length bucket (<c>decode-N</c>: every batch bucket). Throws <see cref="FormatException"/> for anything else.
+    /// </summary>
+    public static (BucketId Bucket, bool Cell) Parse(string key)
+    {
+        var id = BucketId.Parse(key);
+        var cell = id.Kind == BucketKind.Decode && key.Contains("-b", StringComparison.OrdinalIgnoreCase);
+        return (id, cell);
+    }
+
+    /// <summary>
+    /// Sets a multiplier from now on: a prefill bucket's; with <paramref name="cell"/>, the one decode cell
+    /// (<see cref="BucketId.Edge"/>, <see cref="BucketId.Batch"/>); else a decode bucket's at every batch bucket when its batch is 1
+    /// (the per-bucket form) or the one cell of a larger batch. Throws for a value outside 1..100 or a bucket not of the engine.
+    /// </summary>
+    public void Set(BucketId bucket, double multiplier, bool cell = false)
     {
         if (!double.IsFinite(multiplier) || multiplier < 1 || multiplier > 100)
         {
@@ -38,10 +60,21 @@ internal sealed class SlowdownHook
         }
 
         var (slow, index) = Slot(bucket);
+        if (bucket.Kind == BucketKind.Decode && bucket.Batch == 1 && !cell)
+        {
+            var lengths = _buckets.Decode.Length;
+            for (var b = 0; b < _batch.Length; b++)
+            {
+                Volatile.Write(ref slow[(b * lengths) + index], multiplier);
+            }
+
+            return;
+        }
+
         Volatile.Write(ref slow[index], multiplier);
     }
 
-    /// <summary>One bucket's current multiplier.</summary>
+    /// <summary>One prefill bucket's or decode cell's current multiplier (<c>decode-N</c> is the cell at batch 1).</summary>
     public double Get(BucketId bucket)
     {
         var (slow, index) = Slot(bucket);
@@ -50,11 +83,26 @@ internal sealed class SlowdownHook
 
     /// <summary>
     /// The extra layer passes one step owes: a pass of <paramref name="unitsPerPass"/> layer-equivalents in bucket
-    /// <paramref name="index"/> of <paramref name="kind"/>. Call it exactly once per step.
+    /// <paramref name="index"/> of <paramref name="kind"/>, for a decode step at batch bucket index <paramref name="batchIndex"/>.
+    /// Call it exactly once per step.
     /// </summary>
-    public int ShadowPasses(BucketKind kind, int index, double unitsPerPass) => kind == BucketKind.Prefill
-        ? Owed(ref _prefillCredit[index], Volatile.Read(ref _prefill[index]), unitsPerPass)
-        : Owed(ref _decodeCredit[index], Volatile.Read(ref _decode[index]), unitsPerPass);
+    public int ShadowPasses(BucketKind kind, int index, double unitsPerPass, int batchIndex = 0)
+    {
+        if (kind == BucketKind.Prefill)
+        {
+            return Owed(ref _prefillCredit[index], Volatile.Read(ref _prefill[index]), unitsPerPass);
+        }
+
+        var slot = (batchIndex * _buckets.Decode.Length) + index;
+        return Owed(ref _decodeCredit[slot], Volatile.Read(ref _decode[slot]), unitsPerPass);
+    }
+
+    /// <summary>The index of batch bucket <paramref name="batch"/> (a compiled batch size of the engine).</summary>
+    public int BatchIndex(int batch)
+    {
+        var i = Array.BinarySearch(_batch, batch);
+        return i >= 0 ? i : throw new ArgumentOutOfRangeException(nameof(batch), batch, $"not a batch bucket of this engine ({string.Join(',', _batch)})");
+    }
 
     private static int Owed(ref double credit, double multiplier, double unitsPerPass)
     {
@@ -71,14 +119,17 @@ internal sealed class SlowdownHook
 
     private (double[] Slow, int Index) Slot(BucketId bucket)
     {
-        if (!_buckets.Contains(bucket))
+        var known = bucket.Kind == BucketKind.Prefill
+            ? _buckets.Contains(bucket)
+            : _buckets.Contains(bucket with { Batch = 1 }) && Array.BinarySearch(_batch, bucket.Batch) >= 0;
+        if (!known)
         {
             throw new ArgumentOutOfRangeException(nameof(bucket), bucket.ToString(),
-                $"'{bucket}' is not a bucket of this engine ({_buckets})");
+                $"'{bucket}' is not a bucket of this engine ({_buckets}, batch buckets {string.Join(',', _batch)})");
         }
 
         return bucket.Kind == BucketKind.Prefill
             ? (_prefill, _buckets.PrefillIndex(bucket.Edge))
-            : (_decode, _buckets.DecodeIndex(bucket.Edge));
+            : (_decode, (Array.BinarySearch(_batch, bucket.Batch) * _buckets.Decode.Length) + _buckets.DecodeIndex(bucket.Edge));
     }
 }

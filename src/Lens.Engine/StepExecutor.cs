@@ -260,7 +260,7 @@ internal sealed class StepExecutor : IStepExecutor
         var positions = _decodeEdges[j] * _blockSize;
         var pad = _cache.PadSlot;
         _runner.SetPadding(_cache.K(pad, 0), _cache.V(pad, 0), Math.Max(0, positions - (realBlocks * _blockSize)));
-        var shadow = _slowdown.ShadowPasses(BucketKind.Decode, j, _runner.DecodePassUnits(Math.Max(1, positions / batch)));
+        var shadow = _slowdown.ShadowPasses(BucketKind.Decode, j, _runner.DecodePassUnits(Math.Max(1, positions / batch)), _slowdown.BatchIndex(batch));
         _runner.Decode(batch, rows, _cache.Spans[0], shadow);
         var index = _work.DecodeStep(batch, rows, positions + ((long)(batch - rows) * _blockSize), shadow);
         return new BatchStepTrace(index, batch, rows, new BucketId(BucketKind.Decode, _decodeEdges[j]), positions, cacheMoves, shadow,
@@ -272,7 +272,9 @@ internal sealed class StepExecutor : IStepExecutor
     private BatchStepTrace Run(int batch, int rows, int j, int cacheMoves, long started)
     {
         var span = _cache.Spans[j];
-        var shadow = _slowdown.ShadowPasses(BucketKind.Decode, j, _runner.DecodePassUnits(span));
+        // A chunked step's row is a token bucket: its slowdown is the context bucket's, at every row.
+        var batchIndex = _policy.Scheduler == SchedulerKind.Chunked ? 0 : _slowdown.BatchIndex(batch);
+        var shadow = _slowdown.ShadowPasses(BucketKind.Decode, j, _runner.DecodePassUnits(span), batchIndex);
         _runner.Decode(batch, rows, span, shadow);
         var index = _work.DecodeStep(batch, rows, (long)batch * span, shadow);
         var kind = _policy.Scheduler == SchedulerKind.Chunked ? EngineStepKind.Mixed : EngineStepKind.Decode;

@@ -96,6 +96,7 @@ public sealed partial class DeploymentGrain
             if (result.FitChanged)
             {
                 state.State.ModelVersion++;
+                ForgetEstimate(row.Bucket);
                 changed = true;
             }
 

@@ -101,6 +101,10 @@ public sealed partial class DeploymentGrain(
             added += result.Added;
             duplicates += result.Duplicates;
             changed |= result.FitChanged;
+            if (result.FitChanged)
+            {
+                ForgetEstimate(bucket);
+            }
         }
 
         if (changed)
@@ -165,7 +169,7 @@ public sealed partial class DeploymentGrain(
         ArgumentNullException.ThrowIfNull(observer);
         var spec = await SpecAsync();
         _models.Subscribe(observer);
-        return new ModelSubscription(new ModelStamp(spec.Context, state.State.ModelVersion),
+        return new ModelSubscription(new ModelStamp(spec.Context, state.State.ModelVersion, Estimates()),
             GrainContext.Address.SiloAddress ?? throw new InvalidOperationException("an activation without a silo"), _models.Activation);
     }
 

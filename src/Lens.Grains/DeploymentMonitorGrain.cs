@@ -139,8 +139,23 @@ public sealed class DeploymentMonitorGrain(
 
     public Task<HealthHistoryEntry[]> GetHealthHistoryAsync(int? last) => Task.FromResult(HealthHistory.Newest(history.State.Entries, last));
 
+    public Task AppendHistoryAsync(HealthHistoryEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        var n = entry.Observations.Length;
+        if (entry.MeanApe.Length != n || entry.Shift.Length != n || entry.Band.Length != n || entry.ConsecutiveDrift.Length != n ||
+            entry.Stale.Length != n)
+        {
+            throw LensException.Validation("entry", "every array of a health history entry must hold one value per bucket");
+        }
+
+        return AppendEntryAsync(entry, n);
+    }
+
     /// <summary>Appends one analysis to the stored ring (bounded by <see cref="HealthHistory.Capacity"/>) and writes it.</summary>
-    private async Task AppendHistoryAsync(HealthSample sample, int bucketCount)
+    private Task AppendHistoryAsync(HealthSample sample, int bucketCount) => AppendEntryAsync(HealthHistoryEntry.From(sample), bucketCount);
+
+    private async Task AppendEntryAsync(HealthHistoryEntry entry, int bucketCount)
     {
         var capacity = HealthHistory.Capacity(_options.HealthHistoryLength, bucketCount);
         if (capacity == 0 && history.State.Entries.Count == 0)
@@ -148,7 +163,7 @@ public sealed class DeploymentMonitorGrain(
             return; // nothing kept: no write
         }
 
-        history.State.Entries = [.. HealthHistory.Append(history.State.Entries, HealthHistoryEntry.From(sample), capacity)];
+        history.State.Entries = [.. HealthHistory.Append(history.State.Entries, entry, capacity)];
         await history.WriteStateAsync();
     }
 

@@ -59,6 +59,10 @@ public sealed class DeploymentState
     /// <summary>The latest profiling run, or null when never profiled.</summary>
     [Id(3)]
     public ProfileRun? Run { get; set; }
+
+    /// <summary>Costs taken from live traffic instead of the buckets' fits, by cell (absent: none).</summary>
+    [Id(4)]
+    public Dictionary<string, TrafficEstimateRecord>? TrafficEstimates { get; set; }
 }
 
 /// <summary>One profiling run: the plan rows it covers (all, or one bucket's) and the durable index of the next row to measure.</summary>

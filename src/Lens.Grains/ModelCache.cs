@@ -93,7 +93,8 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
         {
             var buckets = stamp.Context.ToBucketSet();
             var snapshots = await Task.WhenAll(buckets.AllBuckets().Select(b => _grains.GetGrain<IBucketGrain>(key.Bucket(b).Format()).GetSnapshotAsync()));
-            model = DeploymentModel.Compose(buckets, snapshots.Select(s => s.ToFit()), stamp.Context.ToStatistic());
+            model = DeploymentModel.Compose(buckets, snapshots.Select(s => s.ToFit()), stamp.Context.ToStatistic())
+                .WithTrafficEstimates(stamp.Estimates?.Select(e => e.ToCore()) ?? []); // costs taken from live traffic, with their provenance
         }
 
         lock (_gate)

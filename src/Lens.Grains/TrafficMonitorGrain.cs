@@ -11,7 +11,9 @@ namespace Lens.Grains;
 /// simulation with its current model (the silo's <see cref="ModelCache"/>) by <see cref="TrafficAnalysis.Analyze"/>, on the silo's
 /// <see cref="HeavyWorkScheduler"/> (the grain turn awaits it; later batches queue behind it). The per-cell streaks are folded by a
 /// <see cref="TrafficMonitor"/>: a cell out of band in <see cref="LensGrainOptions.TrafficConsecutive"/> windows running is flagged and
-/// its bucket grain (the decode bucket with its batch bucket, or the prefill bucket) marked stale.
+/// its bucket grain (the decode bucket with its batch bucket, or the prefill bucket) marked stale; when the window estimated its cost
+/// tightly, that cost is written into the deployment's model with its provenance (<see cref="IDeploymentGrain.ApplyTrafficEstimatesAsync"/>).
+/// Every window is appended to the deployment's health history (source <c>traffic</c>).
 /// <para>
 /// What is persisted: the window itself is held in memory only (10,000 requests is ~0.5 MB, past an Azure Table row); a new activation
 /// starts an empty window. The state of record, <see cref="TrafficState"/>, holds the streaks, the latest report (one row per cell the
@@ -93,10 +95,10 @@ public sealed class TrafficMonitorGrain(
             await AnalyzeAsync();
         }
 
-        return Status();
+        return await StatusAsync();
     }
 
-    public Task<TrafficStatus> GetStatusAsync() => Task.FromResult(Status());
+    public Task<TrafficStatus> GetStatusAsync() => StatusAsync();
 
     private async Task AnalyzeAsync()
     {
@@ -104,10 +106,10 @@ public sealed class TrafficMonitorGrain(
         var s = state.State;
         var window = _window.OrderBy(r => r.ArrivalMs).ToArray();
         TrafficReport report;
+        DeploymentModel model;
         long version;
         try
         {
-            DeploymentModel model;
             (model, version) = await models.GetAsync(_key);
             report = await heavy.RunAsync(() => TrafficAnalysis.Analyze(model, window));
         }
@@ -120,6 +122,7 @@ public sealed class TrafficMonitorGrain(
         }
 
         var verdict = _monitor.Next(report);
+        var analyzedAt = time.GetUtcNow();
         var deploymentTag = LensTelemetry.Deployment(_key.Tenant, _key.Device, _key.Deployment);
         LensTelemetry.TrafficAnalyses.Add(1, deploymentTag);
         var stale = new List<Task<BucketSnapshot>>();
@@ -135,10 +138,26 @@ public sealed class TrafficMonitorGrain(
         }
 
         await Task.WhenAll(stale);
+
+        // Acting on it: a flagged cell whose cost the window estimated tightly takes that cost in the deployment's model, with its
+        // provenance; and every window is an entry of the deployment's health history.
+        var estimates = verdict.Flagged.Where(c => c.Health.EstimatedMs is > 0)
+            .Select(c => new TrafficEstimate(c.Health.Cell, c.Health.EstimatedMs!.Value, c.Health.ProfiledMs, c.Health.Steps, report.StartMs,
+                report.EndMs, analyzedAt).ToRecord()).ToArray();
+        if (estimates.Length > 0)
+        {
+            await Deployment.ApplyTrafficEstimatesAsync(estimates);
+        }
+
+        var entry = HealthHistoryEntry.From(HealthHistory.TrafficSample(analyzedAt, [.. model.Buckets.AllBuckets()], verdict)) with
+        {
+            Source = ModelProvenance.Traffic,
+        };
+        await GrainFactory.GetGrain<IDeploymentMonitorGrain>(_key.Format()).AppendHistoryAsync(entry);
         s.Analyses++;
         s.LastError = null;
         s.Streaks = _monitor.Streaks.ToDictionary(p => p.Key.ToString(), p => p.Value, StringComparer.Ordinal);
-        s.Latest = new TrafficWindow(time.GetUtcNow(), version, report.Requests, report.Skipped, Finite(report.TtftMape), Finite(report.E2eMape),
+        s.Latest = new TrafficWindow(analyzedAt, version, report.Requests, report.Skipped, Finite(report.TtftMape), Finite(report.E2eMape),
             report.CommonShift, report.StartMs, report.EndMs,
             [.. verdict.Cells.Select(c => new TrafficCell(c.Health.Cell.ToString(), c.Health.Observations, c.Health.Steps, c.Health.Shift,
                 c.Health.ShiftStandardError, c.Health.Band, c.Health.OutOfBand, c.ConsecutiveOutOfBand, c.Flagged, c.Health.ProfiledMs,
@@ -147,12 +166,15 @@ public sealed class TrafficMonitorGrain(
         activity?.SetTag("lens.flagged", stale.Count);
     }
 
-    private TrafficStatus Status()
+    private async Task<TrafficStatus> StatusAsync()
     {
         var s = state.State;
+        var estimates = s.Analyses > 0 ? await Deployment.GetTrafficEstimatesAsync() : [];
         return new TrafficStatus(_key.Deployment, s.Received, _options.TrafficWindow, _pending, s.Analyses, _monitor.ConsecutiveWindows,
-            [.. s.Latest?.Cells.Where(c => c.Flagged).Select(c => c.Cell) ?? []], s.Latest, s.LastError);
+            [.. s.Latest?.Cells.Where(c => c.Flagged).Select(c => c.Cell) ?? []], s.Latest, s.LastError, estimates.Length > 0 ? estimates : null);
     }
+
+    private IDeploymentGrain Deployment => DeploymentGrains.Get(GrainFactory, _key);
 
     private static double? Finite(double value) => double.IsFinite(value) ? value : null;
 }

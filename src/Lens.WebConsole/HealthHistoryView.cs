@@ -50,6 +50,31 @@ public static class HealthHistoryView
         return ([.. history.Entries.Select((e, i) => 100 * (e.CommonShift - half[i]))], [.. history.Entries.Select((e, i) => 100 * (e.CommonShift + half[i]))]);
     }
 
+    /// <summary>
+    /// The live-traffic heatmap: the windows of traffic in the history (entries of source <c>traffic</c>) as columns, the cells some
+    /// window reached as rows, each cell's shift beyond the window's common shift in percent, outlined where the cell was flagged.
+    /// Null when the history has no traffic window.
+    /// </summary>
+    public static (string[] Rows, string[] Columns, HeatCell[][] Cells)? TrafficHeatmap(DeploymentHealthHistory history)
+    {
+        ArgumentNullException.ThrowIfNull(history);
+        var windows = history.Entries.Where(e => e.Source == "traffic").ToArray();
+        if (windows.Length == 0)
+        {
+            return null;
+        }
+
+        var rows = Enumerable.Range(0, history.Buckets.Length).Where(b => windows.Any(e => e.Observations.ElementAtOrDefault(b) > 0)).ToArray();
+        var columns = windows.Select(e => e.At.ToUniversalTime().ToString("HH:mm:ss", CultureInfo.InvariantCulture)).ToArray();
+        var cells = rows.Select(b => windows.Select(e => e.Shift.ElementAtOrDefault(b) is { } shift
+            ? new HeatCell(100 * (shift - e.CommonShift), e.Stale.ElementAtOrDefault(b),
+                $"{history.Buckets[b]} at {Format.Time(e.At)}: {Format.Percent(shift - e.CommonShift)} beyond the common shift " +
+                $"({Format.Percent(e.CommonShift)}), band ± {Format.Percent(e.Band.ElementAtOrDefault(b))}, out of band " +
+                $"{e.ConsecutiveDrift.ElementAtOrDefault(b)} windows running{(e.Stale.ElementAtOrDefault(b) ? ", FLAGGED" : "")}")
+            : new HeatCell(null, false, null)).ToArray()).ToArray();
+        return ([.. rows.Select(b => history.Buckets[b])], columns, cells);
+    }
+
     /// <summary>Indices of the buckets some analysis of the history saw observations of.</summary>
     private static IEnumerable<int> Observed(DeploymentHealthHistory history) =>
         Enumerable.Range(0, history.Buckets.Length).Where(b => history.Entries.Any(e => e.Observations.ElementAtOrDefault(b) > 0));

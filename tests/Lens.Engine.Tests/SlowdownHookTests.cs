@@ -44,6 +44,53 @@ public sealed class SlowdownHookTests
     }
 
     [Fact]
+    public void A_decode_cell_is_slowed_alone_and_the_per_bucket_form_slows_every_batch_bucket()
+    {
+        var hook = new SlowdownHook(Buckets, new Dictionary<string, double> { ["decode-32-b2"] = 2 }, [1, 2, 4]);
+        Assert.Equal(2, hook.Get(new BucketId(BucketKind.Decode, 32, 2)));
+        Assert.Equal(1, hook.Get(new BucketId(BucketKind.Decode, 32, 4)));
+        Assert.Equal(1, hook.Get(BucketId.Parse("decode-32")));
+        Assert.Equal([1, 1, 1], Enumerable.Range(0, 3).Select(_ => hook.ShadowPasses(BucketKind.Decode, 1, 1, hook.BatchIndex(2))));
+        Assert.Equal(0, hook.ShadowPasses(BucketKind.Decode, 1, 1, hook.BatchIndex(1)));
+        Assert.Equal(0, hook.ShadowPasses(BucketKind.Decode, 1, 1, hook.BatchIndex(4)));
+        Assert.Equal(0, hook.ShadowPasses(BucketKind.Decode, 2, 1, hook.BatchIndex(2))); // decode-64-b2: another cell
+
+        // decode-N: every batch bucket of the length bucket; decode-N-b1: the batch-1 cell only.
+        var (bucket, cell) = SlowdownHook.Parse("decode-64");
+        Assert.False(cell);
+        hook.Set(bucket, 3, cell);
+        Assert.All(new[] { 1, 2, 4 }, b => Assert.Equal(3, hook.Get(new BucketId(BucketKind.Decode, 64, b))));
+        (bucket, cell) = SlowdownHook.Parse("decode-16-b1");
+        Assert.True(cell);
+        hook.Set(bucket, 1.5, cell);
+        Assert.Equal(1.5, hook.Get(new BucketId(BucketKind.Decode, 16, 1)));
+        Assert.Equal(1, hook.Get(new BucketId(BucketKind.Decode, 16, 2)));
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => hook.Set(new BucketId(BucketKind.Decode, 32, 3), 2));
+        Assert.Contains("decode-32-b3", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_engine_slows_only_the_named_cell_and_profiles_name_cells()
+    {
+        using var engine = ReferenceEngine.Create(TestProfiles.TinyBatch with
+        {
+            Slowdown = new Dictionary<string, double> { ["decode-32-b2"] = 3 },
+        }, warmup: false);
+        var alone = await engine.GenerateAsync(20, 30); // one request: every step at batch bucket 1
+        Assert.All(alone.Steps, s => Assert.Equal(0, s.ShadowLayerPasses));
+        engine.SetCellSlowdown(new BucketId(BucketKind.Decode, 32, 1), 3);
+        Assert.Equal(1, engine.GetSlowdown(new BucketId(BucketKind.Decode, 32, 4)));
+        var slowed = await engine.GenerateAsync(20, 30);
+        Assert.All(slowed.Steps, s => Assert.Equal(s.Bucket.Edge == 32, s.ShadowLayerPasses > 0));
+
+        var bad = Assert.Throws<EngineProfileException>(() => (TestProfiles.TinyBatch with
+        {
+            Slowdown = new Dictionary<string, double> { ["decode-32-b8"] = 2 },
+        }).Validate("p.json"));
+        Assert.Contains("slowdown.decode-32-b8", bad.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_engine_applies_the_hook_once_per_step_on_both_paths()
     {
         // tiny: prefill 16, 32, 64; decode 16, 32, 64, 128 (after-append). I 20 (prefill-32), O 30: steps at lengths 21..49, 12 in

@@ -157,6 +157,34 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
         var buckets = await fixture.Acme.GetBucketsAsync(device, id);
         Assert.True(buckets.Single(b => b.Bucket == slowed.ToString()).Stale, "the flagged cell's bucket is marked stale");
         Assert.Equal([slowed.ToString()], buckets.Where(b => b.Stale).Select(b => b.Bucket));
+
+        // Acting on it: the cell's cost estimated from the traffic is now the model's, with its provenance, in the model file, the
+        // traffic report and the SDK; the other cells stay profiled.
+        var truth = Truth(c => c == slowed ? 1.3 : 1);
+        var trueCost = truth.StepMs(truth.Buckets.BatchIndex(4), truth.Buckets.DecodeIndex(512));
+        var model = ModelJson.Deserialize(await fixture.Acme.GetModelJsonAsync(device, id), "served");
+        var provenance = Assert.Single(model.Provenance);
+        Assert.Equal(slowed, provenance.Key);
+        Assert.Equal(ModelProvenance.Traffic, model.SourceOf(slowed));
+        Assert.InRange(model.StepMs(model.Buckets.BatchIndex(4), model.Buckets.DecodeIndex(512)) / trueCost, 0.9, 1.1);
+        Assert.Equal(flagged.EstimatedMs!.Value, provenance.Value.CostMs, 9);
+        Assert.Equal(flagged.ProfiledMs, provenance.Value.ProfiledMs, 9);
+        Assert.True(provenance.Value.Steps >= 200);
+        Assert.Equal(second.Latest.StartMs, provenance.Value.WindowStartMs, 3);
+        Assert.Equal(second.Latest.EndMs, provenance.Value.WindowEndMs, 3);
+        Assert.Equal(ModelProvenance.Profiled, model.SourceOf(new BucketId(BucketKind.Decode, 512, 2)));
+        var reported = Assert.Single((await fixture.Acme.GetTrafficAsync(device, id)).Estimates!);
+        Assert.Equal((slowed.ToString(), provenance.Value.CostMs), (reported.Cell, reported.CostMs));
+
+        // The health history has an entry per window, from traffic; the second one has the cell flagged (as stale).
+        var history = await fixture.Acme.GetHealthHistoryAsync(device, id);
+        var column = Array.IndexOf(history.Buckets, slowed.ToString());
+        Assert.True(column >= 0);
+        Assert.Equal(["traffic", "traffic"], history.Entries.Select(e => e.Source));
+        Assert.Equal([1, 2], history.Entries.Select(e => e.ConsecutiveDrift[column]));
+        Assert.Equal([false, true], history.Entries.Select(e => e.Stale[column]));
+        Assert.Equal(1, history.Entries[^1].Drifting);
+        Assert.InRange(history.Entries[^1].Shift[column]!.Value, 0.2, 0.4);
     }
 
     [Fact]

@@ -14,6 +14,9 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
     private const float Wait = 30_000;
     private const float ProfileWait = 240_000;
 
+    /// <summary>Requests per live-traffic window in the console's test host.</summary>
+    public const int TrafficWindow = 50;
+
     private static string ScreenshotDir => Path.Combine(AppContext.BaseDirectory, "screenshots");
 
     /// <summary>Debian's chromium (LENS_CHROMIUM overrides the path).</summary>
@@ -146,6 +149,48 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         Assert.Equal(0, await page.Locator("#no-history").CountAsync());
         await Shot(page, "monitoring");
 
+        // A window of live traffic (OTLP spans, as the model predicts them, one request a second) fills the cell heatmap: one
+        // column, a row per cell the window reached, no cell flagged.
+        Assert.Equal(0, await page.Locator("#traffic-heatmap").CountAsync());
+        using (var http = new HttpClient { BaseAddress = host.Server.HttpAddress })
+        {
+            var api = new Lens.Client.LensHttpClient(http, ConsoleHost.AcmeKey);
+            var spans = new List<object>();
+            var start = DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeMilliseconds();
+            for (var n = 0; n < TrafficWindow; n++)
+            {
+                var (i, o) = (1 + (n * 7 % 60), 4 + (n % 12));
+                var p = await api.PredictAsync("cpu-0", deploymentId, i, o);
+                spans.Add(Span(n, (start + (n * 1000L)) * 1_000_000, i, o, p.TtftMs, p.E2eMs));
+            }
+
+            using var body = new StringContent(JsonSerializer.Serialize(new
+            {
+                resourceSpans = new[]
+                {
+                    new
+                    {
+                        resource = new { attributes = new[] { Text("lens.device", "cpu-0"), Text("lens.deployment", deploymentId) } },
+                        scopeSpans = new[] { new { spans } },
+                    },
+                },
+            }), System.Text.Encoding.UTF8, "application/json");
+            body.Headers.Add("X-Api-Key", ConsoleHost.AcmeKey);
+            using var export = await http.PostAsync("v1/traces", body);
+            Assert.True(export.IsSuccessStatusCode, await export.Content.ReadAsStringAsync());
+            Assert.Equal(1, (await api.GetTrafficAsync("cpu-0", deploymentId)).Analyses);
+        }
+
+        await page.GotoAsync(deploymentPath + "/monitoring");
+        await Live(page);
+        Assert.Equal("1", await page.Locator("#traffic-heatmap").GetAttributeAsync("data-windows"));
+        var cells = int.Parse(await page.Locator("#traffic-heatmap").GetAttributeAsync("data-cells") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(cells, 2, 7);
+        Assert.Equal(cells, await page.Locator("#chart-traffic-heatmap rect.heat").CountAsync());
+        Assert.Equal(0, await page.Locator("#chart-traffic-heatmap rect.marked").CountAsync());
+        Assert.True(await page.Locator("#chart-traffic-heatmap").IsVisibleAsync());
+        await Shot(page, "monitoring-traffic");
+
         await page.GotoAsync("/ui");
         await Live(page);
         Assert.Equal(1, await page.Locator("#deployments tbody tr").CountAsync());
@@ -277,6 +322,25 @@ public sealed class ConsoleBrowserTests(ConsoleHost host) : IClassFixture<Consol
         Assert.Contains("too many wrong keys", await page.Locator("#signin-error").InnerTextAsync(), StringComparison.Ordinal);
         Assert.EndsWith("/ui/signin", new Uri(page.Url).AbsolutePath, StringComparison.Ordinal);
     }
+
+    /// <summary>One vLLM-style <c>llm_request</c> span in OTLP JSON (latencies in seconds).</summary>
+    private static object Span(int n, long startNanos, int input, int output, double ttftMs, double e2eMs) => new
+    {
+        traceId = n.ToString("x32", System.Globalization.CultureInfo.InvariantCulture),
+        spanId = (n + 1).ToString("x16", System.Globalization.CultureInfo.InvariantCulture),
+        name = "llm_request",
+        startTimeUnixNano = startNanos.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        endTimeUnixNano = (startNanos + (long)(e2eMs * 1e6)).ToString(System.Globalization.CultureInfo.InvariantCulture),
+        attributes = new object[]
+        {
+            new { key = "gen_ai.usage.prompt_tokens", value = new { intValue = input.ToString(System.Globalization.CultureInfo.InvariantCulture) } },
+            new { key = "gen_ai.usage.completion_tokens", value = new { intValue = output.ToString(System.Globalization.CultureInfo.InvariantCulture) } },
+            new { key = "gen_ai.latency.time_to_first_token", value = new { doubleValue = ttftMs / 1000 } },
+            new { key = "gen_ai.latency.e2e", value = new { doubleValue = e2eMs / 1000 } },
+        },
+    };
+
+    private static object Text(string key, string value) => new { key, value = new { stringValue = value } };
 
     private static async Task SignInAsync(IPage page, string key)
     {

@@ -24,6 +24,7 @@ public sealed class ConsoleHost : IAsyncLifetime
             HttpPort = 0,
             ServiceId = "lens-console-" + Guid.NewGuid().ToString("N")[..8],
             Tenants = { ["acme"] = AcmeKey, ["globex"] = GlobexKey },
+            Grains = { TrafficWindow = ConsoleBrowserTests.TrafficWindow }, // one small window of OTLP spans fills the traffic heatmap
         };
         Server = await LensHost.StartAsync(options, b => b.Logging.SetMinimumLevel(LogLevel.Warning));
     }

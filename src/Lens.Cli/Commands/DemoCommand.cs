@@ -8,7 +8,7 @@ using Spectre.Console.Cli;
 
 namespace Lens.Cli.Commands;
 
-public sealed class DemoSettings : CommandSettings
+public sealed partial class DemoSettings : CommandSettings
 {
     [CommandOption("--engine <PROFILE>")]
     [Description("Reference engine profile: a shipped name (see 'lens engine profiles') or a JSON file. Default nxdi-small, or nxdi-small-batch with --serving.")]
@@ -60,7 +60,7 @@ public sealed class DemoSettings : CommandSettings
     public string? Statistic { get; init; }
 
     /// <summary>The statistic asked for, or the mode's default.</summary>
-    public string EffectiveStatistic => Statistic ?? (Serving ? "mean" : "min");
+    public string EffectiveStatistic => Statistic ?? (Serving || Traffic ? "mean" : "min");
 
     [CommandOption("--max-output <N>")]
     [Description("Cap on held-out output lengths, to bound the run's time; 0 draws them over the whole range.")]
@@ -86,10 +86,10 @@ public sealed class DemoSettings : CommandSettings
     public string? OutDir { get; init; }
 
     /// <summary>The engine profile to start: the option, else the default of the chosen demo.</summary>
-    public string EngineProfile => Engine ?? (Serving ? ServingDemo.DefaultProfile : EngineHost.DefaultProfile);
+    public string EngineProfile => Engine ?? (Serving ? ServingDemo.DefaultProfile : Traffic ? TrafficDemo.DefaultProfile : EngineHost.DefaultProfile);
 
     /// <summary>The output folder: the option, else the default of the chosen demo.</summary>
-    public string OutputFolder => OutDir ?? (Serving ? "lens-demo-serving" : "lens-demo");
+    public string OutputFolder => OutDir ?? (Serving ? "lens-demo-serving" : Traffic ? "lens-demo-traffic" : "lens-demo");
 
     [CommandOption("--json")]
     [Description("Print the result as JSON (progress still goes to stderr).")]
@@ -105,6 +105,11 @@ public sealed class DemoSettings : CommandSettings
         if (Serving && Direct)
         {
             return ValidationResult.Error("--direct times single requests in-process; the --serving demo replays load through the HTTP server only");
+        }
+
+        if (ValidateTraffic() is { } traffic)
+        {
+            return ValidationResult.Error(traffic);
         }
 
         if (Duration is < 1 or > 3600 || Requests is < 0 or > 100_000)
@@ -155,6 +160,11 @@ public sealed class DemoCommand : AsyncCommand<DemoSettings>
         if (settings.Serving)
         {
             return await ServingDemo.RunAsync(settings, statistic, ui, cancellationToken);
+        }
+
+        if (settings.Traffic)
+        {
+            return await TrafficDemo.RunAsync(settings, statistic, ui, cancellationToken);
         }
 
         await using var engine = await EngineHost.StartAsync(settings.EngineProfile, settings.Direct, cancellationToken);

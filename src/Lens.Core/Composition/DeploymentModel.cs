@@ -127,7 +127,7 @@ public sealed partial class DeploymentModel
             throw new ArgumentException($"invalid layout: {problem}", nameof(layout));
         }
 
-        return new DeploymentModel(Buckets, PrefillBuckets, DecodeBuckets, Statistic, RelativeNoise, Calibration) { Layout = layout, Policy = Policy };
+        return new DeploymentModel(Buckets, PrefillBuckets, DecodeBuckets, Statistic, RelativeNoise, Calibration) { Layout = layout, Policy = Policy, Provenance = Provenance };
     }
 
     /// <summary>The scheduler and execution type the costs belong to (method.md, "Scheduling policies"); prefill-first padded by
@@ -143,8 +143,13 @@ public sealed partial class DeploymentModel
             throw new ArgumentException($"invalid scheduling policy: {problem}", nameof(policy));
         }
 
-        return new DeploymentModel(Buckets, PrefillBuckets, DecodeBuckets, Statistic, RelativeNoise, Calibration) { Layout = Layout, Policy = policy };
+        return new DeploymentModel(Buckets, PrefillBuckets, DecodeBuckets, Statistic, RelativeNoise, Calibration) { Layout = Layout, Policy = policy, Provenance = Provenance };
     }
+
+    /// <summary>
+    /// The cells whose cost was estimated from live traffic, with how (<see cref="ModelProvenance"/>); every other cell is profiled.
+    /// </summary>
+    public IReadOnlyDictionary<BucketId, TrafficEstimate> Provenance { get; internal init; } = new Dictionary<BucketId, TrafficEstimate>();
 
     public IReadOnlyList<PrefillValues> PrefillBuckets { get; }
 

@@ -55,6 +55,9 @@ public static class ModelJson
             DeviceKind = model.Layout.DeviceKind,
             PricePerChipHour = model.Layout.PricePerChipHour,
             Policy = model.Policy.IsDefault ? null : model.Policy,
+            Provenance = model.Provenance.Count == 0 ? null : model.Provenance.OrderBy(p => p.Key.ToString(), StringComparer.Ordinal)
+                .ToDictionary(p => p.Key.ToString(), p => new ProvenanceDocument(ModelProvenance.Traffic, p.Value.CostMs, p.Value.ProfiledMs,
+                    p.Value.Steps, p.Value.WindowStartMs, p.Value.WindowEndMs, p.Value.EstimatedAt), StringComparer.Ordinal),
         };
         return JsonSerializer.Serialize(doc, Options);
     }
@@ -105,13 +108,44 @@ public static class ModelJson
                 doc.RelativeNoise, doc.Calibration);
             var layout = new DeploymentLayout(doc.Chips ?? 1, doc.DeviceKind, doc.PricePerChipHour);
             model = layout.IsDefault ? model : model.WithLayout(layout);
-            return doc.Policy is null ? model : model.WithPolicy(doc.Policy);
+            model = doc.Policy is null ? model : model.WithPolicy(doc.Policy);
+            return doc.Provenance is null ? model : model.WithProvenance(ReadProvenance(doc.Provenance));
         }
         catch (Exception ex) when (ex is ArgumentException or FormatException)
         {
             throw new FormatException($"{source}: invalid model: {ex.Message}", ex);
         }
     }
+
+    /// <summary>The <c>provenance</c> block: every entry a cell of the model estimated from traffic (source <c>traffic</c>).</summary>
+    private static Dictionary<BucketId, TrafficEstimate> ReadProvenance(Dictionary<string, ProvenanceDocument> block)
+    {
+        if (block.Count > MaxProvenanceCells)
+        {
+            throw new FormatException($"provenance: {block.Count} cells; at most {MaxProvenanceCells}");
+        }
+
+        var provenance = new Dictionary<BucketId, TrafficEstimate>();
+        foreach (var (key, p) in block)
+        {
+            if (!BucketId.TryParse(key, out var cell) || p is null)
+            {
+                throw new FormatException($"provenance.{key}: not a cell (prefill-N, decode-N or decode-N-bB) with an entry");
+            }
+
+            if (p.Source != ModelProvenance.Traffic)
+            {
+                throw new FormatException($"provenance.{key}.source is '{p.Source}'; only '{ModelProvenance.Traffic}' is recorded (profiled is the default)");
+            }
+
+            provenance[cell] = new TrafficEstimate(cell, p.CostMs, p.ProfiledMs, p.Steps, p.WindowStartMs, p.WindowEndMs, p.EstimatedAt);
+        }
+
+        return provenance;
+    }
+
+    /// <summary>Most cells a provenance block may name.</summary>
+    public const int MaxProvenanceCells = 65_536;
 
     /// <summary>The JSON shape of a model file.</summary>
     public sealed class ModelDocument
@@ -162,7 +196,16 @@ public static class ModelJson
         /// <summary>The scheduling policy (version 3); absent means prefill-first padded.</summary>
         [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
         public SchedulingPolicy? Policy { get; set; }
+
+        /// <summary>Cells whose cost was estimated from live traffic, by cell name; absent when every cost is profiled. Older readers
+        /// ignore it (and read the estimated costs as the table's).</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public Dictionary<string, ProvenanceDocument>? Provenance { get; set; }
     }
+
+    /// <summary>One cell's provenance in the file (<see cref="TrafficEstimate"/>).</summary>
+    public sealed record ProvenanceDocument(string Source, double CostMs, double ProfiledMs, long Steps, double WindowStartMs, double WindowEndMs,
+        DateTimeOffset EstimatedAt);
 
     /// <summary>One decode value in the file; <see cref="Batch"/> is written by version 2 only.</summary>
     public sealed record DecodeDocument(

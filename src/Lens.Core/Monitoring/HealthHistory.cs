@@ -69,6 +69,39 @@ public static class HealthHistory
     }
 
     /// <summary>
+    /// The entry of one window of live traffic over the deployment's cells (<paramref name="cells"/>, <see cref="BucketSet.AllBuckets"/>
+    /// order): each cell's observations, shift and band, windows out of band running, and whether it is flagged (as stale); cells the
+    /// window did not reach have no shift. Rounded and clamped as <see cref="Sample(DateTimeOffset, DriftReport, IReadOnlyList{int}, IReadOnlyList{bool})"/>.
+    /// </summary>
+    public static HealthSample TrafficSample(DateTimeOffset at, IReadOnlyList<BucketId> cells, TrafficWindowVerdict verdict)
+    {
+        ArgumentNullException.ThrowIfNull(cells);
+        ArgumentNullException.ThrowIfNull(verdict);
+        var byCell = verdict.Cells.ToDictionary(c => c.Health.Cell);
+        var n = cells.Count;
+        var observations = new int[n];
+        var shift = new double?[n];
+        var band = new double[n];
+        var counts = new int[n];
+        var flagged = new bool[n];
+        for (var b = 0; b < n; b++)
+        {
+            if (byCell.TryGetValue(cells[b], out var v))
+            {
+                observations[b] = v.Health.Observations;
+                shift[b] = v.Health.Observations > 0 && double.IsFinite(v.Health.Shift) ? Compact(v.Health.Shift) : null;
+                band[b] = double.IsFinite(v.Health.Band) ? Compact(v.Health.Band) : MaxShift;
+                counts[b] = v.ConsecutiveOutOfBand;
+                flagged[b] = v.Flagged;
+            }
+        }
+
+        var common = verdict.Report.CommonShift;
+        return new HealthSample(at.ToUniversalTime(), double.IsFinite(common) ? Compact(common) : 0, flagged.Count(f => f), observations,
+            new double?[n], shift, band, counts, flagged);
+    }
+
+    /// <summary>
     /// The entry of one analysis: <paramref name="report"/>'s per-bucket figures, with each bucket's consecutive drift count and
     /// staleness (both kept by the caller), rounded (shift and band to 0.01%, MAPE to 0.01 points) and clamped to the sizes
     /// <see cref="CharsPerBucket"/> assumes.

@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using Lens.Measurement;
+using OpenTelemetry;
+using OpenTelemetry.Exporter;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace Lens.Cli.Commands;
+
+/// <summary>
+/// A serving front end's OpenTelemetry tracing, as a vLLM server configured with <c>OTEL_EXPORTER_OTLP_TRACES_ENDPOINT</c>,
+/// <c>OTEL_EXPORTER_OTLP_HEADERS=x-api-key=...</c> and <c>OTEL_RESOURCE_ATTRIBUTES=lens.device=...,lens.deployment=...</c> has it:
+/// one <c>llm_request</c> span per finished request with vLLM's <c>gen_ai.*</c> attributes (seconds), exported by the standard
+/// OpenTelemetry .NET OTLP exporter (HTTP protobuf, batches of 512) to LENS.
+/// </summary>
+internal sealed class TrafficSpans : IDisposable
+{
+    /// <summary>Spans per export: the exporter's default batch.</summary>
+    public const int ExportBatch = 512;
+
+    private readonly ActivitySource _source;
+    private readonly TracerProvider _provider;
+
+    public TrafficSpans(Uri lens, string apiKey, string device, string deployment, int maxQueue)
+    {
+        _source = new ActivitySource("lens.demo.traffic." + Guid.NewGuid().ToString("N")[..8]);
+        _provider = Sdk.CreateTracerProviderBuilder()
+            .SetResourceBuilder(ResourceBuilder.CreateEmpty().AddService("vllm").AddAttributes(new Dictionary<string, object>
+            {
+                ["lens.device"] = device,
+                ["lens.deployment"] = deployment,
+            }))
+            .AddSource(_source.Name)
+            .AddOtlpExporter(o =>
+            {
+                o.Endpoint = new Uri(lens, "v1/traces");
+                o.Protocol = OtlpExportProtocol.HttpProtobuf;
+                o.Headers = "x-api-key=" + apiKey;
+                o.TimeoutMilliseconds = 60_000;
+                o.BatchExportProcessorOptions = new BatchExportActivityProcessorOptions
+                {
+                    MaxExportBatchSize = ExportBatch,
+                    MaxQueueSize = Math.Max(2048, maxQueue),
+                    ScheduledDelayMilliseconds = 1000,
+                };
+            })
+            .Build();
+    }
+
+    /// <summary>
+    /// Records one span per replayed request that succeeded: started at its arrival (<paramref name="start"/> plus the request's
+    /// scheduled arrival), ended at arrival plus E2E. Returns the number recorded.
+    /// </summary>
+    public int Record(DateTimeOffset start, IEnumerable<ReplayedRequest> requests)
+    {
+        var n = 0;
+        foreach (var r in requests.Where(r => !r.Failed))
+        {
+            var arrival = start.AddMilliseconds(r.ArrivalMs);
+            using var span = _source.StartActivity("llm_request", ActivityKind.Server, default(ActivityContext), startTime: arrival)
+                ?? throw new InvalidOperationException("the tracer provider did not sample an llm_request span");
+            span.SetTag("gen_ai.request.max_tokens", r.OutputLength);
+            span.SetTag("gen_ai.usage.prompt_tokens", r.InputLength);
+            span.SetTag("gen_ai.usage.completion_tokens", r.OutputLength);
+            span.SetTag("gen_ai.latency.time_to_first_token", r.TtftMs / 1000);
+            span.SetTag("gen_ai.latency.e2e", r.E2eMs / 1000);
+            span.SetEndTime(arrival.AddMilliseconds(r.E2eMs).UtcDateTime);
+            n++;
+        }
+
+        return n;
+    }
+
+    /// <summary>Exports everything recorded; LENS answers an export once its window, if it completed one, is analysed.</summary>
+    public bool Flush(int timeoutMs = 120_000) => _provider.ForceFlush(timeoutMs);
+
+    public void Dispose()
+    {
+        _provider.Dispose();
+        _source.Dispose();
+    }
+}
