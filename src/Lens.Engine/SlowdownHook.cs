@@ -17,6 +17,7 @@ internal sealed class SlowdownHook
 {
     private readonly BucketSet _buckets;
     private readonly int[] _batch; // the engine's batch buckets, ascending
+    private readonly int _lengths; // decode (length) buckets: BucketSet.Decode copies its array, which a step must not pay for
     private readonly double[] _prefill, _decode; // multiplier per prefill bucket; per decode cell, [batch index * decode buckets + length index]
     private readonly double[] _prefillCredit, _decodeCredit; // fractional passes owed
 
@@ -25,6 +26,7 @@ internal sealed class SlowdownHook
         ArgumentNullException.ThrowIfNull(buckets);
         _buckets = buckets;
         _batch = batchBuckets is { Count: > 0 } b ? [.. b] : [1];
+        _lengths = buckets.Decode.Length;
         _prefill = Enumerable.Repeat(1.0, buckets.Prefill.Length).ToArray();
         _decode = Enumerable.Repeat(1.0, buckets.Decode.Length * _batch.Length).ToArray();
         _prefillCredit = new double[_prefill.Length];
@@ -93,16 +95,27 @@ internal sealed class SlowdownHook
             return Owed(ref _prefillCredit[index], Volatile.Read(ref _prefill[index]), unitsPerPass);
         }
 
-        var slot = (batchIndex * _buckets.Decode.Length) + index;
+        var slot = (batchIndex * _lengths) + index;
         return Owed(ref _decodeCredit[slot], Volatile.Read(ref _decode[slot]), unitsPerPass);
     }
 
     /// <summary>The index of batch bucket <paramref name="batch"/> (a compiled batch size of the engine).</summary>
     public int BatchIndex(int batch)
     {
-        var i = Array.BinarySearch(_batch, batch);
-        return i >= 0 ? i : throw new ArgumentOutOfRangeException(nameof(batch), batch, $"not a batch bucket of this engine ({string.Join(',', _batch)})");
+        // A plain scan (a handful of buckets): this runs once per decode step and must not allocate.
+        for (var i = 0; i < _batch.Length; i++)
+        {
+            if (_batch[i] == batch)
+            {
+                return i;
+            }
+        }
+
+        throw NotABatchBucket(batch);
     }
+
+    private ArgumentOutOfRangeException NotABatchBucket(int batch) =>
+        new(nameof(batch), batch, $"not a batch bucket of this engine ({string.Join(',', _batch)})");
 
     private static int Owed(ref double credit, double multiplier, double unitsPerPass)
     {
