@@ -44,6 +44,10 @@ public class SharedQueueTests
     [InlineData(1, 3)]
     [InlineData(1, 6)]
     [InlineData(1, 8)]
+    [InlineData(2, 2)]
+    [InlineData(2, 3)]
+    [InlineData(2, 5)]
+    [InlineData(2, 8)]
     public void The_fast_path_gives_the_step_by_step_references_times_for_a_fleet_behind_one_queue(int policy, int replicas)
     {
         for (var seed = 0; seed < 4; seed++)
@@ -70,10 +74,11 @@ public class SharedQueueTests
     }
 
     /// <summary>
-    /// The shared-queue fleet under prefill-first (padded or paged), one prefill or decode step at a time (the definition; O(steps)).
-    /// Each replica's next boundary: now while it has sequences in flight, else the queue head's arrival (not before now). The replica
-    /// with the earliest boundary (the lower index on ties) goes: it admits the head if it has arrived and there is room (a slot; paged:
-    /// its KV blocks beside those reserved) and runs its prefill, else runs one decode step of everyone in flight.
+    /// The shared-queue fleet, one step at a time (the definition; O(steps)). Each replica's next boundary: now while it has sequences
+    /// in flight, else the queue head's arrival (not before now). The replica with the earliest boundary (the lower index on ties) goes.
+    /// Prefill-first (padded or paged): it admits the head if it has arrived and there is room (a slot; paged: its KV blocks beside those
+    /// reserved) and runs its prefill, else runs one decode step of everyone in flight. Chunked: it runs one step (admitting what has
+    /// arrived while the budget and a slot allow).
     /// </summary>
     internal static (double[] Start, double[] First, double[] Finish, int[] Replica, long Steps, double BusyMs) Reference(DeploymentModel model,
         IReadOnlyList<TraceRequest> trace, int maxSeqs, int replicas)
@@ -91,14 +96,17 @@ public class SharedQueueTests
         var now = new double[replicas];
         var reserved = new long[replicas];
         var flight = Enumerable.Range(0, replicas).Select(_ => new List<(int Id, int Done)>()).ToArray();
-        bool Room(int r) => flight[r].Count < maxSeqs && reserved[r] + Need(queue.Peek()) <= capacity;
+        var chunked = model.Policy.Scheduler == SchedulerKind.Chunked;
+        var prompts = Enumerable.Range(0, replicas).Select(_ => new List<int>()).ToArray(); // chunked: admitted, prompt not complete
+        var prompted = new int[trace.Count];
+        bool Room(int r) => flight[r].Count + prompts[r].Count < maxSeqs && reserved[r] + Need(queue.Peek()) <= capacity;
         while (true)
         {
             var r = -1;
             var at = double.MaxValue;
             for (var x = 0; x < replicas; x++)
             {
-                var boundary = flight[x].Count > 0 ? now[x]
+                var boundary = flight[x].Count + prompts[x].Count > 0 ? now[x]
                     : queue.Count > 0 && Room(x) ? Math.Max(now[x], trace[queue.Peek()].ArrivalMs) : double.MaxValue;
                 if (boundary < at)
                 {
@@ -112,6 +120,12 @@ public class SharedQueueTests
             }
 
             now[r] = at;
+            if (chunked)
+            {
+                ChunkedStep(r);
+                continue;
+            }
+
             if (queue.Count > 0 && trace[queue.Peek()].ArrivalMs <= now[r] && Room(r))
             {
                 var id = queue.Dequeue();
@@ -156,6 +170,82 @@ public class SharedQueueTests
         }
 
         return (start, first, finish, replica, steps, busy);
+
+        // Chunked (method.md, "Scheduling policies"): decoding sequences get a token each, then partly processed prompts and then
+        // arrived requests (while a slot is free) get chunks of what is left of the budget; cost C[token bucket, context bucket].
+        void ChunkedStep(int r)
+        {
+            var budget = model.Policy.MaxNumBatchedTokens;
+            var context = 0;
+            var running = flight[r];
+            foreach (var (id, done) in running.Where(f => f.Done > 0))
+            {
+                budget--;
+                context = Math.Max(context, trace[id].InputLength + done);
+            }
+
+            var chunks = new Dictionary<int, int>();
+            foreach (var id in prompts[r])
+            {
+                var chunk = Math.Min(trace[id].InputLength - prompted[id], budget);
+                if (chunk > 0)
+                {
+                    chunks[id] = chunk;
+                    budget -= chunk;
+                }
+            }
+
+            while (budget > 0 && running.Count + prompts[r].Count < maxSeqs && queue.Count > 0 && trace[queue.Peek()].ArrivalMs <= now[r])
+            {
+                var id = queue.Dequeue();
+                (start[id], replica[id]) = (now[r], r);
+                prompts[r].Add(id);
+                chunks[id] = Math.Min(trace[id].InputLength, budget);
+                budget -= chunks[id];
+            }
+
+            foreach (var (id, chunk) in chunks)
+            {
+                context = Math.Max(context, prompted[id] + chunk);
+            }
+
+            var row = Array.FindIndex([.. model.Policy.TokenBuckets], t => t >= model.Policy.MaxNumBatchedTokens - budget);
+            var cost = model.CellMs(model.Cells.Step(row, buckets.DecodeIndex(context)));
+            now[r] += cost;
+            busy += cost;
+            steps++;
+            for (var k = running.Count - 1; k >= 0; k--)
+            {
+                var (id, done) = running[k];
+                if (done + 1 == trace[id].OutputLength)
+                {
+                    finish[id] = now[r];
+                    running.RemoveAt(k);
+                }
+                else
+                {
+                    running[k] = (id, done + 1);
+                }
+            }
+
+            foreach (var (id, chunk) in chunks)
+            {
+                prompted[id] += chunk;
+                if (prompted[id] == trace[id].InputLength)
+                {
+                    prompts[r].Remove(id);
+                    first[id] = now[r];
+                    if (trace[id].OutputLength == 1)
+                    {
+                        finish[id] = now[r];
+                    }
+                    else
+                    {
+                        running.Add((id, 1));
+                    }
+                }
+            }
+        }
     }
 
     /// <summary>A noiseless prefill-first padded model with the given step and prefill costs.</summary>
