@@ -15,7 +15,7 @@ public class SharedQueueTests
         // decode step ends at 170, first, so it takes it and prefills 170..270. (The rule before kept it on replica 0, the replica
         // running admissions, from 260: TTFT 190 ms instead of 100.)
         var buckets = new BucketSet([64], [256], DecodeConvention.AfterAppend, [1, 2, 4]);
-        var model = Model(buckets, (_, _) => 10, _ => 100);
+        var model = FleetRoutingTests.TrueModel(buckets, (_, _) => 10, _ => 100);
         TraceRequest[] trace = [new(0, 10, 50), new(0, 10, 50), new(155, 10, 50), new(170, 10, 50)];
         var run = ServingSimulation.Simulate(model, trace, replicas: 2);
         Assert.Equal([0, 1, 0, 1], run.Requests.Select(r => r.Replica));
@@ -247,9 +247,4 @@ public class SharedQueueTests
             }
         }
     }
-
-    /// <summary>A noiseless prefill-first padded model with the given step and prefill costs.</summary>
-    private static DeploymentModel Model(BucketSet buckets, Func<int, int, double> step, Func<int, double> prefill) =>
-        new(buckets, [.. buckets.Prefill.Select(p => new PrefillValues(p, prefill(p), 0, double.NaN, 0, double.NaN))],
-            [.. buckets.Batch.SelectMany(b => buckets.Decode.Select(d => new DecodeValues(d, step(b, d), 0, b)))], RepeatStatistic.Min, 0);
 }
