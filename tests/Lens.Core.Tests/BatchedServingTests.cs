@@ -89,11 +89,11 @@ public class BatchedServingTests
         var replicas = 1 + (seed % 2);
         var trace = new Workload { RequestsPerSecond = 40, Count = 400, Seed = seed, MaxOutput = 60 }.Generate(buckets).Requests;
         var fast = ServingSimulation.Simulate(model, trace, replicas: replicas);
-        var slow = StepByStep(model, trace, buckets.MaxBatch, replicas);
+        var slow = SharedQueueTests.Reference(model, trace, buckets.MaxBatch, replicas);
         for (var k = 0; k < trace.Count; k++)
         {
-            Assert.Equal(slow[k].FirstTokenMs, fast.Requests[k].FirstTokenMs, 6);
-            Assert.Equal(slow[k].FinishMs, fast.Requests[k].FinishMs, 6);
+            Assert.Equal(slow.First[k], fast.Requests[k].FirstTokenMs, 6);
+            Assert.Equal(slow.Finish[k], fast.Requests[k].FinishMs, 6);
         }
     }
 
@@ -185,70 +185,4 @@ public class BatchedServingTests
     private static DeploymentModel TrueModel(BucketSet buckets, Func<int, int, double> step, Func<int, double> prefill) =>
         new(buckets, [.. buckets.Prefill.Select(p => new PrefillValues(p, prefill(p), 0, double.NaN, 0, double.NaN))],
             [.. buckets.Batch.SelectMany(b => buckets.Decode.Select(d => new DecodeValues(d, step(b, d), 0, b)))], RepeatStatistic.Min, 0);
-
-    /// <summary>The scheduler of method.md, one decode step at a time (the definition; O(steps)).</summary>
-    private static (double FirstTokenMs, double FinishMs)[] StepByStep(DeploymentModel model, IReadOnlyList<TraceRequest> trace, int maxSeqs,
-        int replicas)
-    {
-        var buckets = model.Buckets;
-        var result = new (double, double)[trace.Count];
-        var queue = new Queue<int>(Enumerable.Range(0, trace.Count).OrderBy(k => trace[k].ArrivalMs).ThenBy(k => k));
-        var now = new double[replicas];
-        var flight = Enumerable.Range(0, replicas).Select(_ => new List<(int Id, int Done)>()).ToArray();
-        while (queue.Count > 0 || flight.Any(f => f.Count > 0))
-        {
-            // The replica whose next iteration starts first (lower index on ties).
-            var r = Enumerable.Range(0, replicas)
-                .Where(x => flight[x].Count > 0 || queue.Count > 0)
-                .MinBy(x => (flight[x].Count > 0 ? now[x] : Math.Max(now[x], trace[queue.Peek()].ArrivalMs), x));
-            if (flight[r].Count == 0)
-            {
-                now[r] = Math.Max(now[r], trace[queue.Peek()].ArrivalMs);
-            }
-
-            var iterationStart = now[r];
-            while (flight[r].Count < maxSeqs && queue.Count > 0 && trace[queue.Peek()].ArrivalMs <= now[r])
-            {
-                // A request that arrived during this iteration's prefills goes to a replica that was idle when it arrived.
-                var arrival = trace[queue.Peek()].ArrivalMs;
-                if (arrival > iterationStart && Enumerable.Range(0, replicas).Any(k => k != r && flight[k].Count == 0 && Math.Max(now[k], arrival) < now[r]))
-                {
-                    break;
-                }
-
-                var id = queue.Dequeue();
-                var p = buckets.PrefillIndex(trace[id].InputLength);
-                var start = now[r];
-                now[r] += model.PrefillMs(p);
-                result[id] = (start + model.TtftMs(p), now[r]);
-                if (trace[id].OutputLength > 1)
-                {
-                    flight[r].Add((id, 1));
-                }
-            }
-
-            if (flight[r].Count == 0)
-            {
-                continue;
-            }
-
-            var longest = flight[r].Max(f => buckets.StepLength(trace[f.Id].InputLength, f.Done));
-            now[r] += model.StepMs(buckets.BatchIndex(flight[r].Count), buckets.DecodeIndex(longest));
-            for (var k = flight[r].Count - 1; k >= 0; k--)
-            {
-                var (id, done) = flight[r][k];
-                if (done + 1 == trace[id].OutputLength)
-                {
-                    result[id] = (result[id].Item1, now[r]);
-                    flight[r].RemoveAt(k);
-                }
-                else
-                {
-                    flight[r][k] = (id, done + 1);
-                }
-            }
-        }
-
-        return result;
-    }
 }

@@ -96,12 +96,13 @@ public class CapacityPlannerTests
         Assert.True(attainments[plan.Replicas - 2] < 0.9);
         Assert.Equal(attainments[plan.Replicas - 1], plan.Attainment, 12);
 
-        // Headroom: the fleet meets at the headroom's rate and fails 1% above it.
+        // Headroom: the fleet meets at the headroom's rate and fails 5% above it. (Between, attainment is not monotone in the rate to
+        // within a point: seed 4, 15 replicas behind the shared queue, attains 0.9005, 0.891 and 0.8985 at 1.0101, 1.015 and 1.02 times it.)
         var rate = CapacityPlanner.MaxRate(candidate, plan.Replicas, trace, slo, routing);
         Assert.Equal(rate.RequestsPerSecond, plan.HeadroomRequestsPerSecond!.Value, 9);
         Assert.True(rate.Scale >= 1);
         Assert.True(CapacityPlanner.Attainment(candidate, plan.Replicas, CapacityPlanner.Scaled(trace, rate.Scale), slo.Objectives, routing) >= 0.9);
-        Assert.True(CapacityPlanner.Attainment(candidate, plan.Replicas, CapacityPlanner.Scaled(trace, rate.Scale * 1.0101), slo.Objectives, routing) < 0.9);
+        Assert.True(CapacityPlanner.Attainment(candidate, plan.Replicas, CapacityPlanner.Scaled(trace, rate.Scale * 1.05), slo.Objectives, routing) < 0.9);
 
         // The inverse from below: one replica fewer meets only a lower rate.
         Assert.True(CapacityPlanner.MaxRate(candidate, plan.Replicas - 1, trace, slo, routing).Scale < 1);

@@ -43,7 +43,7 @@ public class PolicyServingTests
 
             default:
             {
-                var buckets = new BucketSet([edges.Min, edges.Max], edges, convention, [1, 2, 4, 8]);
+                var buckets = new BucketSet(edges.Count == 1 ? [edges.Min] : [edges.Min, edges.Max], edges, convention, [1, 2, 4, 8]);
                 return PolicyModelTests.Model(buckets, SchedulingPolicy.Default, (b, d) => 0.5 + (0.3 * b) + (d * 0.002) + rng.NextDouble(),
                     p => 3 + (p * 0.01));
             }

@@ -52,9 +52,9 @@ public sealed class DigitalTwinTests
     public async Task A_staged_trace_replayed_over_http_matches_the_simulation_per_request()
     {
         // 36 requests over about 2 s on one replica: queueing, batching at B 1..4, prompts in both prefill buckets, sequences
-        // crossing into decode bucket 128. One replica: with several, the simulation's shared queue lets a replica that is admitting
-        // keep the requests arriving during its prefills (only an idle replica takes one instead), where the twin's replicas take
-        // them at their own next step boundary, as a real shared queue does; that difference is the simulation's to fix.
+        // crossing into decode bucket 128. One replica: with several, the simulation's shared queue follows the twin's rule (the
+        // replica that first reaches a step boundary with a free slot takes the head), but where two replicas' boundaries fall within
+        // the timer's noise of each other the one that takes a request can differ, a gross per-request difference that is only noise.
         var random = new Random(18);
         var trace = new List<TraceRequest>();
         var t = 100.0; // the replay's first sends are late while its loop warms up: start the trace after that

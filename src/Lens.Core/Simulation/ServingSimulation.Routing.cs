@@ -3,7 +3,8 @@ namespace Lens.Core;
 /// <summary>How a fleet's requests reach its replicas (method.md, "Parallel layouts and cost").</summary>
 public enum FleetRouting
 {
-    /// <summary>One first-come first-served queue that every replica takes from when it has a free slot (today's simulation).</summary>
+    /// <summary>One first-come first-served queue: its head goes to the replica that first reaches a step boundary at or after its
+    /// arrival with a free slot (an idle replica: the arrival itself; ties: the lower replica index).</summary>
     Shared,
 
     /// <summary>Each request, in arrival order, to the next replica in turn, which queues it (a Kubernetes Service in front of vLLM).</summary>

@@ -106,20 +106,23 @@ public interface IServingObserver
 /// Continuous batching, simulated step by step with the model's costs under the model's scheduling policy (method.md, "Batched
 /// serving", "Scheduling policies"; <see cref="PolicyScheduler"/> is the step-by-step definition this is tested against). At most
 /// <c>max_num_seqs</c> sequences are in flight per replica; the others wait first come first served in one queue shared by the replicas
-/// (or, with <see cref="FleetRouting"/>, in per-replica queues behind a router). Under prefill-first, each iteration of a replica:
+/// (or, with <see cref="FleetRouting"/>, in per-replica queues behind a router). The shared queue's head goes to the replica that first
+/// reaches a step boundary at or after its arrival with room for it: the end of its prefill or decode step, or the arrival itself for a
+/// replica with nothing in flight; replicas at a boundary at the same instant take in index order (<see cref="SharedQueue"/>). So a
+/// replica mid-decode takes a request that arrives during another replica's prefill when its step ends first. Under prefill-first, at
+/// each step boundary of a replica:
 /// <list type="number">
-/// <item>while a request has arrived and a slot is free (paged: and its KV blocks), it is admitted and its prefill runs alone at
+/// <item>if the queue's head has arrived and a slot is free (paged: and its KV blocks), it is admitted and its prefill runs alone at
 /// <c>pre(I)</c>, costing <c>A[pre(I)]</c>; its first token is emitted at its TTFT (a request with <c>O = 1</c> is done when its
-/// prefill ends); a request that arrived after the iteration began goes instead to another replica that had nothing in flight then
-/// (an idle replica does not watch a busy one take the queue's work);</item>
-/// <item>if sequences are in flight, one decode step runs for all <c>n</c> of them at batch bucket <c>bat(n)</c> and the decode bucket
+/// prefill ends), and the prefill's end is the replica's next boundary (so it admits while it can, prefills back to back);</item>
+/// <item>else, if sequences are in flight, one decode step runs for all <c>n</c> of them at batch bucket <c>bat(n)</c> and the decode bucket
 /// of the longest sequence after this step's append (padded) or the block bucket of the batch's KV blocks (paged); each sequence gets
-/// a token, and one that has its <c>O</c> tokens leaves after the step.</item>
+/// a token, one that has its <c>O</c> tokens leaves after the step, and the step's end is the next boundary.</item>
 /// </list>
 /// Under chunked, every step has a token budget shared by decodes and prompt chunks (<see cref="ChunkedReplica"/>).
-/// Exact for the model and deterministic. Runs of identical steps (same cell, no arrival admitted, no sequence finishing) are taken at
-/// once, so the cost grows with the number of events (admissions, departures, bucket crossings, chunked steps with prompt tokens), not
-/// with the steps or the simulated time. With batch buckets <c>[1]</c> it is the one-request-at-a-time device of earlier releases.
+/// Exact for the model and deterministic. Runs of identical steps (same cell, no arrival admitted, no sequence finishing; a run ends at
+/// the first boundary where its replica would take the queue's head) are taken at once, so the cost grows with the number of events
+/// (admissions, departures, bucket crossings, chunked steps with prompt tokens), not with the steps or the simulated time. With batch buckets <c>[1]</c> it is the one-request-at-a-time device of earlier releases.
 /// </summary>
 public static partial class ServingSimulation
 {
@@ -243,140 +246,5 @@ public static partial class ServingSimulation
         }
 
         return order;
-    }
-
-    /// <summary>One first-come first-served queue that every replica takes from when it can admit.</summary>
-    private sealed class SharedQueue : IRequestSource
-    {
-        private readonly IReadOnlyList<TraceRequest> _trace;
-        private readonly int[] _order;
-        private readonly ReplicaScheduler[] _replicas;
-        private int _next; // head of the FCFS queue, an index into _order
-        private int _idle = -1; // replicas with nothing in flight (set on the first use)
-        private int _current; // the replica iterating, and when its iteration began (for Peek)
-        private double _iterationStart;
-
-        public SharedQueue(ServingContext context, int[] order, int replicas)
-        {
-            Context = context;
-            _trace = context.Trace;
-            _order = order;
-            _replicas = [.. Enumerable.Range(0, replicas).Select(r => CreateReplica(context, r))];
-        }
-
-        public ServingContext Context { get; }
-
-        public void Run()
-        {
-            // The replica whose next iteration starts first goes next (ties: the lower index), so the shared queue is served in time order.
-            var ready = new PriorityQueue<int, (double, int)>();
-            for (var r = 0; r < _replicas.Length; r++)
-            {
-                if (NextStart(_replicas[r]) is { } t)
-                {
-                    ready.Enqueue(r, (t, r));
-                }
-            }
-
-            while (ready.TryDequeue(out var r, out var key))
-            {
-                if (Context.Budget is { Exhausted: true })
-                {
-                    return;
-                }
-
-                var replica = _replicas[r];
-                replica.Now = Math.Max(replica.Now, key.Item1);
-                Iterate(replica, r);
-                if (NextStart(replica) is { } next)
-                {
-                    ready.Enqueue(r, (next, r));
-                }
-            }
-        }
-
-        /// <summary>The queue's head if it arrived by <paramref name="now"/> and no other replica sat idle when it arrived during this
-        /// iteration (that one takes it); else -1.</summary>
-        public int Peek(double now)
-        {
-            if (_next >= _order.Length)
-            {
-                return -1;
-            }
-
-            var arrival = _trace[_order[_next]].ArrivalMs;
-            return arrival > now || (arrival > _iterationStart && IdleElsewhere(_current, arrival, now)) ? -1 : _order[_next];
-        }
-
-        public void Take() => _next++;
-
-        /// <summary>Whether a replica other than <paramref name="self"/> has nothing in flight and could start a request that arrives
-        /// at <paramref name="arrival"/> before <paramref name="now"/>.</summary>
-        private bool IdleElsewhere(int self, double arrival, double now)
-        {
-            if (_idle < 0)
-            {
-                _idle = _replicas.Count(r => r.Count == 0);
-            }
-
-            if (_idle == 0 || (_idle == 1 && _replicas[self].Count == 0))
-            {
-                return false;
-            }
-
-            for (var k = 0; k < _replicas.Length; k++)
-            {
-                if (k != self && _replicas[k].Count == 0 && Math.Max(_replicas[k].Now, arrival) < now)
-                {
-                    return true;
-                }
-            }
-
-            return false;
-        }
-
-        /// <summary>When the replica's next iteration starts: now while it has work, else when the queue's head arrives (null: never).</summary>
-        private double? NextStart(ReplicaScheduler replica) =>
-            replica.Count > 0 ? replica.Now : _next < _order.Length ? Math.Max(replica.Now, _trace[_order[_next]].ArrivalMs) : null;
-
-        private void Iterate(ReplicaScheduler replica, int index)
-        {
-            // 1. Steps that serve the queue (prefills; chunked steps with prompt tokens), while the replica takes its head.
-            (_current, _iterationStart) = (index, replica.Now);
-            while (replica.TakesHead(Peek(replica.Now)))
-            {
-                var wasIdle = replica.Count == 0;
-                replica.ServeStep(this);
-                if (wasIdle && replica.Count > 0 && _idle > 0)
-                {
-                    _idle--;
-                }
-            }
-
-            if (replica.Count == 0)
-            {
-                return;
-            }
-
-            // 2. A run of identical steps, up to the next event.
-            var (cost, run) = replica.PlanRun();
-            if (run < 1)
-            {
-                throw new InvalidOperationException($"replica {index} planned a run of {run} steps: the simulation would not advance");
-            }
-
-            if (_next < _order.Length && replica.WouldAdmit(_order[_next]))
-            {
-                // A waiting request is admitted at the first step boundary at or after its arrival.
-                var untilArrival = Math.Ceiling((_trace[_order[_next]].ArrivalMs - replica.Now) / cost);
-                run = Math.Min(run, (long)Math.Max(1, untilArrival));
-            }
-
-            replica.CommitRun(run);
-            if (replica.Count == 0 && _idle >= 0)
-            {
-                _idle++;
-            }
-        }
     }
 }
