@@ -46,10 +46,11 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
     public BucketSet Buckets => Model.Buckets;
 
     /// <summary>The most sequences in flight at once on one replica: the largest batch bucket.</summary>
-    public int MaxNumSeqs => Model.Buckets.MaxBatch;
+    public int MaxNumSeqs => Model.MaxNumSeqs;
 
-    /// <summary>The bound on <c>I + O</c> (prefill-first padded: the largest decode bucket).</summary>
-    public int MaxModelLen => Model.Buckets.MaxSequence;
+    /// <summary>The bound on <c>I + O</c> under the model's policy (padded: the largest decode bucket; paged: max_model_len or the KV
+    /// capacity).</summary>
+    public int MaxModelLen => EnginePolicy.MaxModelLen(Model.Policy, Model.Buckets);
 
     public string? CheckRequest(int inputLength, int outputLength) => Model.CheckRequest(inputLength, outputLength);
 
@@ -133,9 +134,9 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
             }
         }
 
-        return model.Policy.IsDefault
+        return model.Policy.Scheduler == SchedulerKind.PrefillFirst
             ? null
-            : $"the model's policy is {model.Policy.Name}; the reference engine's scheduler runs prefill-first padded only so far";
+            : $"the model's policy is {model.Policy.Name}; the twin sleeps prefill-first models (padded or paged) only so far";
     }
 
     /// <summary>Generates exactly <paramref name="outputTokens"/> synthetic tokens after a prompt of <paramref name="promptLength"/>
@@ -143,7 +144,7 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
     public Task<GenerationResult> GenerateAsync(int promptLength, int outputTokens, Func<int, ValueTask>? onToken = null,
         CancellationToken cancellationToken = default)
     {
-        Buckets.EnsureRequest(promptLength, outputTokens);
+        Model.EnsureRequest(promptLength, outputTokens);
         return _replicas[0].SubmitAsync(null, promptLength, outputTokens, onToken, cancellationToken);
     }
 
@@ -173,9 +174,11 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
     private static bool IsCost(double ms) => ms is >= 0 and <= MaxCostMs;
 
     /// <summary>The reference engine's policy for the model's: one place for the engine's policies to be added to.</summary>
-    private static PrefillFirstPolicy PolicyFor(DeploymentModel model)
+    private static ISchedulingPolicy PolicyFor(DeploymentModel model)
     {
-        Debug.Assert(model.Policy.IsDefault, "Check refuses other policies");
-        return new PrefillFirstPolicy(model.Buckets, model.Buckets.Batch);
+        Debug.Assert(model.Policy.Scheduler == SchedulerKind.PrefillFirst, "Check refuses other schedulers");
+        return model.Policy.Execution == ExecutionKind.Paged
+            ? new PagedPolicy(model.Buckets, model.Buckets.Batch, model.Policy.BlockSize)
+            : new PrefillFirstPolicy(model.Buckets, model.Buckets.Batch);
     }
 }

@@ -71,7 +71,7 @@ internal sealed class SleepingExecutor(DeploymentModel model, EngineWork work, d
     /// <summary>Mixed steps belong to the chunked policy, which <see cref="DigitalTwin.Create"/> refuses until the twin sleeps its
     /// <c>C[T, K]</c> cells (the reference engine runs them).</summary>
     public BatchStepTrace Mixed(Span<DecodeRow> rows, int tokenBucket, int contextBucket, long started) =>
-        throw new NotSupportedException("the digital twin serves prefill-first padded models only; chunked mixed steps are not slept yet");
+        throw new NotSupportedException("the digital twin serves prefill-first models (padded or paged) only; chunked mixed steps are not slept yet");
 
     /// <summary>A deterministic token for a position (the twin computes nothing).</summary>
     private static int Token(int position) => (int)((uint)(position * 2654435761u) % Vocab);

@@ -23,6 +23,18 @@ public sealed class DigitalTwinTests
         return new DeploymentModel(buckets, prefill, [.. decode], RepeatStatistic.Min, 0);
     }
 
+    /// <summary>
+    /// Paged execution (vLLM on Gaudi): prefill buckets 32, 64; block buckets 4, 8, 16 of 16 tokens (KV capacity 16 blocks, so four
+    /// long requests cannot all be in flight); batch 1, 2, 4; max_model_len 128. S[B, blocks] = 6 + B + 2 x block bucket index ms.
+    /// </summary>
+    internal static DeploymentModel PagedModel()
+    {
+        var buckets = BucketSet.Paged([32, 64], [4, 8, 16], DecodeConvention.AfterAppend, [1, 2, 4]);
+        var prefill = new[] { new PrefillValues(32, 12, 0, double.NaN, 0, double.NaN), new PrefillValues(64, 20, 0, double.NaN, 0, double.NaN) };
+        var decode = buckets.Batch.SelectMany(b => buckets.Decode.Select((d, j) => new DecodeValues(d, 6 + b + (2 * j), 0, b)));
+        return new DeploymentModel(buckets, prefill, [.. decode], RepeatStatistic.Min, 0).WithPolicy(SchedulingPolicy.PagedDecode(16, 128));
+    }
+
     private static async Task<ReplayResult> ReplayAsync(DigitalTwin twin, IReadOnlyList<TraceRequest> trace)
     {
         await using var server = await EngineServer.StartAsync(twin);
@@ -49,7 +61,12 @@ public sealed class DigitalTwinTests
         [.. trace.Select((r, k) => r with { ArrivalMs = r.ArrivalMs + replay.Requests[k].SendLagMs })];
 
     [Fact]
-    public async Task A_staged_trace_replayed_over_http_matches_the_simulation_per_request()
+    public Task A_staged_trace_replayed_over_http_matches_the_simulation_per_request() => MatchesTheSimulation(Model());
+
+    [Fact]
+    public Task A_paged_twin_matches_the_paged_simulation_per_request() => MatchesTheSimulation(PagedModel());
+
+    private static async Task MatchesTheSimulation(DeploymentModel model)
     {
         // 36 requests over about 2 s on one replica: queueing, batching at B 1..4, prompts in both prefill buckets, sequences
         // crossing into decode bucket 128. One replica: with several, the simulation's shared queue follows the twin's rule (the
@@ -64,7 +81,6 @@ public sealed class DigitalTwinTests
             trace.Add(new TraceRequest(Math.Round(t, 1), random.Next(8, 65), random.Next(2, 40)));
         }
 
-        var model = Model();
         using var twin = DigitalTwin.Create(model, replicas: 1, "twin-test");
         var replay = await ReplayAsync(twin, trace);
         Assert.Contains(ServingSimulation.Simulate(model, trace).Requests, r => r.QueueWaitMs > 0); // the trace queues
