@@ -11,6 +11,7 @@ namespace Lens.Cli.Tests;
 /// tenant's spans reach nothing. The detection figures (30% one cell, 20% all) come from the full run in docs/results.md,
 /// which also says how they fare when other work shares the cores.
 /// </summary>
+[Collection(EngineTimedCollection.Name)]
 public sealed class TrafficDemoTests : IDisposable
 {
     private readonly LensProcess _lens = new();
