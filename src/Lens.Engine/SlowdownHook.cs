@@ -17,7 +17,7 @@ internal sealed class SlowdownHook
 {
     private readonly BucketSet _buckets;
     private readonly int[] _batch; // the engine's batch buckets, ascending
-    private readonly int _lengths; // decode (length) buckets: BucketSet.Decode copies its array, which a step must not pay for
+    private readonly int _lengths; // decode (length) buckets per batch bucket
     private readonly double[] _prefill, _decode; // multiplier per prefill bucket; per decode cell, [batch index * decode buckets + length index]
     private readonly double[] _prefillCredit, _decodeCredit; // fractional passes owed
 

@@ -74,7 +74,7 @@ internal sealed class StepExecutor : IStepExecutor
     private readonly SlowdownHook _slowdown;
     private readonly EngineWork _work;
     private readonly SchedulingPolicy _policy;
-    private readonly int[] _prefillEdges; // copies: BucketSet.Prefill/Decode copy on every read
+    private readonly int[] _prefillEdges; // the bucket edges, indexed per step
     private readonly int[] _decodeEdges;
     private readonly int[] _rowEdges;
     private readonly int _blockSize;

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.InteropServices;
 
 namespace Lens.Core;
 
@@ -105,7 +106,7 @@ public sealed class BucketSet : IEquatable<BucketSet>
 {
     private readonly int[] _prefill;
     private readonly int[] _decode;
-    private readonly int[] _batch;
+    private readonly int[] _batch; // never written after construction: the ImmutableArray views below share them without a copy
 
     public BucketSet(IEnumerable<int> prefill, IEnumerable<int> decode, DecodeConvention convention = DecodeConvention.AfterAppend,
         IEnumerable<int>? batch = null)
@@ -151,13 +152,13 @@ public sealed class BucketSet : IEquatable<BucketSet>
     public bool DecodeInBlocks { get; }
 
     /// <summary>Prefill bucket edges, ascending.</summary>
-    public ImmutableArray<int> Prefill => ImmutableArray.Create(_prefill);
+    public ImmutableArray<int> Prefill => ImmutableCollectionsMarshal.AsImmutableArray(_prefill);
 
     /// <summary>Decode bucket edges, ascending.</summary>
-    public ImmutableArray<int> Decode => ImmutableArray.Create(_decode);
+    public ImmutableArray<int> Decode => ImmutableCollectionsMarshal.AsImmutableArray(_decode);
 
     /// <summary>Batch bucket sizes, ascending; <c>[1]</c> when the deployment serves one request at a time.</summary>
-    public ImmutableArray<int> Batch => ImmutableArray.Create(_batch);
+    public ImmutableArray<int> Batch => ImmutableCollectionsMarshal.AsImmutableArray(_batch);
 
     /// <summary>Whether the deployment has compiled batch sizes other than a single <c>[1]</c>.</summary>
     public bool IsBatched => _batch.Length > 1 || _batch[0] != 1;
