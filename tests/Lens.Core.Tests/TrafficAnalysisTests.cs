@@ -70,6 +70,27 @@ public sealed class TrafficAnalysisTests
         Assert.Empty(noisy.OutOfBand);
     }
 
+    /// <summary>
+    /// A device that became much slower everywhere overloads at the traffic the profile sustains: the observed queue grows through the
+    /// window, latencies are many times the profile's replay. That is the machine (the common shift), never a cell.
+    /// </summary>
+    [Theory]
+    [InlineData(2.0, 0.6, 31)]
+    [InlineData(3.0, 0.6, 32)]
+    [InlineData(1.5, 0.85, 33)]
+    public void A_device_slowed_everywhere_into_overload_is_the_common_shift(double slowdown, double load, int seed)
+    {
+        var trace = Traffic(load, 1000, seed);
+        var observed = Observe(Model(_ => slowdown), trace, 0.02, seed + 100);
+        var replay = ServingSimulation.Simulate(Profiled, trace);
+        Assert.True(observed.Select((o, n) => o.E2eMs / replay.Requests[n].E2eMs).Average() > 2 * slowdown,
+            "the slowed device is not overloaded: the test does not test what it says");
+
+        var report = TrafficAnalysis.Analyze(Profiled, observed);
+        Assert.InRange(report.CommonShift, (slowdown - 1) * 0.9, ((slowdown - 1) * 1.1) + 0.03);
+        Assert.Empty(report.OutOfBand);
+    }
+
     [Theory]
     [InlineData(4, 512, 11)]
     [InlineData(2, 1024, 12)]

@@ -90,6 +90,13 @@ public static class TrafficAnalysis
         var replay = Replay(model, cells, trace, served, shift, options);
         var ttftMape = 100 * served.Select((o, n) => Math.Abs(o.TtftMs - replay.Run.Requests[n].TtftMs) / o.TtftMs).Average();
         var e2eMape = 100 * served.Select((o, n) => Math.Abs(o.E2eMs - replay.Run.Requests[n].E2eMs) / o.E2eMs).Average();
+        if (CommonStart(model, cells, trace, served, replay.Run, options) is var start0 && start0 != 0)
+        {
+            Array.Fill(shift, start0);
+            common = start0;
+            replay = Replay(model, cells, trace, served, shift, options);
+        }
+
         var (observations, active) = Exposed(replay, cells);
         var damping = Damping;
         for (var iteration = 0; iteration < Math.Max(1, options.Iterations) && active.Length > 0; iteration++)
@@ -145,6 +152,80 @@ public static class TrafficAnalysis
 
         return new TrafficReport(served.Length, window.Count - served.Length, ttftMape, e2eMape, common, result, start,
             served.Max(o => o.ArrivalMs));
+    }
+
+    /// <summary>Largest common shift searched: a device 20 times slower than its profile is a different device.</summary>
+    private const double MaxCommon = 20;
+
+    /// <summary>
+    /// Where the cells start: the shift all of them share that makes the window's median relative E2E residual zero, found by bracketing
+    /// and bisection over replays with every cost scaled alike; 0 when the profile's replay is already within half the smallest shift
+    /// that counts. A device slower everywhere can be overloaded by traffic its profile sustains; its queue then grows through the
+    /// window and every latency is many times the profile's replay. Gauss-Newton from the profile cannot cross that (the exposures at
+    /// the profile's costs know no queue), so the machine is found first, as one number, and the cells' own shifts from there.
+    /// </summary>
+    private static double CommonStart(DeploymentModel model, CostCells cells, TraceRequest[] trace, ObservedRequest[] observed, ServingRun atProfile,
+        TrafficOptions options)
+    {
+        var residuals = new double[observed.Length];
+        double MedianResidual(ServingRun run)
+        {
+            for (var n = 0; n < observed.Length; n++)
+            {
+                var pred = run.Requests[n].E2eMs;
+                residuals[n] = pred > 0 ? (observed[n].E2eMs - pred) / pred : 0;
+            }
+
+            Array.Sort(residuals);
+            return RepeatStatistic.QuantileOfSorted(residuals, 0.5);
+        }
+
+        var uniform = new double[cells.Count];
+        double At(double s)
+        {
+            Array.Fill(uniform, s);
+            return MedianResidual(ServingSimulation.Simulate(Scaled(model, cells, uniform), trace, options.MaxNumSeqs, options.Replicas));
+        }
+
+        var atZero = MedianResidual(atProfile);
+        if (!double.IsFinite(atZero) || Math.Abs(atZero) < options.MinRelativeShift / 2)
+        {
+            return 0;
+        }
+
+        // Bracket the root: the residual falls as every cost grows.
+        double lo, hi;
+        if (atZero > 0)
+        {
+            (lo, hi) = (0, Math.Min(MaxCommon, atZero));
+            while (hi < MaxCommon && At(hi) > 0)
+            {
+                (lo, hi) = (hi, Math.Min(MaxCommon, (2 * hi) + 0.1));
+            }
+        }
+        else
+        {
+            (lo, hi) = (Math.Max(MinShift, atZero), 0);
+            while (lo > MinShift && At(lo) < 0)
+            {
+                (lo, hi) = (Math.Max(MinShift, (lo - 1) / 2), lo);
+            }
+        }
+
+        for (var round = 0; round < 24 && hi - lo > 1e-3 * (1 + Math.Abs(hi)); round++)
+        {
+            var mid = (lo + hi) / 2;
+            if (At(mid) > 0)
+            {
+                lo = mid;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return (lo + hi) / 2;
     }
 
     /// <summary>Requests whose E2E each cell is part of, and the cells some request is exposed to.</summary>
