@@ -21,6 +21,10 @@ internal interface ICompletionModel
     /// <summary>The bound on prompt plus completion tokens under the scheduling policy (max_model_len).</summary>
     int MaxModelLen { get; }
 
+    /// <summary>The longest prompt under the policy: the longest prefill bucket, or under chunked prefill (prompts run in chunks of
+    /// mixed steps, never as one prefill graph) <c>max_model_len - 1</c>.</summary>
+    int MaxPrompt { get; }
+
     /// <summary>Why a request of <paramref name="inputLength"/> prompt and <paramref name="outputLength"/> completion tokens cannot be
     /// served under the policy, or null.</summary>
     string? CheckRequest(int inputLength, int outputLength);
@@ -278,10 +282,10 @@ internal sealed class CompletionsApi
 
         if (_engine.CheckRequest(prompt.Length, maxTokens) is { } reason)
         {
-            var param = prompt.Length < 1 || prompt.Length > _engine.Buckets.MaxPrompt ? "prompt" : "max_tokens";
+            var param = prompt.Length < 1 || prompt.Length > _engine.MaxPrompt ? "prompt" : "max_tokens";
             throw new BadRequestException(
                 $"this model's maximum context length is {_engine.MaxModelLen} tokens and its longest prompt " +
-                $"{_engine.Buckets.MaxPrompt} tokens; you requested {prompt.Length} prompt and {maxTokens} completion tokens: {reason}",
+                $"{_engine.MaxPrompt} tokens; you requested {prompt.Length} prompt and {maxTokens} completion tokens: {reason}",
                 param);
         }
 

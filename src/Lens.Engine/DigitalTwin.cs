@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Lens.Core;
 
 namespace Lens.Engine;
@@ -34,7 +33,7 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
         _work = [.. Enumerable.Range(0, replicas).Select(_ => new EngineWork())];
         _logs = [.. Enumerable.Range(0, replicas).Select(_ => new StepLog())];
         _replicas = [.. Enumerable.Range(0, replicas).Select(r =>
-            new Scheduler(new SleepingExecutor(model, _work[r], slowdown), policy, model.Buckets.MaxBatch, _work[r], _logs[r], $"{name} twin {r}", queue))];
+            new Scheduler(new SleepingExecutor(model, _work[r], slowdown), policy, model.MaxNumSeqs, _work[r], _logs[r], $"{name} twin {r}", queue))];
     }
 
     /// <summary>The one model id the server lists and accepts.</summary>
@@ -51,6 +50,9 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
     /// <summary>The bound on <c>I + O</c> under the model's policy (padded: the largest decode bucket; paged: max_model_len or the KV
     /// capacity).</summary>
     public int MaxModelLen => EnginePolicy.MaxModelLen(Model.Policy, Model.Buckets);
+
+    /// <summary>The longest prompt under the model's policy (<see cref="EnginePolicy.MaxPrompt"/>).</summary>
+    public int MaxPrompt => EnginePolicy.MaxPrompt(Model.Policy, Model.Buckets);
 
     public string? CheckRequest(int inputLength, int outputLength) => Model.CheckRequest(inputLength, outputLength);
 
@@ -115,7 +117,7 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
         }
 
         var buckets = model.Buckets;
-        for (var p = 0; p < buckets.Prefill.Length; p++)
+        for (var p = 0; p < buckets.Prefill.Length && model.Cells.UsesPrefill; p++)
         {
             if (!IsCost(model.PrefillMs(p)) || !IsCost(model.TtftMs(p)))
             {
@@ -129,14 +131,12 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
             {
                 if (!IsCost(model.StepMs(b, d)))
                 {
-                    return $"decode bucket (B {buckets.Batch[b]}, D {buckets.Decode[d]}): S = {model.StepMs(b, d)} ms; costs must be finite and within 0..{MaxCostMs} ms";
+                    return $"step cell {model.CellName(model.Cells.Step(b, d))}: {model.StepMs(b, d)} ms; costs must be finite and within 0..{MaxCostMs} ms";
                 }
             }
         }
 
-        return model.Policy.Scheduler == SchedulerKind.PrefillFirst
-            ? null
-            : $"the model's policy is {model.Policy.Name}; the twin sleeps prefill-first models (padded or paged) only so far";
+        return null;
     }
 
     /// <summary>Generates exactly <paramref name="outputTokens"/> synthetic tokens after a prompt of <paramref name="promptLength"/>
@@ -176,8 +176,8 @@ public sealed class DigitalTwin : IDisposable, ICompletionModel
     /// <summary>The reference engine's policy for the model's: one place for the engine's policies to be added to.</summary>
     private static ISchedulingPolicy PolicyFor(DeploymentModel model)
     {
-        Debug.Assert(model.Policy.Scheduler == SchedulerKind.PrefillFirst, "Check refuses other schedulers");
-        return model.Policy.Execution == ExecutionKind.Paged
+        return model.Policy.Scheduler == SchedulerKind.Chunked ? new ChunkedPolicy(model.Buckets, model.Policy)
+            : model.Policy.Execution == ExecutionKind.Paged
             ? new PagedPolicy(model.Buckets, model.Buckets.Batch, model.Policy.BlockSize)
             : new PrefillFirstPolicy(model.Buckets, model.Buckets.Batch);
     }

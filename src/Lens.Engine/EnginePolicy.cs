@@ -71,6 +71,11 @@ internal static class EnginePolicy
         : policy.Execution == ExecutionKind.Paged ? buckets.MaxSequence * policy.BlockSize
         : buckets.MaxSequence;
 
+    /// <summary>The longest prompt: the longest prefill bucket, or under chunked prefill <c>max_model_len - 1</c> (its prompts run in
+    /// chunks of mixed steps, as vLLM's V1 scheduler serves any prompt up to max_model_len).</summary>
+    public static int MaxPrompt(SchedulingPolicy policy, BucketSet buckets) =>
+        policy.Scheduler == SchedulerKind.Chunked ? MaxModelLen(policy, buckets) - 1 : buckets.MaxPrompt;
+
     /// <summary>Positions a paged slot's KV buffer holds: the longest request's blocks (at least the longest prompt's).</summary>
     public static int PagedSpan(SchedulingPolicy policy, BucketSet buckets)
     {
@@ -84,7 +89,8 @@ internal static class EnginePolicy
     /// <summary>Whether a request of <c>I</c> prompt and <c>O</c> output tokens can be served; null when it can, else the reason.</summary>
     public static string? CheckRequest(SchedulingPolicy policy, BucketSet buckets, int inputLength, int outputLength)
     {
-        if (policy.Execution != ExecutionKind.Paged && buckets.CheckRequest(inputLength, outputLength) is { } reason)
+        if (policy.Execution == ExecutionKind.Padded && policy.Scheduler == SchedulerKind.PrefillFirst &&
+            buckets.CheckRequest(inputLength, outputLength) is { } reason)
         {
             return reason;
         }
@@ -94,9 +100,12 @@ internal static class EnginePolicy
             return inputLength < 1 ? $"input length {inputLength} is below 1" : $"output length {outputLength} is below 1";
         }
 
-        if (inputLength > buckets.MaxPrompt)
+        var maxPrompt = MaxPrompt(policy, buckets);
+        if (inputLength > maxPrompt)
         {
-            return $"input length {inputLength} is above the longest prefill bucket {buckets.MaxPrompt} (allowed 1..{buckets.MaxPrompt})";
+            return policy.Scheduler == SchedulerKind.Chunked
+                ? $"input length {inputLength} leaves no room for an output token under max_model_len {maxPrompt + 1} (allowed 1..{maxPrompt})"
+                : $"input length {inputLength} is above the longest prefill bucket {maxPrompt} (allowed 1..{maxPrompt})";
         }
 
         var max = MaxModelLen(policy, buckets);

@@ -71,6 +71,9 @@ public sealed class ReferenceEngine : IDisposable, ICompletionModel
     /// <summary>The longest request served, <c>I + O</c> at most (the policy's <c>max_model_len</c>).</summary>
     public int MaxModelLen => EnginePolicy.MaxModelLen(Policy, Buckets);
 
+    /// <summary>The longest prompt it serves (<see cref="EnginePolicy.MaxPrompt"/>).</summary>
+    public int MaxPrompt => EnginePolicy.MaxPrompt(Policy, Buckets);
+
     /// <summary>Whether a request of <paramref name="inputLength"/> prompt and <paramref name="outputLength"/> output tokens can be
     /// served under the policy; null when it can, else the reason with the allowed range.</summary>
     public string? CheckRequest(int inputLength, int outputLength) => EnginePolicy.CheckRequest(Policy, Buckets, inputLength, outputLength);

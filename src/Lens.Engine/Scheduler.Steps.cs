@@ -72,6 +72,7 @@ internal sealed partial class Scheduler
     private void Join(Sequence sequence)
     {
         sequence.Slot = _freeSlots[--_freeSlotCount];
+        (_executor as IDeviceClock)?.Ready(sequence.Arrived);
         sequence.Admitted = Stopwatch.GetTimestamp();
         sequence.Prefilled = 0;
         sequence.Scheduled = 0;

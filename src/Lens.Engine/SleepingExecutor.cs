@@ -37,7 +37,9 @@ internal sealed class SleepingExecutor(DeploymentModel model, EngineWork work, d
     /// <summary>The synthetic vocabulary of the twin's tokens.</summary>
     public const int Vocab = 32_000;
 
-    public void Ready(long timestamp) => _ready = timestamp;
+    /// <summary>The earliest moment told since the last step: chunked prefill can join several requests before its next step, and
+    /// the device could have started at the first one's arrival.</summary>
+    public void Ready(long timestamp) => _ready = _ready == long.MinValue ? timestamp : Math.Min(_ready, timestamp);
 
     public PrefillOutcome Prefill(int slot, IReadOnlyList<int>? prompt, int inputLength, int prefillIndex)
     {
@@ -68,10 +70,29 @@ internal sealed class SleepingExecutor(DeploymentModel model, EngineWork work, d
             Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
-    /// <summary>Mixed steps belong to the chunked policy, which <see cref="DigitalTwin.Create"/> refuses until the twin sleeps its
-    /// <c>C[T, K]</c> cells (the reference engine runs them).</summary>
-    public BatchStepTrace Mixed(Span<DecodeRow> rows, int tokenBucket, int contextBucket, long started) =>
-        throw new NotSupportedException("the digital twin serves prefill-first models (padded or paged) only; chunked mixed steps are not slept yet");
+    /// <summary>
+    /// A chunked-prefill mixed step sleeps its cell's cost <c>C[T, K]</c> (<see cref="DeploymentModel.StepMs"/> at the token bucket's
+    /// row). It starts when the previous step ended or, after an idle spell, at the earliest arrival joined since
+    /// (<see cref="IDeviceClock.Ready"/>). Every row gets a token; the scheduler keeps those of decoding rows and of a prompt's last chunk.
+    /// </summary>
+    public BatchStepTrace Mixed(Span<DecodeRow> rows, int tokenBucket, int contextBucket, long started)
+    {
+        var ready = _ready != long.MinValue ? _ready : _deviceEnd == long.MinValue ? started : _deviceEnd;
+        _ready = long.MinValue;
+        var start = TwinClock.StepStart(_deviceEnd, ready);
+        var row = _buckets.BatchIndex(tokenBucket);
+        _deviceEnd = start + TwinClock.Ticks(slowdown * model.StepMs(row, contextBucket));
+        TwinClock.SleepUntil(_deviceEnd);
+        for (var r = 0; r < rows.Length; r++)
+        {
+            rows[r].Token = Token(rows[r].Position + 1);
+        }
+
+        var edge = _decodeEdges[contextBucket];
+        var index = work.DecodeStep(tokenBucket, rows.Length, edge, 0);
+        return new BatchStepTrace(index, tokenBucket, rows.Length, new BucketId(BucketKind.Decode, edge), edge, 0, 0,
+            Stopwatch.GetElapsedTime(started).TotalMilliseconds, EngineStepKind.Mixed, row, contextBucket);
+    }
 
     /// <summary>A deterministic token for a position (the twin computes nothing).</summary>
     private static int Token(int position) => (int)((uint)(position * 2654435761u) % Vocab);

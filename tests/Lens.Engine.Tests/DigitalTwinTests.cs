@@ -35,6 +35,19 @@ public sealed class DigitalTwinTests
         return new DeploymentModel(buckets, prefill, [.. decode], RepeatStatistic.Min, 0).WithPolicy(SchedulingPolicy.PagedDecode(16, 128));
     }
 
+    /// <summary>
+    /// Chunked prefill (vLLM V1): token buckets 8, 16, 32 under a budget of 32 tokens, context buckets 64, 128, max_num_seqs 4; no
+    /// prefill cells (prompts run in mixed steps). C[T, K] = 5 + T / 8 (+ 2 in K 128) ms.
+    /// </summary>
+    internal static DeploymentModel ChunkedModel()
+    {
+        var buckets = new BucketSet([32, 64], [64, 128], DecodeConvention.AfterAppend, [8, 16, 32]);
+        var prefill = buckets.Prefill.Select(p => new PrefillValues(p, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN));
+        var steps = buckets.Batch.SelectMany(t => buckets.Decode.Select(k => new DecodeValues(k, 5 + (t / 8.0) + (k == 128 ? 2 : 0), 0, t)));
+        return new DeploymentModel(buckets, [.. prefill], [.. steps], RepeatStatistic.Min, 0)
+            .WithPolicy(SchedulingPolicy.ChunkedPrefill(32, [8, 16, 32], 4, 128));
+    }
+
     private static async Task<ReplayResult> ReplayAsync(DigitalTwin twin, IReadOnlyList<TraceRequest> trace)
     {
         await using var server = await EngineServer.StartAsync(twin);
@@ -65,6 +78,9 @@ public sealed class DigitalTwinTests
 
     [Fact]
     public Task A_paged_twin_matches_the_paged_simulation_per_request() => MatchesTheSimulation(PagedModel());
+
+    [Fact]
+    public Task A_chunked_twin_matches_the_chunked_simulation_per_request() => MatchesTheSimulation(ChunkedModel());
 
     private static async Task MatchesTheSimulation(DeploymentModel model)
     {
@@ -175,9 +191,13 @@ public sealed class DigitalTwinTests
 
         var negative = new DeploymentModel(buckets, model.PrefillBuckets,
             [.. model.DecodeBuckets.Select(d => d.Batch == 4 && d.Edge == 64 ? d with { StepMs = -1 } : d)], RepeatStatistic.Min, 0);
-        Assert.Contains("(B 4, D 64)", Assert.Throws<ArgumentException>(() => DigitalTwin.Create(negative)).Message);
+        Assert.Contains("decode-64-b4", Assert.Throws<ArgumentException>(() => DigitalTwin.Create(negative)).Message);
 
-        var chunked = model.WithPolicy(SchedulingPolicy.ChunkedPrefill(64, [16, 64], 4));
-        Assert.Contains("chunked", DigitalTwin.Check(chunked));
+        var chunked = ChunkedModel();
+        Assert.Null(DigitalTwin.Check(chunked)); // its prefill cells are never used: unfitted is fine
+        var slowStep = new DeploymentModel(chunked.Buckets, chunked.PrefillBuckets,
+            [.. chunked.DecodeBuckets.Select(d => d.Batch == 16 && d.Edge == 128 ? d with { StepMs = double.PositiveInfinity } : d)], RepeatStatistic.Min, 0)
+            .WithPolicy(chunked.Policy);
+        Assert.Contains(slowStep.CellName(slowStep.Cells.Step(1, 1)), DigitalTwin.Check(slowStep));
     }
 }
