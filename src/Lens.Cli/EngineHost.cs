@@ -28,8 +28,15 @@ internal sealed class EngineHost : IAsyncDisposable
 
     public BucketSet Buckets => _engine.Buckets;
 
-    /// <summary>The length buckets with the engine's batch buckets: what a batched profile, fit and simulation use.</summary>
-    public BucketSet ServingBuckets => _engine.Buckets.WithBatch(_engine.BatchBuckets);
+    /// <summary>
+    /// The buckets a batched profile, plan, fit and simulation of the engine use, on its policy's axes: the length buckets with the
+    /// engine's batch buckets (paged: the decode axis in KV blocks), or for chunked prefill with its token buckets as the rows.
+    /// </summary>
+    public BucketSet ServingBuckets => _engine.Buckets.WithBatch(
+        _engine.Policy.Scheduler == SchedulerKind.Chunked ? _engine.Policy.TokenBuckets : _engine.BatchBuckets);
+
+    /// <summary>The engine's scheduling policy (its profile's; prefill-first padded when the profile names none).</summary>
+    public SchedulingPolicy Policy => _engine.Policy;
 
     /// <summary>The OpenAI-compatible backend of the engine's server (null when timed in-process).</summary>
     public OpenAiCompletionsBackend? Http => _http;

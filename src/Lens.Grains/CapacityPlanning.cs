@@ -79,7 +79,7 @@ internal static class CapacityPlanning
         var buckets = models.Select(m => m.Buckets).ToArray();
         var workload = ServingWorkloads.Validated(buckets.MinBy(b => (b.MaxSequence, b.MaxPrompt))!,
             new SimulateRequest(request.ArrivalMs, request.InputLengths, request.OutputLengths, request.Workload), MaxRequests);
-        var trace = CapacityPlanner.Trace(workload, buckets).Requests;
+        var trace = CapacityPlanner.Trace(workload, models).Requests;
         for (var k = 0; k < candidates.Length; k++)
         {
             if (Workload.FirstOutOfRange(candidates[k].Model.Buckets, trace) is { } bad)

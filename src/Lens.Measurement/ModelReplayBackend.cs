@@ -12,7 +12,7 @@ public sealed class ModelReplayBackend(DeploymentModel model, double noise = 0, 
     private readonly Random _random = new(seed);
     private readonly Lock _gate = new();
 
-    public string Describe => $"replay of a fitted model ({model.Buckets})";
+    public string Describe => model.Policy.IsDefault ? $"replay of a fitted model ({model.Buckets})" : $"replay of a fitted {model.Policy.Name} model ({model.Buckets})";
 
     /// <summary>Multiplies the step cost of one decode bucket, to simulate drift of that bucket alone.</summary>
     public IReadOnlyDictionary<int, double> DecodeSlowdown { get; init; } = new Dictionary<int, double>();
@@ -20,7 +20,7 @@ public sealed class ModelReplayBackend(DeploymentModel model, double noise = 0, 
     public Task<TimedRequest> MeasureAsync(int inputLength, int outputLength, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (model.Buckets.CheckRequest(inputLength, outputLength) is { } reason)
+        if (model.CheckRequest(inputLength, outputLength) is { } reason)
         {
             throw new MeasurementFailedException(reason, isTransient: false);
         }
@@ -51,14 +51,14 @@ public sealed class ModelReplayBackend(DeploymentModel model, double noise = 0, 
     public Task<IReadOnlyList<TimedRequest>> MeasureGroupAsync(int inputLength, int outputLength, int batch, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (model.Buckets.CheckRequest(inputLength, outputLength) is { } reason)
+        if (model.CheckRequest(inputLength, outputLength) is { } reason)
         {
             throw new MeasurementFailedException(reason, isTransient: false);
         }
 
-        if (batch < 1 || batch > model.Buckets.MaxBatch)
+        if (batch < 1 || batch > model.MaxNumSeqs)
         {
-            throw new MeasurementFailedException($"a group of {batch} is outside the replayed model's batch buckets 1..{model.Buckets.MaxBatch}", false);
+            throw new MeasurementFailedException($"a group of {batch} is outside the replayed model's max_num_seqs: allowed 1..{model.MaxNumSeqs}", false);
         }
 
         var run = ServingSimulation.StaticBatch(model, [.. Enumerable.Repeat(new RequestPair(inputLength, outputLength), batch)]);

@@ -273,7 +273,7 @@ public sealed class CapacityCommand : Command<CapacitySettings>
 
     /// <summary>
     /// The workload of the options (<see cref="WorkloadSettings"/>), as one trace every candidate serves
-    /// (<see cref="CapacityPlanner.Trace"/>: the same trace the service plans on), at the --time-scale rate.
+    /// (<see cref="CapacityPlanner.Trace(Workload, IReadOnlyList{DeploymentModel})"/>: the same trace the service plans on), at the --time-scale rate.
     /// </summary>
     private static IReadOnlyList<TraceRequest> Workload(CapacitySettings settings, CapacityCandidate[] candidates)
     {
@@ -282,16 +282,16 @@ public sealed class CapacityCommand : Command<CapacitySettings>
         {
             if (rows is not null)
             {
-                settings.RefuseUnserved(rows, c.Model.Buckets, c.Name);
+                settings.RefuseUnserved(rows, c.Model, c.Name);
             }
 
-            if (settings.ToWorkload(rows?.Rows).Validate(WorkloadSettings.OptionOf, Lens.Core.Workload.MaxCount, c.Model.Buckets) is { } error)
+            if (settings.ToWorkload(rows?.Rows).Validate(WorkloadSettings.OptionOf, Lens.Core.Workload.MaxCount, c.Model) is { } error)
             {
                 throw new CliException($"{error.Message} ({c.Name})");
             }
         }
 
-        var served = CapacityPlanner.Trace(settings.ToWorkload(rows?.Rows), [.. candidates.Select(c => c.Model.Buckets)]);
+        var served = CapacityPlanner.Trace(settings.ToWorkload(rows?.Rows), [.. candidates.Select(c => c.Model)]);
         if (served.ClampNote is { } note && !settings.Json)
         {
             AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(note)}[/]");

@@ -95,6 +95,8 @@ internal static class TrafficDemo
                                        replay.Requests.First(r => r.Failed).Error);
             }
 
+            // Each window as 'lens replay' writes it: 'lens monitor --model model.json --observed window-N.csv' analyses it offline.
+            CliFiles.WriteAtomically(Path.Combine(outDir, $"window-{n + 1}.csv"), w => LoadReplay.Write(w, replay.Requests));
             spans.Record(start, replay.Requests);
             if (!spans.Flush())
             {
@@ -205,7 +207,7 @@ internal static class TrafficDemo
         else
         {
             result.Write(ui);
-            ui.MarkupLineInterpolated($"Wrote {outDir}/profile.csv, reprofile.csv, model.json and traffic.json.");
+            ui.MarkupLineInterpolated($"Wrote {outDir}/profile.csv, reprofile.csv, model.json, window-*.csv and traffic.json.");
         }
 
         return LensApp.Ok;

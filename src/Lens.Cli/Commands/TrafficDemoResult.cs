@@ -44,7 +44,10 @@ internal sealed record TrafficDemoResult(
         var name = cell.ToString();
         var estimateError = estimate / slowedCost - 1;
         var common = allPhase.Length > 0 ? allPhase[^1].CommonShift : double.NaN;
-        var commonError = ((1 + common) / settings.AllSlowdown) - 1;
+        // The slowdown is a change from the steady windows: the common shift they already had (the device under this traffic against
+        // its profile of groups alone) is the baseline the slowed windows are compared with.
+        var baseline = Median(steady.Select(w => w.CommonShift));
+        var commonError = ((1 + common) / (1 + baseline) / settings.AllSlowdown) - 1;
         var othersFlagged = cellPhase.SelectMany(w => w.Flagged).Where(c => c != name).Distinct(StringComparer.Ordinal).ToArray();
         var blamed = allPhase.SelectMany(w => w.OutOfBand.Concat(w.Flagged)).Distinct(StringComparer.Ordinal).ToArray();
         TrafficDemoCheck[] checks =
@@ -58,7 +61,8 @@ internal sealed record TrafficDemoResult(
                 estimate is { } e ? F($"{e:0.000} ms vs {slowedCost:0.000} ms ({TrafficDemo.Percent(estimateError)}); profiled {profiledCost:0.000} ms") : "no estimate offered",
                 estimateError is { } x && Math.Abs(x) <= TrafficDemo.Tolerance),
             new($"all cells x{settings.AllSlowdown}: common shift within {TrafficDemo.Tolerance:P0}",
-                F($"{common:+0.000;-0.000} ({TrafficDemo.Percent(commonError)} as a cost ratio)"), Math.Abs(commonError) <= TrafficDemo.Tolerance),
+                F($"{common:+0.000;-0.000} against the steady windows' median {baseline:+0.000;-0.000} ({TrafficDemo.Percent(commonError)} as a cost ratio)"),
+                Math.Abs(commonError) <= TrafficDemo.Tolerance),
             new("all cells: no cell blamed", blamed.Length == 0 ? "none" : string.Join(' ', blamed), blamed.Length == 0),
             new("tenant B naming A's deployment: nothing reaches A, B cannot read it",
                 F($"{sentByB} spans sent, {receivedFromB} received, report {(bSeesA ? "visible" : "404")}"), sentByB > 0 && receivedFromB == 0 && !bSeesA),
@@ -83,4 +87,10 @@ internal sealed record TrafficDemoResult(
     }
 
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Where(double.IsFinite).Order().ToArray();
+        return sorted.Length == 0 ? 0 : RepeatStatistic.QuantileOfSorted(sorted, 0.5);
+    }
 }

@@ -198,29 +198,44 @@ public static class CapacityPlanner
     /// <summary>
     /// The one trace every candidate is planned on, for the CLI, the service and the console alike: a given trace as it is (each front
     /// end refuses, in its own words, a row a candidate cannot serve), or the generated one drawn with the default lengths of the
-    /// buckets with the shortest sequences and clamped (<see cref="Workload.Fit(BucketSet, IReadOnlyList{TraceRequest})"/>) into what every candidate's buckets serve;
+    /// candidate with the shortest sequences and clamped (<see cref="Workload.Fit(DeploymentModel, IReadOnlyList{TraceRequest})"/>'s
+    /// rule) into what every candidate serves under its own scheduling policy (a paged candidate's blocks are not tokens);
     /// <see cref="FittedTrace.Clamped"/> counts the drawn requests that changed.
     /// </summary>
+    public static FittedTrace Trace(Workload workload, IReadOnlyList<DeploymentModel> models)
+    {
+        ArgumentNullException.ThrowIfNull(models);
+        return Trace(workload, [.. models.Select(Workload.Served)], k => workload.Generate(models[k]), k => workload.Draw(models[k]));
+    }
+
+    /// <summary>As <see cref="Trace(Workload, IReadOnlyList{DeploymentModel})"/> for candidates known by their buckets only
+    /// (prefill-first padded).</summary>
     public static FittedTrace Trace(Workload workload, IReadOnlyList<BucketSet> buckets)
     {
-        ArgumentNullException.ThrowIfNull(workload);
         ArgumentNullException.ThrowIfNull(buckets);
-        if (buckets.Count == 0)
+        return Trace(workload, [.. buckets.Select(Workload.Served)], k => workload.Generate(buckets[k]), k => workload.Draw(buckets[k]));
+    }
+
+    private static FittedTrace Trace(Workload workload, (int MaxInput, int MaxSequence)[] served, Func<int, FittedTrace> generate,
+        Func<int, IReadOnlyList<TraceRequest>> draw)
+    {
+        ArgumentNullException.ThrowIfNull(workload);
+        if (served.Length == 0)
         {
-            throw new ArgumentException("give at least one candidate's buckets", nameof(buckets));
+            throw new ArgumentException("give at least one candidate", nameof(served));
         }
 
-        var shortest = buckets.MinBy(b => (b.MaxSequence, b.MaxPrompt))!;
+        var shortest = Enumerable.Range(0, served.Length).MinBy(k => (served[k].MaxSequence, served[k].MaxInput));
         if (workload.Trace is not null)
         {
-            return workload.Generate(shortest);
+            return generate(shortest);
         }
 
-        // What every candidate serves: prompts up to the least min(pm, dn - 1), sequences up to the least dn; Fit's one rule clamps
-        // the draws into it (prompt first, then output), whatever the candidates' order.
-        var maxInput = buckets.Min(b => Math.Min(b.MaxPrompt, b.MaxSequence - 1));
-        var common = maxInput < 1 ? shortest : new BucketSet([maxInput], [buckets.Min(b => b.MaxSequence)]);
-        return Workload.Fit(common, workload.Draw(shortest));
+        // What every candidate serves: prompts up to the least bound, sequences up to the least bound; Fit's one rule clamps the draws
+        // into it (prompt first, then output), whatever the candidates' order.
+        var maxInput = served.Min(b => b.MaxInput);
+        return maxInput < 1 ? Workload.Fit(served[shortest].MaxInput, served[shortest].MaxSequence, draw(shortest))
+            : Workload.Fit(maxInput, served.Min(b => b.MaxSequence), draw(shortest));
     }
 
     /// <summary>Requests per second over the span of the arrivals; NaN when they all arrive at once.</summary>

@@ -50,12 +50,21 @@ public sealed record ServingFigures(int Requests, LatencyPercentiles Ttft, Laten
 /// <summary>
 /// One figure of one load: measured (first replay), its twin (the second replay of the same trace) and predicted.
 /// <see cref="NoiseFloor"/> is <c>|twin - measured| / measured</c>; the figure is met when <c>|predicted - measured| / measured</c>
-/// is at most <c>max(15%, 2 x noise floor)</c> (issue 14, "Done when").
+/// is at most <c>max(MinGoal, 2 x noise floor)</c>, <see cref="MinGoal"/> being the load's (<see cref="MinGoalAt"/>: issue 18's
+/// "Done when", stricter than issue 14's 15%).
 /// </summary>
-public sealed record FigureComparison(string Figure, double Measured, double Twin, double Predicted)
+public sealed record FigureComparison(string Figure, double Measured, double Twin, double Predicted, double MinGoal = FigureComparison.MinGoalLight)
 {
-    public const double MinGoal = 0.15;
+    /// <summary>The least goal up to 60% of the sustainable rate.</summary>
+    public const double MinGoalLight = 0.05;
+
+    /// <summary>The least goal above 60% (queues make every figure more sensitive to each cost).</summary>
+    public const double MinGoalHeavy = 0.10;
+
     public const double NoiseFactor = 2;
+
+    /// <summary>The least goal at <paramref name="load"/> (a fraction of the sustainable rate).</summary>
+    public static double MinGoalAt(double load) => load <= 0.6 + 1e-9 ? MinGoalLight : MinGoalHeavy;
 
     public double NoiseFloor => Math.Abs(Twin - Measured) / Measured;
 
@@ -69,13 +78,14 @@ public sealed record FigureComparison(string Figure, double Measured, double Twi
 /// <summary>Measured against predicted serving figures, and the sustainable rate a fitted deployment offers a workload mix.</summary>
 public static class ServingComparison
 {
-    public static IReadOnlyList<FigureComparison> Compare(ServingFigures measured, ServingFigures twin, ServingFigures predicted)
+    public static IReadOnlyList<FigureComparison> Compare(ServingFigures measured, ServingFigures twin, ServingFigures predicted,
+        double minGoal = FigureComparison.MinGoalLight)
     {
         ArgumentNullException.ThrowIfNull(measured);
         ArgumentNullException.ThrowIfNull(twin);
         ArgumentNullException.ThrowIfNull(predicted);
         var (m, t, p) = (measured.Named(), twin.Named(), predicted.Named());
-        return [.. m.Select((f, k) => new FigureComparison(f.Name, f.Value, t[k].Value, p[k].Value))];
+        return [.. m.Select((f, k) => new FigureComparison(f.Name, f.Value, t[k].Value, p[k].Value, minGoal))];
     }
 
     /// <summary>

@@ -344,9 +344,21 @@ public sealed record Workload
         return null;
     }
 
+    /// <summary>What <paramref name="buckets"/> serve: the longest prompt and the longest <c>I + O</c>.</summary>
+    internal static (int MaxInput, int MaxSequence) Served(BucketSet buckets) => Bounds.Of(buckets).Tuple;
+
+    /// <summary>What <paramref name="model"/> serves under its scheduling policy: the longest prompt and the longest <c>I + O</c>.</summary>
+    internal static (int MaxInput, int MaxSequence) Served(DeploymentModel model) => Bounds.Of(model).Tuple;
+
+    /// <summary><paramref name="trace"/> clamped by <see cref="Fit(BucketSet, IReadOnlyList{TraceRequest})"/>'s rule into prompts up to
+    /// <paramref name="maxInput"/> and <c>I + O</c> up to <paramref name="maxSequence"/>.</summary>
+    internal static FittedTrace Fit(int maxInput, int maxSequence, IReadOnlyList<TraceRequest> trace) => Fit(new Bounds(maxInput, maxSequence), trace);
+
     /// <summary>What a deployment serves: prompts up to <see cref="MaxInput"/>, <c>I + O</c> up to <see cref="MaxSequence"/>.</summary>
     private readonly record struct Bounds(int MaxInput, int MaxSequence)
     {
+        public (int, int) Tuple => (MaxInput, MaxSequence);
+
         public static Bounds Of(BucketSet buckets) => new(Math.Min(buckets.MaxPrompt, buckets.MaxSequence - 1), buckets.MaxSequence);
 
         public static Bounds Of(DeploymentModel model)
