@@ -5,7 +5,8 @@ namespace Lens.Measurement;
 /// <summary>
 /// A device simulated by a fitted <see cref="DeploymentModel"/>: each request "takes" the model's E2E and TTFT, times a seeded
 /// one-sided slowdown of up to <paramref name="noise"/> (interference only ever slows a request). No waiting: the latency is
-/// reported, not spent. For what-if studies and for testing the service's profiling loop quickly and deterministically.
+/// reported, not spent. For what-if studies and for testing the service's profiling loop quickly and deterministically. Requests and
+/// groups are checked, and groups served, under the model's scheduling policy.
 /// </summary>
 public sealed class ModelReplayBackend(DeploymentModel model, double noise = 0, int seed = 0) : IMeasurementBackend
 {
@@ -20,7 +21,7 @@ public sealed class ModelReplayBackend(DeploymentModel model, double noise = 0, 
     public Task<TimedRequest> MeasureAsync(int inputLength, int outputLength, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (model.Buckets.CheckRequest(inputLength, outputLength) is { } reason)
+        if (model.CheckRequest(inputLength, outputLength) is { } reason)
         {
             throw new MeasurementFailedException(reason, isTransient: false);
         }
@@ -51,14 +52,14 @@ public sealed class ModelReplayBackend(DeploymentModel model, double noise = 0, 
     public Task<IReadOnlyList<TimedRequest>> MeasureGroupAsync(int inputLength, int outputLength, int batch, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (model.Buckets.CheckRequest(inputLength, outputLength) is { } reason)
+        if (model.CheckRequest(inputLength, outputLength) is { } reason)
         {
             throw new MeasurementFailedException(reason, isTransient: false);
         }
 
-        if (batch < 1 || batch > model.Buckets.MaxBatch)
+        if (batch < 1 || batch > model.MaxNumSeqs)
         {
-            throw new MeasurementFailedException($"a group of {batch} is outside the replayed model's batch buckets 1..{model.Buckets.MaxBatch}", false);
+            throw new MeasurementFailedException($"a group of {batch} is outside the replayed model's max_num_seqs: 1..{model.MaxNumSeqs}", false);
         }
 
         var run = ServingSimulation.StaticBatch(model, [.. Enumerable.Repeat(new RequestPair(inputLength, outputLength), batch)]);
