@@ -134,6 +134,10 @@ public sealed class PolicyServingHttpTests(HttpHostFixture fixture) : IClassFixt
         Assert.Equal(4, report.MaxNumSeqs);                                                  // max_num_seqs of the policy, not a batch bucket
         Assert.Equal([.. local.Requests.Select(r => Math.Round(r.E2eMs, 6))], report.E2eMs!.Select(e => Math.Round(e, 6)));
 
+        // Observed latencies are judged against the policy's model (a request alone on an idle replica).
+        var observed = await _acme.ReportTelemetryAsync(device, created.Id, new MeasurementBatch([new MeasurementInput(100, 20, one.E2eMs * 1.01)], "t1"));
+        Assert.Equal(1, observed.Added);
+
         // A request the policy cannot serve, and a group above max_num_seqs, are refused naming the range.
         var tooLong = await Assert.ThrowsAsync<LensApiException>(() => _acme.PredictAsync(device, created.Id, 200, 100));
         Assert.Equal(400, tooLong.Status);
