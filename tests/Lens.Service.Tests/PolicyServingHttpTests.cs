@@ -176,6 +176,13 @@ public sealed class PolicyServingHttpTests(HttpHostFixture fixture) : IClassFixt
         var report = await _acme.SimulateAsync(device, created.Id, new SimulateRequest(arrivals, inputs, outputs, IncludeRequests: true));
         var local = ServingSimulation.Simulate(served, [.. arrivals.Select((t, k) => new TraceRequest(t, inputs[k], outputs[k]))]);
         Assert.Equal([.. local.Requests.Select(r => Math.Round(r.E2eMs, 6))], report.E2eMs!.Select(e => Math.Round(e, 6)));
+        // Capacity plans on the policy's model, max_num_seqs bounded by it.
+        var capacity = await _acme.CapacityAsync(new CapacityRequest([new CapacityCandidateSpec(device, created.Id, MaxNumSeqs: 4)], 5000, 500,
+            Workload: new WorkloadSpec(5, 200, InputDist: "uniform:1-200", OutputDist: "uniform:2-100"), MaxReplicas: 8, Headroom: false));
+        Assert.True(capacity.Candidates[0].Meets, capacity.Candidates[0].Reason);
+        var seqs = await Assert.ThrowsAsync<LensApiException>(() => _acme.CapacityAsync(new CapacityRequest(
+            [new CapacityCandidateSpec(device, created.Id, MaxNumSeqs: 5)], 5000, 500, Workload: new WorkloadSpec(5, 200))));
+        Assert.Contains("candidates[0].maxNumSeqs", seqs.Errors!.Keys);
         var beyond = await Assert.ThrowsAsync<LensApiException>(() => _acme.PredictAsync(device, created.Id, 256, 300));
         Assert.Contains("max_model_len 512", beyond.Detail, StringComparison.Ordinal);
     }
