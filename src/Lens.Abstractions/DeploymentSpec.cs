@@ -38,6 +38,9 @@ public sealed record BackendSpec(
 /// <summary>
 /// What a bucket grain needs to fit itself: the deployment's bucket sets, decode convention and repeat statistic.
 /// The convention is <c>after-append</c> or <c>before-append</c>; the statistic <c>min</c>, <c>median</c>, <c>mean</c> or <c>pNN</c>.
+/// <see cref="Policy"/> (null: prefill-first padded) is the deployment's scheduling policy: under any other, the decode buckets are
+/// block buckets (paged) or context buckets with the token buckets as <see cref="BatchBuckets"/> (chunked), and the model is one fit
+/// over every bucket's measurements.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lens.BucketContext.v1")]
 public sealed record BucketContext(
@@ -45,12 +48,13 @@ public sealed record BucketContext(
     [property: Id(1)] int[] DecodeBuckets,
     [property: Id(2)] string Convention,
     [property: Id(3)] string Statistic,
-    [property: Id(4)] int[]? BatchBuckets = null)
+    [property: Id(4)] int[]? BatchBuckets = null,
+    [property: Id(5)] PolicySpec? Policy = null)
 {
     public bool SameAs(BucketContext? other) =>
         other is not null && PrefillBuckets.AsSpan().SequenceEqual(other.PrefillBuckets) &&
         DecodeBuckets.AsSpan().SequenceEqual(other.DecodeBuckets) && Convention == other.Convention && Statistic == other.Statistic &&
-        (BatchBuckets ?? [1]).AsSpan().SequenceEqual(other.BatchBuckets ?? [1]);
+        (BatchBuckets ?? [1]).AsSpan().SequenceEqual(other.BatchBuckets ?? [1]) && PolicySpec.Same(Policy, other.Policy);
 }
 
 /// <summary>Text forms of Core's <c>DecodeConvention</c> (parsed in Lens.Grains, <c>DeploymentSpecMapping</c>).</summary>
@@ -66,6 +70,10 @@ public static class Conventions
 /// SDK/compiler version, dtype and batch buckets: change any of them and it is a new deployment with a new id, never an overwrite.
 /// <see cref="BatchBuckets"/> (null: <c>[1]</c>, one request at a time) are the compiled batch sizes of continuous batching, the
 /// largest being max_num_seqs (method.md, "Batched serving"); a batch-1 deployment's id is what it was before batch buckets existed.
+/// <see cref="Policy"/> (null: prefill-first padded) is the serving stack's scheduling policy, part of the identity only when it is
+/// another policy, so every deployment created before policies existed keeps its id. Under paged execution the decode buckets are
+/// block buckets (KV blocks of the batch); under the chunked scheduler they are context buckets and the policy's token buckets are
+/// the step table's rows (<see cref="BatchBuckets"/> left out, or equal to them).
 /// <see cref="Statistic"/>, <see cref="Repeats"/>, <see cref="MaxSpan"/> and <see cref="Seed"/> configure profiling
 /// (<c>ProfilingPlanner</c>); <see cref="Backend"/> says how to time requests; <see cref="ReprofileEveryMinutes"/>, when set,
 /// profiles every bucket again on that schedule (a durable reminder).
@@ -87,7 +95,8 @@ public sealed record DeploymentSpec(
     [property: Id(12)] int? MaxSpan = null,
     [property: Id(13)] int Seed = 0,
     [property: Id(14)] int? ReprofileEveryMinutes = null,
-    [property: Id(15)] int[]? BatchBuckets = null)
+    [property: Id(15)] int[]? BatchBuckets = null,
+    [property: Id(16)] PolicySpec? Policy = null)
 {
     /// <summary>Most batch buckets a deployment may have.</summary>
     public const int MaxBatchBuckets = 64;
@@ -97,7 +106,9 @@ public sealed record DeploymentSpec(
     /// <summary>Longest deployment name: the id appends '-' and 10 hex digits and must stay a valid name.</summary>
     public const int MaxNameLength = LensNames.MaxLength - 11;
 
-    public BucketContext Context => new(PrefillBuckets, DecodeBuckets, Convention, Statistic, IsBatched ? BatchBuckets : null);
+    public BucketContext Context => Policy is { IsDefault: false } policy
+        ? new(PrefillBuckets, DecodeBuckets, Convention, Statistic, policy.IsChunked ? policy.TokenBuckets : IsBatched ? BatchBuckets : null, policy)
+        : new(PrefillBuckets, DecodeBuckets, Convention, Statistic, IsBatched ? BatchBuckets : null);
 
     /// <summary>Whether the deployment has batch buckets other than <c>[1]</c>.</summary>
     public bool IsBatched => BatchBuckets is { Length: > 0 } b && !(b.Length == 1 && b[0] == 1);
@@ -114,6 +125,11 @@ public sealed record DeploymentSpec(
                 text += "\nbatch=" + string.Join(',', BatchBuckets!); // only then: batch-1 ids stay what they were
             }
 
+            if (Policy is { IsDefault: false } policy)
+            {
+                text += "\n" + policy.IdentityText; // only then: prefill-first padded ids stay what they were
+            }
+
             return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..10];
         }
     }
@@ -121,20 +137,25 @@ public sealed record DeploymentSpec(
     /// <summary>The deployment id: <c>{name}-{identity hash}</c>.</summary>
     public string DeploymentId => $"{Name}-{IdentityHash}";
 
-    /// <summary>The spec with absent optional texts replaced by their defaults, so that equal specs compare equal.</summary>
+    /// <summary>The spec with absent optional texts replaced by their defaults, so that equal specs compare equal: the default policy
+    /// is no policy, and a chunked spec's batch buckets equal to its token buckets are left out (they are derived from them).</summary>
     public DeploymentSpec Normalized() => this with
     {
+        BatchBuckets = Policy is { IsChunked: true, TokenBuckets: { } tokens } && BatchBuckets is { } batch && batch.AsSpan().SequenceEqual(tokens)
+            ? null : BatchBuckets,
         Convention = string.IsNullOrEmpty(Convention) ? Conventions.AfterAppend : Convention,
         SdkVersion = SdkVersion ?? "",
         Dtype = Dtype ?? "",
         Statistic = string.IsNullOrEmpty(Statistic) ? "min" : Statistic,
+        Policy = Policy is null || Policy.IsDefault ? null : Policy.Normalized(),
     };
 
     /// <summary>Field-by-field equality (records compare arrays by reference).</summary>
     public bool SameAs(DeploymentSpec? other) =>
         other is not null &&
-        this with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>(), BatchBuckets = null } ==
-        other with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>(), BatchBuckets = null } &&
+        this with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>(), BatchBuckets = null, Policy = null } ==
+        other with { PrefillBuckets = Array.Empty<int>(), DecodeBuckets = Array.Empty<int>(), BatchBuckets = null, Policy = null } &&
+        PolicySpec.Same(Policy, other.Policy) &&
         (PrefillBuckets ?? []).AsSpan().SequenceEqual(other.PrefillBuckets ?? []) &&
         (DecodeBuckets ?? []).AsSpan().SequenceEqual(other.DecodeBuckets ?? []) &&
         (IsBatched ? BatchBuckets! : [1]).AsSpan().SequenceEqual(other.IsBatched ? other.BatchBuckets! : [1]);

@@ -57,6 +57,9 @@ public sealed class BucketGrain(
 {
     private const int MaxCommittedIds = 64;
 
+    /// <summary>The note of a bucket whose deployment runs a policy other than prefill-first padded.</summary>
+    internal const string JointFitNote = "fitted with every cell under the deployment's scheduling policy: see its model";
+
     private readonly LensGrainOptions _options = options.Value;
     private BucketKey _key = null!;
     private BucketSnapshot _snapshot = null!;
@@ -257,6 +260,17 @@ public sealed class BucketGrain(
         {
             // Never fitted here (e.g. a prefill bucket whose cost a decode bucket's pair measures), but telemetry and drift may be held.
             return BucketSnapshot.Empty(_key.Bucket) with { Stale = s.Stale, TelemetryCount = s.Telemetry.Count, Drift = s.Drift };
+        }
+
+        if (s.Context.Policy is { IsDefault: false })
+        {
+            // Under another scheduling policy the cells are fitted jointly over every bucket's measurements (DeploymentModels):
+            // a bucket keeps its share of them and says how many it holds.
+            return BucketSnapshot.Empty(_key.Bucket) with
+            {
+                Version = s.Version, MeasurementCount = s.Measurements.Count, Warning = JointFitNote, Stale = s.Stale, LastProfiled = s.LastProfiled,
+                TelemetryCount = s.Telemetry.Count, PendingCount = s.Pending.Count, Drift = s.Drift,
+            };
         }
 
         // Bounded CPU (at most MaxMeasurementsPerBucket points), so it stays on the grain turn.

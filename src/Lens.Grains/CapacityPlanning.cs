@@ -66,10 +66,10 @@ internal static class CapacityPlanning
         var specs = request.Candidates!;
         var candidates = specs.Select((c, k) =>
         {
-            if (c.MaxNumSeqs > models[k].Buckets.MaxBatch)
+            if (c.MaxNumSeqs > models[k].MaxNumSeqs)
             {
                 throw LensException.Validation($"candidates[{k}].maxNumSeqs",
-                    $"maxNumSeqs must be in 1..{models[k].Buckets.MaxBatch} (the largest batch bucket); got {c.MaxNumSeqs}");
+                    $"maxNumSeqs must be in 1..{models[k].MaxNumSeqs} (the deployment's max_num_seqs under its policy); got {c.MaxNumSeqs}");
             }
 
             return new CapacityCandidate($"{c.Device}/{c.Deployment}", models[k].WithLayout(Layout(c, request.PricePerChipHour)), c.MaxNumSeqs);
@@ -82,7 +82,7 @@ internal static class CapacityPlanning
         var trace = CapacityPlanner.Trace(workload, models).Requests;
         for (var k = 0; k < candidates.Length; k++)
         {
-            if (Workload.FirstOutOfRange(candidates[k].Model.Buckets, trace) is { } bad)
+            if (Workload.FirstOutOfRange(candidates[k].Model, trace) is { } bad)
             {
                 throw LensException.Validation("inputLengths", $"request {bad.Index}: {bad.Reason} (candidates[{k}])");
             }

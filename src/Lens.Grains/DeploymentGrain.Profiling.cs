@@ -4,7 +4,8 @@ using Lens.Core;
 namespace Lens.Grains;
 
 /// <summary>
-/// The deployment's profiling: its latest run (the plan of <see cref="ProfilingPlanner.Create"/>, all rows or one bucket's) with the
+/// The deployment's profiling: its latest run (the plan of <see cref="ProfilingPlanner.Create"/>, or of <see cref="PolicyPlanner.Create"/>
+/// under another scheduling policy; all rows or one bucket's) with the
 /// durable index of the next row. A run is queued on the device grain, whose worker measures one row at a time across the device and
 /// hands each back here (<see cref="IDeviceProfileSteps"/>): the row is stored in its bucket grain, then the index here, before the
 /// next row starts. Also re-profiling on a schedule (this grain's reminder) and when drift is sustained.
@@ -205,7 +206,7 @@ public sealed partial class DeploymentGrain
     /// </summary>
     private async Task<string?> ReprofileDriftingAsync(DeploymentSpec spec, MonitorVerdict verdict)
     {
-        if (!_options.AutoReprofile || verdict.Sustained.Length == 0 || spec.IsBatched || IsRunning)
+        if (!_options.AutoReprofile || verdict.Sustained.Length == 0 || spec.IsBatched || spec.HasPolicy || IsRunning)
         {
             return null;
         }
@@ -262,8 +263,9 @@ public sealed partial class DeploymentGrain
     {
         if (!_runRows.TryGetValue(run.RunId, out var rows))
         {
-            var plan = spec.CreatePlan(); // deterministic: the same spec always gives the same rows, so an index survives restarts
-            rows = run.Bucket is null ? [.. plan.Rows] : [.. plan.RowsFor(BucketId.Parse(run.Bucket))];
+            var plan = spec.PlanRows(); // deterministic: the same spec always gives the same rows, so an index survives restarts
+            var bucket = run.Bucket is null ? (BucketId?)null : BucketId.Parse(run.Bucket);
+            rows = [.. plan.Where(r => bucket is null || r.Bucket == bucket)];
             _runRows[run.RunId] = rows;
         }
 

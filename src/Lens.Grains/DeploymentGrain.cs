@@ -236,7 +236,7 @@ public sealed partial class DeploymentGrain(
     private (string BatchId, List<(BucketId Bucket, MeasurementRecord[] Records)> Groups) Prepare(DeploymentSpec spec, MeasurementBatch batch,
         MeasurementSource source)
     {
-        var placed = Placement.Place(spec.ToBucketSet(), batch, _options.MaxRowsPerImport);
+        var placed = Placement.Place(spec.ToBucketSet(), spec.ToPolicy(), batch, _options.MaxRowsPerImport);
         var batchId = batch.Id ?? Guid.NewGuid().ToString("N");
         var now = time.GetUtcNow();
         var records = batch.Measurements.Select((m, i) => new MeasurementRecord($"{batchId}:{i}", placed[i].ToString(), m.InputLength,

@@ -56,7 +56,7 @@ public sealed class DeploymentMonitorGrain(
         var buckets = context.ToBucketSet();
         var all = buckets.AllBuckets().ToArray();
         var snapshots = await Task.WhenAll(all.Select(b => Bucket(b).GetSnapshotAsync()));
-        var model = DeploymentModel.Compose(buckets, snapshots.Select(s => s.ToFit()), context.ToStatistic());
+        var model = await DeploymentModels.ComposeAsync(GrainFactory, _key, context, all, snapshots);
         ForgetRefitted(model, all, snapshots);
 
         var deploymentTag = LensTelemetry.Deployment(_key.Tenant, _key.Device, _key.Deployment);
@@ -213,6 +213,11 @@ public sealed class DeploymentMonitorGrain(
         try
         {
             predicted = model.Predict(o.InputLength, o.OutputLength).E2eMs;
+            if (double.IsNaN(predicted))
+            {
+                return null; // under a scheduling policy an unfitted cell gives no number rather than an exception
+            }
+
             var shares = model.Breakdown(o.InputLength, o.OutputLength);
             var set = new HashSet<BucketId>();
             var best = double.NegativeInfinity;

@@ -91,9 +91,9 @@ public sealed partial class ModelCache : IModelObserver, ILifecycleParticipant<I
         }
         else
         {
-            var buckets = stamp.Context.ToBucketSet();
-            var snapshots = await Task.WhenAll(buckets.AllBuckets().Select(b => _grains.GetGrain<IBucketGrain>(key.Bucket(b).Format()).GetSnapshotAsync()));
-            model = DeploymentModel.Compose(buckets, snapshots.Select(s => s.ToFit()), stamp.Context.ToStatistic())
+            var all = stamp.Context.ToBucketSet().AllBuckets().ToArray();
+            var snapshots = await Task.WhenAll(all.Select(b => _grains.GetGrain<IBucketGrain>(key.Bucket(b).Format()).GetSnapshotAsync()));
+            model = (await DeploymentModels.ComposeAsync(_grains, key, stamp.Context, all, snapshots))
                 .WithTrafficEstimates(stamp.Estimates?.Select(e => e.ToCore()) ?? []); // costs taken from live traffic, with their provenance
         }
 

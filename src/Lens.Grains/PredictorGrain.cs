@@ -44,7 +44,7 @@ public sealed class PredictorGrain(IOptions<LensGrainOptions> options, ModelCach
         var max = _options.MaxSimulateRequests;
         return await HeavyAsync(() =>
         {
-            var (workload, trace) = Guard(() => ServingWorkloads.Trace(model.Buckets, request, max));
+            var (workload, trace) = Guard(() => ServingWorkloads.Trace(model, request, max));
             var run = Guard(() => ServingSimulation.Simulate(model, trace, workload.MaxNumSeqs, workload.Replicas));
             return ServingWorkloads.Report(run, workload, request.IncludeRequests, version);
         });

@@ -10,6 +10,15 @@ namespace Lens.Grains;
 /// </summary>
 internal static class ServingWorkloads
 {
+    /// <summary>The workload of <paramref name="request"/> (validated under the model's scheduling policy, at most
+    /// <paramref name="maxRequests"/> requests) and its trace on <paramref name="model"/>.</summary>
+    public static (Workload Workload, IReadOnlyList<TraceRequest> Trace) Trace(DeploymentModel model, SimulateRequest? request, int maxRequests)
+    {
+        var workload = WorkloadOf(request);
+        Throw(workload.Validate(FieldOf, maxRequests, model));
+        return (workload, workload.Generate(model).Requests);
+    }
+
     /// <summary>The workload of <paramref name="request"/> (validated, at most <paramref name="maxRequests"/> requests) and its trace on <paramref name="buckets"/>.</summary>
     public static (Workload Workload, IReadOnlyList<TraceRequest> Trace) Trace(BucketSet buckets, SimulateRequest? request, int maxRequests)
     {
@@ -20,18 +29,17 @@ internal static class ServingWorkloads
     /// <summary>The workload of <paramref name="request"/>, validated (at most <paramref name="maxRequests"/> requests, on <paramref name="buckets"/>).</summary>
     public static Workload Validated(BucketSet buckets, SimulateRequest? request, int maxRequests)
     {
-        if (request is null)
-        {
-            throw LensException.Validation("request", "a trace (arrivalMs, inputLengths, outputLengths) or a workload is required");
-        }
-
         var workload = WorkloadOf(request);
-        if (workload.Validate(FieldOf, maxRequests, buckets) is { } error)
-        {
-            throw LensException.Validation(FieldOf(error.Field), error.Message);
-        }
-
+        Throw(workload.Validate(FieldOf, maxRequests, buckets));
         return workload;
+    }
+
+    private static void Throw(WorkloadError? error)
+    {
+        if (error is { } e)
+        {
+            throw LensException.Validation(FieldOf(e.Field), e.Message);
+        }
     }
 
     public static SimulationReport Report(ServingRun run, Workload workload, bool includeRequests, long modelVersion)
@@ -44,8 +52,13 @@ internal static class ServingWorkloads
             includeRequests ? [.. run.Requests.Select(s => double.IsNaN(s.TpotMs) ? (double?)null : s.TpotMs)] : null);
     }
 
-    private static Workload WorkloadOf(SimulateRequest request)
+    private static Workload WorkloadOf(SimulateRequest? request)
     {
+        if (request is null)
+        {
+            throw LensException.Validation("request", "a trace (arrivalMs, inputLengths, outputLengths) or a workload is required");
+        }
+
         var shared = new Workload
         {
             SloTtftMs = request.SloTtftMs,

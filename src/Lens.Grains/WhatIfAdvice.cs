@@ -73,6 +73,12 @@ internal static class WhatIfAdvice
 
     private static BucketCostModel CostsOf(DeploymentModel model)
     {
+        if (!model.Policy.IsDefault)
+        {
+            // The cost curves and the advisor's search plan prefill-first padded bucket sets (Core's Advice).
+            throw LensException.Conflict($"what-if and advice plan prefill-first padded bucket sets; this deployment runs {model.Policy.Name}");
+        }
+
         try
         {
             return new BucketCostModel(model);

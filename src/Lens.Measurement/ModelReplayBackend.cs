@@ -5,7 +5,8 @@ namespace Lens.Measurement;
 /// <summary>
 /// A device simulated by a fitted <see cref="DeploymentModel"/>: each request "takes" the model's E2E and TTFT, times a seeded
 /// one-sided slowdown of up to <paramref name="noise"/> (interference only ever slows a request). No waiting: the latency is
-/// reported, not spent. For what-if studies and for testing the service's profiling loop quickly and deterministically.
+/// reported, not spent. For what-if studies and for testing the service's profiling loop quickly and deterministically. Requests and
+/// groups are checked, and groups served, under the model's scheduling policy.
 /// </summary>
 public sealed class ModelReplayBackend(DeploymentModel model, double noise = 0, int seed = 0) : IMeasurementBackend
 {

@@ -14,7 +14,7 @@ namespace Lens.Service.Tests;
 /// <summary>The durable mode against Azurite: Azure Table grain state, clustering and reminders; whole silo restarts.</summary>
 [Collection(AzuriteCollection.Name)]
 [Trait("Category", "Azurite")]
-public sealed class DurableStorageTests(AzuriteFixture azurite)
+public sealed partial class DurableStorageTests(AzuriteFixture azurite)
 {
     private const string Key = "acme-key-0123456789abcdef";
 

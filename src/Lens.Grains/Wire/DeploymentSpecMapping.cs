@@ -23,8 +23,11 @@ public static class DeploymentSpecMapping
 
     extension(BucketContext context)
     {
-        public BucketSet ToBucketSet() =>
-            new(context.PrefillBuckets, context.DecodeBuckets, Conventions.Parse(context.Convention), context.BatchBuckets);
+        /// <summary>The bucket set under the context's policy: paged execution's decode buckets are block buckets
+        /// (<see cref="BucketSet.Paged"/>); a chunked context's batch buckets are its token buckets.</summary>
+        public BucketSet ToBucketSet() => context.Policy is { IsDefault: false, IsPaged: true }
+            ? BucketSet.Paged(context.PrefillBuckets, context.DecodeBuckets, Conventions.Parse(context.Convention), context.BatchBuckets)
+            : new(context.PrefillBuckets, context.DecodeBuckets, Conventions.Parse(context.Convention), context.BatchBuckets);
 
         public RepeatStatistic ToStatistic() => RepeatStatistic.Parse(context.Statistic);
     }
@@ -36,6 +39,23 @@ public static class DeploymentSpecMapping
         public PlanOptions ToPlanOptions() => new(spec.Repeats, spec.MaxSpan, spec.Seed);
 
         public ProfilingPlan CreatePlan() => ProfilingPlanner.Create(spec.ToBucketSet(), spec.ToPlanOptions());
+
+        /// <summary>
+        /// The rows to profile, in order: <see cref="CreatePlan"/>'s for prefill-first padded, else <see cref="PolicyPlanner"/>'s, each
+        /// row's bucket the cell its measurements are stored under (<see cref="Placement.Cell"/>: a chunked group of <c>n</c> is kept
+        /// in the row of its token bucket). Deterministic: the same spec always gives the same rows.
+        /// </summary>
+        public IReadOnlyList<PlanRow> PlanRows()
+        {
+            var policy = spec.ToPolicy();
+            if (policy.IsDefault)
+            {
+                return spec.CreatePlan().Rows;
+            }
+
+            var buckets = spec.ToBucketSet();
+            return [.. PolicyPlanner.Create(buckets, policy, spec.ToPlanOptions()).Rows.Select(r => r with { Bucket = Placement.Cell(buckets, r.Bucket) })];
+        }
 
         /// <summary>Every rule the spec breaks, by field; empty when valid (the bucket sets and the profiling plan are built to check).</summary>
         public IReadOnlyDictionary<string, string[]> Validate()
@@ -85,18 +105,25 @@ public static class DeploymentSpecMapping
             {
                 Add(errors, "buckets", "prefill and decode buckets are required, at most 256 each");
             }
-            else
+            else if (PolicyMapping.Validate(spec, (field, reason) => Add(errors, field, reason)) is { } policy)
             {
                 try
                 {
                     var buckets = spec.ToBucketSet();
-                    try
+                    if (PolicyScheduler.Problem(buckets, policy) is { } problem)
                     {
-                        _ = ProfilingPlanner.Create(buckets, spec.ToPlanOptions());
+                        Add(errors, PolicyMapping.FieldOf(problem), problem);
                     }
-                    catch (PlanException ex)
+                    else
                     {
-                        Add(errors, "plan", ex.Message);
+                        try
+                        {
+                            _ = spec.PlanRows();
+                        }
+                        catch (PlanException ex)
+                        {
+                            Add(errors, "plan", ex.Message);
+                        }
                     }
                 }
                 catch (Exception ex) when (ex is BucketSetException or FormatException)
