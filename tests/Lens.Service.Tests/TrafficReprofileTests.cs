@@ -1,5 +1,6 @@
 using System.Net;
 using Lens.Abstractions;
+using Lens.Client;
 using Lens.Core;
 using Lens.Grains;
 
@@ -71,7 +72,8 @@ public sealed class TrafficReprofileTests(ReprofilingHostFixture fixture) : ICla
         // Its commit dropped the estimate and the stale mark: the served cost is the re-profiled one, within 10% of the slowed truth.
         var after = await fixture.Acme.GetTrafficAsync(device, id);
         Assert.Null(after.Estimates);
-        Assert.Equal(started, after.LastReprofile);
+        Assert.Equal(started, after.LastReprofile); // the SDK reads it through the shared record: over HTTP (JSON) and Orleans alike
+        Assert.Equal(started, (await new LensClusterClient(fixture.Server.Client, "acme").GetTrafficAsync(device, id)).LastReprofile);
         Assert.DoesNotContain(await fixture.Acme.GetBucketsAsync(device, id), b => b.Stale);
         var model = ModelJson.Deserialize(await fixture.Acme.GetModelJsonAsync(device, id), "served");
         Assert.Empty(model.Provenance);
