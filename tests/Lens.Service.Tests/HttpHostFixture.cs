@@ -1,3 +1,4 @@
+using System.Net;
 using Lens.Client;
 using Lens.Grains;
 using Lens.Silo;
@@ -53,6 +54,25 @@ public class HttpHostFixture : IAsyncLifetime
         Http = new HttpClient { BaseAddress = Server.HttpAddress, Timeout = TimeSpan.FromSeconds(30) };
         Acme = new LensHttpClient(Http, AcmeKey);
         Globex = new LensHttpClient(Http, GlobexKey);
+    }
+
+    /// <summary>
+    /// The operator's <c>/metrics</c> scrape once <paramref name="ready"/> holds for it: the exporter caches a scrape briefly, so it is
+    /// polled (bounded, 20 s).
+    /// </summary>
+    public async Task<string> MetricsWhenAsync(Func<string, bool> ready, string what)
+    {
+        var text = "";
+        await TestModels.Until(async () =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "metrics");
+            request.Headers.Add("X-Api-Key", OperatorKey);
+            using var response = await Http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            text = await response.Content.ReadAsStringAsync();
+            return ready(text);
+        }, what, seconds: 20);
+        return text;
     }
 
     /// <summary>Changes the test host's grain settings before it starts (none here).</summary>

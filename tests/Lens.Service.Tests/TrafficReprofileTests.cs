@@ -1,4 +1,3 @@
-using System.Net;
 using Lens.Abstractions;
 using Lens.Client;
 using Lens.Core;
@@ -85,17 +84,9 @@ public sealed class TrafficReprofileTests(ReprofilingHostFixture fixture) : ICla
         // The health history names the cell in the window that started its re-profile; the metric counts it, tagged traffic.
         var history = await fixture.Acme.GetHealthHistoryAsync(device, id);
         Assert.Equal(new string?[] { null, Slowed.ToString() }, history.Entries.Select(e => e.Reprofiling));
-        var line = "";
-        await TestModels.Until(async () =>
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Get, "metrics");
-            request.Headers.Add("X-Api-Key", HttpHostFixture.OperatorKey);
-            using var response = await fixture.Http.SendAsync(request);
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            line = (await response.Content.ReadAsStringAsync()).Split('\n')
-                .FirstOrDefault(l => l.StartsWith("lens_drift_reprofiles_total{", StringComparison.Ordinal) && l.Contains(device, StringComparison.Ordinal)) ?? "";
-            return line.Length > 0;
-        }, "the re-profile on /metrics", seconds: 20);
+        static string? Line(string metrics, string device) => metrics.Split('\n')
+            .FirstOrDefault(l => l.StartsWith("lens_drift_reprofiles_total{", StringComparison.Ordinal) && l.Contains(device, StringComparison.Ordinal));
+        var line = Line(await fixture.MetricsWhenAsync(t => Line(t, device) is not null, "the re-profile on /metrics"), device)!;
         Assert.Contains("lens_source=\"traffic\"", line, StringComparison.Ordinal);
         Assert.Contains($"lens_bucket=\"{Slowed}\"", line, StringComparison.Ordinal);
 
