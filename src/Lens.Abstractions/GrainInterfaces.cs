@@ -157,6 +157,17 @@ public interface IDeploymentGrain : IGrainWithStringKey
     [Alias("ApplyTrafficEstimates")]
     Task<long> ApplyTrafficEstimatesAsync(TrafficEstimateRecord[] estimates);
 
+    /// <summary>
+    /// Re-profiles one cost cell alone (the traffic monitor calls it for a flagged cell when the operator allows it,
+    /// <c>Lens:Grains:ReprofileFlaggedCells</c>): marks the bucket whose plan rows measure the cell stale (the cell's own, or for a
+    /// prefill bucket the decode bucket whose pair measures it) and starts a single-bucket run of those rows, groups of the cell's
+    /// batch. When it commits, the cell's traffic estimate is dropped and its stale mark cleared. Returns the started run; null when
+    /// a run is unfinished (nothing is started: ask again later) or no row measures the cell. A cell not of the deployment is a
+    /// validation error naming it.
+    /// </summary>
+    [Alias("ReprofileCell")]
+    Task<ProfileProgress?> ReprofileCellAsync(string cell);
+
     /// <summary>The costs of the model taken from live traffic, by cell.</summary>
     [Alias("GetTrafficEstimates"), AlwaysInterleave]
     Task<TrafficEstimateRecord[]> GetTrafficEstimatesAsync();

@@ -80,7 +80,8 @@ public sealed record DeploymentHealth(
 /// One drift analysis in a deployment's health history (Core's <c>HealthSample</c>): arrays aligned with
 /// <see cref="DeploymentHealthHistory.Buckets"/>; MAPE and shift are null for a bucket no observation touched. <see cref="Source"/> is
 /// <c>traffic</c> for a window of live traffic (cells' shifts, consecutive windows out of band, flagged ones as stale), null for
-/// single-request telemetry.
+/// single-request telemetry. <see cref="Reprofiling"/> names the flagged cell whose single-cell re-profile this window started
+/// (<c>Lens:Grains:ReprofileFlaggedCells</c>); null when none was.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("lens.HealthHistoryEntry.v1")]
 public sealed record HealthHistoryEntry(
@@ -93,7 +94,8 @@ public sealed record HealthHistoryEntry(
     [property: Id(6)] double[] Band,
     [property: Id(7)] int[] ConsecutiveDrift,
     [property: Id(8)] bool[] Stale,
-    [property: Id(9)] string? Source = null);
+    [property: Id(9)] string? Source = null,
+    [property: Id(10)] string? Reprofiling = null);
 
 /// <summary>
 /// <c>GET .../health/history</c>: the deployment's drift analyses, oldest first, at most <see cref="Capacity"/> of them kept (the

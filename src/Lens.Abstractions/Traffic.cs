@@ -62,6 +62,10 @@ public sealed record TrafficWindow(
 /// <param name="Pending">Requests received since the last analysis (one is made when a window's worth arrived).</param>
 /// <param name="LastError">Why the latest window could not be analysed (the model unfitted, ...); null when it was.</param>
 /// <param name="Estimates">Costs re-estimated from traffic that the deployment's model now holds (null: none).</param>
+/// <param name="LastReprofile">
+/// The latest single-cell re-profile started for a flagged cell (<c>Lens:Grains:ReprofileFlaggedCells</c>): the cell, the bucket and
+/// the run (<c>GET .../profile</c> follows it); null when none was (the setting is off, or no flagged cell's re-profile could start).
+/// </param>
 [GenerateSerializer, Immutable, Alias("lens.TrafficStatus.v1")]
 public sealed record TrafficStatus(
     [property: Id(0)] string Deployment,
@@ -73,7 +77,20 @@ public sealed record TrafficStatus(
     [property: Id(6)] string[] Flagged,
     [property: Id(7)] TrafficWindow? Latest,
     [property: Id(8)] string? LastError,
-    [property: Id(9)] TrafficEstimateRecord[]? Estimates = null);
+    [property: Id(9)] TrafficEstimateRecord[]? Estimates = null,
+    [property: Id(10)] TrafficReprofile? LastReprofile = null);
+
+/// <summary>
+/// A flagged cell re-profiled alone (<c>Lens:Grains:ReprofileFlaggedCells</c>): the cell, the bucket whose plan rows the run measures
+/// (the cell itself, or for a prefill bucket the decode bucket whose pair measures it), the run (<c>GET .../profile</c> follows it)
+/// and when it was started. When the run commits, the cell's traffic estimate is dropped and its stale mark cleared.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("lens.TrafficReprofile.v1")]
+public sealed record TrafficReprofile(
+    [property: Id(0)] string Cell,
+    [property: Id(1)] string Bucket,
+    [property: Id(2)] string RunId,
+    [property: Id(3)] DateTimeOffset StartedAt);
 
 /// <summary>
 /// A cell's cost re-estimated from live traffic and written into the deployment's model (Core's <c>TrafficEstimate</c>): the cost,

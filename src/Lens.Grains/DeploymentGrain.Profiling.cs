@@ -101,6 +101,11 @@ public sealed partial class DeploymentGrain
                 changed = true;
             }
 
+            if (commit)
+            {
+                await SettleCellAsync(run, row.Bucket);
+            }
+
             LensTelemetry.Measurements.Add(1);
             LensTelemetry.DeviceTime.Add(outcome.E2eMs / 1000);
             run.NextIndex++;
@@ -163,7 +168,7 @@ public sealed partial class DeploymentGrain
 
     private ProfileProgress Progress() => state.State.Run?.ToProgress() ?? ProfileProgress.None(_key.Deployment);
 
-    private async Task<ProfileProgress> StartRunAsync(DeploymentSpec spec, string? bucket)
+    private async Task<ProfileProgress> StartRunAsync(DeploymentSpec spec, string? bucket, string? cell = null)
     {
         var s = state.State;
         if (s.Run is { } current && IsRunning)
@@ -179,7 +184,10 @@ public sealed partial class DeploymentGrain
                 "wait for it to finish");
         }
 
-        var run = new ProfileRun { RunId = Guid.NewGuid().ToString("N"), DeploymentId = _key.Deployment, Bucket = bucket, State = ProfileState.Queued };
+        var run = new ProfileRun
+        {
+            RunId = Guid.NewGuid().ToString("N"), DeploymentId = _key.Deployment, Bucket = bucket, Cell = cell, State = ProfileState.Queued,
+        };
         var rows = RowsOf(run, spec);
         if (rows.Length == 0)
         {
@@ -211,22 +219,16 @@ public sealed partial class DeploymentGrain
             return null;
         }
 
-        var buckets = spec.ToBucketSet();
-        var plan = spec.CreatePlan();
         var drifting = BucketId.Parse(verdict.Sustained[0]);
-        var target = plan.RowsFor(drifting).Any()
-            ? drifting
-            : plan.Rows.Where(r => r.Bucket.Kind == BucketKind.Decode && drifting.Kind == BucketKind.Prefill &&
-                                   buckets.Prefill[buckets.PrefillIndex(r.InputLength)] == drifting.Edge)
-                .Select(r => (BucketId?)r.Bucket).FirstOrDefault();
-        if (target is not { } bucket)
+        if (spec.CreatePlan().ReprofileTarget(drifting) is not { } bucket)
         {
             return null;
         }
 
         await BucketGrain(bucket).SetStaleAsync(true); // the run's commit clears it
         GrainLog.DriftReprofile(logger, _key.Deployment, _key.DeviceKey.Format(), drifting.ToString(), bucket.ToString());
-        LensTelemetry.Reprofiles.Add(1, LensTelemetry.Deployment(_key.Tenant, _key.Device, _key.Deployment), LensTelemetry.Bucket(drifting.ToString()));
+        LensTelemetry.Reprofiles.Add(1, LensTelemetry.Deployment(_key.Tenant, _key.Device, _key.Deployment), LensTelemetry.Bucket(drifting.ToString()),
+            LensTelemetry.Source(LensTelemetry.DriftSource));
         await StartRunAsync(spec, bucket.ToString());
         return bucket.ToString();
     }

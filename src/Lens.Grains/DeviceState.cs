@@ -101,6 +101,13 @@ public sealed class ProfileRun
     [Id(9)]
     public DateTimeOffset? FinishedAt { get; set; }
 
+    /// <summary>
+    /// The cost cell this run re-profiles because live traffic flagged it (<see cref="Bucket"/> is the bucket whose rows measure
+    /// it); null for other runs. Its commit drops the cell's traffic estimate and clears its stale mark.
+    /// </summary>
+    [Id(10)]
+    public string? Cell { get; set; }
+
     public ProfileProgress ToProgress() =>
         new(DeploymentId, RunId, State, Bucket, NextIndex, Total, Retries, LastError, StartedAt, FinishedAt);
 }

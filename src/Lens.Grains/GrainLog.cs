@@ -22,6 +22,9 @@ internal static partial class GrainLog
     [LoggerMessage(6, LogLevel.Information, "Sustained drift of {Bucket} in {Deployment} on {Device}: marked stale, re-profiling {Target}")]
     public static partial void DriftReprofile(ILogger logger, string deployment, string device, string bucket, string target);
 
+    [LoggerMessage(9, LogLevel.Information, "Live traffic flagged {Cell} of {Deployment} on {Device}: marked stale, re-profiling {Target} alone (run {RunId})")]
+    public static partial void TrafficReprofile(ILogger logger, string deployment, string device, string cell, string target, string runId);
+
     [LoggerMessage(7, LogLevel.Warning, "A model change of {Deployment} did not reach one silo's model cache; it is unsubscribed until it renews")]
     public static partial void PushFailed(ILogger logger, Exception exception, string deployment);
 

@@ -95,6 +95,15 @@ public sealed class LensGrainOptions
     public bool AutoReprofile { get; set; } = true;
 
     /// <summary>
+    /// Whether a cost cell the live-traffic monitor flags (<see cref="TrafficConsecutive"/> windows out of band beyond the common shift)
+    /// is re-profiled alone: a single-cell run of its plan rows (groups of its batch bucket) against the deployment's backend, at most
+    /// one per cell and flag, none while a run of the deployment is unfinished (a later window that still flags it asks again). Off
+    /// by default: profiling sends requests to the tenant's serving endpoint, which the operator must allow; when off a flagged cell
+    /// is marked stale and its cost re-estimated from the traffic only.
+    /// </summary>
+    public bool ReprofileFlaggedCells { get; set; }
+
+    /// <summary>
     /// Drift analyses per deployment its health history keeps (the newest; one per telemetry batch), persisted with the monitor. A
     /// deployment with very many buckets keeps fewer, so that its stored history stays bounded (<c>Lens.Core.HealthHistory.Capacity</c>).
     /// </summary>

@@ -25,6 +25,15 @@ public static class LensTelemetry
     /// </summary>
     public const string ReasonTag = "lens.reason";
 
+    /// <summary>Tag: what started a single-bucket re-profile (<see cref="DriftSource"/> or <see cref="TrafficSource"/>).</summary>
+    public const string SourceTag = "lens.source";
+
+    /// <summary><see cref="SourceTag"/> of a re-profile started by sustained drift of single-request telemetry.</summary>
+    public const string DriftSource = "drift";
+
+    /// <summary><see cref="SourceTag"/> of a re-profile started by a cell the live-traffic monitor flagged.</summary>
+    public const string TrafficSource = "traffic";
+
     public static readonly ActivitySource ActivitySource = new(Name);
 
     public static readonly Meter Meter = new(Name);
@@ -60,7 +69,8 @@ public static class LensTelemetry
         "Analyses that flagged a bucket as drifting");
 
     internal static readonly Counter<long> Reprofiles = Meter.CreateCounter<long>("lens.drift.reprofiles", "{run}",
-        "Single-bucket re-profiles started because a bucket's drift was sustained");
+        "Single-bucket re-profiles started because a bucket's drift was sustained (source drift) or live traffic flagged a cost cell " +
+        "(source traffic), by the bucket or cell that asked for it");
 
     internal static readonly Counter<long> HeavyRefusals = Meter.CreateCounter<long>("lens.heavy.refusals", "{call}",
         "Heavy calls (simulate, advise, what-if) refused with 429 because the tenant's or the silo's heavy-call budget was spent, " +
@@ -84,4 +94,6 @@ public static class LensTelemetry
         new(DeploymentTag, $"{tenant}/{device}/{deployment}");
 
     internal static KeyValuePair<string, object?> Bucket(string bucket) => new(BucketTag, bucket);
+
+    internal static KeyValuePair<string, object?> Source(string source) => new(SourceTag, source);
 }

@@ -13,7 +13,9 @@ namespace Lens.Grains;
 /// <see cref="TrafficMonitor"/>: a cell out of band in <see cref="LensGrainOptions.TrafficConsecutive"/> windows running is flagged and
 /// its bucket grain (the decode bucket with its batch bucket, or the prefill bucket) marked stale; when the window estimated its cost
 /// tightly, that cost is written into the deployment's model with its provenance (<see cref="IDeploymentGrain.ApplyTrafficEstimatesAsync"/>).
-/// Every window is appended to the deployment's health history (source <c>traffic</c>).
+/// When the operator allows it (<see cref="LensGrainOptions.ReprofileFlaggedCells"/>), a flagged cell is also re-profiled alone, once
+/// per flag (<see cref="IDeploymentGrain.ReprofileCellAsync"/>). Every window is appended to the deployment's health history (source
+/// <c>traffic</c>, with the cell whose re-profile it started).
 /// <para>
 /// What is persisted: the window itself is held in memory only (10,000 requests is ~0.5 MB, past an Azure Table row); a new activation
 /// starts an empty window. The state of record, <see cref="TrafficState"/>, holds the streaks, the latest report (one row per cell the
@@ -149,9 +151,11 @@ public sealed class TrafficMonitorGrain(
             await Deployment.ApplyTrafficEstimatesAsync(estimates);
         }
 
+        var reprofile = await ReprofileFlaggedAsync(verdict, analyzedAt);
         var entry = HealthHistoryEntry.From(HealthHistory.TrafficSample(analyzedAt, [.. model.Buckets.AllBuckets()], verdict)) with
         {
             Source = ModelProvenance.Traffic,
+            Reprofiling = reprofile?.Cell,
         };
         await GrainFactory.GetGrain<IDeploymentMonitorGrain>(_key.Format()).AppendHistoryAsync(entry);
         s.Analyses++;
@@ -166,12 +170,41 @@ public sealed class TrafficMonitorGrain(
         activity?.SetTag("lens.flagged", stale.Count);
     }
 
+    /// <summary>
+    /// When the operator allows it (<see cref="LensGrainOptions.ReprofileFlaggedCells"/>), the first flagged cell whose current flag
+    /// has had no re-profile yet is re-profiled alone through the deployment grain (<see cref="IDeploymentGrain.ReprofileCellAsync"/>);
+    /// while a run of the deployment is unfinished none starts, and a later window that still flags the cell asks again. A cell no
+    /// longer flagged is forgotten, so a later flag may start another run. Returns the re-profile this window started, or null.
+    /// </summary>
+    private async Task<TrafficReprofile?> ReprofileFlaggedAsync(TrafficWindowVerdict verdict, DateTimeOffset at)
+    {
+        var s = state.State;
+        var flagged = verdict.Flagged.Select(c => c.Health.Cell.ToString()).ToArray();
+        s.Reprofiled = s.Reprofiled?.Intersect(flagged, StringComparer.Ordinal).ToList() is { Count: > 0 } still ? still : null;
+        if (!_options.ReprofileFlaggedCells)
+        {
+            return null;
+        }
+
+        foreach (var cell in flagged.Where(c => s.Reprofiled?.Contains(c, StringComparer.Ordinal) != true))
+        {
+            if (await Deployment.ReprofileCellAsync(cell) is { RunId: { } runId, Bucket: { } bucket })
+            {
+                (s.Reprofiled ??= []).Add(cell);
+                return s.LastReprofile = new TrafficReprofile(cell, bucket, runId, at);
+            }
+        }
+
+        return null;
+    }
+
     private async Task<TrafficStatus> StatusAsync()
     {
         var s = state.State;
         var estimates = s.Analyses > 0 ? await Deployment.GetTrafficEstimatesAsync() : [];
         return new TrafficStatus(_key.Deployment, s.Received, _options.TrafficWindow, _pending, s.Analyses, _monitor.ConsecutiveWindows,
-            [.. s.Latest?.Cells.Where(c => c.Flagged).Select(c => c.Cell) ?? []], s.Latest, s.LastError, estimates.Length > 0 ? estimates : null);
+            [.. s.Latest?.Cells.Where(c => c.Flagged).Select(c => c.Cell) ?? []], s.Latest, s.LastError, estimates.Length > 0 ? estimates : null,
+            s.LastReprofile);
     }
 
     private IDeploymentGrain Deployment => DeploymentGrains.Get(GrainFactory, _key);
@@ -197,4 +230,15 @@ public sealed class TrafficState
 
     [Id(4)]
     public string? LastError { get; set; }
+
+    /// <summary>
+    /// The cells flagged now whose flag has had its single-cell re-profile (one run per cell and flag; null: none). At most the
+    /// flagged cells; a cell leaves it when it is no longer flagged.
+    /// </summary>
+    [Id(5)]
+    public List<string>? Reprofiled { get; set; }
+
+    /// <summary>The latest single-cell re-profile started for a flagged cell (null: none yet).</summary>
+    [Id(6)]
+    public TrafficReprofile? LastReprofile { get; set; }
 }

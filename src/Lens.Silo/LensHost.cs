@@ -167,7 +167,7 @@ public static class LensHost
                 {
                     // Sum every LENS instrument over tenants, devices and deployments: only what the operator opts into names them.
                     m.AddView(i => i.Meter.Name == LensTelemetry.Name
-                        ? new MetricStreamConfiguration { TagKeys = [LensTelemetry.BucketTag, LensTelemetry.ReasonTag] }
+                        ? new MetricStreamConfiguration { TagKeys = [LensTelemetry.BucketTag, LensTelemetry.ReasonTag, LensTelemetry.SourceTag] }
                         : null);
                 }
 

@@ -52,8 +52,8 @@ public static class HealthHistoryView
 
     /// <summary>
     /// The live-traffic heatmap: the windows of traffic in the history (entries of source <c>traffic</c>) as columns, the cells some
-    /// window reached as rows, each cell's shift beyond the window's common shift in percent, outlined where the cell was flagged.
-    /// Null when the history has no traffic window.
+    /// window reached as rows, each cell's shift beyond the window's common shift in percent, outlined where the cell was flagged
+    /// (its title says so, and that its re-profile started in that window when it did). Null when the history has no traffic window.
     /// </summary>
     public static (string[] Rows, string[] Columns, HeatCell[][] Cells)? TrafficHeatmap(DeploymentHealthHistory history)
     {
@@ -70,7 +70,8 @@ public static class HealthHistoryView
             ? new HeatCell(100 * (shift - e.CommonShift), e.Stale.ElementAtOrDefault(b),
                 $"{history.Buckets[b]} at {Format.Time(e.At)}: {Format.Percent(shift - e.CommonShift)} beyond the common shift " +
                 $"({Format.Percent(e.CommonShift)}), band ± {Format.Percent(e.Band.ElementAtOrDefault(b))}, out of band " +
-                $"{e.ConsecutiveDrift.ElementAtOrDefault(b)} windows running{(e.Stale.ElementAtOrDefault(b) ? ", FLAGGED" : "")}")
+                $"{e.ConsecutiveDrift.ElementAtOrDefault(b)} windows running{(e.Stale.ElementAtOrDefault(b) ? ", FLAGGED" : "")}" +
+                $"{(e.Reprofiling == history.Buckets[b] ? ", re-profile started" : "")}")
             : new HeatCell(null, false, null)).ToArray()).ToArray();
         return ([.. rows.Select(b => history.Buckets[b])], columns, cells);
     }

@@ -123,4 +123,45 @@ public class PlanTests
         var ex = Assert.Throws<PlanException>(() => ProfilingPlanner.Create(new BucketSet([4], [1, 8])));
         Assert.StartsWith("decode bucket 1 (lengths 1..1) is too narrow", ex.Message);
     }
+
+    [Fact]
+    public void A_cell_is_reprofiled_by_its_own_rows_or_a_prefill_bucket_by_the_smallest_batch_pair_whose_intercept_measures_it()
+    {
+        var buckets = new BucketSet([128, 256, 512], [128, 256, 512, 1024], DecodeConvention.AfterAppend, [1, 2, 4, 8]);
+        var plan = ProfilingPlanner.Create(buckets);
+        var cell = new BucketId(BucketKind.Decode, 512, 4);
+        Assert.Equal(cell, plan.ReprofileTarget(cell));
+        Assert.All(plan.RowsFor(cell), r => Assert.Equal(4, r.Batch)); // groups of the cell's batch
+        Assert.Equal(new BucketId(BucketKind.Decode, 256), plan.ReprofileTarget(new BucketId(BucketKind.Prefill, 256))); // prompt 129, O = 1
+        Assert.Equal(new BucketId(BucketKind.Decode, 128), plan.ReprofileTarget(new BucketId(BucketKind.Prefill, 128)));
+        Assert.Null(plan.ReprofileTarget(new BucketId(BucketKind.Decode, 512, 3))); // not a cell of the set
+
+        // Any bucket set: a cell with rows is its own target; a prefill bucket's target has an O = 1 row at the smallest batch bucket
+        // with its prompt in that bucket (what the fit takes A from); every prefill bucket a pair covers has one.
+        var rng = new Random(11);
+        for (var trial = 0; trial < 300; trial++)
+        {
+            var set = Synthetic.RandomBuckets(rng);
+            var p = ProfilingPlanner.Create(set);
+            foreach (var id in set.AllBuckets())
+            {
+                var target = p.ReprofileTarget(id);
+                if (p.RowsFor(id).Any())
+                {
+                    Assert.Equal(id, target);
+                }
+                else if (target is { } t)
+                {
+                    Assert.Equal(BucketKind.Prefill, id.Kind);
+                    Assert.Contains(p.RowsFor(t), r => r is { OutputLength: 1, Role: PlanRole.Intercept } && r.Batch == set.Batch[0] &&
+                                                       set.Prefill[set.PrefillIndex(r.InputLength)] == id.Edge);
+                }
+                else
+                {
+                    Assert.DoesNotContain(p.Rows, r => r.Role == PlanRole.Intercept && id.Kind == BucketKind.Prefill &&
+                                                       set.Prefill[set.PrefillIndex(r.InputLength)] == id.Edge);
+                }
+            }
+        }
+    }
 }

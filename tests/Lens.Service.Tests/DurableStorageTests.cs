@@ -99,7 +99,7 @@ public sealed partial class DurableStorageTests(AzuriteFixture azurite)
                 var capacity = Core.HealthHistory.Capacity(288, buckets);
                 var widest = new HealthHistoryEntry(DateTimeOffset.MaxValue.AddDays(-1), -98.9999, int.MaxValue, Filled(buckets, int.MaxValue),
                     Filled<double?>(buckets, 99998.99), Filled<double?>(buckets, -98.9999), Filled(buckets, 98.9999), Filled(buckets, int.MaxValue),
-                    Filled(buckets, false));
+                    Filled(buckets, false), "traffic", $"decode-{int.MaxValue}-b{int.MaxValue}"); // the widest source and re-profiled cell
                 var state = new GrainState<HealthHistoryState>(new HealthHistoryState { Entries = [.. Enumerable.Repeat(widest, capacity)] });
                 var grain = GrainId.Create("monitor", $"acme/worst-{buckets}/d-0123456789");
                 await storage.WriteStateAsync("healthHistory", grain, state);
@@ -107,6 +107,7 @@ public sealed partial class DurableStorageTests(AzuriteFixture azurite)
                 await storage.ReadStateAsync("healthHistory", grain, read);
                 Assert.Equal(capacity, read.State!.Entries.Count);
                 Assert.Equal(int.MaxValue, read.State.Entries[^1].ConsecutiveDrift[^1]);
+                Assert.Equal(widest.Reprofiling, read.State.Entries[^1].Reprofiling);
             }
         }
 

@@ -1,3 +1,4 @@
+using System.Net;
 using Lens.Client;
 using Lens.Grains;
 using Lens.Silo;
@@ -6,8 +7,11 @@ using Microsoft.Extensions.Logging;
 
 namespace Lens.Service.Tests;
 
-/// <summary>A real embedded LENS server (silo + Kestrel on a free loopback port) with two tenants, and HTTP clients for both.</summary>
-public sealed class HttpHostFixture : IAsyncLifetime
+/// <summary>
+/// A real embedded LENS server (silo + Kestrel on a free loopback port) with two tenants, and HTTP clients for both. A subclass may
+/// change the grain settings (<see cref="ConfigureGrains"/>) for the tests of an operator setting.
+/// </summary>
+public class HttpHostFixture : IAsyncLifetime
 {
     public const string AcmeKey = "acme-key-0123456789abcdef";
     public const string GlobexKey = "globex-key-0123456789abcdef";
@@ -38,6 +42,7 @@ public sealed class HttpHostFixture : IAsyncLifetime
             Metrics = { TenantLabels = true }, // the metrics tests look for their own deployment's series
             Grains = { HealthHistoryLength = 5, TrafficWindow = OtlpTrafficTests.Window }, // the health-history tests see the ring wrap; OTLP windows stay small
         };
+        ConfigureGrains(options.Grains);
         Server = await LensHost.StartAsync(options, b =>
         {
             b.Logging.SetMinimumLevel(LogLevel.Warning).QuietExpected();
@@ -49,6 +54,30 @@ public sealed class HttpHostFixture : IAsyncLifetime
         Http = new HttpClient { BaseAddress = Server.HttpAddress, Timeout = TimeSpan.FromSeconds(30) };
         Acme = new LensHttpClient(Http, AcmeKey);
         Globex = new LensHttpClient(Http, GlobexKey);
+    }
+
+    /// <summary>
+    /// The operator's <c>/metrics</c> scrape once <paramref name="ready"/> holds for it: the exporter caches a scrape briefly, so it is
+    /// polled (bounded, 20 s).
+    /// </summary>
+    public async Task<string> MetricsWhenAsync(Func<string, bool> ready, string what)
+    {
+        var text = "";
+        await TestModels.Until(async () =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "metrics");
+            request.Headers.Add("X-Api-Key", OperatorKey);
+            using var response = await Http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            text = await response.Content.ReadAsStringAsync();
+            return ready(text);
+        }, what, seconds: 20);
+        return text;
+    }
+
+    /// <summary>Changes the test host's grain settings before it starts (none here).</summary>
+    protected virtual void ConfigureGrains(LensGrainOptions grains)
+    {
     }
 
     public async Task DisposeAsync()

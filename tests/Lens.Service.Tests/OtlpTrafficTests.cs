@@ -25,9 +25,9 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
     /// <summary>Requests per analysed window in the test host (<c>Lens:Grains:TrafficWindow</c>).</summary>
     public const int Window = 1000;
 
-    private static readonly int[] Batch = [1, 2, 4, 8];
+    internal static readonly int[] Batch = [1, 2, 4, 8];
 
-    private static DeploymentModel Truth(Func<BucketId, double> scale)
+    internal static DeploymentModel Truth(Func<BucketId, double> scale)
     {
         var buckets = new BucketSet(TestModels.Prefill, TestModels.Decode, DecodeConvention.AfterAppend, Batch);
         return new DeploymentModel(buckets,
@@ -158,6 +158,10 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
         Assert.True(buckets.Single(b => b.Bucket == slowed.ToString()).Stale, "the flagged cell's bucket is marked stale");
         Assert.Equal([slowed.ToString()], buckets.Where(b => b.Stale).Select(b => b.Bucket));
 
+        // Re-profiling flagged cells is off in this host (Lens:Grains:ReprofileFlaggedCells, the default): no run starts.
+        Assert.Null(second.LastReprofile);
+        Assert.Equal(ProfileState.None, (await fixture.Acme.GetProfileProgressAsync(device, id)).State);
+
         // Acting on it: the cell's cost estimated from the traffic is now the model's, with its provenance, in the model file, the
         // traffic report and the SDK; the other cells stay profiled.
         var truth = Truth(c => c == slowed ? 1.3 : 1);
@@ -181,6 +185,7 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
         var column = Array.IndexOf(history.Buckets, slowed.ToString());
         Assert.True(column >= 0);
         Assert.Equal(["traffic", "traffic"], history.Entries.Select(e => e.Source));
+        Assert.All(history.Entries, e => Assert.Null(e.Reprofiling));
         Assert.Equal([1, 2], history.Entries.Select(e => e.ConsecutiveDrift[column]));
         Assert.Equal([false, true], history.Entries.Select(e => e.Stale[column]));
         Assert.Equal(1, history.Entries[^1].Drifting);
@@ -316,9 +321,16 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
     }
 
     /// <summary>A batched deployment (batch buckets 1, 2, 4, 8) fitted by importing static batches served by the unslowed truth.</summary>
-    private async Task<(string Id, DeploymentModel Profiled)> BatchedDeploymentAsync(string device, string name)
+    private Task<(string Id, DeploymentModel Profiled)> BatchedDeploymentAsync(string device, string name) =>
+        BatchedDeploymentAsync(fixture.Acme, device, TestModels.Spec(name) with { BatchBuckets = Batch });
+
+    /// <summary>
+    /// The deployment of <paramref name="spec"/> (batch buckets 1, 2, 4, 8; its backend is what a profile run measures) fitted by
+    /// importing static batches served by the unslowed truth; returns its id and served model.
+    /// </summary>
+    internal static async Task<(string Id, DeploymentModel Profiled)> BatchedDeploymentAsync(LensHttpClient acme, string device, DeploymentSpec spec)
     {
-        var created = await fixture.Acme.CreateDeploymentAsync(device, TestModels.Spec(name) with { BatchBuckets = Batch });
+        var created = await acme.CreateDeploymentAsync(device, spec);
         var truth = Truth(_ => 1);
         var rows = new List<MeasurementInput>();
         long group = 0;
@@ -330,12 +342,12 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
             group++;
         }
 
-        await fixture.Acme.ImportMeasurementsAsync(device, created.Id, new MeasurementBatch([.. rows], "traffic-profile"));
-        return (created.Id, ModelJson.Deserialize(await fixture.Acme.GetModelJsonAsync(device, created.Id), "served"));
+        await acme.ImportMeasurementsAsync(device, created.Id, new MeasurementBatch([.. rows], "traffic-profile"));
+        return (created.Id, ModelJson.Deserialize(await acme.GetModelJsonAsync(device, created.Id), "served"));
     }
 
     /// <summary>Poisson arrivals at <paramref name="load"/> of the deployment's capacity; prompts 1..500, outputs 16..256.</summary>
-    private static TraceRequest[] Traffic(DeploymentModel profiled, double load, int count, int seed)
+    internal static TraceRequest[] Traffic(DeploymentModel profiled, double load, int count, int seed)
     {
         var rng = new Random(seed);
         var lengths = Enumerable.Range(0, count).Select(_ => (I: rng.Next(1, 501), O: rng.Next(16, 257))).ToArray();
@@ -346,7 +358,7 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
     }
 
     /// <summary>What the true device serves, with one-sided noise (interference only slows).</summary>
-    private static ObservedRequest[] Observe(DeploymentModel truth, TraceRequest[] trace, double noise, int seed)
+    internal static ObservedRequest[] Observe(DeploymentModel truth, TraceRequest[] trace, double noise, int seed)
     {
         var rng = new Random(seed);
         var run = ServingSimulation.Simulate(truth, trace);
@@ -359,7 +371,7 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
     }
 
     /// <summary>Posts <paramref name="requests"/> as OTLP protobuf exports of 500 spans each; returns the last answer.</summary>
-    private static async Task<ExportTraceServiceResponse> SendAsync(HttpClient http, string key, string device, string deployment,
+    internal static async Task<ExportTraceServiceResponse> SendAsync(HttpClient http, string key, string device, string deployment,
         IReadOnlyList<ObservedRequest> requests)
     {
         ExportTraceServiceResponse last = new();

@@ -161,16 +161,7 @@ public sealed class TelemetryMonitoringTests(HttpHostFixture fixture, ITestOutpu
         await _acme.ReportTelemetryAsync(device, id, new MeasurementBatch(new Traffic(TestModels.Source(), 0.01, 3).Next(50), "m1"));
 
         // The exporter caches a scrape briefly; poll (bounded) until this test's values are in.
-        var text = "";
-        await TestModels.Until(async () =>
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Get, "metrics");
-            request.Headers.Add("X-Api-Key", HttpHostFixture.OperatorKey);
-            using var response = await fixture.Http.SendAsync(request);
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            text = await response.Content.ReadAsStringAsync();
-            return text.Contains(device, StringComparison.Ordinal);
-        }, "this test's metrics on /metrics", seconds: 20);
+        var text = await fixture.MetricsWhenAsync(t => t.Contains(device, StringComparison.Ordinal), "this test's metrics on /metrics");
 
         foreach (var name in new[]
                  {

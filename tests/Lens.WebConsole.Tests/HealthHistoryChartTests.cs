@@ -53,6 +53,24 @@ public sealed class HealthHistoryChartTests : BunitContext
     }
 
     [Fact]
+    public void The_traffic_heatmap_outlines_a_flagged_cell_and_says_where_its_re_profile_started()
+    {
+        var windows = History() with
+        {
+            Entries = [.. History().Entries.Select((e, i) => e with { Source = "traffic", Reprofiling = i == 2 ? "decode-64" : null })],
+        };
+        var (rows, columns, cells) = HealthHistoryView.TrafficHeatmap(windows)!.Value;
+
+        Assert.Equal(["prefill-32", "decode-64"], rows);
+        Assert.Equal(3, columns.Length);
+        var flagged = cells[1][2];
+        Assert.True(flagged.Marked);
+        Assert.EndsWith("FLAGGED, re-profile started", flagged.Title, StringComparison.Ordinal);
+        Assert.DoesNotContain("re-profile", cells[1][1].Title, StringComparison.Ordinal);
+        Assert.DoesNotContain("re-profile", cells[0][2].Title, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void With_no_analysis_yet_the_page_says_how_to_report_telemetry()
     {
         var cut = Render<HealthHistoryChart>(p => p.Add(c => c.History, History() with { Entries = [] }).Add(c => c.Device, "cpu-0").Add(c => c.Id, "d-1"));

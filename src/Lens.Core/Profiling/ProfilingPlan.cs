@@ -80,6 +80,36 @@ public sealed class ProfilingPlan
 
     /// <summary>The rows of one bucket, in run order: what re-profiling that bucket alone runs.</summary>
     public IEnumerable<PlanRow> RowsFor(BucketId bucket) => Rows.Where(r => r.Bucket == bucket);
+
+    /// <summary>
+    /// The bucket whose rows re-profile the cost cell <paramref name="cell"/> alone: the cell itself when it has rows of its own (a
+    /// decode bucket with its batch bucket, or a prefill bucket no pair covers); for a prefill bucket a decode pair measures, the
+    /// decode bucket of the smallest batch bucket whose intercept row (<c>O = 1</c>) has its prompt in that prefill bucket (the fit
+    /// takes <c>A[p]</c> from that pair); null when no row measures the cell.
+    /// </summary>
+    public BucketId? ReprofileTarget(BucketId cell)
+    {
+        if (Rows.Any(r => r.Bucket == cell))
+        {
+            return cell;
+        }
+
+        if (cell.Kind != BucketKind.Prefill)
+        {
+            return null;
+        }
+
+        foreach (var r in Rows)
+        {
+            if (r is { Role: PlanRole.Intercept, Bucket.Kind: BucketKind.Decode } && r.Batch == Buckets.Batch[0] &&
+                Buckets.PrefillIndex(r.InputLength) is var p && p >= 0 && Buckets.Prefill[p] == cell.Edge)
+            {
+                return r.Bucket;
+            }
+        }
+
+        return null;
+    }
 }
 
 /// <summary>Builds <see cref="ProfilingPlan"/>s. Pure and deterministic: the same bucket set and options always give the same list.</summary>
