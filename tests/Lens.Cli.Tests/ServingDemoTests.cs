@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Lens.Core;
 using Lens.Engine;
+using Lens.Testing;
 
 namespace Lens.Cli.Tests;
 
@@ -115,30 +116,7 @@ public sealed class ServingDemoTests : IDisposable
             [(33, 9), (7, 60), (20, 30)],
         ];
         var requests = stages.SelectMany(q => q).ToArray();
-        var since = engine.Counters.DecodeSteps;
-        var running = new List<Task<GenerationResult>>();
-        var held = new List<long>(); // per stage: the engine step before which it was submitted
-        foreach (var stage in stages)
-        {
-            if (held.Count > 0)
-            {
-                // Let the engine run some steps (or finish what it has), bounded; then hold it at an iteration boundary.
-                var target = engine.Counters.DecodeSteps + 12;
-                for (var wait = 0; wait < 30_000 && engine.Counters.DecodeSteps < target && running.Any(t => !t.IsCompleted); wait++)
-                {
-                    await Task.Delay(1);
-                }
-            }
-
-            using (engine.Pause())
-            {
-                held.Add(engine.Counters.DecodeSteps);
-                running.AddRange(stage.Select(q => engine.GenerateAsync(q.I, q.O)));
-            }
-        }
-
-        var results = await Task.WhenAll(running);
-        var steps = engine.StepsSince(since);
+        var (results, steps, held) = await StagedSubmission.RunAsync(engine, stages);
         Assert.Equal(steps.Count, (int)(steps[^1].Index - steps[0].Index + 1));
 
         // A model with distinct, exactly representable costs: A[p] = 8 (p + 1), S[b, d] = 1 + b / 2 + d / 4 (indices).

@@ -22,6 +22,8 @@ public sealed class PolicyProfileTests
     [InlineData("tiny-paged", SchedulerKind.PrefillFirst, ExecutionKind.Paged)]
     [InlineData("small-chunked", SchedulerKind.Chunked, ExecutionKind.Padded)]
     [InlineData("small-paged", SchedulerKind.PrefillFirst, ExecutionKind.Paged)]
+    [InlineData("nxdi-small-chunked", SchedulerKind.Chunked, ExecutionKind.Padded)]
+    [InlineData("nxdi-small-paged", SchedulerKind.PrefillFirst, ExecutionKind.Paged)]
     public void Shipped_policy_profiles_load_and_are_listed(string name, SchedulerKind scheduler, ExecutionKind execution)
     {
         var profile = EngineProfiles.Load(name);

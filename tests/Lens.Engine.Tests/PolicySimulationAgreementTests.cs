@@ -1,4 +1,5 @@
 using Lens.Core;
+using Lens.Testing;
 
 namespace Lens.Engine.Tests;
 
@@ -31,29 +32,7 @@ public sealed class PolicySimulationAgreementTests
             [(33, 9), (7, 60), (20, 30)],
         ];
         var requests = stages.SelectMany(q => q).ToArray();
-        var since = engine.Counters.DecodeSteps;
-        var running = new List<Task<GenerationResult>>();
-        var held = new List<long>();
-        foreach (var stage in stages)
-        {
-            if (held.Count > 0)
-            {
-                var target = engine.Counters.DecodeSteps + 12;
-                for (var wait = 0; wait < 30_000 && engine.Counters.DecodeSteps < target && running.Any(t => !t.IsCompleted); wait++)
-                {
-                    await Task.Delay(1);
-                }
-            }
-
-            using (engine.Pause())
-            {
-                held.Add(engine.Counters.DecodeSteps);
-                running.AddRange(stage.Select(q => engine.GenerateAsync(q.I, q.O)));
-            }
-        }
-
-        var results = await Task.WhenAll(running);
-        var steps = engine.StepsSince(since);
+        var (results, steps, held) = await StagedSubmission.RunAsync(engine, stages);
         Assert.Equal(steps.Count, (int)(steps[^1].Index - steps[0].Index + 1));
 
         // Exactly representable costs, distinct per cell; a stage held before step i arrived during step i - 1.
