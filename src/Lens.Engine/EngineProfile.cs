@@ -312,7 +312,7 @@ public static class EngineProfiles
 {
     /// <summary>Shipped profile names.</summary>
     public static readonly IReadOnlyList<string> Names = ["tiny", "nxdi-small", "linear-small", "tiny-batch", "nxdi-small-batch", "tiny-chunked", "tiny-paged", "small-chunked",
-        "small-paged"];
+        "small-paged", "nxdi-small-chunked", "nxdi-small-paged"];
 
     /// <summary>
     /// The path of a shipped profile, e.g. <c>Path("tiny")</c>; looks next to this assembly, then in the app's base folder.
