@@ -106,8 +106,11 @@ internal static class TrafficDemo
             var status = await a.GetTrafficAsync(Device, id, ct);
             if (status.Analyses != n + 1 || status.Latest is not { } latest)
             {
-                throw new CliException($"window {n + 1} was not analysed ({status.Analyses} analyses, {status.Received} requests received): " +
-                                       (status.LastError ?? "no error reported"));
+                var expected = (long)(n + 1) * settings.Window;
+                throw new CliException($"window {n + 1} was not analysed ({status.Analyses} analyses, {status.Received} requests received of " +
+                                       $"{expected} sent): " + (status.LastError ?? (status.Received < expected
+                                           ? "the exporter reported its flush done but spans did not arrive (an export lost: set OTEL_DIAGNOSTICS.json to see why)"
+                                           : "no error reported")));
             }
 
             var window = new TrafficDemoWindow(n + 1, phase, replay.Summary.Requests, replay.Summary.E2e.P50, latest.TtftMape, latest.E2eMape,
