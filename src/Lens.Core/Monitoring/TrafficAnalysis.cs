@@ -83,28 +83,59 @@ public static class TrafficAnalysis
         var start = served.Min(o => o.ArrivalMs);
         var trace = served.Select(o => new TraceRequest(o.ArrivalMs - start, o.InputLength, o.OutputLength)).ToArray();
         var cells = new CostCells(model);
-        var shift = new double[cells.Count];
-        var se = new double[cells.Count];
-        var common = 0.0;
+        var atProfile = Replay(model, cells, trace, served, new double[cells.Count], options);
+        var ttftMape = 100 * served.Select((o, n) => Math.Abs(o.TtftMs - atProfile.Run.Requests[n].TtftMs) / o.TtftMs).Average();
+        var e2eMape = 100 * served.Select((o, n) => Math.Abs(o.E2eMs - atProfile.Run.Requests[n].E2eMs) / o.E2eMs).Average();
+        var fit = Descend(model, cells, trace, served, options, atProfile, new double[cells.Count], 0);
 
-        var replay = Replay(model, cells, trace, served, shift, options);
-        var ttftMape = 100 * served.Select((o, n) => Math.Abs(o.TtftMs - replay.Run.Requests[n].TtftMs) / o.TtftMs).Average();
-        var e2eMape = 100 * served.Select((o, n) => Math.Abs(o.E2eMs - replay.Run.Requests[n].E2eMs) / o.E2eMs).Average();
-        if (CommonStart(model, cells, trace, served, replay.Run, options) is var start0 && start0 != 0)
+        // Gauss-Newton from the profile's costs cannot cross into a queue the profile never had (a device slower everywhere, overloaded
+        // by traffic its profile sustains): where its costs still leave the window's median E2E off by half the smallest shift that
+        // counts, it starts again from the shift all cells share, and the better explanation of the window is kept.
+        if (Math.Abs(MedianResidual(served, fit.Replay.Run)) >= options.MinRelativeShift / 2 &&
+            CommonStart(model, cells, trace, served, atProfile.Run, options) is var start0 && start0 != 0)
         {
-            Array.Fill(shift, start0);
-            common = start0;
-            replay = Replay(model, cells, trace, served, shift, options);
+            var uniform = new double[cells.Count];
+            Array.Fill(uniform, start0);
+            var again = Descend(model, cells, trace, served, options, Replay(model, cells, trace, served, uniform, options), uniform, start0);
+            if (Math.Abs(MedianResidual(served, again.Replay.Run)) < Math.Abs(MedianResidual(served, fit.Replay.Run)))
+            {
+                fit = again;
+            }
         }
 
+        var (shift, se, common, replay, observations, active) = fit;
+        var steps = replay.Exposure.Steps;
+        var result = new List<CellHealth>();
+        foreach (var c in active)
+        {
+            var band = Math.Max(options.MinRelativeShift, options.Z * cells.RelativeFitError(c));
+            var own = Math.Abs(shift[c] - common);
+            var outOfBand = observations[c] >= options.MinObservations && own > band && own > options.Z * se[c];
+            double? estimate = steps[c] >= options.MinEstimateSteps && se[c] <= options.MaxEstimateError ? cells.Cost(c) * (1 + shift[c]) : null;
+            result.Add(new CellHealth(cells.Id(c), observations[c], steps[c], shift[c], se[c], band, outOfBand, cells.Cost(c), estimate));
+        }
+
+        return new TrafficReport(served.Length, window.Count - served.Length, ttftMape, e2eMape, common, result, start,
+            served.Max(o => o.ArrivalMs));
+    }
+
+    private sealed record Descent(double[] Shift, double[] Se, double Common, ReplayResult Replay, int[] Observations, int[] Active);
+
+    /// <summary>
+    /// Gauss-Newton on the replay from <paramref name="shift"/> (replayed as <paramref name="replay"/>): the exposures are the derivatives
+    /// at the current costs. Queueing makes them too small far from the true costs (a slower cell also lengthens the queue), so steps
+    /// are damped, no cell moves by more than MaxStep in one round, and a step that raises the cells' scores (see Replay) is undone and
+    /// the damping halved. (The window's own squared error is rugged at the scale of one step, as admissions move by a step here and
+    /// there; it cannot judge a step.) Ends with the shifts' standard errors at the final costs.
+    /// </summary>
+    private static Descent Descend(DeploymentModel model, CostCells cells, TraceRequest[] trace, ObservedRequest[] served, TrafficOptions options,
+        ReplayResult replay, double[] shift, double common)
+    {
+        var se = new double[cells.Count];
         var (observations, active) = Exposed(replay, cells);
         var damping = Damping;
         for (var iteration = 0; iteration < Math.Max(1, options.Iterations) && active.Length > 0; iteration++)
         {
-            // Gauss-Newton on the replay: the exposures are the derivatives at the current costs. Queueing makes them too small far
-            // from the true costs (a slower cell also lengthens the queue), so steps are damped, no cell moves by more than MaxStep in
-            // one round, and a step that raises the cells' scores (see Replay) is undone and the damping halved. (The window's own squared
-            // error is rugged at the scale of one step, as admissions move by a step here and there; it cannot judge a step.)
             var delta = Solve(replay.Rows, active, shift, common, se);
             var trial = (double[])shift.Clone();
             var largest = 0.0;
@@ -139,19 +170,21 @@ public static class TrafficAnalysis
             _ = Solve(replay.Rows, active, shift, common, se); // standard errors at the final costs
         }
 
-        var steps = replay.Exposure.Steps;
-        var result = new List<CellHealth>();
-        foreach (var c in active)
+        return new Descent(shift, se, common, replay, observations, active);
+    }
+
+    /// <summary>The median over the window of <c>(observed - replayed) / replayed</c> E2E.</summary>
+    private static double MedianResidual(ObservedRequest[] observed, ServingRun run)
+    {
+        var residuals = new double[observed.Length];
+        for (var n = 0; n < observed.Length; n++)
         {
-            var band = Math.Max(options.MinRelativeShift, options.Z * cells.RelativeFitError(c));
-            var own = Math.Abs(shift[c] - common);
-            var outOfBand = observations[c] >= options.MinObservations && own > band && own > options.Z * se[c];
-            double? estimate = steps[c] >= options.MinEstimateSteps && se[c] <= options.MaxEstimateError ? cells.Cost(c) * (1 + shift[c]) : null;
-            result.Add(new CellHealth(cells.Id(c), observations[c], steps[c], shift[c], se[c], band, outOfBand, cells.Cost(c), estimate));
+            var pred = run.Requests[n].E2eMs;
+            residuals[n] = pred > 0 ? (observed[n].E2eMs - pred) / pred : 0;
         }
 
-        return new TrafficReport(served.Length, window.Count - served.Length, ttftMape, e2eMape, common, result, start,
-            served.Max(o => o.ArrivalMs));
+        Array.Sort(residuals);
+        return RepeatStatistic.QuantileOfSorted(residuals, 0.5);
     }
 
     /// <summary>Largest common shift searched: a device 20 times slower than its profile is a different device.</summary>
@@ -167,27 +200,14 @@ public static class TrafficAnalysis
     private static double CommonStart(DeploymentModel model, CostCells cells, TraceRequest[] trace, ObservedRequest[] observed, ServingRun atProfile,
         TrafficOptions options)
     {
-        var residuals = new double[observed.Length];
-        double MedianResidual(ServingRun run)
-        {
-            for (var n = 0; n < observed.Length; n++)
-            {
-                var pred = run.Requests[n].E2eMs;
-                residuals[n] = pred > 0 ? (observed[n].E2eMs - pred) / pred : 0;
-            }
-
-            Array.Sort(residuals);
-            return RepeatStatistic.QuantileOfSorted(residuals, 0.5);
-        }
-
         var uniform = new double[cells.Count];
         double At(double s)
         {
             Array.Fill(uniform, s);
-            return MedianResidual(ServingSimulation.Simulate(Scaled(model, cells, uniform), trace, options.MaxNumSeqs, options.Replicas));
+            return MedianResidual(observed, ServingSimulation.Simulate(Scaled(model, cells, uniform), trace, options.MaxNumSeqs, options.Replicas));
         }
 
-        var atZero = MedianResidual(atProfile);
+        var atZero = MedianResidual(observed, atProfile);
         if (!double.IsFinite(atZero) || Math.Abs(atZero) < options.MinRelativeShift / 2)
         {
             return 0;
