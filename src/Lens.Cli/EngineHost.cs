@@ -1,6 +1,7 @@
 using Lens.Core;
 using Lens.Engine;
 using Lens.Measurement;
+using Spectre.Console;
 
 namespace Lens.Cli;
 
@@ -28,12 +29,8 @@ internal sealed class EngineHost : IAsyncDisposable
 
     public BucketSet Buckets => _engine.Buckets;
 
-    /// <summary>
-    /// The buckets a batched profile, plan, fit and simulation of the engine use, on its policy's axes: the length buckets with the
-    /// engine's batch buckets (paged: the decode axis in KV blocks), or for chunked prefill with its token buckets as the rows.
-    /// </summary>
-    public BucketSet ServingBuckets => _engine.Buckets.WithBatch(
-        _engine.Policy.Scheduler == SchedulerKind.Chunked ? _engine.Policy.TokenBuckets : _engine.BatchBuckets);
+    /// <summary>The buckets a batched profile, plan, fit and simulation of the engine use (<see cref="ReferenceEngine.ServingBuckets"/>).</summary>
+    public BucketSet ServingBuckets => _engine.ServingBuckets;
 
     /// <summary>The engine's scheduling policy (its profile's; prefill-first padded when the profile names none).</summary>
     public SchedulingPolicy Policy => _engine.Policy;
@@ -72,6 +69,29 @@ internal sealed class EngineHost : IAsyncDisposable
             PromptTokenIdMax = engine.Profile.Vocab,
         });
         return new EngineHost(engine, server, http, http);
+    }
+
+    /// <summary>
+    /// One round of <paramref name="rows"/> against the engine's server, appended to (resuming) <paramref name="path"/>, with a
+    /// progress line titled <paramref name="title"/>: each row's repeats times <paramref name="repeatMultiplier"/>, one warm-up per
+    /// bucket when <paramref name="warmUp"/>. Throws a <see cref="CliException"/> when requests are left unmeasured.
+    /// </summary>
+    public async Task ProfileRoundAsync(IReadOnlyList<PlanRow> rows, string path, int repeatMultiplier, bool warmUp, string title, IAnsiConsole ui,
+        CancellationToken ct)
+    {
+        var http = _http ?? throw new InvalidOperationException("the engine is timed in-process: there is no server to profile");
+        var summary = await ProgressDisplay.RunAsync(title, progress =>
+            new ProfileRunner(http, new ProfileRunOptions
+            {
+                WarmupsPerBucket = warmUp ? 1 : 0,
+                RepeatMultiplier = repeatMultiplier,
+                Retry = MeasurementRetryPolicy.WithRetries(3), // the engine's HTTP backend makes one request per attempt
+                Progress = progress,
+            }).RunAsync(rows, path, ct), ui);
+        if (!summary.Complete)
+        {
+            throw new CliException($"{title}: stopped with {summary.Remaining} requests left: {summary.Describe()}");
+        }
     }
 
     public async ValueTask DisposeAsync()

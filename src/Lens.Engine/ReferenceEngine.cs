@@ -91,6 +91,12 @@ public sealed class ReferenceEngine : IDisposable, ICompletionModel
     /// <summary>The compiled decode batch sizes, ascending (a copy).</summary>
     public IReadOnlyList<int> BatchBuckets => [.. _batchEdges];
 
+    /// <summary>
+    /// The buckets a batched profile, plan, fit and simulation of this engine use, on its policy's axes: the length buckets with the
+    /// batch buckets (paged: the decode axis in KV blocks), or under chunked prefill with the token buckets as the step table's rows.
+    /// </summary>
+    public BucketSet ServingBuckets => Buckets.WithBatch(Policy.Scheduler == SchedulerKind.Chunked ? Policy.TokenBuckets : _batchEdges);
+
     /// <summary>The most sequences in flight at once: the largest batch bucket, or the chunked policy's <c>maxNumSeqs</c>.</summary>
     public int MaxNumSeqs => Profile.MaxNumSeqs;
 

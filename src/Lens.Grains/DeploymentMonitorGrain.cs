@@ -41,6 +41,7 @@ public sealed class DeploymentMonitorGrain(
     private long _analyses;
     private double _commonShift;
     private DateTimeOffset? _analyzedAt;
+    private (BucketContext Context, long[] Versions, DeploymentModel Model)? _composed; // the model of the buckets' versions last seen
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -56,7 +57,7 @@ public sealed class DeploymentMonitorGrain(
         var buckets = context.ToBucketSet();
         var all = buckets.AllBuckets().ToArray();
         var snapshots = await Task.WhenAll(all.Select(b => Bucket(b).GetSnapshotAsync()));
-        var model = await DeploymentModels.ComposeAsync(GrainFactory, _key, context, all, snapshots);
+        var model = await ComposeAsync(context, all, snapshots);
         ForgetRefitted(model, all, snapshots);
 
         var deploymentTag = LensTelemetry.Deployment(_key.Tenant, _key.Device, _key.Deployment);
@@ -150,6 +151,23 @@ public sealed class DeploymentMonitorGrain(
         }
 
         return AppendEntryAsync(entry, n);
+    }
+
+    /// <summary>
+    /// The deployment's model, composed again only when a bucket's data changed (its version moved) since the last batch: under a
+    /// scheduling policy the composition is the joint fit of every measurement, too costly to repeat for each telemetry batch.
+    /// </summary>
+    private async Task<DeploymentModel> ComposeAsync(BucketContext context, BucketId[] all, BucketSnapshot[] snapshots)
+    {
+        var versions = snapshots.Select(s => s.Version).ToArray();
+        if (_composed is { } last && last.Context.SameAs(context) && last.Versions.AsSpan().SequenceEqual(versions))
+        {
+            return last.Model;
+        }
+
+        var model = await DeploymentModels.ComposeAsync(GrainFactory, _key, context, all, snapshots);
+        _composed = (context, versions, model);
+        return model;
     }
 
     /// <summary>Appends one analysis to the stored ring (bounded by <see cref="HealthHistory.Capacity"/>) and writes it.</summary>

@@ -109,12 +109,7 @@ public sealed class ServingDemoTests : IDisposable
     {
         using var engine = ReferenceEngine.Create(EngineProfiles.Load("tiny-batch"));
         var buckets = engine.Buckets.WithBatch(engine.BatchBuckets);
-        (int I, int O)[][] stages =
-        [
-            [(5, 20), (30, 3), (12, 40), (60, 10), (2, 2), (40, 50)],
-            [(16, 17), (63, 65), (1, 100)],
-            [(33, 9), (7, 60), (20, 30)],
-        ];
+        var stages = StagedSubmission.Stages;
         var requests = stages.SelectMany(q => q).ToArray();
         var (results, steps, held) = await StagedSubmission.RunAsync(engine, stages);
         Assert.Equal(steps.Count, (int)(steps[^1].Index - steps[0].Index + 1));

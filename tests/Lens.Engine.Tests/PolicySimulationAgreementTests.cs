@@ -19,18 +19,13 @@ public sealed class PolicySimulationAgreementTests
         using var engine = ReferenceEngine.Create(EngineProfiles.Load(profile), warmup: false);
         var policy = engine.Policy;
         var chunked = policy.Scheduler == SchedulerKind.Chunked;
-        var buckets = engine.Buckets.WithBatch(chunked ? policy.TokenBuckets : engine.BatchBuckets);
+        var buckets = engine.ServingBuckets;
         var cells = new StepCells(buckets, policy);
 
         // Three stages: the first more than max_num_seqs (and, paged, more KV than the capacity), the others submitted while the
         // engine is held between two iterations with sequences in flight; prompts longer than the chunked budget, lengths that
         // cross buckets.
-        (int I, int O)[][] stages =
-        [
-            [(5, 20), (30, 3), (12, 40), (60, 10), (2, 2), (40, 50)],
-            [(16, 17), (63, 65), (1, 100)],
-            [(33, 9), (7, 60), (20, 30)],
-        ];
+        var stages = StagedSubmission.Stages;
         var requests = stages.SelectMany(q => q).ToArray();
         var (results, steps, held) = await StagedSubmission.RunAsync(engine, stages);
         Assert.Equal(steps.Count, (int)(steps[^1].Index - steps[0].Index + 1));

@@ -10,6 +10,18 @@ namespace Lens.Testing;
 /// </summary>
 internal static class StagedSubmission
 {
+    /// <summary>
+    /// The agreement tests' trace, as (prompt, output) lengths: a first stage of more requests than max_num_seqs, then two more
+    /// submitted with sequences in flight; prompts longer than a small chunked budget, lengths that cross buckets and finish at
+    /// different steps.
+    /// </summary>
+    public static readonly (int I, int O)[][] Stages =
+    [
+        [(5, 20), (30, 3), (12, 40), (60, 10), (2, 2), (40, 50)],
+        [(16, 17), (63, 65), (1, 100)],
+        [(33, 9), (7, 60), (20, 30)],
+    ];
+
     /// <summary>Submits <paramref name="stages"/> and waits for every request.</summary>
     /// <returns>Each request's result (stages in order), the engine's steps since the first submission, and per stage the engine's
     /// step count when it was submitted (its requests were admitted at that iteration boundary).</returns>

@@ -64,18 +64,8 @@ internal static class CapacityCheck
             var clock = Stopwatch.StartNew();
             for (var round = 1; round <= settings.Repeats; round++)
             {
-                var summary = await ProgressDisplay.RunAsync($"profiling {name} ({profile.Layers} layers), round {round} of {settings.Repeats}",
-                    progress => new ProfileRunner(engine.Http!, new ProfileRunOptions
-                    {
-                        WarmupsPerBucket = round == 1 ? 1 : 0,
-                        RepeatMultiplier = round,
-                        Retry = MeasurementRetryPolicy.WithRetries(3),
-                        Progress = progress,
-                    }).RunAsync(plan.Rows, measurements, ct), ui);
-                if (!summary.Complete)
-                {
-                    throw new CliException($"profiling {name} stopped with {summary.Remaining} requests left: {summary.Describe()}");
-                }
+                await engine.ProfileRoundAsync(plan.Rows, measurements, round, warmUp: round == 1,
+                    $"profiling {name} ({profile.Layers} layers), round {round} of {settings.Repeats}", ui, ct);
             }
 
             var model = BucketFitter.Fit(buckets, CliFiles.ReadMeasurements(measurements, "profile").Rows, statistic)

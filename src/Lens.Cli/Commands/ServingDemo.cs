@@ -56,19 +56,7 @@ internal static class ServingDemo
         async Task ProfileRoundAsync(int round)
         {
             var clock = Stopwatch.StartNew();
-            var summary = await ProgressDisplay.RunAsync($"profiling, round {round} of {settings.Repeats}", progress =>
-                new ProfileRunner(backend, new ProfileRunOptions
-                {
-                    WarmupsPerBucket = round == 1 ? 1 : 0,
-                    RepeatMultiplier = round,
-                    Retry = MeasurementRetryPolicy.WithRetries(3), // the engine's HTTP backend makes one request per attempt
-                    Progress = progress,
-                }).RunAsync(plan, profilePath, ct), ui);
-            if (!summary.Complete)
-            {
-                throw new CliException($"profiling stopped with {summary.Remaining} requests left: {summary.Describe()}");
-            }
-
+            await engine.ProfileRoundAsync(plan, profilePath, round, warmUp: round == 1, $"profiling, round {round} of {settings.Repeats}", ui, ct);
             profiled += clock.Elapsed;
         }
 

@@ -52,7 +52,7 @@ internal static class TrafficDemo
         File.Delete(profilePath);
         for (var round = 1; round <= settings.Repeats; round++)
         {
-            await ProfileAsync(backend, plan.Rows, profilePath, round, $"profiling, round {round} of {settings.Repeats}", ui, ct);
+            await engine.ProfileRoundAsync(plan.Rows, profilePath, round, warmUp: true, $"profiling, round {round} of {settings.Repeats}", ui, ct);
         }
 
         var profiled = CliFiles.ReadMeasurements(profilePath, "profile").Rows;
@@ -155,7 +155,7 @@ internal static class TrafficDemo
         var reprofilePath = Path.Combine(outDir, "reprofile.csv");
         File.Delete(reprofilePath);
         var rows = plan.Rows.Where(r => SameCell(r.Bucket, r.Batch, cell)).ToArray();
-        await ProfileAsync(backend, rows, reprofilePath, settings.Repeats, $"re-profiling {cell} slowed", ui, ct);
+        await engine.ProfileRoundAsync(rows, reprofilePath, settings.Repeats, warmUp: true, $"re-profiling {cell} slowed", ui, ct);
         var reprofiled = CliFiles.ReadMeasurements(reprofilePath, "re-profile").Rows;
         var slowedCost = CellCost(BucketFitter.Fit(buckets,
             [.. profiled.Where(m => !(m.Bucket is { } k && SameCell(k, m.Batch, cell))), .. reprofiled], statistic), cell);
@@ -221,23 +221,6 @@ internal static class TrafficDemo
 
     private static double CellCost(DeploymentModel model, BucketId cell) =>
         model.StepMs(model.Buckets.BatchIndex(cell.Batch), model.Buckets.DecodeIndex(cell.Edge));
-
-    private static async Task ProfileAsync(IMeasurementBackend backend, IReadOnlyList<PlanRow> rows, string path, int repeats, string title,
-        IAnsiConsole ui, CancellationToken ct)
-    {
-        var summary = await ProgressDisplay.RunAsync(title, progress =>
-            new ProfileRunner(backend, new ProfileRunOptions
-            {
-                WarmupsPerBucket = 1,
-                RepeatMultiplier = repeats,
-                Retry = MeasurementRetryPolicy.WithRetries(3), // the engine's HTTP backend makes one request per attempt
-                Progress = progress,
-            }).RunAsync(rows, path, ct), ui);
-        if (!summary.Complete)
-        {
-            throw new CliException($"profiling stopped with {summary.Remaining} requests left: {summary.Describe()}");
-        }
-    }
 
     private static MeasurementInput ToInput(MeasuredRequest m) =>
         new(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs, m.Bucket?.ToString(), m.Batch, m.Group);
