@@ -12,7 +12,7 @@ namespace Lens.Engine;
 ///   "prefillBuckets": [16, 32, 64], "decodeBuckets": [16, 32, 64, 128], "convention": "after-append",
 ///   "slowdown": { "decode-64": 1.5 } }
 /// </code>
-/// A slowdown multiplier <c>m &gt;= 1</c> makes its bucket's work about <c>m</c> times as much by repeating layer passes
+/// A slowdown multiplier <c>m &gt;= 1</c> makes each step of its bucket take <c>m</c> times its own time (a busy wait after it)
 /// (used to simulate drift of one bucket): <c>decode-N</c> at every batch bucket, <c>decode-N-bB</c> in one (batch, length) cell only.
 /// <c>batchBuckets</c> (default <c>[1]</c>) are the compiled decode batch sizes; the largest
 /// is <c>max_num_seqs</c> (method.md, "Batched serving"). <c>policy</c> (absent: prefill-first padded) is the scheduler, as
@@ -97,7 +97,7 @@ public sealed record EngineProfile
     public int MaxNumSeqs => EffectivePolicy.Scheduler == SchedulerKind.Chunked ? EffectivePolicy.MaxNumSeqs
         : BatchBuckets is { Length: > 0 } b ? b[^1] : 0;
 
-    /// <summary>Bucket id (<see cref="BucketId.ToString"/>, e.g. <c>decode-512</c>) -> work multiplier (1..100).</summary>
+    /// <summary>Bucket id (<see cref="BucketId.ToString"/>, e.g. <c>decode-512</c>) -> time multiplier (1..100).</summary>
     public Dictionary<string, double>? Slowdown { get; init; }
 
     /// <summary>Head size <c>hidden / heads</c>.</summary>

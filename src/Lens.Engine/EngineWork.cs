@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Lens.Engine;
 
 /// <summary>
@@ -6,35 +8,38 @@ namespace Lens.Engine;
 /// </summary>
 internal sealed class EngineWork
 {
-    private long _requests, _prefillPasses, _prefillRows, _decodeSteps, _attentionPositions, _cacheMoves, _cacheHandoffs, _shadowPasses;
+    private long _requests, _prefillPasses, _prefillRows, _decodeSteps, _attentionPositions, _cacheMoves, _cacheHandoffs, _slowdownTicks;
     private long _paddedRows;
 
     /// <summary>A consistent-enough copy for tests and reports (each count read atomically).</summary>
     public EngineCounters Snapshot() => new(
         Interlocked.Read(ref _requests), Interlocked.Read(ref _prefillPasses), Interlocked.Read(ref _prefillRows),
         Interlocked.Read(ref _decodeSteps), Interlocked.Read(ref _attentionPositions), Interlocked.Read(ref _cacheMoves),
-        Interlocked.Read(ref _cacheHandoffs), Interlocked.Read(ref _shadowPasses), Interlocked.Read(ref _paddedRows));
+        Interlocked.Read(ref _cacheHandoffs), Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _slowdownTicks)).TotalMilliseconds,
+        Interlocked.Read(ref _paddedRows));
 
     /// <summary>A request completed (warm-up runs none).</summary>
     public void Request() => _requests++;
 
-    /// <summary>A prefill pass over <paramref name="paddedLength"/> rows with <paramref name="shadow"/> extra layer passes.</summary>
-    public void Prefill(int paddedLength, int shadow)
+    /// <summary>A prefill pass over <paramref name="paddedLength"/> rows, its slowdown adding <paramref name="slowdownTicks"/>
+    /// (<see cref="Stopwatch"/> ticks).</summary>
+    public void Prefill(int paddedLength, long slowdownTicks)
     {
         _prefillPasses++;
         _prefillRows += paddedLength;
-        _shadowPasses += shadow;
+        _slowdownTicks += slowdownTicks;
     }
 
     /// <summary>A decode or mixed step of <paramref name="batch"/> rows (<paramref name="rows"/> real) whose heads scored
-    /// <paramref name="positions"/> KV positions in all (per head and layer); returns its index, from 0.</summary>
-    public long DecodeStep(int batch, int rows, long positions, int shadow)
+    /// <paramref name="positions"/> KV positions in all (per head and layer), its slowdown adding <paramref name="slowdownTicks"/>;
+    /// returns its index, from 0.</summary>
+    public long DecodeStep(int batch, int rows, long positions, long slowdownTicks)
     {
         var index = _decodeSteps;
         _decodeSteps++;
         _attentionPositions += positions;
         _paddedRows += batch - rows;
-        _shadowPasses += shadow;
+        _slowdownTicks += slowdownTicks;
         return index;
     }
 

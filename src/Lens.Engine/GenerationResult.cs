@@ -2,8 +2,8 @@ using Lens.Core;
 
 namespace Lens.Engine;
 
-/// <summary>The prefill of one request: its bucket, the padded length it computed, extra (slowdown) layer passes, its time.</summary>
-public readonly record struct PrefillTrace(BucketId Bucket, int PaddedLength, int ShadowLayerPasses, double Ms);
+/// <summary>The prefill of one request: its bucket, the padded length it computed, the time its slowdown added, its time.</summary>
+public readonly record struct PrefillTrace(BucketId Bucket, int PaddedLength, double SlowdownMs, double Ms);
 
 /// <summary>
 /// Decode step <c>k</c> of one request (method.md, "Terms"): it runs at sequence length <c>I + k</c>, picked bucket
@@ -15,7 +15,7 @@ public readonly record struct PrefillTrace(BucketId Bucket, int PaddedLength, in
 /// <param name="Bucket">The decode bucket the step ran in.</param>
 /// <param name="AttentionSpan">KV positions each head scored: the bucket edge (plus one under the before-append convention).</param>
 /// <param name="CacheMoved">True when this step crossed a bucket edge and copied the cache into the next bucket's buffer.</param>
-/// <param name="ShadowLayerPasses">Extra layer passes run for the bucket's slowdown.</param>
+/// <param name="SlowdownMs">Time the cell's slowdown added to the step (0 without one).</param>
 /// <param name="Ms">Wall time of the step (monotonic clock): the whole batched step, cache copies included.</param>
 /// <param name="Batch">The batch bucket B the step ran at (method.md, "Batched serving").</param>
 /// <param name="Rows">Sequences in flight in that step (this one included); <c>Batch - Rows</c> rows were padding.</param>
@@ -26,7 +26,7 @@ public readonly record struct DecodeStepTrace(
     BucketId Bucket,
     int AttentionSpan,
     bool CacheMoved,
-    int ShadowLayerPasses,
+    double SlowdownMs,
     double Ms,
     int Batch,
     int Rows,
@@ -56,7 +56,7 @@ public enum EngineStepKind
 /// <param name="Bucket">The decode bucket D: the smallest at or above the longest sequence after this step's append.</param>
 /// <param name="AttentionSpan">KV positions each row's heads scored (paged: the block bucket's positions, summed over the rows).</param>
 /// <param name="CacheMoves">Rows whose cache was copied into D's buffer because D grew.</param>
-/// <param name="ShadowLayerPasses">Extra layer passes run for the bucket's slowdown.</param>
+/// <param name="SlowdownMs">Time the cell's slowdown added to the step (0 without one).</param>
 /// <param name="Ms">Wall time of the step (monotonic clock), cache copies included.</param>
 /// <param name="Kind">Decode or mixed.</param>
 /// <param name="Row">The cell's row index: the batch bucket's (token bucket's for a mixed step).</param>
@@ -68,7 +68,7 @@ public readonly record struct BatchStepTrace(
     BucketId Bucket,
     int AttentionSpan,
     int CacheMoves,
-    int ShadowLayerPasses,
+    double SlowdownMs,
     double Ms,
     EngineStepKind Kind = EngineStepKind.Decode,
     int Row = 0,
@@ -108,7 +108,7 @@ public sealed record GenerationResult(
 /// <c>B * span</c>).</param>
 /// <param name="CacheMoves">Copies of the cache into the next decode bucket's buffer at an edge.</param>
 /// <param name="CacheHandoffs">Copies of a prefill's KV into the first decode bucket's buffer.</param>
-/// <param name="ShadowLayerPasses">Extra layer passes run for slowdowns.</param>
+/// <param name="SlowdownMs">Time slowdowns added to steps, in all.</param>
 /// <param name="PaddedRows">Rows decode steps computed only to fill their batch bucket (<c>B - rows in flight</c>, summed).</param>
 public readonly record struct EngineCounters(
     long Requests,
@@ -118,5 +118,5 @@ public readonly record struct EngineCounters(
     long AttentionPositions,
     long CacheMoves,
     long CacheHandoffs,
-    long ShadowLayerPasses,
+    double SlowdownMs,
     long PaddedRows);

@@ -13,8 +13,7 @@ namespace Lens.Engine;
 /// <item><see cref="Decode"/>: <c>B</c> rows set by <see cref="SetRow"/>, each attending over all of a bucket's span of its own
 /// KV buffer (masked beyond its real length); padded rows are computed too and their results discarded.</item>
 /// </list>
-/// Each pass can repeat its last layer a number of times on a copy of its input, results discarded (<see cref="RunLayers"/>):
-/// the slowdown's extra work, whose count the caller decides (<see cref="SlowdownHook"/>). The runner owns only activations:
+/// The runner owns only activations:
 /// KV buffers belong to the <see cref="KvCache"/>, counts and timing to the caller. All buffers are allocated once; a decode step
 /// allocates nothing (with one thread).
 /// </summary>
@@ -34,7 +33,7 @@ internal sealed partial class ModelRunner
     private readonly float[] _ropeCos, _ropeSin; // position x headDim/2
 
     // Decode rows of one step, B of them: row-major B x width, and each row's KV buffers, position and input (then output) token.
-    private readonly float[] _x, _xn, _q, _k, _v, _attn, _tmp, _gateBuf, _upBuf, _logits, _xLastIn, _xShadow, _ropeA, _ropeB, _sigmoid;
+    private readonly float[] _x, _xn, _q, _k, _v, _attn, _tmp, _gateBuf, _upBuf, _logits, _ropeA, _ropeB, _sigmoid;
     private readonly float[][] _rowK, _rowV;
     private readonly int[] _rowPosition, _rowToken, _rowAttend;
     private float[]? _padK, _padV; // paged execution: the buffer the step's padding blocks are attended over
@@ -45,7 +44,7 @@ internal sealed partial class ModelRunner
     // Prefill state, sized for the longest prefill bucket; a request uses exactly its padded length P.
     private readonly int[] _prompt;
     private readonly int[] _paddedIds;
-    private readonly float[] _pX, _pXn, _pQ, _pKr, _pVr, _pA, _pT, _pG, _pU, _pSaved, _pShadow;
+    private readonly float[] _pX, _pXn, _pQ, _pKr, _pVr, _pA, _pT, _pG, _pU;
 
     /// <param name="maxPosition">Positions the rotary tables cover (the longest sequence and prompt, plus margin).</param>
     /// <param name="maxRows">The most decode rows of a step: the largest batch bucket.</param>
@@ -107,8 +106,6 @@ internal sealed partial class ModelRunner
         _gateBuf = new float[maxRows * _ffn];
         _upBuf = new float[maxRows * _ffn];
         _logits = new float[maxRows * _vocab];
-        _xLastIn = new float[maxRows * _hidden];
-        _xShadow = new float[maxRows * _hidden];
         _rowK = new float[maxRows][];
         _rowV = new float[maxRows][];
         _rowPosition = new int[maxRows];
@@ -130,8 +127,6 @@ internal sealed partial class ModelRunner
         _pT = new float[maxPrompt * _hidden];
         _pG = new float[maxPrompt * _ffn];
         _pU = new float[maxPrompt * _ffn];
-        _pSaved = new float[maxPrompt * _hidden];
-        _pShadow = new float[maxPrompt * _hidden];
     }
 
     /// <summary>A pass over one layer of a step's rows, in place on <c>x</c>; a struct, so that <see cref="RunLayers"/> is
@@ -157,28 +152,14 @@ internal sealed partial class ModelRunner
         return (int)(h % (ulong)_vocab);
     }
 
-    /// <summary>The work of one prefill of padded length <paramref name="p"/> in layer passes: <c>L</c> layers plus one LM-head row.</summary>
-    public double PrefillPassUnits(int p)
-    {
-        var layerMacs = (p * LayerWeightMacs()) + (2.0 * _heads * _headDim * p * p);
-        return _layers + ((double)_vocab * _hidden / layerMacs);
-    }
-
-    /// <summary>The work of one decode row over <paramref name="span"/> positions in layer passes (layers plus the LM head).</summary>
-    public double DecodePassUnits(int span)
-    {
-        var layerMacs = LayerWeightMacs() + (2.0 * _heads * _headDim * span);
-        return _layers + ((double)_vocab * _hidden / layerMacs);
-    }
-
     /// <summary>
     /// The prefill of the first <paramref name="inputLength"/> tokens of <see cref="Prompt"/>, padded to <paramref name="p"/>
     /// (padding token 0, kept out of real rows by the causal mask), writing K and V into <paramref name="stagingK"/> and
-    /// <paramref name="stagingV"/> (<c>[layer][kvHead][headDim][p]</c>), with <paramref name="shadow"/> extra last-layer passes.
+    /// <paramref name="stagingV"/> (<c>[layer][kvHead][headDim][p]</c>).
     /// Returns the first generated token.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public int Prefill(int inputLength, int p, float[] stagingK, float[] stagingV, int shadow)
+    public int Prefill(int inputLength, int p, float[] stagingK, float[] stagingV)
     {
         var h = _hidden;
         for (var n = 0; n < p; n++)
@@ -187,7 +168,7 @@ internal sealed partial class ModelRunner
             _embedding.AsSpan(_paddedIds[n] * h, h).CopyTo(_pX.AsSpan(n * h, h));
         }
 
-        RunLayers(new PrefillPass(this, p, stagingK, stagingV), _pX, p * h, _pSaved, _pShadow, shadow);
+        RunLayers(new PrefillPass(this, p, stagingK, stagingV), _pX);
         RmsNorm(_pX.AsSpan((inputLength - 1) * h, h), _finalNorm, _xn.AsSpan(0, h));
         MatMul(_embedding, _vocab, h, _xn, _logits, 1);
         return TensorPrimitives.IndexOfMax<float>(_logits.AsSpan(0, _vocab));
@@ -224,12 +205,12 @@ internal sealed partial class ModelRunner
     /// <summary>
     /// One decode step of <paramref name="batch"/> rows set by <see cref="SetRow"/> over buffers of <paramref name="span"/>
     /// positions: every row runs through every layer (projections and MLP as <c>batch</c>-row matrix products, attention per row
-    /// over its own buffer), plus <paramref name="shadow"/> extra last-layer passes, and the LM head; the first
+    /// over its own buffer), and the LM head; the first
     /// <paramref name="rows"/> rows get their next token (<see cref="RowToken"/>), the rest are padding whose results are
     /// discarded. Each row's computation reads only its own inputs and buffer, so its token does not depend on the other rows.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Decode(int batch, int rows, int span, int shadow)
+    public void Decode(int batch, int rows, int span)
     {
         var h = _hidden;
         for (var r = 0; r < batch; r++)
@@ -237,7 +218,7 @@ internal sealed partial class ModelRunner
             _embedding.AsSpan(_rowToken[r] * h, h).CopyTo(_x.AsSpan(r * h, h));
         }
 
-        RunLayers(new DecodePass(this, batch, span), _x, batch * h, _xLastIn, _xShadow, shadow);
+        RunLayers(new DecodePass(this, batch, span), _x);
         NormRows(_x, _finalNorm, _xn, batch);
         MatMul(_embedding, _vocab, h, _xn, _logits, batch);
         for (var r = 0; r < rows; r++)
@@ -246,29 +227,14 @@ internal sealed partial class ModelRunner
         }
     }
 
-    /// <summary>
-    /// Every layer over the first <paramref name="width"/> floats of <paramref name="x"/>, then <paramref name="shadow"/> extra
-    /// passes of the last layer, each on a fresh copy of that layer's input, results discarded: the slowdown's extra work, the
-    /// same for prefill and decode, and tokens unchanged.
-    /// </summary>
+    /// <summary>Every layer over <paramref name="x"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void RunLayers<TPass>(TPass pass, float[] x, int width, float[] saved, float[] scratch, int shadow)
+    private void RunLayers<TPass>(TPass pass, float[] x)
         where TPass : struct, ILayerPass
     {
         for (var l = 0; l < _layers; l++)
         {
-            if (l == _layers - 1 && shadow > 0)
-            {
-                x.AsSpan(0, width).CopyTo(saved);
-            }
-
             pass.Run(l, x);
-        }
-
-        for (var s = 0; s < shadow; s++)
-        {
-            saved.AsSpan(0, width).CopyTo(scratch);
-            pass.Run(_layers - 1, scratch);
         }
     }
 
@@ -452,8 +418,6 @@ internal sealed partial class ModelRunner
         MatMul(w.Wd, h, f, gate, tmp, rows);
         TensorPrimitives.Add(x.AsSpan(0, rows * h), tmp.AsSpan(0, rows * h), x.AsSpan(0, rows * h));
     }
-
-    private double LayerWeightMacs() => (2.0 * _hidden * _hidden) + (2.0 * _hidden * _kvDim) + (3.0 * _hidden * _ffn);
 
     private readonly struct PrefillPass(ModelRunner runner, int p, float[] stagingK, float[] stagingV) : ILayerPass
     {

@@ -25,7 +25,7 @@ namespace Lens.Engine;
 /// mixed steps of decodes and prompt chunks under a token budget, each one graph at <c>(T, K)</c>, a row per token padded to the
 /// token bucket, attending over the context bucket's buffer); the step log names each step's kind and cell
 /// (<see cref="BatchStepTrace.Row"/>, <see cref="BatchStepTrace.Column"/>);</item>
-/// <item><see cref="SlowdownHook"/>: a work multiplier per bucket, as extra layer passes per step on both paths;</item>
+/// <item><see cref="SlowdownHook"/>: a time multiplier per bucket or cell, each of its steps stretched to m times its own time on both paths;</item>
 /// <item><see cref="EngineWarmup"/> and <see cref="EngineWork"/> (the counters) and <see cref="StepLog"/>.</item>
 /// </list>
 /// Greedy argmax, always exactly <c>O</c> tokens (no end-of-sequence). All buffers are allocated once, at creation; a decode step
@@ -141,19 +141,19 @@ public sealed class ReferenceEngine : IDisposable, ICompletionModel
     }
 
     /// <summary>
-    /// The work multiplier of one bucket from now on (1 = none, up to 100): about <c>(m - 1)</c> times the bucket's work is
-    /// repeated as extra layer passes whose results are discarded, so tokens do not change. A decode bucket of batch 1
+    /// The time multiplier of one bucket from now on (1 = none, up to 100): each of its steps waits after computing until it has
+    /// taken <c>m</c> times its own time, so tokens do not change. A decode bucket of batch 1
     /// (<c>decode-N</c>) sets the length bucket at every batch bucket; of a larger batch (<c>decode-N-bB</c>), that one cell.
     /// </summary>
     public void SetSlowdown(BucketId bucket, double multiplier) => _slowdown.Set(bucket, multiplier);
 
     /// <summary>
-    /// The work multiplier of one cost cell from now on: a prefill bucket, or a decode (length bucket, batch bucket) cell exactly as
+    /// The time multiplier of one cost cell from now on: a prefill bucket, or a decode (length bucket, batch bucket) cell exactly as
     /// named, batch 1 included (only that cell, unlike <see cref="SetSlowdown"/>).
     /// </summary>
     public void SetCellSlowdown(BucketId cell, double multiplier) => _slowdown.Set(cell, multiplier, cell: true);
 
-    /// <summary>The current work multiplier of one prefill bucket or decode cell (<c>decode-N</c>: the cell at batch 1).</summary>
+    /// <summary>The current time multiplier of one prefill bucket or decode cell (<c>decode-N</c>: the cell at batch 1).</summary>
     public double GetSlowdown(BucketId bucket) => _slowdown.Get(bucket);
 
     /// <summary>

@@ -15,7 +15,7 @@ internal sealed partial class Scheduler
         var prefill = _executor.Prefill(sequence.Slot, sequence.Prompt, sequence.InputLength, prefillBucket);
         var end = Stopwatch.GetTimestamp();
         sequence.PrefillTrace = new PrefillTrace(new BucketId(BucketKind.Prefill, prefill.PaddedLength), prefill.PaddedLength,
-            prefill.ShadowLayerPasses, Stopwatch.GetElapsedTime(sequence.Admitted, end).TotalMilliseconds);
+            prefill.SlowdownMs, Stopwatch.GetElapsedTime(sequence.Admitted, end).TotalMilliseconds);
         sequence.FirstToken = end;
         sequence.Prefilled = sequence.InputLength;
         sequence.Tokens[0] = prefill.Token;
@@ -158,7 +158,7 @@ internal sealed partial class Scheduler
         sequence.CacheMoves += row.CacheMoved ? 1 : 0;
         sequence.Tokens[k] = row.Token;
         sequence.Steps[k - 1] = new DecodeStepTrace(k, sequence.InputLength + k, trace.Bucket, trace.AttentionSpan, row.CacheMoved,
-            trace.ShadowLayerPasses, ms, batch, rows, trace.Index);
+            trace.SlowdownMs, ms, batch, rows, trace.Index);
         sequence.Publish(k + 1);
     }
 

@@ -1,13 +1,15 @@
+using System.Diagnostics;
 using Lens.Core;
 
 namespace Lens.Engine;
 
 /// <summary>
-/// Slowdown injection, the step-cost hook of both paths: a work multiplier per cost cell (1 = none, up to 100), a prefill bucket or
-/// a decode (batch bucket, length bucket) cell, turned into extra layer passes per step, whose results the model runner discards, so
-/// tokens do not change. A pass of <c>u</c> layer-equivalents at multiplier <c>m</c> owes <c>(m - 1) u</c> extra passes; the fraction
-/// is carried over to the cell's next pass, so that the work over many steps is <c>m</c> times the cell's. Multipliers may change
-/// while steps run (volatile); the credits belong to the thread that runs steps.
+/// Slowdown injection, the step-cost hook of both paths: a time multiplier per cost cell (1 = none, up to 100), a prefill bucket or
+/// a decode (batch bucket, length bucket) cell. A step of a cell at multiplier <c>m</c> that computed for <c>t</c> then busy-waits
+/// until <c>m t</c> has passed since it began (<see cref="Stall"/>), so the cell's step takes <c>m</c> times its own time, whatever
+/// part of it is memory, cache copies or compute, and tokens do not change. (Repeating layer passes instead, as the hook first did,
+/// fell far short: a repeated layer finds its weights in the CPU's caches, so x1.3 of work slowed a cell by about 7%.) The CPU stays
+/// busy as in compute, as a slower device would keep it. Multipliers may change while steps run (volatile).
 /// <para>
 /// Names (<see cref="Parse"/>): <c>prefill-N</c>; <c>decode-N</c>, the length bucket at every batch bucket (the per-bucket form, as
 /// before batch buckets); <c>decode-N-bB</c>, one cell: length bucket N at batch bucket B (<c>-b1</c> included).
@@ -19,7 +21,6 @@ internal sealed class SlowdownHook
     private readonly int[] _batch; // the engine's batch buckets, ascending
     private readonly int _lengths; // decode (length) buckets per batch bucket
     private readonly double[] _prefill, _decode; // multiplier per prefill bucket; per decode cell, [batch index * decode buckets + length index]
-    private readonly double[] _prefillCredit, _decodeCredit; // fractional passes owed
 
     public SlowdownHook(BucketSet buckets, IReadOnlyDictionary<string, double>? multipliers = null, IReadOnlyList<int>? batchBuckets = null)
     {
@@ -29,8 +30,6 @@ internal sealed class SlowdownHook
         _lengths = buckets.Decode.Length;
         _prefill = Enumerable.Repeat(1.0, buckets.Prefill.Length).ToArray();
         _decode = Enumerable.Repeat(1.0, buckets.Decode.Length * _batch.Length).ToArray();
-        _prefillCredit = new double[_prefill.Length];
-        _decodeCredit = new double[_decode.Length];
         foreach (var (key, value) in multipliers ?? new Dictionary<string, double>())
         {
             var (id, cell) = Parse(key);
@@ -84,19 +83,36 @@ internal sealed class SlowdownHook
     }
 
     /// <summary>
-    /// The extra layer passes one step owes: a pass of <paramref name="unitsPerPass"/> layer-equivalents in bucket
-    /// <paramref name="index"/> of <paramref name="kind"/>, for a decode step at batch bucket index <paramref name="batchIndex"/>.
-    /// Call it exactly once per step.
+    /// The current multiplier of prefill bucket <paramref name="index"/>, or of the decode cell at length bucket
+    /// <paramref name="index"/> and batch bucket index <paramref name="batchIndex"/>.
     /// </summary>
-    public int ShadowPasses(BucketKind kind, int index, double unitsPerPass, int batchIndex = 0)
+    public double Multiplier(BucketKind kind, int index, int batchIndex = 0) => kind == BucketKind.Prefill
+        ? Volatile.Read(ref _prefill[index])
+        : Volatile.Read(ref _decode[(batchIndex * _lengths) + index]);
+
+    /// <summary>
+    /// Ends a step begun at <paramref name="started"/> (a <see cref="Stopwatch"/> timestamp) at <paramref name="multiplier"/>: waits
+    /// until <c>m</c> times the time it has taken so far has passed since it began. Returns the ticks it waited (0 at m = 1).
+    /// </summary>
+    public static long Stall(long started, double multiplier)
     {
-        if (kind == BucketKind.Prefill)
+        if (multiplier <= 1)
         {
-            return Owed(ref _prefillCredit[index], Volatile.Read(ref _prefill[index]), unitsPerPass);
+            return 0;
         }
 
-        var slot = (batchIndex * _lengths) + index;
-        return Owed(ref _decodeCredit[slot], Volatile.Read(ref _decode[slot]), unitsPerPass);
+        var computed = Stopwatch.GetTimestamp();
+        var until = started + (long)((computed - started) * multiplier);
+        long now;
+        do
+        {
+            // A busy wait: a sleep's granularity (tens of microseconds and more) is coarse beside sub-millisecond steps.
+            Thread.SpinWait(16);
+            now = Stopwatch.GetTimestamp();
+        }
+        while (now < until);
+
+        return now - computed;
     }
 
     /// <summary>The index of batch bucket <paramref name="batch"/> (a compiled batch size of the engine).</summary>
@@ -116,19 +132,6 @@ internal sealed class SlowdownHook
 
     private ArgumentOutOfRangeException NotABatchBucket(int batch) =>
         new(nameof(batch), batch, $"not a batch bucket of this engine ({string.Join(',', _batch)})");
-
-    private static int Owed(ref double credit, double multiplier, double unitsPerPass)
-    {
-        if (multiplier <= 1)
-        {
-            return 0;
-        }
-
-        credit += (multiplier - 1) * unitsPerPass;
-        var n = (int)Math.Floor(credit);
-        credit -= n;
-        return n;
-    }
 
     private (double[] Slow, int Index) Slot(BucketId bucket)
     {

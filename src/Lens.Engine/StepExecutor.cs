@@ -25,8 +25,8 @@ internal struct DecodeRow
     public bool CacheMoved;
 }
 
-/// <summary>What a prefill the scheduler asked for gave: the first token, the padded length computed, extra layer passes.</summary>
-internal readonly record struct PrefillOutcome(int Token, int PaddedLength, int ShadowLayerPasses);
+/// <summary>What a prefill the scheduler asked for gave: the first token, the padded length computed, the time its slowdown added.</summary>
+internal readonly record struct PrefillOutcome(int Token, int PaddedLength, double SlowdownMs);
 
 /// <summary>
 /// Runs the steps a scheduler decides (vLLM's worker: the cache engine and the model runner together). The scheduler never
@@ -55,7 +55,7 @@ internal interface IStepExecutor
 }
 
 /// <summary>
-/// The reference engine's executor: asks the <see cref="SlowdownHook"/> for each step's extra passes, the <see cref="KvCache"/>
+/// The reference engine's executor: lets the <see cref="SlowdownHook"/> stretch each step of a slowed cell, the <see cref="KvCache"/>
 /// for buffers and copies, the <see cref="ModelRunner"/> for the math, and counts the work (<see cref="EngineWork"/>). Its steps
 /// follow the scheduling policy's execution:
 /// <list type="bullet">
@@ -114,12 +114,13 @@ internal sealed class StepExecutor : IStepExecutor
             tokens[i] = prompt is null ? _runner.SyntheticToken(i) : prompt[i];
         }
 
+        var started = Stopwatch.GetTimestamp();
         var p = _prefillEdges[prefillIndex];
-        var shadow = _slowdown.ShadowPasses(BucketKind.Prefill, prefillIndex, _runner.PrefillPassUnits(p));
         var (k, v) = _cache.BeginPrefill(slot, p);
-        var token = _runner.Prefill(inputLength, p, k, v, shadow);
-        _work.Prefill(p, shadow);
-        return new PrefillOutcome(token, p, shadow);
+        var token = _runner.Prefill(inputLength, p, k, v);
+        var stalled = SlowdownHook.Stall(started, _slowdown.Multiplier(BucketKind.Prefill, prefillIndex));
+        _work.Prefill(p, stalled);
+        return new PrefillOutcome(token, p, Stopwatch.GetElapsedTime(0, stalled).TotalMilliseconds);
     }
 
     public BatchStepTrace Decode(Span<DecodeRow> rows, int batch, int lengthBucket, long started)
@@ -260,10 +261,11 @@ internal sealed class StepExecutor : IStepExecutor
         var positions = _decodeEdges[j] * _blockSize;
         var pad = _cache.PadSlot;
         _runner.SetPadding(_cache.K(pad, 0), _cache.V(pad, 0), Math.Max(0, positions - (realBlocks * _blockSize)));
-        var shadow = _slowdown.ShadowPasses(BucketKind.Decode, j, _runner.DecodePassUnits(Math.Max(1, positions / batch)), _slowdown.BatchIndex(batch));
-        _runner.Decode(batch, rows, _cache.Spans[0], shadow);
-        var index = _work.DecodeStep(batch, rows, positions + ((long)(batch - rows) * _blockSize), shadow);
-        return new BatchStepTrace(index, batch, rows, new BucketId(BucketKind.Decode, _decodeEdges[j]), positions, cacheMoves, shadow,
+        _runner.Decode(batch, rows, _cache.Spans[0]);
+        var stalled = SlowdownHook.Stall(started, _slowdown.Multiplier(BucketKind.Decode, j, _slowdown.BatchIndex(batch)));
+        var index = _work.DecodeStep(batch, rows, positions + ((long)(batch - rows) * _blockSize), stalled);
+        return new BatchStepTrace(index, batch, rows, new BucketId(BucketKind.Decode, _decodeEdges[j]), positions, cacheMoves,
+            Stopwatch.GetElapsedTime(0, stalled).TotalMilliseconds,
             Stopwatch.GetElapsedTime(started).TotalMilliseconds, EngineStepKind.Decode, Array.IndexOf(_rowEdges, batch), j);
     }
 
@@ -274,11 +276,12 @@ internal sealed class StepExecutor : IStepExecutor
         var span = _cache.Spans[j];
         // A chunked step's row is a token bucket: its slowdown is the context bucket's, at every row.
         var batchIndex = _policy.Scheduler == SchedulerKind.Chunked ? 0 : _slowdown.BatchIndex(batch);
-        var shadow = _slowdown.ShadowPasses(BucketKind.Decode, j, _runner.DecodePassUnits(span), batchIndex);
-        _runner.Decode(batch, rows, span, shadow);
-        var index = _work.DecodeStep(batch, rows, (long)batch * span, shadow);
+        _runner.Decode(batch, rows, span);
+        var stalled = SlowdownHook.Stall(started, _slowdown.Multiplier(BucketKind.Decode, j, batchIndex));
+        var index = _work.DecodeStep(batch, rows, (long)batch * span, stalled);
         var kind = _policy.Scheduler == SchedulerKind.Chunked ? EngineStepKind.Mixed : EngineStepKind.Decode;
-        return new BatchStepTrace(index, batch, rows, new BucketId(BucketKind.Decode, _decodeEdges[j]), span, cacheMoves, shadow,
+        return new BatchStepTrace(index, batch, rows, new BucketId(BucketKind.Decode, _decodeEdges[j]), span, cacheMoves,
+            Stopwatch.GetElapsedTime(0, stalled).TotalMilliseconds,
             Stopwatch.GetElapsedTime(started).TotalMilliseconds, kind, Array.IndexOf(_rowEdges, batch), j);
     }
 }

@@ -1,33 +1,37 @@
+using System.Diagnostics;
 using Lens.Core;
 
 namespace Lens.Engine.Tests;
 
-/// <summary>Slowdown injection: the extra layer passes a step owes, decided once per step for prefill and decode alike.</summary>
+/// <summary>Slowdown injection: a slowed cell's steps wait until m times their own time has passed, prefill and decode alike.</summary>
 public sealed class SlowdownHookTests
 {
     private static readonly BucketSet Buckets = new([16, 32], [16, 32, 64]);
 
     [Fact]
-    public void No_slowdown_owes_nothing()
+    public void No_slowdown_waits_nothing()
     {
         var hook = new SlowdownHook(Buckets);
-        Assert.All(Enumerable.Range(0, 10), _ => Assert.Equal(0, hook.ShadowPasses(BucketKind.Decode, 1, 3.7)));
+        Assert.Equal(1, hook.Multiplier(BucketKind.Decode, 1));
         Assert.Equal(1, hook.Get(BucketId.Parse("prefill-32")));
+        Assert.Equal(0, SlowdownHook.Stall(Stopwatch.GetTimestamp() - Stopwatch.Frequency, 1));
     }
 
     [Fact]
-    public void Fractions_carry_over_so_that_the_work_is_m_times_the_buckets()
+    public void A_step_waits_until_m_times_its_own_time_has_passed()
     {
-        // m = 1.5 on passes of 3 layer-equivalents: 1.5 extra per step, owed as 1, 2, 1, 2, ...
-        var hook = new SlowdownHook(Buckets, new Dictionary<string, double> { ["decode-32"] = 1.5 });
-        var owed = Enumerable.Range(0, 8).Select(_ => hook.ShadowPasses(BucketKind.Decode, 1, 3)).ToArray();
-        Assert.Equal([1, 2, 1, 2, 1, 2, 1, 2], owed);
+        // A step begun 2 ms ago at m = 1.5 owes at least 1 ms more (a lower bound: a busy machine may wait longer).
+        var began = Stopwatch.GetTimestamp() - (2 * Stopwatch.Frequency / 1000);
+        var waited = SlowdownHook.Stall(began, 1.5);
+        Assert.True(waited >= Stopwatch.Frequency / 1000, $"waited {waited} ticks, less than 1 ms");
 
-        // Other buckets, and the prefill bucket of the same edge, keep their own multiplier and credit.
-        Assert.Equal(0, hook.ShadowPasses(BucketKind.Decode, 0, 3));
-        Assert.Equal(0, hook.ShadowPasses(BucketKind.Prefill, 1, 3));
-        hook.Set(BucketId.Parse("prefill-32"), 2.75); // 3.5 extra per pass of 2
-        Assert.Equal([3, 4, 3, 4], Enumerable.Range(0, 4).Select(_ => hook.ShadowPasses(BucketKind.Prefill, 1, 2)));
+        // Each bucket and cell keeps its own multiplier.
+        var hook = new SlowdownHook(Buckets, new Dictionary<string, double> { ["decode-32"] = 1.5 });
+        Assert.Equal(1.5, hook.Multiplier(BucketKind.Decode, 1));
+        Assert.Equal(1, hook.Multiplier(BucketKind.Decode, 0));
+        Assert.Equal(1, hook.Multiplier(BucketKind.Prefill, 1));
+        hook.Set(BucketId.Parse("prefill-32"), 2.75);
+        Assert.Equal(2.75, hook.Multiplier(BucketKind.Prefill, 1));
         Assert.Equal(2.75, hook.Get(BucketId.Parse("prefill-32")));
     }
 
@@ -50,10 +54,10 @@ public sealed class SlowdownHookTests
         Assert.Equal(2, hook.Get(new BucketId(BucketKind.Decode, 32, 2)));
         Assert.Equal(1, hook.Get(new BucketId(BucketKind.Decode, 32, 4)));
         Assert.Equal(1, hook.Get(BucketId.Parse("decode-32")));
-        Assert.Equal([1, 1, 1], Enumerable.Range(0, 3).Select(_ => hook.ShadowPasses(BucketKind.Decode, 1, 1, hook.BatchIndex(2))));
-        Assert.Equal(0, hook.ShadowPasses(BucketKind.Decode, 1, 1, hook.BatchIndex(1)));
-        Assert.Equal(0, hook.ShadowPasses(BucketKind.Decode, 1, 1, hook.BatchIndex(4)));
-        Assert.Equal(0, hook.ShadowPasses(BucketKind.Decode, 2, 1, hook.BatchIndex(2))); // decode-64-b2: another cell
+        Assert.Equal(2, hook.Multiplier(BucketKind.Decode, 1, hook.BatchIndex(2)));
+        Assert.Equal(1, hook.Multiplier(BucketKind.Decode, 1, hook.BatchIndex(1)));
+        Assert.Equal(1, hook.Multiplier(BucketKind.Decode, 1, hook.BatchIndex(4)));
+        Assert.Equal(1, hook.Multiplier(BucketKind.Decode, 2, hook.BatchIndex(2))); // decode-64-b2: another cell
 
         // decode-N: every batch bucket of the length bucket; decode-N-b1: the batch-1 cell only.
         var (bucket, cell) = SlowdownHook.Parse("decode-64");
@@ -77,11 +81,11 @@ public sealed class SlowdownHookTests
             Slowdown = new Dictionary<string, double> { ["decode-32-b2"] = 3 },
         }, warmup: false);
         var alone = await engine.GenerateAsync(20, 30); // one request: every step at batch bucket 1
-        Assert.All(alone.Steps, s => Assert.Equal(0, s.ShadowLayerPasses));
+        Assert.All(alone.Steps, s => Assert.Equal(0, s.SlowdownMs));
         engine.SetCellSlowdown(new BucketId(BucketKind.Decode, 32, 1), 3);
         Assert.Equal(1, engine.GetSlowdown(new BucketId(BucketKind.Decode, 32, 4)));
         var slowed = await engine.GenerateAsync(20, 30);
-        Assert.All(slowed.Steps, s => Assert.Equal(s.Bucket.Edge == 32, s.ShadowLayerPasses > 0));
+        Assert.All(slowed.Steps, s => Assert.Equal(s.Bucket.Edge == 32, s.SlowdownMs > 0));
 
         var bad = Assert.Throws<EngineProfileException>(() => (TestProfiles.TinyBatch with
         {
@@ -91,13 +95,11 @@ public sealed class SlowdownHookTests
     }
 
     [Fact]
-    public async Task The_engine_applies_the_hook_once_per_step_on_both_paths()
+    public async Task The_engine_stretches_each_step_of_a_slowed_cell_on_both_paths_and_counts_it()
     {
         // tiny: prefill 16, 32, 64; decode 16, 32, 64, 128 (after-append). I 20 (prefill-32), O 30: steps at lengths 21..49, 12 in
-        // decode-32 and 17 in decode-64. A hook fed the same passes once per step owes
-        // exactly what each step ran; twice per step would owe about twice as much.
-        var profile = TestProfiles.Tiny;
-        using var engine = ReferenceEngine.Create(profile, warmup: false);
+        // decode-32 and 17 in decode-64, the only steps that wait; the counters add up what the traces say each waited.
+        using var engine = ReferenceEngine.Create(TestProfiles.Tiny, warmup: false);
         engine.SetSlowdown(BucketId.Parse("prefill-32"), 1.7);
         engine.SetSlowdown(BucketId.Parse("decode-32"), 1.3);
         engine.SetSlowdown(BucketId.Parse("decode-64"), 2.6);
@@ -105,19 +107,16 @@ public sealed class SlowdownHookTests
         var result = await engine.GenerateAsync(20, 30);
         var after = engine.Counters;
 
-        var buckets = engine.Buckets;
-        var runner = new ModelRunner(profile, buckets.MaxSequence + 2, 1, buckets.MaxPrompt, buckets.MaxSequence);
-        var expected = new SlowdownHook(buckets, new Dictionary<string, double>
-        {
-            ["prefill-32"] = 1.7, ["decode-32"] = 1.3, ["decode-64"] = 2.6,
-        });
-        Assert.Equal(expected.ShadowPasses(BucketKind.Prefill, 1, runner.PrefillPassUnits(32)), result.Prefill.ShadowLayerPasses);
-        var steps = result.Steps.Select(s => expected.ShadowPasses(BucketKind.Decode, buckets.DecodeIndex(s.Bucket.Edge),
-            runner.DecodePassUnits(s.AttentionSpan))).ToArray();
+        Assert.True(result.Prefill.SlowdownMs > 0);
         Assert.Equal([12, 17], result.Steps.CountBy(s => s.Bucket.Edge).Select(c => c.Value));
-        Assert.Equal(steps, result.Steps.Select(s => s.ShadowLayerPasses));
-        Assert.Contains(steps, n => n > 0);
-        Assert.Equal(result.Prefill.ShadowLayerPasses + steps.Sum(), after.ShadowLayerPasses - before.ShadowLayerPasses);
+        Assert.All(result.Steps, s => Assert.True(s.SlowdownMs > 0 && s.SlowdownMs < s.Ms, $"step {s.Step}: {s.SlowdownMs} of {s.Ms} ms"));
+        var traced = result.Prefill.SlowdownMs + result.Steps.Sum(s => s.SlowdownMs);
+        Assert.Equal(traced, after.SlowdownMs - before.SlowdownMs, 0.0001 * 30); // each trace rounds to 100 ns (TimeSpan)
         Assert.Equal(29, after.DecodeSteps - before.DecodeSteps);
+
+        engine.SetSlowdown(BucketId.Parse("decode-64"), 1);
+        var plain = await engine.GenerateAsync(20, 30);
+        Assert.Equal(result.Tokens, plain.Tokens);
+        Assert.All(plain.Steps, s => Assert.Equal(s.Bucket.Edge == 32, s.SlowdownMs > 0));
     }
 }

@@ -78,8 +78,8 @@ public sealed class TimingTests(MediumEngineFixture fixture) : IClassFixture<Med
             var result = await Engine.GenerateAsync(65, o);
             Assert.Equal(o, result.OutputLength);
             Assert.Equal(o - 1, result.Steps.Count);
-            Assert.All(result.Steps, st => Assert.Equal((new BucketId(BucketKind.Decode, 1024), 1024, 0, 1, 1),
-                (st.Bucket, st.AttentionSpan, st.ShadowLayerPasses, st.Batch, st.Rows)));
+            Assert.All(result.Steps, st => Assert.Equal((new BucketId(BucketKind.Decode, 1024), 1024, 0.0, 1, 1),
+                (st.Bucket, st.AttentionSpan, st.SlowdownMs, st.Batch, st.Rows)));
             Assert.DoesNotContain(result.Steps, st => st.CacheMoved); // no bucket edge crossed: no cache copied between steps
         }
     }

@@ -36,12 +36,12 @@ public sealed partial class DemoSettings
     public int AllWindows { get; init; } = 2;
 
     [CommandOption("--cell-slowdown <M>")]
-    [Description("--traffic: the work multiplier of the one slowed cell, in (1, 10].")]
+    [Description("--traffic: the time multiplier of the one slowed cell, in (1, 10].")]
     [DefaultValue(1.3)]
     public double CellSlowdown { get; init; } = 1.3;
 
     [CommandOption("--all-slowdown <M>")]
-    [Description("--traffic: the work multiplier of every cell in the last phase, in (1, 10].")]
+    [Description("--traffic: the time multiplier of every cell in the last phase, in (1, 10].")]
     [DefaultValue(1.2)]
     public double AllSlowdown { get; init; } = 1.2;
 
