@@ -13,8 +13,21 @@ public sealed class ObservedCsvTests
             """;
         var rows = LensCsv.ReadObserved(new StringReader(csv), "measured.csv", out var failed);
         Assert.Equal(1, failed);
-        Assert.Equal([new ObservedRequest(0, 100, 20, 31.5, 80.25), new ObservedRequest(12.5, 7, 1, 10, 10)], rows.Rows);
+        // The client's send lag is taken out: the server saw the first request arrive 0.1 ms late, and 0.1 ms less latency.
+        Assert.Equal([new ObservedRequest(0.1, 100, 20, 31.5 - 0.1, 80.25 - 0.1), new ObservedRequest(12.5, 7, 1, 10, 10)], rows.Rows);
         Assert.Equal([2, 3], rows.Lines);
+    }
+
+    [Theory]
+    [InlineData("1,10,5,30,40,30", "send lag 30 ms is out of range")]
+    [InlineData("1,10,5,30,40,-1", "send lag -1 ms is out of range")]
+    [InlineData("1,10,5,30,40,x", "'x' is not a finite number")]
+    public void A_send_lag_that_cannot_be_is_named(string row, string message)
+    {
+        var ex = Assert.Throws<CsvFormatException>(() =>
+            LensCsv.ReadObserved(new StringReader("arrival_ms,input_len,output_len,ttft_ms,e2e_ms,send_lag_ms\n" + row + "\n"), "obs.csv", out _));
+        Assert.StartsWith("obs.csv:2: column 'send_lag_ms': ", ex.Message, StringComparison.Ordinal);
+        Assert.Contains(message, ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

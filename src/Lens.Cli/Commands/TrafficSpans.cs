@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Lens.Core;
 using Lens.Measurement;
 using OpenTelemetry;
 using OpenTelemetry.Exporter;
@@ -48,23 +49,27 @@ internal sealed class TrafficSpans : IDisposable
     }
 
     /// <summary>
-    /// Records one span per replayed request that succeeded: started at its arrival (<paramref name="start"/> plus the request's
-    /// scheduled arrival), ended at arrival plus E2E. Returns the number recorded.
+    /// Records one span per replayed request that succeeded, as the server would: started when the request was sent
+    /// (<paramref name="start"/> plus the request's scheduled arrival and its send lag), its TTFT and E2E from then on, ended at
+    /// its E2E. (The replay counts the client's lag in its latencies; a server's span never sees it.) Returns the number recorded.
     /// </summary>
     public int Record(DateTimeOffset start, IEnumerable<ReplayedRequest> requests)
     {
         var n = 0;
         foreach (var r in requests.Where(r => !r.Failed))
         {
-            var arrival = start.AddMilliseconds(r.ArrivalMs);
+            var seen = ObservedRequest.SendLagProblem(r.SendLagMs, r.TtftMs) is null
+                ? ObservedRequest.FromClient(r.ArrivalMs, r.InputLength, r.OutputLength, r.TtftMs, r.E2eMs, r.SendLagMs)
+                : new ObservedRequest(r.ArrivalMs, r.InputLength, r.OutputLength, r.TtftMs, r.E2eMs);
+            var arrival = start.AddMilliseconds(seen.ArrivalMs);
             using var span = _source.StartActivity("llm_request", ActivityKind.Server, default(ActivityContext), startTime: arrival)
                 ?? throw new InvalidOperationException("the tracer provider did not sample an llm_request span");
             span.SetTag("gen_ai.request.max_tokens", r.OutputLength);
             span.SetTag("gen_ai.usage.prompt_tokens", r.InputLength);
             span.SetTag("gen_ai.usage.completion_tokens", r.OutputLength);
-            span.SetTag("gen_ai.latency.time_to_first_token", r.TtftMs / 1000);
-            span.SetTag("gen_ai.latency.e2e", r.E2eMs / 1000);
-            span.SetEndTime(arrival.AddMilliseconds(r.E2eMs).UtcDateTime);
+            span.SetTag("gen_ai.latency.time_to_first_token", seen.TtftMs / 1000);
+            span.SetTag("gen_ai.latency.e2e", seen.E2eMs / 1000);
+            span.SetEndTime(arrival.AddMilliseconds(seen.E2eMs).UtcDateTime);
             n++;
         }
 

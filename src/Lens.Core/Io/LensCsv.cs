@@ -102,7 +102,9 @@ public static class LensCsv
 
     /// <summary>
     /// Reads requests a server served (<see cref="ObservedRequest"/>): <c>arrival_ms,input_len,output_len,ttft_ms,e2e_ms</c>, optional
-    /// <c>queue_ms</c> and <c>replica</c>; the output of <c>lens replay</c> reads as it is. A row with a non-empty <c>error</c> column
+    /// <c>queue_ms</c> and <c>replica</c>; the output of <c>lens replay</c> reads as it is, its <c>send_lag_ms</c> (the client's
+    /// delay in sending, counted in its latencies) taken out as the server would see the request
+    /// (<see cref="ObservedRequest.FromClient"/>). A row with a non-empty <c>error</c> column
     /// (a request that failed) is skipped and counted in <paramref name="failedRows"/>; any other bad cell fails the whole file.
     /// </summary>
     public static CsvRows<ObservedRequest> ReadObserved(TextReader reader, string source, out int failedRows)
@@ -132,6 +134,17 @@ public static class LensCsv
             if (ObservedRequest.Problem(arrival, input, output, ttft, e2e, queue, replica) is { } problem)
             {
                 throw new CsvFormatException(source, line, null, problem);
+            }
+
+            if (cells.Has("send_lag_ms") && cells.Text("send_lag_ms").Length > 0)
+            {
+                var lag = Number("send_lag_ms");
+                if (ObservedRequest.SendLagProblem(lag, ttft) is { } bad)
+                {
+                    throw new CsvFormatException(source, line, "send_lag_ms", bad);
+                }
+
+                return ObservedRequest.FromClient(arrival, input, output, ttft, e2e, lag) with { QueueMs = queue, Replica = replica };
             }
 
             return new ObservedRequest(arrival, input, output, ttft, e2e, queue, replica);

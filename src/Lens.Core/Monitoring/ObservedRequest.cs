@@ -15,6 +15,19 @@ public readonly record struct ObservedRequest(
     /// <summary>Longest replica name kept (characters); a longer one is refused rather than cut, so two replicas never merge.</summary>
     public const int MaxReplicaLength = 128;
 
+    /// <summary>
+    /// The request as its server saw it, from a client's timing of it (<c>lens replay</c>'s rows): the client timed TTFT and E2E from
+    /// the request's scheduled arrival, and sent it <paramref name="sendLagMs"/> later (its own delay, which no server span holds);
+    /// the server saw it arrive then, and its latencies are shorter by that much.
+    /// </summary>
+    public static ObservedRequest FromClient(double scheduledArrivalMs, int inputLength, int outputLength, double ttftMs, double e2eMs,
+        double sendLagMs) => new(scheduledArrivalMs + sendLagMs, inputLength, outputLength, ttftMs - sendLagMs, e2eMs - sendLagMs);
+
+    /// <summary>Why a client's send lag cannot belong to a request whose TTFT it timed as <paramref name="ttftMs"/>, or null.</summary>
+    public static string? SendLagProblem(double sendLagMs, double ttftMs) => double.IsFinite(sendLagMs) && sendLagMs >= 0 && sendLagMs < ttftMs
+        ? null
+        : $"send lag {sendLagMs} ms is out of range (allowed 0..below the time to first token, {ttftMs} ms)";
+
     /// <summary>Why these values cannot be one served request (the field and the allowed range), or null when they can.</summary>
     public static string? Problem(double arrivalMs, long inputLength, long outputLength, double ttftMs, double e2eMs, double? queueMs, string? replica)
     {
