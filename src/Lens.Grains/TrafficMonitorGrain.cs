@@ -70,6 +70,8 @@ public sealed class TrafficMonitorGrain(
             _exists = true;
         }
 
+        // Every request is checked before any is kept: a refused batch leaves the window as it was.
+        var requests = new ObservedRequest[n];
         for (var i = 0; i < n; i++)
         {
             var queue = double.IsNaN(batch.QueueMs[i]) ? (double?)null : batch.QueueMs[i];
@@ -80,8 +82,13 @@ public sealed class TrafficMonitorGrain(
                 throw LensException.Validation($"batch[{i}]", problem);
             }
 
-            _window.Enqueue(new ObservedRequest(batch.ArrivalMs[i], batch.InputLengths[i], batch.OutputLengths[i], batch.TtftMs[i], batch.E2eMs[i],
-                queue, replica));
+            requests[i] = new ObservedRequest(batch.ArrivalMs[i], batch.InputLengths[i], batch.OutputLengths[i], batch.TtftMs[i], batch.E2eMs[i],
+                queue, replica);
+        }
+
+        foreach (var request in requests)
+        {
+            _window.Enqueue(request);
         }
 
         while (_window.Count > _options.TrafficWindow)

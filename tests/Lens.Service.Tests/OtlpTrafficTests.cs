@@ -215,6 +215,27 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
     }
 
     [Fact]
+    public async Task A_refused_batch_leaves_the_window_as_it_was()
+    {
+        var device = NewDevice();
+        var (id, profiled) = await BatchedDeploymentAsync(device, "atomic");
+        var observed = Observe(Truth(_ => 1), Traffic(profiled, 0.6, Window, 31), 0.01, 32);
+        await SendAsync(fixture.Http, HttpHostFixture.AcmeKey, device, id, observed[..(Window / 2)]);
+
+        // Two requests the deployment cannot serve (skipped by an analysis that holds them), then one that is no request: refused whole.
+        var at = observed[Window / 2].ArrivalMs;
+        var bad = new ObservedBatch([at, at, at], [100_000, 100_000, 10], [5, 5, 5], [50, 50, 0], [60, 60, 60], [double.NaN, double.NaN, double.NaN], null);
+        var grain = fixture.Server.Client.GetGrain<ITrafficMonitorGrain>(new DeviceKey("acme", device).Deployment(id).Format());
+        var refused = await Assert.ThrowsAsync<LensException>(() => grain.ObserveAsync(bad));
+        Assert.Contains("time to first token 0 ms", refused.Message, StringComparison.Ordinal);
+
+        // The window then holds exactly the served requests: none skipped (kept from the refused batch, they would be).
+        await SendAsync(fixture.Http, HttpHostFixture.AcmeKey, device, id, observed[(Window / 2)..]);
+        var status = await fixture.Acme.GetTrafficAsync(device, id);
+        Assert.Equal((1, Window, Window, 0), (status.Analyses, status.Received, status.Latest!.Requests, status.Latest.Skipped));
+    }
+
+    [Fact]
     public async Task Another_tenants_spans_never_reach_a_deployment_even_naming_it()
     {
         var acmeDevice = NewDevice();

@@ -109,7 +109,8 @@ internal static class TrafficDemo
                 var expected = (long)(n + 1) * settings.Window;
                 throw new CliException($"window {n + 1} was not analysed ({status.Analyses} analyses, {status.Received} requests received of " +
                                        $"{expected} sent): " + (status.LastError ?? (status.Received < expected
-                                           ? "the exporter reported its flush done but spans did not arrive (an export lost: set OTEL_DIAGNOSTICS.json to see why)"
+                                           ? "the exporter reported its flush done but spans did not arrive (an export lost); the exporter said: " +
+                                             (spans.Problems.Count > 0 ? string.Join(" | ", spans.Problems) : "nothing")
                                            : "no error reported")));
             }
 

@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.Tracing;
 using Lens.Core;
 using Lens.Measurement;
 using OpenTelemetry;
@@ -21,6 +23,10 @@ internal sealed class TrafficSpans : IDisposable
 
     private readonly ActivitySource _source;
     private readonly TracerProvider _provider;
+    private readonly ExporterProblems _problems = new();
+
+    /// <summary>The warnings and errors the OpenTelemetry SDK and OTLP exporter reported (the latest few): why spans were lost.</summary>
+    public IReadOnlyCollection<string> Problems => _problems.Latest;
 
     public TrafficSpans(Uri lens, string apiKey, string device, string deployment, int maxQueue)
     {
@@ -83,5 +89,38 @@ internal sealed class TrafficSpans : IDisposable
     {
         _provider.Dispose();
         _source.Dispose();
+        _problems.Dispose();
+    }
+
+    /// <summary>
+    /// Listens to the SDK's and exporter's own event sources (their self-diagnostics, otherwise written only to a file
+    /// OTEL_DIAGNOSTICS.json asks for) and keeps the latest warnings and errors: an export that failed is dropped by the exporter,
+    /// and this is the only place that says why.
+    /// </summary>
+    private sealed class ExporterProblems : EventListener
+    {
+        private const int Kept = 20;
+        private readonly ConcurrentQueue<string> _latest = new();
+
+        public IReadOnlyCollection<string> Latest => _latest;
+
+        protected override void OnEventSourceCreated(EventSource eventSource)
+        {
+            if (eventSource.Name.StartsWith("OpenTelemetry-", StringComparison.Ordinal))
+            {
+                EnableEvents(eventSource, EventLevel.Warning);
+            }
+        }
+
+        protected override void OnEventWritten(EventWrittenEventArgs e)
+        {
+            var text = e.Message is { } format && e.Payload is { } payload
+                ? string.Format(System.Globalization.CultureInfo.InvariantCulture, format, [.. payload])
+                : e.EventName ?? e.EventId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            _latest.Enqueue($"{e.EventSource.Name}: {text}");
+            while (_latest.Count > Kept && _latest.TryDequeue(out _))
+            {
+            }
+        }
     }
 }
