@@ -29,7 +29,7 @@ public sealed class CapacityCheckSettings : CommandSettings
     public double Load { get; init; } = 2.5;
 
     [CommandOption("--attainment <SHARE>")]
-    [Description("Share of requests that must meet the SLO, in (0, 1].")]
+    [Description("Share of requests that must meet the SLO, in (0, 1]].")]
     [DefaultValue(0.9)]
     public double Attainment { get; init; } = 0.9;
 

@@ -11,7 +11,7 @@ public sealed partial class DemoSettings
     public bool Traffic { get; init; }
 
     [CommandOption("--load <FRACTION>")]
-    [Description("--traffic: the request rate as a fraction of the fitted model's sustainable rate, in (0, 1].")]
+    [Description("--traffic: the request rate as a fraction of the fitted model's sustainable rate, in (0, 1]].")]
     [DefaultValue(0.6)]
     public double Load { get; init; } = 0.6;
 
@@ -36,12 +36,12 @@ public sealed partial class DemoSettings
     public int AllWindows { get; init; } = 2;
 
     [CommandOption("--cell-slowdown <M>")]
-    [Description("--traffic: the time multiplier of the one slowed cell, in (1, 10].")]
+    [Description("--traffic: the time multiplier of the one slowed cell, in (1, 10]].")]
     [DefaultValue(1.3)]
     public double CellSlowdown { get; init; } = 1.3;
 
     [CommandOption("--all-slowdown <M>")]
-    [Description("--traffic: the time multiplier of every cell in the last phase, in (1, 10].")]
+    [Description("--traffic: the time multiplier of every cell in the last phase, in (1, 10]].")]
     [DefaultValue(1.2)]
     public double AllSlowdown { get; init; } = 1.2;
 

@@ -13,7 +13,7 @@ public sealed class EvaluateSettings : CommandSettings
     public string? Model { get; init; }
 
     [CommandOption("--measurements <FILE>")]
-    [Description("Held-out measurements (not used for profiling): input_len,output_len,e2e_ms[,ttft_ms].")]
+    [Description("Held-out measurements (not used for profiling): input_len,output_len,e2e_ms[[,ttft_ms]].")]
     public string? Measurements { get; init; }
 
     [CommandOption("--profiling <FILE>")]

@@ -14,7 +14,7 @@ public sealed class MonitorSettings : CommandSettings
     public string? Model { get; init; }
 
     [CommandOption("--observed <FILE>")]
-    [Description("Observed requests CSV: arrival_ms,input_len,output_len,ttft_ms,e2e_ms[,queue_ms,replica] ('lens replay' output reads as it is).")]
+    [Description("Observed requests CSV: arrival_ms,input_len,output_len,ttft_ms,e2e_ms[[,queue_ms,replica]] ('lens replay' output reads as it is).")]
     public string? Observed { get; init; }
 
     [CommandOption("--otlp <FILE>")]
