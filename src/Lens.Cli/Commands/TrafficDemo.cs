@@ -103,13 +103,21 @@ internal static class TrafficDemo
                 throw new CliException($"the OpenTelemetry exporter did not deliver window {n + 1} in time");
             }
 
+            // The exporter's flush returns once its queue is drained, which it counts while it serializes the last batch: the export
+            // may still be on the wire. So the window counts as delivered when the service says so (bounded wait).
+            var expected = (long)(n + 1) * settings.Window;
             var status = await a.GetTrafficAsync(Device, id, ct);
+            for (var poll = 0; poll < 600 && status.Analyses < n + 1 && status.Received < expected; poll++)
+            {
+                await Task.Delay(100, ct);
+                status = await a.GetTrafficAsync(Device, id, ct);
+            }
+
             if (status.Analyses != n + 1 || status.Latest is not { } latest)
             {
-                var expected = (long)(n + 1) * settings.Window;
                 throw new CliException($"window {n + 1} was not analysed ({status.Analyses} analyses, {status.Received} requests received of " +
                                        $"{expected} sent): " + (status.LastError ?? (status.Received < expected
-                                           ? "the exporter reported its flush done but spans did not arrive (an export lost); the exporter said: " +
+                                           ? "spans the exporter had flushed did not arrive within 60 s (an export lost); the exporter said: " +
                                              (spans.Problems.Count > 0 ? string.Join(" | ", spans.Problems) : "nothing")
                                            : "no error reported")));
             }

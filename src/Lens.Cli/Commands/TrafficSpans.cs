@@ -114,6 +114,12 @@ internal sealed class TrafficSpans : IDisposable
 
         protected override void OnEventWritten(EventWrittenEventArgs e)
         {
+            // A listener also hears sources other listeners enabled (the runtime's counters): only the SDK's problems are kept.
+            if (!e.EventSource.Name.StartsWith("OpenTelemetry-", StringComparison.Ordinal) || e.Level > EventLevel.Warning)
+            {
+                return;
+            }
+
             var text = e.Message is { } format && e.Payload is { } payload
                 ? string.Format(System.Globalization.CultureInfo.InvariantCulture, format, [.. payload])
                 : e.EventName ?? e.EventId.ToString(System.Globalization.CultureInfo.InvariantCulture);
