@@ -22,9 +22,17 @@ public sealed record ObservedBatch(
 
 /// <summary>One cost cell in the latest analysed window of live traffic (Core's <c>CellHealth</c> with its streak).</summary>
 /// <param name="Cell">The prefill bucket, or the decode bucket with its batch bucket (<c>decode-512-b4</c>).</param>
-/// <param name="ConsecutiveWindows">Windows running in which the cell was out of band.</param>
+/// <param name="ConsecutiveWindows">Windows running that count against the cell (out of band against its profile, or leaning the same way against its baseline).</param>
 /// <param name="Flagged">Out of band in enough windows running: the cell is marked stale.</param>
 /// <param name="EstimatedMs">Its cost estimated from the traffic, when the window ran it enough; else null.</param>
+/// <param name="Reference">
+/// What judged it: <c>profile</c> (its profile's band, while its traffic baseline is learned) or <c>traffic</c> (that baseline).
+/// <see cref="Band"/> and <see cref="OutOfBand"/> are against it.
+/// </param>
+/// <param name="BaselineWindows">Windows of its traffic baseline learned so far.</param>
+/// <param name="Baseline">Its own shift (beyond the common shift) in its baseline windows; null while learning.</param>
+/// <param name="Deviation">Own shift less the baseline, pooled over <see cref="ConsecutiveWindows"/> windows; null when none counts.</param>
+/// <param name="DeviationStandardError">Standard error of <see cref="Deviation"/>.</param>
 [GenerateSerializer, Immutable, Alias("lens.TrafficCell.v1")]
 public sealed record TrafficCell(
     [property: Id(0)] string Cell,
@@ -37,9 +45,18 @@ public sealed record TrafficCell(
     [property: Id(7)] int ConsecutiveWindows,
     [property: Id(8)] bool Flagged,
     [property: Id(9)] double ProfiledMs,
-    [property: Id(10)] double? EstimatedMs);
+    [property: Id(10)] double? EstimatedMs,
+    [property: Id(11)] string? Reference = null,
+    [property: Id(12)] int BaselineWindows = 0,
+    [property: Id(13)] double? Baseline = null,
+    [property: Id(14)] double? Deviation = null,
+    [property: Id(15)] double? DeviationStandardError = null);
 
-/// <summary>One analysed window of live traffic (Core's <c>TrafficReport</c>); MAPEs are null when no request could be replayed.</summary>
+/// <summary>
+/// One analysed window of live traffic (Core's <c>TrafficReport</c>); MAPEs are null when no request could be replayed. A window is
+/// <c>Disturbed</c> when its common shift left the recent windows' (their median, <c>RecentCommonShift</c>): the machine itself moved
+/// and no cell was judged in it.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("lens.TrafficWindow.v1")]
 public sealed record TrafficWindow(
     [property: Id(0)] DateTimeOffset AnalyzedAt,
@@ -51,7 +68,9 @@ public sealed record TrafficWindow(
     [property: Id(6)] double CommonShift,
     [property: Id(7)] double StartMs,
     [property: Id(8)] double EndMs,
-    [property: Id(9)] TrafficCell[] Cells);
+    [property: Id(9)] TrafficCell[] Cells,
+    [property: Id(10)] bool Disturbed = false,
+    [property: Id(11)] double? RecentCommonShift = null);
 
 /// <summary>
 /// A deployment's live-traffic monitoring: requests received from its OTLP spans, the window held, the analyses made, and the latest
@@ -59,6 +78,7 @@ public sealed record TrafficWindow(
 /// </summary>
 /// <param name="WindowSize">Requests one analysis takes (<c>Lens:Grains:TrafficWindow</c>).</param>
 /// <param name="ConsecutiveWindows">Windows running a cell must be out of band in to be flagged (<c>Lens:Grains:TrafficConsecutive</c>).</param>
+/// <param name="BaselineWindows">Judged windows that form each cell's traffic baseline (<c>Lens:Grains:TrafficBaselineWindows</c>).</param>
 /// <param name="Pending">Requests received since the last analysis (one is made when a window's worth arrived).</param>
 /// <param name="LastError">Why the latest window could not be analysed (the model unfitted, ...); null when it was.</param>
 /// <param name="Estimates">Costs re-estimated from traffic that the deployment's model now holds (null: none).</param>
@@ -78,7 +98,8 @@ public sealed record TrafficStatus(
     [property: Id(7)] TrafficWindow? Latest,
     [property: Id(8)] string? LastError,
     [property: Id(9)] TrafficEstimateRecord[]? Estimates = null,
-    [property: Id(10)] TrafficReprofile? LastReprofile = null);
+    [property: Id(10)] TrafficReprofile? LastReprofile = null,
+    [property: Id(11)] int BaselineWindows = 0);
 
 /// <summary>
 /// A flagged cell re-profiled alone (<c>Lens:Grains:ReprofileFlaggedCells</c>): the cell, the bucket whose plan rows the run measures

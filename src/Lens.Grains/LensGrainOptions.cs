@@ -91,6 +91,12 @@ public sealed class LensGrainOptions
     /// <summary>Windows running a cost cell must be out of band in before it is flagged and marked stale (1..100).</summary>
     public int TrafficConsecutive { get; set; } = 2;
 
+    /// <summary>
+    /// Judged windows that form a cost cell's traffic baseline (2..1000): after them the cell is judged against its own shift in those
+    /// windows rather than against its profile (Core's <c>TrafficMonitor</c>).
+    /// </summary>
+    public int TrafficBaselineWindows { get; set; } = 10;
+
     /// <summary>Whether sustained drift re-profiles the bucket; when off it is only reported (health, metrics).</summary>
     public bool AutoReprofile { get; set; } = true;
 
@@ -144,10 +150,11 @@ public sealed class LensGrainOptions
                 "DriftMinRelativeShift >= 0, RefinementNoise > 0");
         }
 
-        if (TrafficWindow is < 1 or > 1_000_000 || TrafficConsecutive is < 1 or > 100)
+        if (TrafficWindow is < 1 or > 1_000_000 || TrafficConsecutive is < 1 or > 100 || TrafficBaselineWindows is < 2 or > 1000)
         {
             throw new InvalidOperationException(
-                $"Lens:Grains:TrafficWindow must be in 1..1000000 (got {TrafficWindow}) and TrafficConsecutive in 1..100 (got {TrafficConsecutive})");
+                $"Lens:Grains:TrafficWindow must be in 1..1000000 (got {TrafficWindow}), TrafficConsecutive in 1..100 (got {TrafficConsecutive}) " +
+                $"and TrafficBaselineWindows in 2..1000 (got {TrafficBaselineWindows})");
         }
 
         if (HealthHistoryLength is < 0 or > DeploymentHealthHistory.MaxLast)

@@ -10,7 +10,8 @@ namespace Lens.Grains;
 /// requests arrived (<see cref="LensGrainOptions.TrafficWindow"/>), the newest window is replayed through the deployment's serving
 /// simulation with its current model (the silo's <see cref="ModelCache"/>) by <see cref="TrafficAnalysis.Analyze"/>, on the silo's
 /// <see cref="HeavyWorkScheduler"/> (the grain turn awaits it; later batches queue behind it). The per-cell streaks are folded by a
-/// <see cref="TrafficMonitor"/>: a cell out of band in <see cref="LensGrainOptions.TrafficConsecutive"/> windows running is flagged and
+/// <see cref="TrafficMonitor"/> (against the profile while each cell's traffic baseline of <see cref="LensGrainOptions.TrafficBaselineWindows"/>
+/// windows is learned, then against that baseline): a cell out of band over <see cref="LensGrainOptions.TrafficConsecutive"/> windows running is flagged and
 /// its bucket grain (the decode bucket with its batch bucket, or the prefill bucket) marked stale; when the window estimated its cost
 /// tightly, that cost is written into the deployment's model with its provenance (<see cref="IDeploymentGrain.ApplyTrafficEstimatesAsync"/>).
 /// When the operator allows it (<see cref="LensGrainOptions.ReprofileFlaggedCells"/>), a flagged cell is also re-profiled alone, once
@@ -18,7 +19,7 @@ namespace Lens.Grains;
 /// <c>traffic</c>, with the cell whose re-profile it started).
 /// <para>
 /// What is persisted: the window itself is held in memory only (10,000 requests is ~0.5 MB, past an Azure Table row); a new activation
-/// starts an empty window. The state of record, <see cref="TrafficState"/>, holds the streaks, the latest report (one row per cell the
+/// starts an empty window. The state of record, <see cref="TrafficState"/>, holds the cells' tracks, the latest report (one row per cell the
 /// window reached: a few hundred cells stay far below a row) and the counts; it is written once per analysis.
 /// </para>
 /// </summary>
@@ -33,6 +34,7 @@ public sealed class TrafficMonitorGrain(
     private readonly LensGrainOptions _options = options.Value;
     private readonly Queue<ObservedRequest> _window = new();
     private TrafficMonitor _monitor = null!;
+    private HashSet<BucketId> _flagged = []; // flagged in the latest window: a cell newly flagged is marked stale
     private DeploymentKey _key = null!;
     private bool _exists;
     private int _pending;
@@ -40,17 +42,19 @@ public sealed class TrafficMonitorGrain(
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         _key = DeploymentKey.Parse(this.GetPrimaryKeyString());
-        _monitor = new TrafficMonitor(_options.TrafficConsecutive);
-        var streaks = new List<KeyValuePair<BucketId, int>>();
-        foreach (var (cell, n) in state.State.Streaks)
+        _monitor = new TrafficMonitor(_options.TrafficConsecutive, _options.TrafficBaselineWindows);
+        var tracks = new List<KeyValuePair<BucketId, CellTrack>>();
+        foreach (var (cell, track) in state.State.Tracks ?? [])
         {
             if (BucketId.TryParse(cell, out var id))
             {
-                streaks.Add(new(id, n));
+                tracks.Add(new(id, track.ToCore()));
             }
         }
 
-        _monitor.Restore(streaks);
+        _monitor.Restore(tracks, state.State.RecentCommonShifts);
+        _flagged = [.. state.State.Latest?.Cells.Where(c => c.Flagged).Select(c => BucketId.TryParse(c.Cell, out var id) ? id : default)
+            .Where(id => id != default) ?? []];
         return Task.CompletedTask;
     }
 
@@ -139,7 +143,7 @@ public sealed class TrafficMonitorGrain(
         {
             var name = cell.Health.Cell.ToString();
             LensTelemetry.TrafficFlagged.Add(1, deploymentTag, LensTelemetry.Bucket(name));
-            if (cell.ConsecutiveOutOfBand == _monitor.ConsecutiveWindows)
+            if (!_flagged.Contains(cell.Health.Cell))
             {
                 // Newly flagged: its bucket's profile no longer describes the device (a re-profile's commit clears it).
                 stale.Add(GrainFactory.GetGrain<IBucketGrain>(_key.Bucket(cell.Health.Cell).Format()).SetStaleAsync(true));
@@ -147,6 +151,7 @@ public sealed class TrafficMonitorGrain(
         }
 
         await Task.WhenAll(stale);
+        _flagged = [.. verdict.Flagged.Select(c => c.Health.Cell)];
 
         // Acting on it: a flagged cell whose cost the window estimated tightly takes that cost in the deployment's model, with its
         // provenance; and every window is an entry of the deployment's health history.
@@ -167,12 +172,14 @@ public sealed class TrafficMonitorGrain(
         await GrainFactory.GetGrain<IDeploymentMonitorGrain>(_key.Format()).AppendHistoryAsync(entry);
         s.Analyses++;
         s.LastError = null;
-        s.Streaks = _monitor.Streaks.ToDictionary(p => p.Key.ToString(), p => p.Value, StringComparer.Ordinal);
+        s.RecentCommonShifts = [.. _monitor.RecentCommonShifts];
+        s.Tracks = _monitor.Tracks.ToDictionary(p => p.Key.ToString(), p => TrafficTrackState.From(p.Value), StringComparer.Ordinal);
         s.Latest = new TrafficWindow(analyzedAt, version, report.Requests, report.Skipped, Finite(report.TtftMape), Finite(report.E2eMape),
             report.CommonShift, report.StartMs, report.EndMs,
             [.. verdict.Cells.Select(c => new TrafficCell(c.Health.Cell.ToString(), c.Health.Observations, c.Health.Steps, c.Health.Shift,
-                c.Health.ShiftStandardError, c.Health.Band, c.Health.OutOfBand, c.ConsecutiveOutOfBand, c.Flagged, c.Health.ProfiledMs,
-                c.Health.EstimatedMs))]);
+                c.Health.ShiftStandardError, c.Band, c.OutOfBand, c.ConsecutiveOutOfBand, c.Flagged, c.Health.ProfiledMs,
+                c.Health.EstimatedMs, c.Reference.ToString().ToLowerInvariant(), c.BaselineWindows, c.Baseline, c.Deviation,
+                c.DeviationStandardError))], verdict.Disturbed, verdict.RecentCommonShift);
         await state.WriteStateAsync();
         activity?.SetTag("lens.flagged", stale.Count);
     }
@@ -211,7 +218,7 @@ public sealed class TrafficMonitorGrain(
         var estimates = s.Analyses > 0 ? await Deployment.GetTrafficEstimatesAsync() : [];
         return new TrafficStatus(_key.Deployment, s.Received, _options.TrafficWindow, _pending, s.Analyses, _monitor.ConsecutiveWindows,
             [.. s.Latest?.Cells.Where(c => c.Flagged).Select(c => c.Cell) ?? []], s.Latest, s.LastError, estimates.Length > 0 ? estimates : null,
-            s.LastReprofile);
+            s.LastReprofile, _monitor.BaselineWindows);
     }
 
     private IDeploymentGrain Deployment => DeploymentGrains.Get(GrainFactory, _key);
@@ -219,7 +226,7 @@ public sealed class TrafficMonitorGrain(
     private static double? Finite(double value) => double.IsFinite(value) ? value : null;
 }
 
-/// <summary>The stored part of a deployment's live-traffic monitoring: counts, streaks per cell and the latest window's report.</summary>
+/// <summary>The stored part of a deployment's live-traffic monitoring: counts, each cell's track, the recent common shifts and the latest window's report.</summary>
 [GenerateSerializer, Alias("lens.TrafficState.v1")]
 public sealed class TrafficState
 {
@@ -229,8 +236,9 @@ public sealed class TrafficState
     [Id(1)]
     public long Analyses { get; set; }
 
+    /// <summary>Windows out of band running per cell, as stored before the tracks (read by nothing: a streak starts again).</summary>
     [Id(2)]
-    public Dictionary<string, int> Streaks { get; set; } = new(StringComparer.Ordinal);
+    public Dictionary<string, int>? Streaks { get; set; }
 
     [Id(3)]
     public TrafficWindow? Latest { get; set; }
@@ -248,4 +256,47 @@ public sealed class TrafficState
     /// <summary>The latest single-cell re-profile started for a flagged cell (null: none yet).</summary>
     [Id(6)]
     public TrafficReprofile? LastReprofile { get; set; }
+
+    /// <summary>Each cell's track (Core's <see cref="CellTrack"/>): its baseline windows and the windows running against it.</summary>
+    [Id(7)]
+    public Dictionary<string, TrafficTrackState>? Tracks { get; set; }
+
+    /// <summary>The latest windows' common shifts, oldest first (a window far from them is the machine disturbed).</summary>
+    [Id(8)]
+    public double[]? RecentCommonShifts { get; set; }
+}
+
+/// <summary>
+/// A cell's track as stored: values rounded to 1e-6 (shifts are relative; the row stays small with a few hundred cells of up to
+/// <see cref="LensGrainOptions.TrafficBaselineWindows"/> + 8 windows each).
+/// </summary>
+[GenerateSerializer, Alias("lens.TrafficTrackState.v1")]
+public sealed class TrafficTrackState
+{
+    [Id(0)]
+    public double ProfiledMs { get; set; }
+
+    [Id(1)]
+    public int Streak { get; set; }
+
+    /// <summary>Own shift and its standard deviation of each baseline window, in pairs.</summary>
+    [Id(2)]
+    public double[] Learned { get; set; } = [];
+
+    /// <summary>Deviation and its standard deviation of each window running, in pairs.</summary>
+    [Id(3)]
+    public double[] Run { get; set; } = [];
+
+    public static TrafficTrackState From(CellTrack track) => new()
+    {
+        ProfiledMs = track.ProfiledMs, Streak = track.Streak, Learned = Pairs(track.Learned), Run = Pairs(track.Run),
+    };
+
+    public CellTrack ToCore() => new(ProfiledMs, Streak, Points(Learned), Points(Run));
+
+    private static double[] Pairs(TrackPoint[] points) =>
+        [.. points.SelectMany(p => new[] { Math.Round(p.Value, 6), Math.Round(p.Sigma, 6) })];
+
+    private static TrackPoint[] Points(double[] pairs) =>
+        [.. Enumerable.Range(0, pairs.Length / 2).Select(i => new TrackPoint(pairs[2 * i], pairs[(2 * i) + 1]))];
 }

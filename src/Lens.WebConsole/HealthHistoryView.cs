@@ -69,8 +69,8 @@ public static class HealthHistoryView
         var cells = rows.Select(b => windows.Select(e => e.Shift.ElementAtOrDefault(b) is { } shift
             ? new HeatCell(100 * (shift - e.CommonShift), e.Stale.ElementAtOrDefault(b),
                 $"{history.Buckets[b]} at {Format.Time(e.At)}: {Format.Percent(shift - e.CommonShift)} beyond the common shift " +
-                $"({Format.Percent(e.CommonShift)}), band ± {Format.Percent(e.Band.ElementAtOrDefault(b))}, out of band " +
-                $"{e.ConsecutiveDrift.ElementAtOrDefault(b)} windows running{(e.Stale.ElementAtOrDefault(b) ? ", FLAGGED" : "")}" +
+                $"({Format.Percent(e.CommonShift)}), band ± {Format.Percent(e.Band.ElementAtOrDefault(b))}, " +
+                $"{e.ConsecutiveDrift.ElementAtOrDefault(b)} windows running against it{(e.Stale.ElementAtOrDefault(b) ? ", FLAGGED" : "")}" +
                 $"{(e.Reprofiling == history.Buckets[b] ? ", re-profile started" : "")}")
             : new HeatCell(null, false, null)).ToArray()).ToArray();
         return ([.. rows.Select(b => history.Buckets[b])], columns, cells);

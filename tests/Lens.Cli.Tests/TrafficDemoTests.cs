@@ -22,7 +22,7 @@ public sealed class TrafficDemoTests : IDisposable
     public void A_slowed_cell_is_flagged_a_device_wide_slowdown_is_the_common_shift_and_another_tenant_reaches_nothing()
     {
         _lens.Write("ci-batch.json", Profile);
-        var r = _lens.Run("demo", "--traffic", "--engine", _lens.PathOf("ci-batch.json"), "--window", "100", "--steady-windows", "1", "--cell-windows", "3", "--all-windows", "1",
+        var r = _lens.Run("demo", "--traffic", "--engine", _lens.PathOf("ci-batch.json"), "--window", "100", "--baseline-windows", "2", "--steady-windows", "1", "--cell-windows", "3", "--all-windows", "1",
             "--cell-slowdown", "4", "--all-slowdown", "2", "--repeats", "1", "--out-dir", "out", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
         using var doc = JsonDocument.Parse(r.Stdout);
@@ -33,22 +33,23 @@ public sealed class TrafficDemoTests : IDisposable
         var windows = root.GetProperty("windows").EnumerateArray().ToArray();
         Assert.All(windows, w => Assert.Equal(100, w.GetProperty("requests").GetInt32()));
         Assert.Equal(windows.Select((_, i) => i + 1), windows.Select(w => w.GetProperty("index").GetInt32()));
-        var phases = windows.Select(w => w.GetProperty("phase").GetString()).ToArray();
-        Assert.Equal("steady", phases[0]);
+        var phases = windows.Select(w => w.GetProperty("phase").GetString()!).ToArray();
+        Assert.Equal(["learn", "learn", "steady"], phases[..3]);
         Assert.Equal("all", phases[^1]);
+        var steady = windows[2];
 
         // The slowed cell is a decode cell of a batch above 1 that the steady traffic ran, and the hook really slowed it alone:
         // re-profiled with the slowdown on, its cost is well above its profiled one.
         var cell = root.GetProperty("slowedCell").GetString()!;
         Assert.Matches("^decode-[0-9]+-b[24]$", cell);
-        Assert.Contains(windows[0].GetProperty("cells").EnumerateArray(), c => c.GetProperty("cell").GetString() == cell);
+        Assert.Contains(steady.GetProperty("cells").EnumerateArray(), c => c.GetProperty("cell").GetString() == cell);
         Assert.True(root.GetProperty("reprofiledSlowedCellMs").GetDouble() > 1.5 * root.GetProperty("profiledCellMs").GetDouble(), r.Stdout);
         var checks = root.GetProperty("checks").EnumerateArray().ToArray();
         Assert.Equal(7, checks.Length);
         Assert.Equal(root.GetProperty("met").GetBoolean(), checks.All(c => c.GetProperty("met").GetBoolean()));
 
         // Every cell twice the work: the common shift rises well above the steady one.
-        var steadyShift = windows[0].GetProperty("commonShift").GetDouble();
+        var steadyShift = steady.GetProperty("commonShift").GetDouble();
         Assert.True(root.GetProperty("commonShift").GetDouble() > steadyShift + 0.3, r.Stdout);
 
         // Tenant B's exporter named tenant A's deployment: nothing arrived, and B cannot read A's report.

@@ -49,6 +49,17 @@ public sealed class TrafficAnalysisTests
     private static double Normal(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     [Fact]
+    public void A_requests_decode_part_is_its_e2e_exposure_less_its_ttft_exposure()
+    {
+        var e2e = new ExposureRow([0, 3, 5, 9], [4.0, 2.0, 1.0, 6.0]);
+        var ttft = new ExposureRow([0, 5], [4.0, 0.5]);
+        var decode = e2e.Minus(ttft);
+        Assert.Equal([3, 5, 9], decode.Cells);
+        Assert.Equal([2.0, 0.5, 6.0], decode.Ms);
+        Assert.Empty(ttft.Minus(ttft).Cells);
+    }
+
+    [Fact]
     public void A_window_the_profile_explains_exactly_has_no_shift_and_no_error()
     {
         var report = TrafficAnalysis.Analyze(Profiled, Observe(Profiled, Traffic(0.6, 1000, 1), 0, 2));
@@ -107,6 +118,22 @@ public sealed class TrafficAnalysisTests
         var trueMs = truth.StepMs(Buckets.BatchIndex(batch), Buckets.DecodeIndex(edge));
         Assert.NotNull(flagged.EstimatedMs);
         Assert.InRange(flagged.EstimatedMs!.Value / trueMs, 0.9, 1.1);
+    }
+
+    [Fact]
+    public void A_cells_estimate_is_its_cost_on_the_machine_as_profiled_not_with_the_machines_shift_of_the_window()
+    {
+        // The machine 15% slower everywhere in this window, and one cell 30% slower besides: the model's other cells keep their
+        // profiled costs, so the cell's estimate must be 1.3 x its profile, not 1.3 x 1.15.
+        var slowed = new BucketId(BucketKind.Decode, 512, 4);
+        var truth = Model(id => id == slowed ? 1.3 * 1.15 : 1.15);
+        var report = TrafficAnalysis.Analyze(Profiled, Observe(truth, Traffic(0.5, 2000, 41), 0.02, 42));
+
+        Assert.InRange(report.CommonShift, 0.12, 0.19);
+        var cell = Assert.Single(report.OutOfBand);
+        Assert.Equal(slowed, cell.Cell);
+        var profiledMs = Profiled.StepMs(Buckets.BatchIndex(4), Buckets.DecodeIndex(512));
+        Assert.InRange(cell.EstimatedMs!.Value / profiledMs, 1.3 * 0.93, 1.3 * 1.07);
     }
 
     [Fact]

@@ -7,6 +7,7 @@ using Google.Protobuf;
 using Lens.Abstractions;
 using Lens.Client;
 using Lens.Core;
+using Lens.Grains;
 using Lens.Otlp.Proto;
 using OpenTelemetry;
 using OpenTelemetry.Exporter;
@@ -190,6 +191,39 @@ public sealed class OtlpTrafficTests(HttpHostFixture fixture) : IClassFixture<Ht
         Assert.Equal([false, true], history.Entries.Select(e => e.Stale[column]));
         Assert.Equal(1, history.Entries[^1].Drifting);
         Assert.InRange(history.Entries[^1].Shift[column]!.Value, 0.2, 0.4);
+    }
+
+    [Fact]
+    public async Task After_its_baseline_windows_a_cell_is_judged_against_its_own_traffic_and_the_report_says_so()
+    {
+        var device = NewDevice();
+        var (id, profiled) = await BatchedDeploymentAsync(device, "baseline");
+        var baselineWindows = new LensGrainOptions().TrafficBaselineWindows;
+        var windows = baselineWindows + 1;
+        await SendAsync(fixture.Http, HttpHostFixture.AcmeKey, device, id,
+            Observe(Truth(_ => 1), Traffic(profiled, 0.6, windows * Window, 31), 0.01, 32));
+
+        var status = await fixture.Acme.GetTrafficAsync(device, id);
+        Assert.Equal(windows, status.Analyses);
+        Assert.Equal(baselineWindows, status.BaselineWindows);
+        Assert.Empty(status.Flagged);
+        Assert.False(status.Latest!.Disturbed);
+        Assert.NotNull(status.Latest.RecentCommonShift);
+        var judged = status.Latest.Cells.Where(c => c.Reference == "traffic").ToArray();
+        Assert.NotEmpty(judged);
+        Assert.All(judged, c =>
+        {
+            Assert.Equal(baselineWindows, c.BaselineWindows);
+            Assert.InRange(c.Baseline!.Value, -0.1, 0.1); // the traffic is what the profile says: the baseline is near 0
+            Assert.False(c.OutOfBand);
+        });
+        Assert.All(status.Latest.Cells.Where(c => c.Reference != "traffic"), c =>
+        {
+            Assert.Equal("profile", c.Reference);
+            // Still learning, or this window completed its baseline (it was judged against the profile before it was learned).
+            Assert.InRange(c.BaselineWindows, 0, baselineWindows);
+            Assert.Null(c.Baseline);
+        });
     }
 
     [Fact]

@@ -20,8 +20,13 @@ public sealed partial class DemoSettings
     [DefaultValue(1000)]
     public int Window { get; init; } = 1000;
 
+    [CommandOption("--baseline-windows <N>")]
+    [Description("--traffic: windows with nothing changed in which each cell's traffic baseline is learned (the service's Lens:Grains:TrafficBaselineWindows), 2..100; cells are judged against their profile meanwhile.")]
+    [DefaultValue(10)]
+    public int BaselineWindows { get; init; } = 10;
+
     [CommandOption("--steady-windows <N>")]
-    [Description("--traffic: windows with nothing changed, 1..100.")]
+    [Description("--traffic: windows with nothing changed after the baseline windows, judged against the baseline, 1..100.")]
     [DefaultValue(10)]
     public int SteadyWindows { get; init; } = 10;
 
@@ -58,10 +63,10 @@ public sealed partial class DemoSettings
         }
 
         if (!(Load > 0 && Load <= 1) || Window is < 50 or > 10_000 || SteadyWindows is < 1 or > 100 || CellWindows is < 1 or > 100 ||
-            AllWindows is < 1 or > 100)
+            AllWindows is < 1 or > 100 || BaselineWindows is < 2 or > 100)
         {
-            return $"--load must be in (0, 1], --window in 50..10000 and the window counts in 1..100; got {Load}, {Window}, " +
-                   $"{SteadyWindows}, {CellWindows}, {AllWindows}";
+            return $"--load must be in (0, 1], --window in 50..10000, --baseline-windows in 2..100 and the other window counts in 1..100; got " +
+                   $"{Load}, {Window}, {BaselineWindows}, {SteadyWindows}, {CellWindows}, {AllWindows}";
         }
 
         return CellSlowdown is > 1 and <= 10 && AllSlowdown is > 1 and <= 10

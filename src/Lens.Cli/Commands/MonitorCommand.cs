@@ -37,6 +37,10 @@ public sealed class MonitorSettings : CommandSettings
     [Description("Windows running a cell must be out of band to be flagged (1..100, default 2).")]
     public int Consecutive { get; init; } = 2;
 
+    [CommandOption("--baseline-windows <N>")]
+    [Description("Judged windows that form each cell's traffic baseline, after which it is judged against that baseline rather than its profile (2..1000, default 10).")]
+    public int BaselineWindows { get; init; } = 10;
+
     [CommandOption("--max-num-seqs <N>")]
     [Description("Sequences in flight per replica on the server (default: the largest batch bucket).")]
     public int? MaxNumSeqs { get; init; }
@@ -64,6 +68,11 @@ public sealed class MonitorSettings : CommandSettings
         if (Consecutive is < 1 or > 100)
         {
             return ValidationResult.Error($"--consecutive must be in 1..100; got {Consecutive}");
+        }
+
+        if (BaselineWindows is < 2 or > 1000)
+        {
+            return ValidationResult.Error($"--baseline-windows must be in 2..1000; got {BaselineWindows}");
         }
 
         if (Replicas is < 1 or > 1024)
@@ -99,7 +108,7 @@ public sealed class MonitorCommand : Command<MonitorSettings>
         var ordered = observed.OrderBy(o => o.ArrivalMs).ToArray();
         var size = settings.Window ?? ordered.Length;
         var options = new TrafficOptions(MaxNumSeqs: settings.MaxNumSeqs, Replicas: settings.Replicas);
-        var monitor = new TrafficMonitor(settings.Consecutive);
+        var monitor = new TrafficMonitor(settings.Consecutive, settings.BaselineWindows);
         var verdicts = new List<TrafficWindowVerdict>();
         for (var start = 0; start < ordered.Length; start += size)
         {
@@ -138,8 +147,13 @@ public sealed class MonitorCommand : Command<MonitorSettings>
                         steps = c.Health.Steps,
                         shift = c.Health.Shift,
                         shiftStandardError = c.Health.ShiftStandardError,
-                        band = c.Health.Band,
-                        outOfBand = c.Health.OutOfBand,
+                        band = c.Band,
+                        outOfBand = c.OutOfBand,
+                        reference = c.Reference.ToString().ToLowerInvariant(),
+                        baselineWindows = c.BaselineWindows,
+                        baseline = c.Baseline,
+                        deviation = c.Deviation,
+                        deviationStandardError = c.DeviationStandardError,
                         consecutiveOutOfBand = c.ConsecutiveOutOfBand,
                         flagged = c.Flagged,
                         profiledMs = c.Health.ProfiledMs,
@@ -162,18 +176,22 @@ public sealed class MonitorCommand : Command<MonitorSettings>
 
         AnsiConsole.Write(windows);
         var cells = new Table().Title($"cells in window {verdicts.Count}")
-            .AddColumns("cell", "requests", "steps", "shift %", "+/- %", "band %", "windows out", "flagged", "profiled ms", "from traffic ms");
+            .AddColumns("cell", "requests", "steps", "shift %", "+/- %", "judged by", "deviation %", "band %", "windows", "flagged", "profiled ms",
+                "from traffic ms");
         foreach (var c in verdicts[^1].Cells)
         {
             var h = c.Health;
             cells.AddRow(h.Cell.ToString(), h.Observations.ToString(CultureInfo.InvariantCulture), h.Steps.ToString(CultureInfo.InvariantCulture),
-                F(100 * h.Shift), F(100 * h.ShiftStandardError), F(100 * h.Band), c.ConsecutiveOutOfBand.ToString(CultureInfo.InvariantCulture),
+                F(100 * h.Shift), F(100 * h.ShiftStandardError), Judge(c), c.Deviation is { } d ? F(100 * d) : "-", F(100 * c.Band),
+                c.ConsecutiveOutOfBand.ToString(CultureInfo.InvariantCulture),
                 c.Flagged ? "[red]yes[/]" : "no", F(h.ProfiledMs), h.EstimatedMs is { } e ? F(e) : "-");
         }
 
         AnsiConsole.Write(cells);
         return verdicts[^1].Flagged.Any() ? 3 : LensApp.Ok;
     }
+
+    private static string Judge(CellVerdict c) => c.Reference == CellReference.Traffic ? "baseline" : $"profile ({c.BaselineWindows} learned)";
 
     private static List<ObservedRequest> ReadObserved(string path)
     {

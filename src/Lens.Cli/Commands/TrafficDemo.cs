@@ -17,7 +17,8 @@ namespace Lens.Cli.Commands;
 /// traffic at a fraction of the fitted model's sustainable rate replayed against the engine, each finished request reported as an
 /// <c>llm_request</c> span by the standard OpenTelemetry exporter with tenant A's key. Four phases, each a run of windows:
 /// <list type="number">
-/// <item>steady: nothing changed; no cell may be flagged;</item>
+/// <item>steady: nothing changed; no cell may be flagged, neither in the <c>--baseline-windows</c> that learn each cell's traffic
+/// baseline (judged against the profile) nor in the <c>--steady-windows</c> after them (judged against that baseline);</item>
 /// <item>one cell: the (batch, length) decode cell of batch above 1 that the last steady window ran most steps of is slowed by
 /// <c>--cell-slowdown</c> through the engine's hook; it, and only it, must be flagged within <c>--cell-windows</c> windows, and its
 /// cost estimated from the traffic must be within 10% of its cost re-profiled with the slowdown on;</item>
@@ -58,7 +59,7 @@ internal static class TrafficDemo
         var profiled = CliFiles.ReadMeasurements(profilePath, "profile").Rows;
 
         // 2. The service, with the profile imported into tenant A's deployment (the service fits it).
-        await using var lens = await StartServiceAsync(settings.Window, ct);
+        await using var lens = await StartServiceAsync(settings.Window, settings.BaselineWindows, ct);
         using var http = new HttpClient { BaseAddress = lens.HttpAddress, Timeout = TimeSpan.FromMinutes(2) };
         var a = new LensHttpClient(http, KeyA);
         var b = new LensHttpClient(http, KeyB);
@@ -123,11 +124,16 @@ internal static class TrafficDemo
             }
 
             var window = new TrafficDemoWindow(n + 1, phase, replay.Summary.Requests, replay.Summary.E2e.P50, latest.TtftMape, latest.E2eMape,
-                latest.CommonShift, status.Flagged, [.. latest.Cells.Where(c => c.OutOfBand).Select(c => c.Cell)], latest.Cells);
+                latest.CommonShift, status.Flagged, [.. latest.Cells.Where(c => c.OutOfBand).Select(c => c.Cell)], latest.Cells, latest.Disturbed);
             windows.Add(window);
             ui.MarkupLineInterpolated(
-                $"window {window.Index,3} {phase,-6} E2E MAPE {latest.E2eMape ?? double.NaN,5:0.0}%  common shift {latest.CommonShift,6:+0.000;-0.000}  out of band [[{string.Join(' ', window.OutOfBand)}]]  flagged [[{string.Join(' ', window.Flagged)}]]");
+                $"window {window.Index,3} {phase,-6} E2E MAPE {latest.E2eMape ?? double.NaN,5:0.0}%  common shift {latest.CommonShift,6:+0.000;-0.000}{(latest.Disturbed ? " (machine disturbed: no cell judged)" : "")}  out of band [[{string.Join(' ', window.OutOfBand)}]]  flagged [[{string.Join(' ', window.Flagged)}]]");
             return window;
+        }
+
+        for (var w = 0; w < settings.BaselineWindows; w++)
+        {
+            await WindowAsync("learn");
         }
 
         for (var w = 0; w < settings.SteadyWindows; w++)
@@ -235,7 +241,7 @@ internal static class TrafficDemo
         new(m.InputLength, m.OutputLength, m.E2eMs, m.TtftMs, m.Bucket?.ToString(), m.Batch, m.Group);
 
     /// <summary>An embedded LENS server on free loopback ports with tenants A and B; OTLP windows of <paramref name="window"/> requests.</summary>
-    private static Task<LensServer> StartServiceAsync(int window, CancellationToken ct) =>
+    private static Task<LensServer> StartServiceAsync(int window, int baselineWindows, CancellationToken ct) =>
         LensHost.StartAsync(new LensServerOptions
         {
             SiloPort = FreePort(),
@@ -243,7 +249,7 @@ internal static class TrafficDemo
             HttpPort = 0,
             ServiceId = "lens-traffic-" + Guid.NewGuid().ToString("N")[..8],
             Tenants = { ["tenant-a"] = KeyA, ["tenant-b"] = KeyB },
-            Grains = { TrafficWindow = window },
+            Grains = { TrafficWindow = window, TrafficBaselineWindows = baselineWindows },
         }, builder => builder.Logging.ClearProviders(), ct); // the demo prints its own progress
 
     private static int FreePort()

@@ -8,7 +8,7 @@ namespace Lens.Cli.Commands;
 
 /// <summary>One analysed window of the traffic demo, as the service reported it.</summary>
 internal sealed record TrafficDemoWindow(int Index, string Phase, int Requests, double MeasuredE2eP50Ms, double? TtftMape, double? E2eMape,
-    double CommonShift, string[] Flagged, string[] OutOfBand, TrafficCell[] Cells);
+    double CommonShift, string[] Flagged, string[] OutOfBand, TrafficCell[] Cells, bool Disturbed = false);
 
 /// <summary>A check of the demo: what was asked, the figure found, and whether it was met.</summary>
 internal sealed record TrafficDemoCheck(string Name, string Figure, bool Met);
@@ -52,7 +52,9 @@ internal sealed record TrafficDemoResult(
         var blamed = allPhase.SelectMany(w => w.OutOfBand.Concat(w.Flagged)).Distinct(StringComparer.Ordinal).ToArray();
         TrafficDemoCheck[] checks =
         [
-            new("steady: no cell flagged", $"{steady.Count(w => w.Flagged.Length > 0)} of {steady.Length} windows flag a cell",
+            new("steady: no cell flagged",
+                $"{steady.Count(w => w.Flagged.Length > 0)} of {steady.Length} windows flag a cell ({steady.Count(w => w.Phase == "learn")} learning the baseline, " +
+                $"{steady.Count(w => w.Phase != "learn")} judged against it; {steady.Count(w => w.Disturbed)} with the machine disturbed)",
                 steady.All(w => w.Flagged.Length == 0)),
             new($"one cell x{settings.CellSlowdown}: {name} flagged within {settings.CellWindows} windows",
                 firstFlag > 0 ? $"flagged after {firstFlag}" : $"not flagged in {cellPhase.Length}", firstFlag > 0),

@@ -90,7 +90,7 @@ public static class HealthHistory
             {
                 observations[b] = v.Health.Observations;
                 shift[b] = v.Health.Observations > 0 && double.IsFinite(v.Health.Shift) ? Compact(v.Health.Shift) : null;
-                band[b] = double.IsFinite(v.Health.Band) ? Compact(v.Health.Band) : MaxShift;
+                band[b] = double.IsFinite(v.Band) ? Compact(v.Band) : MaxShift;
                 counts[b] = v.ConsecutiveOutOfBand;
                 flagged[b] = v.Flagged;
             }

@@ -23,9 +23,16 @@ public sealed record TrafficOptions(int MinObservations = 20, double Z = 4, doub
 /// <param name="Band">The cell's band: own shifts (beyond the common shift) inside it are noise.</param>
 /// <param name="OutOfBand">Whether the cell's own shift left its band in this window (flagged after consecutive windows).</param>
 /// <param name="ProfiledMs">The cell's cost in the model.</param>
-/// <param name="EstimatedMs">Its cost estimated from the traffic, when it ran enough steps and the estimate is tight; else null.</param>
+/// <param name="EstimatedMs">
+/// Its cost estimated from the traffic, on the machine as profiled (<c>cost * (1 + shift) / (1 + common shift)</c>), when it ran enough
+/// steps and the estimate is tight; else null.
+/// </param>
 public sealed record CellHealth(BucketId Cell, int Observations, long Steps, double Shift, double ShiftStandardError, double Band, bool OutOfBand,
-    double ProfiledMs, double? EstimatedMs);
+    double ProfiledMs, double? EstimatedMs)
+{
+    /// <summary>Whether enough requests include the cell for it to be judged (<see cref="TrafficOptions.MinObservations"/>).</summary>
+    public bool Judged { get; init; }
+}
 
 /// <summary>One window of live traffic analysed.</summary>
 /// <param name="Requests">Requests replayed.</param>
@@ -46,7 +53,9 @@ public sealed record TrafficReport(int Requests, int Skipped, double TtftMape, d
 /// Monitoring under continuous batching (method.md, "Live traffic"): a window of observed requests is replayed through the serving
 /// simulation of the deployment (its batch buckets, <c>max_num_seqs</c> and replicas) at the observed arrivals, and each request's
 /// observed TTFT and E2E are compared with the replay's. The same replay gives each request's exposure (<see cref="ExposureRecorder"/>):
-/// how much of each cell's cost its latency is made of. The residuals, relative to the prediction, are regressed on the exposures
+/// how much of each cell's cost its latency is made of. Each request gives two rows, its TTFT and its decode part (E2E less TTFT,
+/// exposure likewise): an E2E row would carry the request's TTFT again, queueing noise and all, and drown the decode cells' evidence
+/// in it. The residuals, relative to the prediction, are regressed on the exposures
 /// (least squares, with a ridge that pulls thinly observed cells toward the common shift), which attributes a slowdown to the cells
 /// that caused it. The schedule itself depends on the costs (a slow cell queues everyone behind it), so the window is replayed again
 /// with the costs found, and solved again (Gauss-Newton; <see cref="TrafficOptions.Iterations"/> rounds).
@@ -110,9 +119,17 @@ public static class TrafficAnalysis
         {
             var band = Math.Max(options.MinRelativeShift, options.Z * cells.RelativeFitError(c));
             var own = Math.Abs(shift[c] - common);
-            var outOfBand = observations[c] >= options.MinObservations && own > band && own > options.Z * se[c];
-            double? estimate = steps[c] >= options.MinEstimateSteps && se[c] <= options.MaxEstimateError ? cells.Cost(c) * (1 + shift[c]) : null;
-            result.Add(new CellHealth(cells.Id(c), observations[c], steps[c], shift[c], se[c], band, outOfBand, cells.Cost(c), estimate));
+            var judged = observations[c] >= options.MinObservations;
+            var outOfBand = judged && own > band && own > options.Z * se[c];
+            // The cost on the machine as it was profiled: the shift all cells share (the machine now) is not the cell's, and a cost
+            // that kept it would be off against the model's other cells once the machine is back as it was.
+            double? estimate = steps[c] >= options.MinEstimateSteps && se[c] <= options.MaxEstimateError && common > MinShift
+                ? cells.Cost(c) * (1 + shift[c]) / (1 + common)
+                : null;
+            result.Add(new CellHealth(cells.Id(c), observations[c], steps[c], shift[c], se[c], band, outOfBand, cells.Cost(c), estimate)
+            {
+                Judged = judged,
+            });
         }
 
         return new TrafficReport(served.Length, window.Count - served.Length, ttftMape, e2eMape, common, result, start,
@@ -285,8 +302,9 @@ public static class TrafficAnalysis
     private sealed record ReplayResult(ServingRun Run, ExposureRecorder Exposure, List<(ExposureRow X, double Scale, double Y)> Rows, double Error);
 
     /// <summary>
-    /// The window replayed with every cell's cost times <c>1 + shift</c>: one row per observed TTFT and E2E, relative to the replay's
-    /// prediction (<c>x = exposure / pred</c>, <c>y = (obs - pred) / pred</c>), and how far the costs are from explaining it.
+    /// The window replayed with every cell's cost times <c>1 + shift</c>: one row per observed TTFT and decode part (E2E less TTFT),
+    /// relative to the replay's prediction (<c>x = exposure / pred</c>, <c>y = (obs - pred) / pred</c>), and how far the costs are
+    /// from explaining it.
     /// </summary>
     private static ReplayResult Replay(DeploymentModel model, CostCells cells, TraceRequest[] trace, ObservedRequest[] observed, double[] shift,
         TrafficOptions options)
@@ -297,7 +315,7 @@ public static class TrafficAnalysis
         for (var n = 0; n < observed.Length; n++)
         {
             Add(exposure.Ttft[n], observed[n].TtftMs, run.Requests[n].TtftMs);
-            Add(exposure.E2e[n], observed[n].E2eMs, run.Requests[n].E2eMs);
+            Add(exposure.E2e[n].Minus(exposure.Ttft[n]), observed[n].E2eMs - observed[n].TtftMs, run.Requests[n].E2eMs - run.Requests[n].TtftMs);
         }
 
         // The judge of a step: each cell's normalized score (x_c . y)^2 / (x_c . x_c), summed. It is zero where the costs explain
@@ -356,8 +374,10 @@ public static class TrafficAnalysis
         var xty = Vector<double>.Build.Dense(m);
         var cols = new int[m];
         var vals = new double[m];
+        var limit = HuberLimit(rows);
         foreach (var (x, scale, y) in rows)
         {
+            var w = Math.Abs(y) <= limit ? 1 : limit / Math.Abs(y);
             var nnz = 0;
             for (var k = 0; k < x.Cells.Length; k++)
             {
@@ -367,10 +387,10 @@ public static class TrafficAnalysis
 
             for (var i = 0; i < nnz; i++)
             {
-                xty[cols[i]] += vals[i] * y;
+                xty[cols[i]] += w * vals[i] * y;
                 for (var j = 0; j < nnz; j++)
                 {
-                    xtx[cols[i], cols[j]] += vals[i] * vals[j];
+                    xtx[cols[i], cols[j]] += w * vals[i] * vals[j];
                 }
             }
         }
@@ -393,7 +413,7 @@ public static class TrafficAnalysis
                 fit += x.Ms[k] * scale * beta[column[x.Cells[k]]];
             }
 
-            rss += (y - fit) * (y - fit);
+            rss += (Math.Abs(y) <= limit ? 1 : limit / Math.Abs(y)) * (y - fit) * (y - fit);
         }
 
         var sigma2 = rss / Math.Max(1, rows.Count - m);
@@ -405,6 +425,21 @@ public static class TrafficAnalysis
         }
 
         return delta;
+    }
+
+    /// <summary>Huber's tuning constant: 95% of least squares' efficiency where the residuals are normal.</summary>
+    private const double Huber = 1.345;
+
+    /// <summary>
+    /// The residual beyond which a row's weight falls as 1 / |residual| (Huber): <see cref="Huber"/> robust standard deviations of
+    /// the rows' residuals at the current costs. Latencies on a shared machine have a long upper tail (a request that waited behind
+    /// an interruption is several times its prediction); least squares would take the cells' shifts up with it.
+    /// </summary>
+    private static double HuberLimit(List<(ExposureRow X, double Scale, double Y)> rows)
+    {
+        var magnitudes = rows.Select(r => Math.Abs(r.Y)).Order().ToArray();
+        var sigma = magnitudes.Length == 0 ? 0 : 1.4826 * RepeatStatistic.QuantileOfSorted(magnitudes, 0.5);
+        return sigma > 0 ? Huber * sigma : double.PositiveInfinity;
     }
 
     /// <summary>The model with every cell's cost times <c>1 + shift</c> (a prefill bucket's TTFT with it).</summary>

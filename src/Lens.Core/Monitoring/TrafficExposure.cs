@@ -56,7 +56,41 @@ public sealed class CostCells
 }
 
 /// <summary>A sparse row of a request's exposure: cell indexes and the ms of (reference) cost of each.</summary>
-public readonly record struct ExposureRow(int[] Cells, double[] Ms);
+public readonly record struct ExposureRow(int[] Cells, double[] Ms)
+{
+    /// <summary>
+    /// This row less <paramref name="part"/> (both with cells in increasing order, as the recorder writes them): the exposure of the
+    /// part of a latency after another, such as a request's decode time (E2E less TTFT). Entries that cancel are left out.
+    /// </summary>
+    public ExposureRow Minus(ExposureRow part)
+    {
+        var left = new double[Cells.Length];
+        var kept = 0;
+        for (int i = 0, j = 0; i < Cells.Length; i++)
+        {
+            while (j < part.Cells.Length && part.Cells[j] < Cells[i])
+            {
+                j++;
+            }
+
+            left[i] = Ms[i] - (j < part.Cells.Length && part.Cells[j] == Cells[i] ? part.Ms[j] : 0);
+            kept += left[i] > 1e-9 * Ms[i] ? 1 : 0;
+        }
+
+        var cells = new int[kept];
+        var ms = new double[kept];
+        for (int i = 0, k = 0; i < Cells.Length; i++)
+        {
+            if (left[i] > 1e-9 * Ms[i])
+            {
+                (cells[k], ms[k]) = (Cells[i], left[i]);
+                k++;
+            }
+        }
+
+        return new ExposureRow(cells, ms);
+    }
+}
 
 /// <summary>
 /// Records, while a serving simulation runs, what each request's TTFT and E2E are made of (method.md, "Live traffic"): the steps of
