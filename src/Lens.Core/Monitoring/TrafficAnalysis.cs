@@ -375,9 +375,10 @@ public static class TrafficAnalysis
         var cols = new int[m];
         var vals = new double[m];
         var limit = HuberLimit(rows);
+        double Weight(double y) => Math.Abs(y) <= limit ? 1 : limit / Math.Abs(y);
         foreach (var (x, scale, y) in rows)
         {
-            var w = Math.Abs(y) <= limit ? 1 : limit / Math.Abs(y);
+            var w = Weight(y);
             var nnz = 0;
             for (var k = 0; k < x.Cells.Length; k++)
             {
@@ -413,7 +414,7 @@ public static class TrafficAnalysis
                 fit += x.Ms[k] * scale * beta[column[x.Cells[k]]];
             }
 
-            rss += (Math.Abs(y) <= limit ? 1 : limit / Math.Abs(y)) * (y - fit) * (y - fit);
+            rss += Weight(y) * (y - fit) * (y - fit);
         }
 
         var sigma2 = rss / Math.Max(1, rows.Count - m);
@@ -430,6 +431,9 @@ public static class TrafficAnalysis
     /// <summary>Huber's tuning constant: 95% of least squares' efficiency where the residuals are normal.</summary>
     private const double Huber = 1.345;
 
+    /// <summary>Median absolute residual to standard deviation, for a normal distribution.</summary>
+    private const double MadToSigma = 1.4826;
+
     /// <summary>
     /// The residual beyond which a row's weight falls as 1 / |residual| (Huber): <see cref="Huber"/> robust standard deviations of
     /// the rows' residuals at the current costs. Latencies on a shared machine have a long upper tail (a request that waited behind
@@ -438,7 +442,7 @@ public static class TrafficAnalysis
     private static double HuberLimit(List<(ExposureRow X, double Scale, double Y)> rows)
     {
         var magnitudes = rows.Select(r => Math.Abs(r.Y)).Order().ToArray();
-        var sigma = magnitudes.Length == 0 ? 0 : 1.4826 * RepeatStatistic.QuantileOfSorted(magnitudes, 0.5);
+        var sigma = magnitudes.Length == 0 ? 0 : MadToSigma * RepeatStatistic.QuantileOfSorted(magnitudes, 0.5);
         return sigma > 0 ? Huber * sigma : double.PositiveInfinity;
     }
 
